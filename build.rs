@@ -1,0 +1,24 @@
+//! Link-time fixes for LibTorch from a Python wheel.
+//!
+//! torch-sys links `libtorch_cpu` and `libtorch`; with `--as-needed` the linker then drops
+//! `libtorch_cuda`, because no symbol of ours names it, and CUDA is silently unavailable at run
+//! time. We force it in when the wheel ships it, and embed an rpath to torch's lib directory so
+//! the binary (and every test binary) runs without `LD_LIBRARY_PATH`.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // torch-sys declares `links = "tch"` and exports its lib dir as `libtorch_lib`.
+    let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=DEP_TCH_LIBTORCH_LIB unset: no rpath to LibTorch embedded");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+    if Path::new(&lib_dir).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+    println!("cargo:rustc-env=RMLAB_LIBTORCH_BUILD_DIR={lib_dir}");
+}

@@ -1,0 +1,536 @@
+//! The resolved run configuration: what one training run needs, fully specified.
+//!
+//! A spec file (see [`crate::spec`]) is expanded into one [`RunConfig`] per cell. Each section
+//! has defaults for every key, so a spec only states what differs. A config is *resolved*
+//! ([`RunConfig::resolve`]) before use: values that depend on other values are filled in, so
+//! that two configs that train the same way serialize, and hash, the same way.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::loss::Regularizer;
+
+/// Bump when the data generator, model, trainer or metrics change in a way that changes
+/// results: runs finished under an older version are reported as stale and are not reused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One training run, fully specified.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Seeds the data generator and LibTorch.
+    pub seed: u64,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// Where preference pairs come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataKind {
+    /// Bradley–Terry pairs over Gaussian features with known true rewards.
+    Synthetic,
+}
+
+/// `[data]`: the synthetic Bradley–Terry generator (see [`crate::data::synthetic`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub kind: DataKind,
+    /// Number of prompts x.
+    pub n_prompts: usize,
+    /// Responses y generated for each prompt.
+    pub responses_per_prompt: usize,
+    /// Distinct response pairs compared for each prompt (at most k(k−1)/2).
+    pub pairs_per_prompt: usize,
+    /// Dimension of the response features φ(x, y).
+    pub feature_dim: usize,
+    /// Standard deviation of the per-prompt offset g(x) in r* = w·φ + g(x).
+    pub offset_scale: f64,
+    /// Bradley–Terry inverse temperature: P(a ≻ b) = σ(β (r*_a − r*_b)); `inf` is noise-free.
+    #[serde(with = "float_or_inf")]
+    pub beta: f64,
+    /// Probability that a drawn label is then flipped.
+    pub flip: f64,
+    /// Fraction of prompts held out for validation.
+    pub val_frac: f64,
+    /// Fraction of prompts held out for test.
+    pub test_frac: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            kind: DataKind::Synthetic,
+            n_prompts: 500,
+            responses_per_prompt: 4,
+            pairs_per_prompt: 2,
+            feature_dim: 16,
+            offset_scale: 1.0,
+            beta: 4.0,
+            flip: 0.0,
+            val_frac: 0.2,
+            test_frac: 0.0,
+        }
+    }
+}
+
+/// Architecture of the reward model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// `r = w·φ + b`.
+    Linear,
+    /// Hidden layers with an activation, then a linear head.
+    Mlp,
+}
+
+/// Non-linearity between hidden layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Tanh,
+    Gelu,
+    Silu,
+}
+
+/// Where tensors live. `auto` picks CUDA when LibTorch sees a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// Default hidden sizes of an MLP.
+pub const DEFAULT_HIDDEN: [usize; 1] = [64];
+
+/// `[model]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Hidden layer sizes of an MLP (default `[64]`); a linear model has none.
+    pub hidden: Option<Vec<usize>>,
+    pub activation: Activation,
+    pub device: DeviceChoice,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: ModelKind::Mlp,
+            hidden: None,
+            activation: Activation::Relu,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+/// Optimizer of the training loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    Sgd,
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// L2 penalty added to the gradient by the optimizer (LibTorch's coupled weight decay).
+    pub weight_decay: f64,
+    /// SGD momentum (must be 0 for Adam).
+    pub momentum: f64,
+    /// Pairs per step, drawn uniformly with replacement from the training pairs.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            batch_size: 128,
+            steps: 1000,
+        }
+    }
+}
+
+/// Which penalty is added to the Bradley–Terry term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegularizerKind {
+    None,
+    /// `λ · mean((r_a + r_b)²)`.
+    PairSumSq,
+}
+
+/// `[loss]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    pub regularizer: RegularizerKind,
+    /// λ ≥ 0; 0 is the unregularized loss.
+    pub lambda: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            regularizer: RegularizerKind::PairSumSq,
+            lambda: 0.0,
+        }
+    }
+}
+
+impl LossConfig {
+    /// The runtime regularizer.
+    pub fn regularizer(&self) -> Regularizer {
+        match self.regularizer {
+            RegularizerKind::None => Regularizer::None,
+            RegularizerKind::PairSumSq => Regularizer::pair_sum_sq(self.lambda),
+        }
+    }
+}
+
+/// `[eval]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate train and val splits every this many steps (and at step 0 and the last step).
+    pub every: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { every: 50 }
+    }
+}
+
+/// A config value that is out of range, by dotted key path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidValue {
+    /// Dotted key path, e.g. `loss.lambda`.
+    pub key: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl RunConfig {
+    /// Fills values that depend on others, so equal runs have equal configs:
+    /// an MLP gets its default hidden sizes; λ = 0 becomes `regularizer = "none"`.
+    pub fn resolve(mut self) -> Self {
+        if self.model.kind == ModelKind::Mlp && self.model.hidden.is_none() {
+            self.model.hidden = Some(DEFAULT_HIDDEN.to_vec());
+        }
+        if self.loss.lambda == 0.0 {
+            self.loss.regularizer = RegularizerKind::None;
+        }
+        self
+    }
+
+    /// Checks every range constraint; returns the first violation in key order.
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let d = &self.data;
+        let m = &self.model;
+        let t = &self.train;
+        let bad = |key: &str, message: String| {
+            Err(InvalidValue {
+                key: key.into(),
+                message,
+            })
+        };
+        positive("data.n_prompts", d.n_prompts)?;
+        if d.responses_per_prompt < 2 {
+            return bad(
+                "data.responses_per_prompt",
+                format!(
+                    "must be at least 2 to form a pair, found {}",
+                    d.responses_per_prompt
+                ),
+            );
+        }
+        positive("data.pairs_per_prompt", d.pairs_per_prompt)?;
+        let max_pairs = d.responses_per_prompt * (d.responses_per_prompt - 1) / 2;
+        if d.pairs_per_prompt > max_pairs {
+            return bad(
+                "data.pairs_per_prompt",
+                format!(
+                    "must be at most k(k−1)/2 = {max_pairs} for k = {} responses, found {}",
+                    d.responses_per_prompt, d.pairs_per_prompt
+                ),
+            );
+        }
+        positive("data.feature_dim", d.feature_dim)?;
+        finite_non_negative("data.offset_scale", d.offset_scale)?;
+        if d.beta.is_nan() || d.beta <= 0.0 {
+            return bad(
+                "data.beta",
+                format!("must be > 0 (or inf for noise-free), found {}", d.beta),
+            );
+        }
+        if !(d.flip.is_finite() && (0.0..0.5).contains(&d.flip)) {
+            return bad(
+                "data.flip",
+                format!("must be in [0, 0.5), found {}", d.flip),
+            );
+        }
+        unit_fraction("data.val_frac", d.val_frac)?;
+        unit_fraction("data.test_frac", d.test_frac)?;
+        if d.val_frac + d.test_frac >= 1.0 {
+            return bad(
+                "data.val_frac",
+                format!(
+                    "val_frac + test_frac must leave prompts for training, found {} + {}",
+                    d.val_frac, d.test_frac
+                ),
+            );
+        }
+        match (m.kind, &m.hidden) {
+            (ModelKind::Linear, Some(h)) if !h.is_empty() => {
+                return bad(
+                    "model.hidden",
+                    format!("a linear model has no hidden layers, found {h:?}; use kind = \"mlp\""),
+                );
+            }
+            (ModelKind::Mlp, Some(h)) => {
+                if h.is_empty() {
+                    return bad(
+                        "model.hidden",
+                        "an MLP needs at least one hidden layer; use kind = \"linear\"".into(),
+                    );
+                }
+                if let Some(i) = h.iter().position(|&s| s == 0) {
+                    return bad(
+                        "model.hidden",
+                        format!("layer sizes must be > 0, found 0 at index {i}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad(
+                "train.lr",
+                format!("must be a finite number > 0, found {}", t.lr),
+            );
+        }
+        finite_non_negative("train.weight_decay", t.weight_decay)?;
+        if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
+            return bad(
+                "train.momentum",
+                format!("must be in [0, 1), found {}", t.momentum),
+            );
+        }
+        if t.optimizer == OptimizerKind::Adam && t.momentum != 0.0 {
+            return bad(
+                "train.momentum",
+                "applies to optimizer = \"sgd\" only; Adam has betas".into(),
+            );
+        }
+        positive("train.batch_size", t.batch_size)?;
+        positive("train.steps", t.steps)?;
+        finite_non_negative("loss.lambda", self.loss.lambda)?;
+        if self.loss.regularizer == RegularizerKind::None && self.loss.lambda != 0.0 {
+            return bad(
+                "loss.lambda",
+                format!(
+                    "is {} but regularizer = \"none\"; set regularizer = \"pair_sum_sq\"",
+                    self.loss.lambda
+                ),
+            );
+        }
+        positive("eval.every", self.eval.every)?;
+        Ok(())
+    }
+
+    /// Canonical JSON of the resolved config: the text stored with every run.
+    pub fn canonical_json(&self) -> String {
+        // Struct fields serialize in declaration order, so the text is canonical as it is.
+        serde_json::to_string(self).expect("a RunConfig always serializes")
+    }
+
+    /// Identity of a cell: SHA-256 of the format version and the canonical JSON, 16 hex digits.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(format!("rmlab-format-{FORMAT_VERSION}\n"));
+        h.update(self.canonical_json());
+        h.finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn positive(key: &str, v: usize) -> Result<(), InvalidValue> {
+    if v == 0 {
+        return Err(InvalidValue {
+            key: key.into(),
+            message: "must be > 0, found 0".into(),
+        });
+    }
+    Ok(())
+}
+
+fn finite_non_negative(key: &str, v: f64) -> Result<(), InvalidValue> {
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(InvalidValue {
+            key: key.into(),
+            message: format!("must be a finite number ≥ 0, found {v}"),
+        });
+    }
+    Ok(())
+}
+
+fn unit_fraction(key: &str, v: f64) -> Result<(), InvalidValue> {
+    if !(v.is_finite() && (0.0..1.0).contains(&v)) {
+        return Err(InvalidValue {
+            key: key.into(),
+            message: format!("must be in [0, 1), found {v}"),
+        });
+    }
+    Ok(())
+}
+
+/// Serde for floats that may be infinite. TOML writes `inf`; JSON cannot, so the canonical
+/// JSON stores the string `"inf"`, which this also reads back.
+mod float_or_inf {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *v == f64::INFINITY {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Num(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Repr::deserialize(d).map_err(|_| D::Error::custom("expected a number or inf"))? {
+            Repr::Num(v) => Ok(v),
+            Repr::Text(t) if t == "inf" => Ok(f64::INFINITY),
+            Repr::Text(t) => Err(D::Error::custom(format!(
+                "expected a number or inf, found \"{t}\""
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RunConfig {
+        RunConfig {
+            seed: 0,
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            loss: LossConfig::default(),
+            eval: EvalConfig::default(),
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        base().validate().unwrap();
+    }
+
+    #[test]
+    fn json_round_trip_keeps_infinite_beta() {
+        let mut c = base();
+        c.data.beta = f64::INFINITY;
+        let json = c.canonical_json();
+        assert!(json.contains("\"beta\":\"inf\""), "{json}");
+        let back: RunConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.hash(), c.hash());
+    }
+
+    #[test]
+    fn lambda_zero_resolves_to_no_regularizer() {
+        let a = base();
+        let mut b = base();
+        b.loss.regularizer = RegularizerKind::None;
+        assert_eq!(a.clone().resolve().hash(), b.resolve().hash());
+        assert_eq!(a.loss.regularizer(), Regularizer::None);
+    }
+
+    #[test]
+    fn hash_changes_with_any_value() {
+        let a = base();
+        let mut b = base();
+        b.loss.lambda = 0.01;
+        let mut c = base();
+        c.seed = 1;
+        assert_ne!(a.hash(), b.clone().resolve().hash());
+        assert_ne!(a.hash(), c.hash());
+        assert_eq!(a.hash().len(), 16);
+    }
+
+    #[track_caller]
+    fn rejects(edit: impl FnOnce(&mut RunConfig), key: &str) {
+        let mut c = base();
+        edit(&mut c);
+        let err = c.validate().expect_err("should be rejected");
+        assert_eq!(err.key, key, "{}", err.message);
+    }
+
+    #[test]
+    fn range_errors_name_their_key() {
+        rejects(|c| c.loss.lambda = -0.1, "loss.lambda");
+        rejects(|c| c.loss.lambda = f64::NAN, "loss.lambda");
+        rejects(|c| c.loss.lambda = f64::INFINITY, "loss.lambda");
+        rejects(|c| c.data.flip = 0.5, "data.flip");
+        rejects(|c| c.data.flip = -0.1, "data.flip");
+        rejects(|c| c.data.beta = 0.0, "data.beta");
+        rejects(|c| c.data.n_prompts = 0, "data.n_prompts");
+        rejects(
+            |c| c.data.responses_per_prompt = 1,
+            "data.responses_per_prompt",
+        );
+        rejects(|c| c.data.pairs_per_prompt = 7, "data.pairs_per_prompt");
+        rejects(
+            |c| (c.data.val_frac, c.data.test_frac) = (0.6, 0.5),
+            "data.val_frac",
+        );
+        rejects(|c| c.model.hidden = Some(vec![]), "model.hidden");
+        rejects(|c| c.model.hidden = Some(vec![8, 0]), "model.hidden");
+        rejects(|c| c.model.kind = ModelKind::Linear, "model.hidden");
+        rejects(|c| c.train.lr = 0.0, "train.lr");
+        rejects(|c| c.train.momentum = 0.9, "train.momentum");
+        rejects(|c| c.train.batch_size = 0, "train.batch_size");
+        rejects(|c| c.eval.every = 0, "eval.every");
+        rejects(
+            |c| (c.loss.regularizer, c.loss.lambda) = (RegularizerKind::None, 0.1),
+            "loss.lambda",
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! rmlab: reward models trained with a regularized pairwise loss,
+//! `L = −log σ(r_a − r_b) + λ · (r_a + r_b)²`, and the study of what λ does.
+//!
+//! Data flows one way: [`spec`] → [`config`] → [`data`] → [`model`] → [`loss`] → [`train`]
+//! → [`sink`] → [`store`]. [`sweep`] plans and runs the cells of a spec.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod provenance;
+pub mod runtime;
+pub mod sink;
+pub mod spec;
+pub mod store;
+pub mod sweep;
+pub mod train;
+
+pub use error::{Error, Result};

@@ -1,0 +1,55 @@
+//! Where metrics go: the training loop reports through a [`MetricsSink`] and never knows
+//! whether that is a SQLite store, memory or nothing.
+
+use crate::data::Split;
+use crate::error::Result;
+
+/// Receives evaluation results as they are produced.
+pub trait MetricsSink {
+    /// Metrics of `split` after `step` optimizer steps (step 0 is before training).
+    fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()>;
+}
+
+/// One metric value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    pub step: usize,
+    pub split: Split,
+    pub name: &'static str,
+    pub value: f64,
+}
+
+/// Keeps every row in memory; for tests and callers that want the numbers directly.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub rows: Vec<MetricRow>,
+}
+
+impl MemorySink {
+    /// Values of one metric on one split, by step.
+    pub fn curve(&self, split: Split, name: &str) -> Vec<(usize, f64)> {
+        self.rows
+            .iter()
+            .filter(|r| r.split == split && r.name == name)
+            .map(|r| (r.step, r.value))
+            .collect()
+    }
+
+    /// The last value of one metric on one split.
+    pub fn last(&self, split: Split, name: &str) -> Option<f64> {
+        self.curve(split, name).last().map(|&(_, v)| v)
+    }
+}
+
+impl MetricsSink for MemorySink {
+    fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
+        self.rows
+            .extend(values.iter().map(|&(name, value)| MetricRow {
+                step,
+                split,
+                name,
+                value,
+            }));
+        Ok(())
+    }
+}

@@ -145,7 +145,13 @@ impl Spec {
         };
         if let Err(e) = toml::from_str::<SpecFile>(&text) {
             let span = e.span().unwrap_or(0..0);
-            return Err(src.error_at(span.clone(), &src.key_at(span.start), e.message()));
+            // serde names a missing field only in its message; the span is its table's.
+            let key = match e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                Some(field) if span.start == 0 => field.to_string(),
+                Some(field) => format!("{}.{field}", src.key_at(span.start)),
+                None => src.key_at(span.start),
+            };
+            return Err(src.error_at(span.clone(), &key, e.message()));
         }
         let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             src.error_at(e.span().unwrap_or(0..0), "(document)", e.message())
@@ -584,31 +590,30 @@ fn locate(root: &DeTable, path: &[Step]) -> Range<usize> {
     span
 }
 
-fn find_key(table: &DeTable, offset: usize, path: &mut Vec<String>) -> bool {
-    for (key, value) in table.iter() {
-        let (ks, vs) = (key.span(), value.span());
-        let inside = |r: &Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
-        if inside(&ks) || inside(&vs) {
-            path.push(key.get_ref().to_string());
-            match value.get_ref() {
-                DeValue::Table(t) => {
-                    find_key(t, offset, path);
-                }
-                DeValue::Array(items) => {
-                    for item in items.iter() {
-                        if let DeValue::Table(t) = item.get_ref() {
-                            if inside(&item.span()) {
-                                find_key(t, offset, path);
-                            }
-                        }
-                    }
-                }
-                _ => {}
+/// Appends to `path` the keys leading to `offset`. A `[table]` body lies outside its header's
+/// span, so when no entry contains the offset, the last table whose header precedes it is
+/// searched.
+fn find_key(table: &DeTable, offset: usize, path: &mut Vec<String>) {
+    let inside = |r: &Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
+    let containing = table.iter().find(|(k, v)| inside(&k.span()) || inside(&v.span()));
+    let preceding = || {
+        table
+            .iter()
+            .filter(|(k, v)| k.span().start <= offset && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_)))
+            .max_by_key(|(k, _)| k.span().start)
+    };
+    let Some((key, value)) = containing.or_else(preceding) else { return };
+    path.push(key.get_ref().to_string());
+    match value.get_ref() {
+        DeValue::Table(t) => find_key(t, offset, path),
+        DeValue::Array(items) => {
+            let item = items.iter().filter(|i| i.span().start <= offset).last();
+            if let Some(DeValue::Table(t)) = item.map(|i| i.get_ref()) {
+                find_key(t, offset, path);
             }
-            return true;
         }
+        _ => {}
     }
-    false
 }
 
 /// 1-based line and column (in characters) of a byte offset.

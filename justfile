@@ -1,0 +1,52 @@
+# rmlab tasks. `just --list` shows them; scripts/bootstrap.sh sets up a fresh machine.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# torch-sys finds LibTorch through the project venv's python.
+export VIRTUAL_ENV := justfile_directory() / ".venv"
+export PATH := justfile_directory() / ".venv/bin:" + env_var("PATH")
+export LIBTORCH_USE_PYTORCH := "1"
+
+target := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+bin := target / "release/rmlab"
+db := "results/results.sqlite"
+
+# List the recipes.
+default:
+    @just --list
+
+# Set up a fresh machine: .venv with torch 2.13.0 and just, then the release binary (idempotent).
+bootstrap:
+    scripts/bootstrap.sh
+
+# Build the release binary.
+build:
+    cargo build --release --locked --quiet
+
+# Run experiments/NAME.toml into results/results.sqlite; FLAGS go to `rmlab sweep` (--force, --dry-run, --db, --threads).
+sweep NAME *FLAGS: build
+    {{bin}} sweep experiments/{{NAME}}.toml {{FLAGS}}
+
+# Show each cell of experiments/NAME.toml as done, running, failed, missing or stale.
+status NAME: build
+    {{bin}} status experiments/{{NAME}}.toml
+
+# Check that every spec in experiments/ parses and expands.
+check-specs: build
+    {{bin}} check experiments/*.toml
+
+# Report LibTorch's version, library path, CUDA and threads.
+doctor: build
+    {{bin}} doctor
+
+# Run the test suite (unit, PyTorch fixtures, CLI), release profile so dependencies build once.
+test: build
+    cargo test --release --locked
+
+# Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json).
+fixtures:
+    .venv/bin/python tests/fixtures/gen_loss_fixture.py
+
+# Open the results store in sqlite3.
+db:
+    sqlite3 {{db}}

@@ -1,0 +1,213 @@
+//! The `rmlab` binary end to end: real processes, real SQLite files in temp dirs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("rmlab runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), stdout(&o), stderr(&o));
+    o
+}
+
+fn quick() -> String {
+    repo().join("experiments/quick.toml").display().to_string()
+}
+
+fn db_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+fn query_i64(db: &Path, sql: &str) -> i64 {
+    Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Every metric value keyed by (config hash, split, name, step), in a fixed order.
+fn all_metrics(db: &Path) -> Vec<(String, String, String, i64, Option<f64>)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.config_hash, m.split, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+             ORDER BY r.config_hash, m.split, m.name, m.step",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn doctor_reports_the_loaded_libtorch() {
+    let out = stdout(&ok(rmlab(&["doctor"])));
+    let version = out.lines().find_map(|l| l.strip_prefix("torch")).unwrap().trim().to_string();
+    assert!(version.starts_with("2."), "torch version: {out}");
+    assert!(out.contains("tensor check   ok"), "{out}");
+    assert!(out.contains("libtorch") || out.contains("torch/lib"), "library path: {out}");
+}
+
+#[test]
+fn sweep_records_one_finished_run_per_cell_identically_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (db_in(&dir, "a.sqlite"), db_in(&dir, "b.sqlite"));
+    for db in [&a, &b] {
+        ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap(), "--threads", "1"]));
+    }
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
+    assert_eq!(query_i64(&a, "SELECT count(DISTINCT config_hash) FROM runs"), 4);
+    // quick.toml: 100 steps, eval every 25 → steps 0, 25, 50, 75, 100.
+    assert_eq!(query_i64(&a, "SELECT count(DISTINCT step) FROM metrics"), 5);
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM params WHERE key = 'loss.lambda' AND swept = 1"), 4);
+    assert_eq!(query_i64(&a, "PRAGMA user_version"), 1);
+    let (ma, mb) = (all_metrics(&a), all_metrics(&b));
+    assert!(ma.len() > 100);
+    assert_eq!(ma, mb, "same spec and seeds must give identical metric values");
+}
+
+#[test]
+fn second_sweep_skips_done_cells_and_force_reruns_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir, "r.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    let rows = query_i64(&db, "SELECT count(*) FROM metrics");
+    let again = ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    assert!(stderr(&again).contains("4 skipped"), "{}", stderr(&again));
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 4);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), rows);
+    let status = stdout(&ok(rmlab(&["status", &quick(), "--db", db_s])));
+    assert_eq!(status.matches(" done ").count(), 4, "{status}");
+    ok(rmlab(&["sweep", &quick(), "--db", db_s, "--force"]));
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 8);
+}
+
+#[test]
+fn dry_run_lists_cells_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir, "none.sqlite");
+    let out = stdout(&ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap(), "--dry-run"])));
+    assert_eq!(out.matches(" missing ").count(), 4, "{out}");
+    assert!(out.contains("loss.lambda=0.1 seed=1"), "{out}");
+    assert!(!db.exists());
+}
+
+#[test]
+fn bad_spec_exits_2_with_one_located_line_and_leaves_the_db_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir, "keep.sqlite");
+    ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]));
+    let before = std::fs::read(&db).unwrap();
+    let spec = dir.path().join("bad.toml");
+    std::fs::write(&spec, "name = \"bad\"\n[sweep]\n\"loss.lambda\" = [0.1, -0.5]\n").unwrap();
+    for args in [
+        vec!["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()],
+        vec!["status", spec.to_str().unwrap(), "--db", db.to_str().unwrap()],
+    ] {
+        let out = rmlab(&args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("bad.toml:3:23: loss.lambda: must be a finite number ≥ 0, found -0.5"), "{err}");
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the DB must not change");
+    let fresh = db_in(&dir, "fresh.sqlite");
+    assert_eq!(rmlab(&["sweep", spec.to_str().unwrap(), "--db", fresh.to_str().unwrap()]).status.code(), Some(2));
+    assert!(!fresh.exists(), "no DB is created for a bad spec");
+}
+
+#[test]
+fn missing_spec_and_bad_flags_exit_2() {
+    let out = rmlab(&["sweep", "experiments/nope.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("experiments/nope.toml: no such spec file"), "{}", stderr(&out));
+    assert_eq!(rmlab(&["sweep", &quick(), "--threads", "0"]).status.code(), Some(2));
+    assert_eq!(rmlab(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_store_of_another_program_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir, "other.sqlite");
+    Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
+    let out = rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not an rmlab store"), "{}", stderr(&out));
+}
+
+/// kill -9 mid-sweep: finished runs stay finished, the interrupted one never looks finished,
+/// and the next sweep runs exactly the cells without a finished run.
+#[test]
+fn killed_sweep_resumes_with_exactly_the_missing_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("slow.toml");
+    let text = std::fs::read_to_string(quick()).unwrap().replace("name = \"quick\"", "name = \"slow\"").replace(
+        "steps = 100",
+        "steps = 1500",
+    );
+    std::fs::write(&spec, text.replace("seeds = 2", "seeds = 4")).unwrap();
+    let db = db_in(&dir, "killed.sqlite");
+    let (spec_s, db_s) = (spec.to_str().unwrap(), db.to_str().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["sweep", spec_s, "--db", db_s, "--threads", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until at least one run finished, then kill without warning.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if db.exists() {
+            let conn = Connection::open(&db).unwrap();
+            let done: rusqlite::Result<i64> =
+                conn.query_row("SELECT count(*) FROM runs WHERE status = 'finished'", [], |r| r.get(0));
+            if done.unwrap_or(0) >= 1 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    assert_eq!(
+        Connection::open(&db).unwrap().query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(),
+        "ok"
+    );
+    let finished = query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'");
+    assert!((1..8).contains(&finished), "killed too late to test anything: {finished} finished");
+    // A finished run has all its rows: 1500 steps / 25 = 61 evaluations of 12 metrics × 2 splits.
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM runs r WHERE status = 'finished' AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != 61 * 12 * 2"),
+        0
+    );
+
+    let out = ok(rmlab(&["sweep", spec_s, "--db", db_s]));
+    assert!(stderr(&out).contains(&format!("{finished} skipped")), "{}", stderr(&out));
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 8);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM (SELECT config_hash FROM runs WHERE status = 'finished' GROUP BY config_hash HAVING count(*) > 1)"),
+        0,
+        "no cell has two finished runs"
+    );
+}

@@ -27,7 +27,10 @@ pub enum Command {
         /// Show what would run and exit.
         #[arg(long)]
         dry_run: bool,
-        /// LibTorch intra-op threads (default: all cores).
+        /// Cells trained at once (default: the number of cores).
+        #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
+        /// LibTorch intra-op threads per worker (default: cores / jobs).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
     },
@@ -44,4 +47,6 @@ pub enum Command {
     },
     /// Report the LibTorch in use: version, library path, CUDA, threads.
     Doctor,
+    /// Print the JSON Schema of spec files (for editors).
+    Schema,
 }

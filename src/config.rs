@@ -5,6 +5,7 @@
 //! ([`RunConfig::resolve`]) before use: values that depend on other values are filled in, so
 //! that two configs that train the same way serialize, and hash, the same way.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +16,7 @@ use crate::loss::Regularizer;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// One training run, fully specified.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Seeds the data generator and LibTorch.
@@ -33,7 +34,7 @@ pub struct RunConfig {
 }
 
 /// Where preference pairs come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DataKind {
     /// Bradley–Terry pairs over Gaussian features with known true rewards.
@@ -41,28 +42,37 @@ pub enum DataKind {
 }
 
 /// `[data]`: the synthetic Bradley–Terry generator (see [`crate::data::synthetic`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
     pub kind: DataKind,
     /// Number of prompts x.
+    #[schemars(range(min = 1))]
     pub n_prompts: usize,
     /// Responses y generated for each prompt.
+    #[schemars(range(min = 2))]
     pub responses_per_prompt: usize,
     /// Distinct response pairs compared for each prompt (at most k(k−1)/2).
+    #[schemars(range(min = 1))]
     pub pairs_per_prompt: usize,
     /// Dimension of the response features φ(x, y).
+    #[schemars(range(min = 1))]
     pub feature_dim: usize,
     /// Standard deviation of the per-prompt offset g(x) in r* = w·φ + g(x).
+    #[schemars(range(min = 0))]
     pub offset_scale: f64,
     /// Bradley–Terry inverse temperature: P(a ≻ b) = σ(β (r*_a − r*_b)); `inf` is noise-free.
     #[serde(with = "float_or_inf")]
+    #[schemars(schema_with = "float_or_inf::schema")]
     pub beta: f64,
     /// Probability that a drawn label is then flipped.
+    #[schemars(range(min = 0, max = 0.5))]
     pub flip: f64,
     /// Fraction of prompts held out for validation.
+    #[schemars(range(min = 0, max = 1))]
     pub val_frac: f64,
     /// Fraction of prompts held out for test.
+    #[schemars(range(min = 0, max = 1))]
     pub test_frac: f64,
 }
 
@@ -84,7 +94,7 @@ impl Default for DataConfig {
 }
 
 /// Architecture of the reward model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     /// `r = w·φ + b`.
@@ -94,7 +104,7 @@ pub enum ModelKind {
 }
 
 /// Non-linearity between hidden layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
     Relu,
@@ -104,7 +114,7 @@ pub enum Activation {
 }
 
 /// Where tensors live. `auto` picks CUDA when LibTorch sees a GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChoice {
     Auto,
@@ -116,7 +126,7 @@ pub enum DeviceChoice {
 pub const DEFAULT_HIDDEN: [usize; 1] = [64];
 
 /// `[model]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     pub kind: ModelKind,
@@ -138,7 +148,7 @@ impl Default for ModelConfig {
 }
 
 /// Optimizer of the training loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
     Adam,
@@ -146,18 +156,22 @@ pub enum OptimizerKind {
 }
 
 /// `[train]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     pub lr: f64,
     /// L2 penalty added to the gradient by the optimizer (LibTorch's coupled weight decay).
+    #[schemars(range(min = 0))]
     pub weight_decay: f64,
     /// SGD momentum (must be 0 for Adam).
+    #[schemars(range(min = 0, max = 1))]
     pub momentum: f64,
     /// Pairs per step, drawn uniformly with replacement from the training pairs.
+    #[schemars(range(min = 1))]
     pub batch_size: usize,
     /// Optimizer steps.
+    #[schemars(range(min = 1))]
     pub steps: usize,
 }
 
@@ -175,7 +189,7 @@ impl Default for TrainConfig {
 }
 
 /// Which penalty is added to the Bradley–Terry term.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RegularizerKind {
     None,
@@ -184,11 +198,12 @@ pub enum RegularizerKind {
 }
 
 /// `[loss]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
     pub regularizer: RegularizerKind,
     /// λ ≥ 0; 0 is the unregularized loss.
+    #[schemars(range(min = 0))]
     pub lambda: f64,
 }
 
@@ -212,10 +227,11 @@ impl LossConfig {
 }
 
 /// `[eval]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
     /// Evaluate train and val splits every this many steps (and at step 0 and the last step).
+    #[schemars(range(min = 1))]
     pub every: usize,
 }
 
@@ -415,6 +431,13 @@ fn unit_fraction(key: &str, v: f64) -> Result<(), InvalidValue> {
 /// JSON stores the string `"inf"`, which this also reads back.
 mod float_or_inf {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a number > 0, or inf (TOML) / \"inf\" (JSON) for noise-free labels",
+            "anyOf": [{ "type": "number", "exclusiveMinimum": 0 }, { "const": "inf" }]
+        })
+    }
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
         if *v == f64::INFINITY {

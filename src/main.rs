@@ -37,6 +37,7 @@ fn run(command: Command) -> Result<()> {
             db,
             force,
             dry_run,
+            jobs,
             threads,
         } => {
             let spec = Spec::load(&spec)?;
@@ -46,18 +47,29 @@ fn run(command: Command) -> Result<()> {
             let opts = SweepOptions {
                 db,
                 force,
+                jobs: jobs.map(usize::from),
                 threads: threads.map(usize::from),
             };
             let s = sweep::run(&spec, &opts)?;
             eprintln!(
-                "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s",
+                "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
                 spec.name,
                 s.total,
                 s.skipped,
                 s.finished,
                 s.diverged,
                 s.failed.len(),
-                s.wall.as_secs_f64()
+                s.wall.as_secs_f64(),
+                if s.jobs == 1 {
+                    "1 worker".to_string()
+                } else {
+                    format!("{} workers", s.jobs)
+                },
+                if s.threads == 1 {
+                    "1 thread".to_string()
+                } else {
+                    format!("{} threads", s.threads)
+                },
             );
             for (index, label, error) in &s.failed {
                 eprintln!("  failed: cell {index} {label}: {error}");
@@ -82,6 +94,13 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Doctor => doctor(),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&rmlab::spec::json_schema()).expect("JSON")
+            );
+            Ok(())
+        }
     }
 }
 

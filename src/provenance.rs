@@ -37,10 +37,7 @@ impl Provenance {
             .as_ref()
             .and_then(|_| git(&["status", "--porcelain", "--untracked-files=no"]))
             .map(|s| !s.is_empty());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .or_else(|| std::env::var("HOSTNAME").ok());
+        let host = host_name();
         Provenance {
             git_commit,
             git_dirty,
@@ -49,4 +46,28 @@ impl Provenance {
             torch_version,
         }
     }
+}
+
+/// This machine's host name.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+/// Whether the rmlab process that recorded a run is still alive: `Some(false)` when it ran on
+/// this host and no rmlab process has that pid any more, `None` when it cannot be told (another
+/// host, or no /proc).
+pub fn run_process_alive(host: Option<&str>, pid: Option<i64>) -> Option<bool> {
+    let (host, pid) = (host?, pid?);
+    if host_name().as_deref() != Some(host) || !Path::new("/proc/self").exists() {
+        return None;
+    }
+    if pid == i64::from(std::process::id()) {
+        return Some(true);
+    }
+    // A reused pid belongs to some other program: then the run's own process is gone.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    Some(String::from_utf8_lossy(&cmdline).contains("rmlab"))
 }

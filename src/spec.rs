@@ -27,12 +27,15 @@ use crate::config::{
 };
 use crate::error::{Error, Result};
 
-/// The on-disk shape, used only to check the file's keys and types with their locations.
-#[derive(Deserialize)]
+/// The on-disk shape, used to check the file's keys and types with their locations, and for
+/// `rmlab schema`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // the values are read from the raw table; this pass only checks them
 struct SpecFile {
+    /// The experiment's name in the store: letters, digits, '_', '-', '.'.
     name: String,
+    /// The question the experiment answers.
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -45,8 +48,50 @@ struct SpecFile {
     loss: LossConfig,
     #[serde(default)]
     eval: EvalConfig,
+    /// The grid: config key paths → lists of values, `seeds`, and `[[sweep.zip]]` groups.
     #[serde(default)]
+    #[schemars(schema_with = "sweep_schema")]
     sweep: toml::Table,
+}
+
+fn sweep_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let axis = serde_json::json!({
+        "type": "array", "minItems": 1,
+        "description": "values of this config key path, one grid point each"
+    });
+    let key_path = format!("^({})\\.[a-z_]+$", SECTIONS.join("|"));
+    schemars::json_schema!({
+        "type": "object",
+        "description": "Grid axes: a dotted config key path (\"loss.lambda\") → list of values.",
+        "properties": {
+            "seeds": {
+                "description": "a count N (seeds 0..N) or a list of distinct seeds; default [0]",
+                "anyOf": [
+                    { "type": "integer", "minimum": 1 },
+                    { "type": "array", "minItems": 1, "uniqueItems": true, "items": { "type": "integer", "minimum": 0 } }
+                ]
+            },
+            "zip": {
+                "description": "groups of axes that vary together (equal-length lists)",
+                "type": "array",
+                "items": {
+                    "type": "object", "minProperties": 2,
+                    "propertyNames": { "pattern": key_path },
+                    "additionalProperties": axis
+                }
+            }
+        },
+        "propertyNames": { "pattern": format!("^(seeds|zip|({})\\.[a-z_]+)$", SECTIONS.join("|")) },
+        "additionalProperties": axis
+    })
+}
+
+/// JSON Schema of a spec file, for editors (e.g. taplo's `#:schema` directive).
+pub fn json_schema() -> serde_json::Value {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(SpecFile)).expect("a schema serializes");
+    schema["title"] = "rmlab experiment spec".into();
+    schema
 }
 
 /// Base sections a sweep axis may address.
@@ -146,7 +191,11 @@ impl Spec {
         if let Err(e) = toml::from_str::<SpecFile>(&text) {
             let span = e.span().unwrap_or(0..0);
             // serde names a missing field only in its message; the span is its table's.
-            let key = match e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+            let key = match e
+                .message()
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next())
+            {
                 Some(field) if span.start == 0 => field.to_string(),
                 Some(field) => format!("{}.{field}", src.key_at(span.start)),
                 None => src.key_at(span.start),
@@ -382,41 +431,45 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
         }
         Ok(())
     };
-    let values_of =
-        |key: &str, v: &toml::Value, path: Vec<Step>| -> Result<Vec<(toml::Value, Origin)>> {
-            let label = format!("sweep.\"{key}\"");
-            let toml::Value::Array(items) = v else {
-                return Err(src.error_at_path(
-                    &path,
-                    &label,
-                    &format!("an axis is a list of values, found {}", v.type_str()),
-                ));
-            };
-            if items.is_empty() {
-                return Err(src.error_at_path(
-                    &path,
-                    &label,
-                    "an axis needs at least one value, found an empty list",
-                ));
-            }
-            let mut out: Vec<(toml::Value, Origin)> = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let mut p = path.clone();
-                p.push(Step::Index(i));
-                if let Some(j) = out.iter().position(|(o, _)| o == item) {
-                    return Err(src.error_at_path(
-                        &p,
-                        &label,
-                        &format!(
-                            "value {} repeats value {j} of this axis",
-                            display_value(item)
-                        ),
-                    ));
-                }
-                out.push((item.clone(), Origin { path: p }));
-            }
-            Ok(out)
+    // `unique`: a plain axis may not repeat a value; a zip column may (its tuples are checked).
+    let values_of = |key: &str,
+                     v: &toml::Value,
+                     path: Vec<Step>,
+                     unique: bool|
+     -> Result<Vec<(toml::Value, Origin)>> {
+        let label = format!("sweep.\"{key}\"");
+        let toml::Value::Array(items) = v else {
+            return Err(src.error_at_path(
+                &path,
+                &label,
+                &format!("an axis is a list of values, found {}", v.type_str()),
+            ));
         };
+        if items.is_empty() {
+            return Err(src.error_at_path(
+                &path,
+                &label,
+                "an axis needs at least one value, found an empty list",
+            ));
+        }
+        let mut out: Vec<(toml::Value, Origin)> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let mut p = path.clone();
+            p.push(Step::Index(i));
+            if let Some(j) = out.iter().position(|(o, _)| unique && o == item) {
+                return Err(src.error_at_path(
+                    &p,
+                    &label,
+                    &format!(
+                        "value {} repeats value {j} of this axis",
+                        display_value(item)
+                    ),
+                ));
+            }
+            out.push((item.clone(), Origin { path: p }));
+        }
+        Ok(out)
+    };
     for (key, value) in sweep {
         let path = at(&[Step::Key(key.clone())]);
         match key.as_str() {
@@ -454,28 +507,39 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
                             Step::Key(k.clone()),
                         ]);
                         check_key(k, &kpath, &mut used)?;
-                        let col = values_of(k, v, kpath.clone())?;
-                        if let Some(first) = columns.first().map(|c: &Vec<_>| c.len()) {
-                            if col.len() != first {
-                                return Err(src.error_at_path(&kpath, &format!("sweep.zip.\"{k}\""), &format!(
+                        let col = values_of(k, v, kpath.clone(), false)?;
+                        if let Some(first) = columns.first().map(|c: &Vec<_>| c.len())
+                            && col.len() != first
+                        {
+                            return Err(src.error_at_path(&kpath, &format!("sweep.zip.\"{k}\""), &format!(
                                     "zip lists must have equal lengths: `{}` has {first}, `{k}` has {}",
                                     keys[0], col.len()
                                 )));
-                            }
                         }
                         keys.push(k.clone());
                         columns.push(col);
                     }
                     let n = columns[0].len();
-                    let points = (0..n)
+                    let points: Vec<Vec<(toml::Value, Origin)>> = (0..n)
                         .map(|i| columns.iter().map(|c| c[i].clone()).collect())
                         .collect();
+                    for i in 1..n {
+                        let same =
+                            |j: usize| points[j].iter().zip(&points[i]).all(|(x, y)| x.0 == y.0);
+                        if let Some(j) = (0..i).find(|&j| same(j)) {
+                            return Err(src.error_at_path(
+                                &points[i][0].1.path,
+                                "sweep.zip",
+                                &format!("point {i} of this zip group repeats point {j}"),
+                            ));
+                        }
+                    }
                     axes.push(Axis { keys, points });
                 }
             }
             _ => {
                 check_key(key, &path, &mut used)?;
-                let points = values_of(key, value, path)?
+                let points = values_of(key, value, path, true)?
                     .into_iter()
                     .map(|v| vec![v])
                     .collect();
@@ -595,19 +659,26 @@ fn locate(root: &DeTable, path: &[Step]) -> Range<usize> {
 /// searched.
 fn find_key(table: &DeTable, offset: usize, path: &mut Vec<String>) {
     let inside = |r: &Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
-    let containing = table.iter().find(|(k, v)| inside(&k.span()) || inside(&v.span()));
+    let containing = table
+        .iter()
+        .find(|(k, v)| inside(&k.span()) || inside(&v.span()));
     let preceding = || {
         table
             .iter()
-            .filter(|(k, v)| k.span().start <= offset && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_)))
+            .filter(|(k, v)| {
+                k.span().start <= offset
+                    && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+            })
             .max_by_key(|(k, _)| k.span().start)
     };
-    let Some((key, value)) = containing.or_else(preceding) else { return };
+    let Some((key, value)) = containing.or_else(preceding) else {
+        return;
+    };
     path.push(key.get_ref().to_string());
     match value.get_ref() {
         DeValue::Table(t) => find_key(t, offset, path),
         DeValue::Array(items) => {
-            let item = items.iter().filter(|i| i.span().start <= offset).last();
+            let item = items.iter().rfind(|i| i.span().start <= offset);
             if let Some(DeValue::Table(t)) = item.map(|i| i.get_ref()) {
                 find_key(t, offset, path);
             }

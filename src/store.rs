@@ -6,6 +6,7 @@
 //! final status are committed in one transaction, so a killed run never looks finished.
 //! The schema is documented in docs/schema.md.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use crate::config::{FORMAT_VERSION, RunConfig};
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::provenance::Provenance;
+use crate::provenance::{Provenance, run_process_alive};
 use crate::sink::MetricsSink;
 use crate::train::Outcome;
 
@@ -199,31 +200,31 @@ impl Store {
         Ok(())
     }
 
-    /// Latest status of each config hash of an experiment under the current format version
-    /// (`finished` or `diverged` wins over anything else; then the newest run).
-    pub fn cell_statuses(
-        &self,
-        experiment: &str,
-    ) -> Result<std::collections::HashMap<String, CellRecord>> {
+    /// The state of each config hash of an experiment: a usable result under the current
+    /// format version wins, then a live `running` run, then the newest run. A `running` run whose
+    /// process is gone reads as `interrupted`.
+    pub fn cell_statuses(&self, experiment: &str) -> Result<HashMap<String, CellRecord>> {
         let mut stmt = self.sql(self.conn.prepare(
-            "SELECT config_hash, status, format_version, id FROM runs WHERE experiment = ?1 ORDER BY id",
+            "SELECT config_hash, status, format_version, id, host, pid FROM runs WHERE experiment = ?1 ORDER BY id",
         ))?;
         let rows = self.sql(stmt.query_map([experiment], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
+                CellRecord {
+                    status: r.get(1)?,
+                    format_version: r.get(2)?,
+                    run_id: r.get(3)?,
+                },
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
             ))
         }))?;
-        let mut out = std::collections::HashMap::<String, CellRecord>::new();
+        let mut out = HashMap::<String, CellRecord>::new();
         for row in rows {
-            let (hash, status, version, id) = self.sql(row)?;
-            let rec = CellRecord {
-                status,
-                format_version: version,
-                run_id: id,
-            };
+            let (hash, mut rec, host, pid) = self.sql(row)?;
+            if rec.status == "running" && run_process_alive(host.as_deref(), pid) == Some(false) {
+                rec.status = "interrupted".into();
+            }
             match out.get(&hash) {
                 Some(prev) if prev.rank() > rec.rank() => {}
                 _ => {
@@ -234,16 +235,49 @@ impl Store {
         Ok(out)
     }
 
-    /// Inserts a run as `running` with its params, and returns a writer for its metrics.
-    pub fn begin_run(&mut self, run: &NewRun) -> Result<RunWriter<'_>> {
+    /// Claims a cell: unless it already has a usable result (ignored with `force`) or a live
+    /// `running` run, inserts a run as `running` with its params and returns a writer for its
+    /// metrics. The check and the insert are one write transaction, so two sweeps of the same
+    /// spec on the same store never run a cell twice.
+    pub fn claim_run(&mut self, run: &NewRun, force: bool) -> Result<Option<RunWriter<'_>>> {
         let cfg = run.config;
         let p = run.provenance;
+        let hash = cfg.hash();
         let path = self.path.clone();
         let tx = at(
             &path,
             self.conn
                 .transaction_with_behavior(TransactionBehavior::Immediate),
         )?;
+        {
+            let mut stmt = at(
+                &path,
+                tx.prepare(
+                    "SELECT status, host, pid FROM runs WHERE experiment = ?1 AND config_hash = ?2
+                     AND format_version = ?3 AND status IN ('finished', 'diverged', 'running')",
+                ),
+            )?;
+            let existing = at(
+                &path,
+                stmt.query_map(params![run.experiment, hash, FORMAT_VERSION], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                }),
+            )?;
+            for row in existing {
+                let (status, host, pid) = at(&path, row)?;
+                let taken = match status.as_str() {
+                    "running" => run_process_alive(host.as_deref(), pid) != Some(false),
+                    _ => !force,
+                };
+                if taken {
+                    return Ok(None);
+                }
+            }
+        }
         at(&path, tx.execute(
             &format!(
                 "INSERT INTO runs (experiment, config_hash, config_json, format_version, seed, status,
@@ -252,7 +286,7 @@ impl Store {
             ),
             params![
                 run.experiment,
-                cfg.hash(),
+                hash,
                 cfg.canonical_json(),
                 FORMAT_VERSION,
                 cfg.seed as i64,
@@ -276,16 +310,16 @@ impl Store {
             )?;
             let json = serde_json::to_value(cfg).expect("a RunConfig serializes");
             for (key, value) in flatten(&json) {
-                let swept = run.swept.iter().any(|s| *s == key);
+                let swept = run.swept.contains(&key);
                 at(&path, ins.execute(params![run_id, key, value, swept]))?;
             }
         }
         at(&path, tx.commit())?;
-        Ok(RunWriter {
+        Ok(Some(RunWriter {
             store: self,
             run_id,
             rows: Vec::with_capacity(BATCH_ROWS),
-        })
+        }))
     }
 }
 
@@ -305,8 +339,13 @@ impl CellRecord {
     }
 
     fn rank(&self) -> u8 {
-        u8::from(self.format_version == FORMAT_VERSION as i64) * 2
-            + u8::from(matches!(self.status.as_str(), "finished" | "diverged"))
+        let current = u8::from(self.format_version == FORMAT_VERSION as i64);
+        let status = match self.status.as_str() {
+            "finished" | "diverged" => 2,
+            "running" => 1,
+            _ => 0,
+        };
+        current * 3 + status
     }
 }
 

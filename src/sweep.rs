@@ -4,10 +4,11 @@
 //! other cell runs, one after another in this process. A failing cell is reported when it
 //! fails, recorded as `failed`, and the sweep goes on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -26,8 +27,10 @@ use crate::train::{Outcome, train};
 pub enum CellState {
     /// Finished (or diverged) under the current format version.
     Done,
-    /// A run is recorded as running: in progress elsewhere, or killed.
+    /// A run is in progress in a live rmlab process.
     Running,
+    /// A run was left `running` by a process that no longer exists (killed, crashed).
+    Interrupted,
     /// The last attempt failed.
     Failed,
     /// No run recorded.
@@ -41,6 +44,7 @@ impl CellState {
         match self {
             CellState::Done => "done",
             CellState::Running => "running",
+            CellState::Interrupted => "interrupted",
             CellState::Failed => "failed",
             CellState::Missing => "missing",
             CellState::Stale => "stale",
@@ -53,6 +57,7 @@ impl CellState {
             Some(r) if r.is_done() => CellState::Done,
             Some(r) if r.format_version != FORMAT_VERSION as i64 => CellState::Stale,
             Some(r) if r.status == "running" => CellState::Running,
+            Some(r) if r.status == "interrupted" => CellState::Interrupted,
             Some(_) => CellState::Failed,
         }
     }
@@ -77,7 +82,9 @@ pub struct SweepOptions {
     pub db: PathBuf,
     /// Rerun cells that are already done.
     pub force: bool,
-    /// LibTorch intra-op threads; default: all cores.
+    /// Cells trained at once (worker threads); default: the number of cores.
+    pub jobs: Option<usize>,
+    /// LibTorch intra-op threads; default: cores / jobs, at least 1.
     pub threads: Option<usize>,
 }
 
@@ -85,107 +92,166 @@ pub struct SweepOptions {
 #[derive(Debug, Default)]
 pub struct SweepSummary {
     pub total: usize,
+    /// Cells skipped: done already, or claimed by another live sweep.
     pub skipped: usize,
     pub finished: usize,
     pub diverged: usize,
     /// `(cell index, label, error)` of each failed cell.
     pub failed: Vec<(usize, String, String)>,
+    pub jobs: usize,
+    pub threads: usize,
     pub wall: Duration,
 }
 
-/// Runs every cell of `spec` that is not done yet, writing to the store at `opts.db`.
+/// Number of cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs every cell of `spec` that is not done yet, `jobs` at a time, writing to `opts.db`.
+///
+/// Workers are threads of this process, each with its own store connection; LibTorch's
+/// intra-op thread count is process-wide and set so that jobs × threads ≤ cores. A run depends
+/// only on its seed and the thread count, never on which worker trains it.
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
-    let mut store = Store::open(&opts.db)?;
+    let store = Store::open(&opts.db)?;
     let cells = plan(spec, &store)?;
     let todo: Vec<Cell> = cells
         .iter()
         .filter(|(_, s)| opts.force || *s != CellState::Done)
         .map(|(c, _)| c.clone())
         .collect();
-    let mut summary = SweepSummary {
-        total: cells.len(),
-        skipped: cells.len() - todo.len(),
-        ..Default::default()
-    };
     store.upsert_experiment(&ExperimentRecord {
         name: &spec.name,
         description: &spec.description,
         spec_path: &spec.path.display().to_string(),
         spec_text: &spec.text,
     })?;
-    let threads = opts
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    drop(store);
+    let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));
+    let threads = opts.threads.unwrap_or_else(|| (cores() / jobs).max(1));
     set_threads(threads);
     let runtime = TorchRuntime::detect();
     let provenance = Provenance::collect(&spec.path, runtime.version.clone());
 
-    let progress = Progress::new(todo.len(), &spec.name);
+    let progress = Progress::new(todo.len(), jobs, &spec.name);
     progress.say(&format!(
-        "{}: {} cells, {} done, {} to run ({} thread{}) → {}",
+        "{}: {} cells, {} done, {} to run on {jobs} worker{} × {threads} thread{} → {}",
         spec.name,
         cells.len(),
-        summary.skipped,
+        cells.len() - todo.len(),
         todo.len(),
-        threads,
-        if threads == 1 { "" } else { "s" },
+        plural(jobs),
+        plural(threads),
         opts.db.display()
     ));
+    let summary = Mutex::new(SweepSummary {
+        total: cells.len(),
+        skipped: cells.len() - todo.len(),
+        jobs,
+        threads,
+        ..Default::default()
+    });
+    let queue = Mutex::new(todo.iter().collect::<VecDeque<&Cell>>());
     let started = Instant::now();
-    for cell in &todo {
-        progress.start_cell(cell);
-        let result = run_cell(cell, spec, &mut store, &provenance, threads, &mut |step| {
-            progress.step(step)
-        });
-        match result {
-            Ok(Outcome::Finished) => {
-                summary.finished += 1;
-                progress.say(&format!(
-                    "cell {:>3} finished   {}",
-                    cell.index,
-                    cell.label()
-                ));
-            }
-            Ok(Outcome::Diverged { step }) => {
-                summary.diverged += 1;
-                progress.say(&format!(
-                    "cell {:>3} DIVERGED at step {step}   {}",
-                    cell.index,
-                    cell.label()
-                ));
-            }
-            Err(e) => {
-                progress.say(&format!(
-                    "cell {:>3} FAILED   {}: {e}",
-                    cell.index,
-                    cell.label()
-                ));
-                summary
-                    .failed
-                    .push((cell.index, cell.label(), e.to_string()));
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..jobs)
+            .map(|w| {
+                let (queue, summary, progress, provenance) =
+                    (&queue, &summary, &progress, &provenance);
+                scope.spawn(move || -> Result<()> {
+                    let mut store = Store::open(&opts.db)?;
+                    loop {
+                        let Some(cell) = queue.lock().expect("queue lock").pop_front() else {
+                            return Ok(());
+                        };
+                        progress.start_cell(w, cell);
+                        let result = run_cell(
+                            cell,
+                            spec,
+                            &mut store,
+                            provenance,
+                            threads,
+                            opts.force,
+                            &mut |step| progress.step(w, step),
+                        );
+                        let mut s = summary.lock().expect("summary lock");
+                        match result {
+                            Ok(None) => {
+                                s.skipped += 1;
+                                progress.say(&format!(
+                                    "cell {:>3} skipped: another sweep has it   {}",
+                                    cell.index,
+                                    cell.label()
+                                ));
+                            }
+                            Ok(Some(Outcome::Finished)) => {
+                                s.finished += 1;
+                                progress.say(&format!(
+                                    "cell {:>3} finished   {}",
+                                    cell.index,
+                                    cell.label()
+                                ));
+                            }
+                            Ok(Some(Outcome::Diverged { step })) => {
+                                s.diverged += 1;
+                                progress.say(&format!(
+                                    "cell {:>3} DIVERGED at step {step}   {}",
+                                    cell.index,
+                                    cell.label()
+                                ));
+                            }
+                            Err(e @ (Error::Sqlite { .. } | Error::Store { .. })) => return Err(e),
+                            Err(e) => {
+                                progress.say(&format!(
+                                    "cell {:>3} FAILED   {}: {e}",
+                                    cell.index,
+                                    cell.label()
+                                ));
+                                s.failed.push((cell.index, cell.label(), e.to_string()));
+                            }
+                        }
+                        progress.end_cell(w);
+                    }
+                })
+            })
+            .collect();
+        // A store error stops that worker; the others finish their cells, then it is returned.
+        let mut first_err = None;
+        for worker in workers {
+            if let Err(e) = worker.join().expect("worker threads catch LibTorch panics") {
+                first_err.get_or_insert(e);
             }
         }
-        progress.end_cell();
-    }
+        first_err.map_or(Ok(()), Err)
+    })?;
     progress.finish();
+    let mut summary = summary.into_inner().expect("summary lock");
     summary.wall = started.elapsed();
+    summary.failed.sort();
     Ok(summary)
 }
 
-/// Trains one cell and records it; returns how it ended. Errors while training (including
-/// LibTorch panics) are recorded as a failed run and returned.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Trains one cell and records it; returns how it ended, or `None` if the cell was done or
+/// claimed by a live sweep meanwhile. Errors while training (LibTorch panics included) are
+/// recorded as a failed run and returned.
 fn run_cell(
     cell: &Cell,
     spec: &Spec,
     store: &mut Store,
     provenance: &Provenance,
     threads: usize,
+    force: bool,
     on_step: &mut dyn FnMut(usize),
-) -> Result<Outcome> {
+) -> Result<Option<Outcome>> {
     let cfg = &cell.config;
     let device = resolve_device(cfg.model.device);
     let swept = cell.swept_keys();
-    let mut writer = store.begin_run(&NewRun {
+    let run = NewRun {
         experiment: &spec.name,
         config: cfg,
         swept: &swept,
@@ -194,7 +260,10 @@ fn run_cell(
             .map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
         threads,
         provenance,
-    })?;
+    };
+    let Some(mut writer) = store.claim_run(&run, force)? else {
+        return Ok(None);
+    };
     let started = Instant::now();
     let outcome = device.and_then(|device| {
         catch_unwind(AssertUnwindSafe(|| {
@@ -210,7 +279,7 @@ fn run_cell(
         })
     });
     writer.finish(&outcome, started.elapsed().as_secs_f64())?;
-    outcome
+    outcome.map(Some)
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -224,13 +293,14 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .to_string()
 }
 
-/// Progress bars on a terminal; plain lines otherwise (CI logs).
+/// Progress bars on a terminal (all cells with ETA, and one line per worker); plain lines
+/// otherwise (CI logs).
 struct Progress {
-    bars: Option<(MultiProgress, ProgressBar, ProgressBar)>,
+    bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
 }
 
 impl Progress {
-    fn new(cells: usize, name: &str) -> Progress {
+    fn new(cells: usize, workers: usize, name: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress { bars: None };
         }
@@ -244,14 +314,20 @@ impl Progress {
             .progress_chars("=> "),
         );
         total.set_prefix(name.to_string());
-        let cell = multi.add(ProgressBar::new(0));
-        cell.set_style(
-            ProgressStyle::with_template("  {msg} [{bar:30}] step {pos}/{len}")
+        let style =
+            ProgressStyle::with_template("  worker {prefix}: [{bar:20}] step {pos}/{len}  {msg}")
                 .expect("valid template")
-                .progress_chars("=> "),
-        );
+                .progress_chars("=> ");
+        let workers = (0..workers)
+            .map(|w| {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(style.clone());
+                bar.set_prefix(w.to_string());
+                bar
+            })
+            .collect();
         Progress {
-            bars: Some((multi, total, cell)),
+            bars: Some((multi, total, workers)),
         }
     }
 
@@ -264,31 +340,32 @@ impl Progress {
         }
     }
 
-    fn start_cell(&self, cell: &Cell) {
-        if let Some((_, _, bar)) = &self.bars {
-            bar.set_length(cell.config.train.steps as u64);
-            bar.set_position(0);
-            bar.set_message(format!("cell {} {}", cell.index, cell.label()));
+    fn start_cell(&self, worker: usize, cell: &Cell) {
+        if let Some((_, _, bars)) = &self.bars {
+            bars[worker].set_length(cell.config.train.steps as u64);
+            bars[worker].set_position(0);
+            bars[worker].set_message(format!("cell {} {}", cell.index, cell.label()));
         }
     }
 
-    fn step(&self, step: usize) {
-        if let Some((_, _, bar)) = &self.bars {
-            if step % 16 == 0 {
-                bar.set_position(step as u64);
-            }
+    fn step(&self, worker: usize, step: usize) {
+        if let Some((_, _, bars)) = &self.bars
+            && step.is_multiple_of(16)
+        {
+            bars[worker].set_position(step as u64);
         }
     }
 
-    fn end_cell(&self) {
-        if let Some((_, total, _)) = &self.bars {
+    fn end_cell(&self, worker: usize) {
+        if let Some((_, total, bars)) = &self.bars {
+            bars[worker].set_message("idle");
             total.inc(1);
         }
     }
 
     fn finish(&self) {
-        if let Some((multi, total, cell)) = &self.bars {
-            cell.finish_and_clear();
+        if let Some((multi, total, bars)) = &self.bars {
+            bars.iter().for_each(ProgressBar::finish_and_clear);
             total.finish_and_clear();
             let _ = multi.clear();
         }

@@ -72,10 +72,10 @@ pub fn train(
         opt.backward_step(&terms.total);
         on_step(step);
 
-        if step % cfg.eval.every == 0 || step == cfg.train.steps {
-            if let Some(outcome) = evaluate(&model, data, cfg, step, sink)? {
-                return Ok(outcome);
-            }
+        if (step % cfg.eval.every == 0 || step == cfg.train.steps)
+            && let Some(outcome) = evaluate(&model, data, cfg, step, sink)?
+        {
+            return Ok(outcome);
         }
     }
     Ok(Outcome::Finished)

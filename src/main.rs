@@ -189,7 +189,7 @@ fn doctor() -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     match sum {
-        Ok(v) if v == 3.0 => {
+        Ok(3.0) => {
             println!("tensor check   ok");
             Ok(())
         }

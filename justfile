@@ -39,9 +39,25 @@ check-specs: build
 doctor: build
     {{bin}} doctor
 
-# Run the test suite (unit, PyTorch fixtures, CLI), release profile so dependencies build once.
+# Run the test suite: unit, PyTorch fixtures, CLI, store; then the notebook against a fresh quick sweep.
 test: build
     cargo test --release --locked
+    rm -rf results/test && mkdir -p results/test
+    {{bin}} sweep experiments/quick.toml --db results/test/quick.sqlite
+    CI=true RMLAB_NOTEBOOK_OUT=results/test/notebook scripts/run-notebook.sh results/test/quick.sqlite quick
+
+# Run a sweep as a SLURM job array on a real single-node SLURM cluster started here (needs root; installs slurm-wlm and munge).
+test-slurm: build
+    tests/slurm/sweep.sh {{bin}}
+
+# Execute notebooks/results.ipynb headlessly against DB (figures land in results/notebook/).
+notebook-check DB=db EXP="lambda":
+    scripts/run-notebook.sh {{DB}} {{EXP}}
+
+# Open notebooks/results.ipynb in JupyterLab (installed into .venv on first use).
+notebook:
+    .venv/bin/python -c "import jupyterlab" 2>/dev/null || .venv/bin/pip install -q jupyterlab
+    RMLAB_DB={{justfile_directory()}}/{{db}} .venv/bin/jupyter lab notebooks/results.ipynb
 
 # Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json).
 fixtures:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for rmlab on a fresh machine with Rust and python3.
 #
-#   .venv/            project-local virtualenv with torch==2.13.0 (LibTorch for tch) and just
+#   .venv/            project-local virtualenv: torch==2.13.0 (LibTorch for tch), just, and the
+#                     notebook's packages (notebooks/requirements.txt)
 #   release binary    ${CARGO_TARGET_DIR:-target}/release/rmlab
 #
 # A second run only checks: each step is skipped when its result is already there.
@@ -30,6 +31,16 @@ PY
 if [ "$have_torch" != "$TORCH_VERSION" ]; then
   say "installing torch==$TORCH_VERSION into $VENV (about 4.7 GB, a minute or two)"
   "$VENV/bin/pip" install --disable-pip-version-check -q "torch==$TORCH_VERSION"
+fi
+
+# Python side of the project: the results notebook and its headless runner (polars, nbclient,
+# matplotlib). A stamp of the requirements file makes a second run a no-op.
+reqs=notebooks/requirements.txt
+stamp="$VENV/.rmlab-notebook-requirements"
+if [ ! -f "$stamp" ] || ! cmp -s "$reqs" "$stamp"; then
+  say "installing the notebook's Python packages ($reqs)"
+  "$VENV/bin/pip" install --disable-pip-version-check -q -r "$reqs"
+  cp "$reqs" "$stamp"
 fi
 
 if [ ! -x "$VENV/bin/just" ]; then

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Train reward models with a regularized pairwise loss and study what the regularizer does.
 #[derive(Debug, Parser)]
@@ -49,4 +49,79 @@ pub enum Command {
     Doctor,
     /// Print the JSON Schema of spec files (for editors).
     Schema,
+    /// Query the results store into a table, CSV, JSON or Parquet.
+    Query {
+        #[command(subcommand)]
+        what: QueryKind,
+        #[command(flatten)]
+        opts: QueryOpts,
+    },
+    /// Merge other stores into one; merging the same store twice adds nothing.
+    Merge {
+        /// Stores to read (never changed).
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// Store to write (created if missing).
+        #[arg(long)]
+        into: PathBuf,
+    },
+    /// Bring a store to this rmlab's schema version (stores are also migrated when opened).
+    Migrate { db: PathBuf },
+}
+
+/// What `rmlab query` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum QueryKind {
+    /// One row per run with its params.
+    Runs,
+    /// Metric values at every evaluation, long form.
+    Curves,
+    /// Final (or best) values aggregated over seeds: n, mean, std, sem, 95 % CI.
+    Summary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatArg {
+    Final,
+    Best,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryOpts {
+    #[arg(long, default_value = "results/results.sqlite", global = true)]
+    pub db: PathBuf,
+    /// Only runs of this experiment.
+    #[arg(long, short = 'e', global = true)]
+    pub experiment: Option<String>,
+    /// Only runs whose param KEY has VALUE (repeatable): --where loss.lambda=0.1 --where status=finished.
+    #[arg(long = "where", value_name = "KEY=VALUE", global = true)]
+    pub filters: Vec<String>,
+    /// Summary: params to group by (default: every swept param but the seed), comma-separated.
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub group_by: Vec<String>,
+    /// Only these metrics, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', global = true)]
+    pub metrics: Vec<String>,
+    /// Only this split (train, val, test).
+    #[arg(long, global = true)]
+    pub split: Option<String>,
+    /// Summary: aggregate each run's final or best value.
+    #[arg(long, value_enum, default_value = "final", global = true)]
+    pub stat: StatArg,
+    /// Runs: every param, not only the swept ones.
+    #[arg(long, global = true)]
+    pub all_params: bool,
+    #[arg(long, value_enum, default_value = "table", global = true)]
+    pub format: Format,
+    /// Write to this file instead of standard output (required for parquet).
+    #[arg(long, global = true)]
+    pub out: Option<PathBuf>,
 }

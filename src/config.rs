@@ -209,10 +209,7 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig {
-            regularizer: RegularizerKind::PairSumSq,
-            lambda: 0.0,
-        }
+        LossConfig { regularizer: RegularizerKind::PairSumSq, lambda: 0.0 }
     }
 }
 
@@ -268,20 +265,12 @@ impl RunConfig {
         let d = &self.data;
         let m = &self.model;
         let t = &self.train;
-        let bad = |key: &str, message: String| {
-            Err(InvalidValue {
-                key: key.into(),
-                message,
-            })
-        };
+        let bad = |key: &str, message: String| Err(InvalidValue { key: key.into(), message });
         positive("data.n_prompts", d.n_prompts)?;
         if d.responses_per_prompt < 2 {
             return bad(
                 "data.responses_per_prompt",
-                format!(
-                    "must be at least 2 to form a pair, found {}",
-                    d.responses_per_prompt
-                ),
+                format!("must be at least 2 to form a pair, found {}", d.responses_per_prompt),
             );
         }
         positive("data.pairs_per_prompt", d.pairs_per_prompt)?;
@@ -298,16 +287,10 @@ impl RunConfig {
         positive("data.feature_dim", d.feature_dim)?;
         finite_non_negative("data.offset_scale", d.offset_scale)?;
         if d.beta.is_nan() || d.beta <= 0.0 {
-            return bad(
-                "data.beta",
-                format!("must be > 0 (or inf for noise-free), found {}", d.beta),
-            );
+            return bad("data.beta", format!("must be > 0 (or inf for noise-free), found {}", d.beta));
         }
         if !(d.flip.is_finite() && (0.0..0.5).contains(&d.flip)) {
-            return bad(
-                "data.flip",
-                format!("must be in [0, 0.5), found {}", d.flip),
-            );
+            return bad("data.flip", format!("must be in [0, 0.5), found {}", d.flip));
         }
         unit_fraction("data.val_frac", d.val_frac)?;
         unit_fraction("data.test_frac", d.test_frac)?;
@@ -335,32 +318,20 @@ impl RunConfig {
                     );
                 }
                 if let Some(i) = h.iter().position(|&s| s == 0) {
-                    return bad(
-                        "model.hidden",
-                        format!("layer sizes must be > 0, found 0 at index {i}"),
-                    );
+                    return bad("model.hidden", format!("layer sizes must be > 0, found 0 at index {i}"));
                 }
             }
             _ => {}
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
-            return bad(
-                "train.lr",
-                format!("must be a finite number > 0, found {}", t.lr),
-            );
+            return bad("train.lr", format!("must be a finite number > 0, found {}", t.lr));
         }
         finite_non_negative("train.weight_decay", t.weight_decay)?;
         if !(t.momentum.is_finite() && (0.0..1.0).contains(&t.momentum)) {
-            return bad(
-                "train.momentum",
-                format!("must be in [0, 1), found {}", t.momentum),
-            );
+            return bad("train.momentum", format!("must be in [0, 1), found {}", t.momentum));
         }
         if t.optimizer == OptimizerKind::Adam && t.momentum != 0.0 {
-            return bad(
-                "train.momentum",
-                "applies to optimizer = \"sgd\" only; Adam has betas".into(),
-            );
+            return bad("train.momentum", "applies to optimizer = \"sgd\" only; Adam has betas".into());
         }
         positive("train.batch_size", t.batch_size)?;
         positive("train.steps", t.steps)?;
@@ -389,20 +360,13 @@ impl RunConfig {
         let mut h = Sha256::new();
         h.update(format!("rmlab-format-{FORMAT_VERSION}\n"));
         h.update(self.canonical_json());
-        h.finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 }
 
 fn positive(key: &str, v: usize) -> Result<(), InvalidValue> {
     if v == 0 {
-        return Err(InvalidValue {
-            key: key.into(),
-            message: "must be > 0, found 0".into(),
-        });
+        return Err(InvalidValue { key: key.into(), message: "must be > 0, found 0".into() });
     }
     Ok(())
 }
@@ -419,10 +383,7 @@ fn finite_non_negative(key: &str, v: f64) -> Result<(), InvalidValue> {
 
 fn unit_fraction(key: &str, v: f64) -> Result<(), InvalidValue> {
     if !(v.is_finite() && (0.0..1.0).contains(&v)) {
-        return Err(InvalidValue {
-            key: key.into(),
-            message: format!("must be in [0, 1), found {v}"),
-        });
+        return Err(InvalidValue { key: key.into(), message: format!("must be in [0, 1), found {v}") });
     }
     Ok(())
 }
@@ -440,11 +401,7 @@ mod float_or_inf {
     }
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if *v == f64::INFINITY {
-            s.serialize_str("inf")
-        } else {
-            s.serialize_f64(*v)
-        }
+        if *v == f64::INFINITY { s.serialize_str("inf") } else { s.serialize_f64(*v) }
     }
 
     #[derive(Deserialize)]
@@ -458,9 +415,7 @@ mod float_or_inf {
         match Repr::deserialize(d).map_err(|_| D::Error::custom("expected a number or inf"))? {
             Repr::Num(v) => Ok(v),
             Repr::Text(t) if t == "inf" => Ok(f64::INFINITY),
-            Repr::Text(t) => Err(D::Error::custom(format!(
-                "expected a number or inf, found \"{t}\""
-            ))),
+            Repr::Text(t) => Err(D::Error::custom(format!("expected a number or inf, found \"{t}\""))),
         }
     }
 }
@@ -535,15 +490,9 @@ mod tests {
         rejects(|c| c.data.flip = -0.1, "data.flip");
         rejects(|c| c.data.beta = 0.0, "data.beta");
         rejects(|c| c.data.n_prompts = 0, "data.n_prompts");
-        rejects(
-            |c| c.data.responses_per_prompt = 1,
-            "data.responses_per_prompt",
-        );
+        rejects(|c| c.data.responses_per_prompt = 1, "data.responses_per_prompt");
         rejects(|c| c.data.pairs_per_prompt = 7, "data.pairs_per_prompt");
-        rejects(
-            |c| (c.data.val_frac, c.data.test_frac) = (0.6, 0.5),
-            "data.val_frac",
-        );
+        rejects(|c| (c.data.val_frac, c.data.test_frac) = (0.6, 0.5), "data.val_frac");
         rejects(|c| c.model.hidden = Some(vec![]), "model.hidden");
         rejects(|c| c.model.hidden = Some(vec![8, 0]), "model.hidden");
         rejects(|c| c.model.kind = ModelKind::Linear, "model.hidden");
@@ -551,9 +500,6 @@ mod tests {
         rejects(|c| c.train.momentum = 0.9, "train.momentum");
         rejects(|c| c.train.batch_size = 0, "train.batch_size");
         rejects(|c| c.eval.every = 0, "eval.every");
-        rejects(
-            |c| (c.loss.regularizer, c.loss.lambda) = (RegularizerKind::None, 0.1),
-            "loss.lambda",
-        );
+        rejects(|c| (c.loss.regularizer, c.loss.lambda) = (RegularizerKind::None, 0.1), "loss.lambda");
     }
 }

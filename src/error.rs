@@ -8,13 +8,7 @@ use std::path::Path;
 pub enum Error {
     /// A spec file that cannot be used as written, located at file:line:column.
     #[error("{file}:{line}:{column}: {key}: {message}")]
-    Spec {
-        file: String,
-        line: usize,
-        column: usize,
-        key: String,
-        message: String,
-    },
+    Spec { file: String, line: usize, column: usize, key: String, message: String },
     /// Bad input that is not located in a spec: a command-line value, a missing file.
     #[error("{0}")]
     Input(String),
@@ -42,9 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Run(String),
     /// Some cells of a sweep failed; each was reported when it failed.
-    #[error(
-        "{failed} of {total} cells failed (see the errors above, and `status` in the runs table)"
-    )]
+    #[error("{failed} of {total} cells failed (see the errors above, and `status` in the runs table)")]
     CellsFailed { failed: usize, total: usize },
 }
 
@@ -61,16 +53,10 @@ impl Error {
     }
 
     pub fn io(path: &Path, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        Error::Io { path: path.display().to_string(), source }
     }
 
     pub fn sqlite(path: &Path, source: rusqlite::Error) -> Error {
-        Error::Sqlite {
-            path: path.display().to_string(),
-            source,
-        }
+        Error::Sqlite { path: path.display().to_string(), source }
     }
 }

@@ -2,7 +2,7 @@
 //! `L = −log σ(r_a − r_b) + λ · (r_a + r_b)²`, and the study of what λ does.
 //!
 //! Data flows one way: [`spec`] → [`config`] → [`data`] → [`model`] → [`loss`] → [`train`]
-//! → [`sink`] → [`store`]. [`sweep`] plans and runs the cells of a spec.
+//! → [`sink`] → [`store`] → [`query`] → [`output`]. [`sweep`] plans and runs the cells of a spec.
 
 pub mod config;
 pub mod data;
@@ -10,7 +10,9 @@ pub mod error;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod provenance;
+pub mod query;
 pub mod runtime;
 pub mod sink;
 pub mod spec;

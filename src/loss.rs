@@ -18,11 +18,7 @@ pub enum Regularizer {
 impl Regularizer {
     /// The regularizer for a `pair_sum_sq` coefficient; λ = 0 is [`Regularizer::None`].
     pub fn pair_sum_sq(lambda: f64) -> Self {
-        if lambda == 0.0 {
-            Regularizer::None
-        } else {
-            Regularizer::PairSumSq { lambda }
-        }
+        if lambda == 0.0 { Regularizer::None } else { Regularizer::PairSumSq { lambda } }
     }
 
     /// The coefficient λ (0 for `None`).
@@ -99,11 +95,7 @@ mod tests {
     //   reg  = 0.5 * ((2 + 1)^2 + (0 + 2)^2) / 2 = 3.25
     #[test]
     fn golden_mean_over_pairs() {
-        let terms = pairwise_loss(
-            &t(&[2.0, 0.0]),
-            &t(&[1.0, 2.0]),
-            &Regularizer::pair_sum_sq(0.5),
-        );
+        let terms = pairwise_loss(&t(&[2.0, 0.0]), &t(&[1.0, 2.0]), &Regularizer::pair_sum_sq(0.5));
         let expected_pair = ((1.0 + (-1.0f64).exp()).ln() + (1.0 + 2.0f64.exp()).ln()) / 2.0;
         assert!((scalar(&terms.pair) - expected_pair).abs() < 1e-12);
         assert!((scalar(&terms.pair) - 1.220_094_8).abs() < 1e-6);
@@ -143,12 +135,8 @@ mod tests {
     #[test]
     fn finite_at_extreme_margins() {
         for kind in [Kind::Float, Kind::Double] {
-            let r_a = Tensor::from_slice(&[1e4f64, -1e4])
-                .to_kind(kind)
-                .set_requires_grad(true);
-            let r_b = Tensor::from_slice(&[0.0f64, 0.0])
-                .to_kind(kind)
-                .set_requires_grad(true);
+            let r_a = Tensor::from_slice(&[1e4f64, -1e4]).to_kind(kind).set_requires_grad(true);
+            let r_b = Tensor::from_slice(&[0.0f64, 0.0]).to_kind(kind).set_requires_grad(true);
             let terms = pairwise_loss(&r_a, &r_b, &Regularizer::pair_sum_sq(0.01));
             terms.total.backward();
             let pair = scalar(&terms.pair);
@@ -167,11 +155,7 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(include_str!("../tests/fixtures/loss_fixture.json")).unwrap();
         let vec = |v: &serde_json::Value| -> Vec<f64> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect()
+            v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
         };
         let cases = doc["cases"].as_array().unwrap();
         assert!(cases.len() >= 6);
@@ -183,26 +167,15 @@ mod tests {
             terms.total.backward();
             let close = |got: f64, want: f64, what: &str| {
                 let tol = 1e-12 * want.abs().max(1.0);
-                assert!(
-                    (got - want).abs() <= tol,
-                    "case {i} {what}: {got} vs {want}"
-                );
+                assert!((got - want).abs() <= tol, "case {i} {what}: {got} vs {want}");
             };
             close(scalar(&terms.pair), c["pair"].as_f64().unwrap(), "pair");
             close(scalar(&terms.reg), c["reg"].as_f64().unwrap(), "reg");
             close(scalar(&terms.total), c["total"].as_f64().unwrap(), "total");
-            for (g, w) in Vec::<f64>::try_from(r_a.grad())
-                .unwrap()
-                .iter()
-                .zip(vec(&c["grad_a"]))
-            {
+            for (g, w) in Vec::<f64>::try_from(r_a.grad()).unwrap().iter().zip(vec(&c["grad_a"])) {
                 close(*g, w, "grad_a");
             }
-            for (g, w) in Vec::<f64>::try_from(r_b.grad())
-                .unwrap()
-                .iter()
-                .zip(vec(&c["grad_b"]))
-            {
+            for (g, w) in Vec::<f64>::try_from(r_b.grad()).unwrap().iter().zip(vec(&c["grad_b"])) {
                 close(*g, w, "grad_b");
             }
         }
@@ -229,23 +202,13 @@ mod tests {
         for trial in 0..50 {
             let n = 1 + trial * 7;
             let scale = [0.1, 1.0, 30.0, 1e3][trial % 4];
-            let r_a: Vec<f64> = (0..n)
-                .map(|_| (rng.random::<f64>() - 0.5) * scale)
-                .collect();
-            let r_b: Vec<f64> = (0..n)
-                .map(|_| (rng.random::<f64>() - 0.5) * scale)
-                .collect();
+            let r_a: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() - 0.5) * scale).collect();
+            let r_b: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() - 0.5) * scale).collect();
             let lambda = [0.0, 1e-3, 0.01, 1.0][trial % 4];
             let terms = pairwise_loss(&t(&r_a), &t(&r_b), &Regularizer::pair_sum_sq(lambda));
             let (pair, reg) = pairwise_loss_slow(&r_a, &r_b, lambda);
-            assert!(
-                (scalar(&terms.pair) - pair).abs() <= 1e-10 * pair.abs().max(1.0),
-                "trial {trial}"
-            );
-            assert!(
-                (scalar(&terms.reg) - reg).abs() <= 1e-10 * reg.abs().max(1.0),
-                "trial {trial}"
-            );
+            assert!((scalar(&terms.pair) - pair).abs() <= 1e-10 * pair.abs().max(1.0), "trial {trial}");
+            assert!((scalar(&terms.reg) - reg).abs() <= 1e-10 * reg.abs().max(1.0), "trial {trial}");
         }
     }
 }

@@ -12,7 +12,8 @@ use rmlab::spec::Spec;
 use rmlab::store::Store;
 use rmlab::sweep::{self, CellState, SweepOptions};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, Format, QueryKind, QueryOpts, StatArg};
+use rmlab::output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,24 +33,13 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep {
-            spec,
-            db,
-            force,
-            dry_run,
-            jobs,
-            threads,
-        } => {
+        Command::Sweep { spec, db, force, dry_run, jobs, threads } => {
             let spec = Spec::load(&spec)?;
             if dry_run {
                 return print_plan(&spec, &db, force);
             }
-            let opts = SweepOptions {
-                db,
-                force,
-                jobs: jobs.map(usize::from),
-                threads: threads.map(usize::from),
-            };
+            let opts =
+                SweepOptions { db, force, jobs: jobs.map(usize::from), threads: threads.map(usize::from) };
             let s = sweep::run(&spec, &opts)?;
             eprintln!(
                 "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
@@ -60,25 +50,14 @@ fn run(command: Command) -> Result<()> {
                 s.diverged,
                 s.failed.len(),
                 s.wall.as_secs_f64(),
-                if s.jobs == 1 {
-                    "1 worker".to_string()
-                } else {
-                    format!("{} workers", s.jobs)
-                },
-                if s.threads == 1 {
-                    "1 thread".to_string()
-                } else {
-                    format!("{} threads", s.threads)
-                },
+                if s.jobs == 1 { "1 worker".to_string() } else { format!("{} workers", s.jobs) },
+                if s.threads == 1 { "1 thread".to_string() } else { format!("{} threads", s.threads) },
             );
             for (index, label, error) in &s.failed {
                 eprintln!("  failed: cell {index} {label}: {error}");
             }
             if !s.failed.is_empty() {
-                return Err(Error::CellsFailed {
-                    failed: s.failed.len(),
-                    total: s.total,
-                });
+                return Err(Error::CellsFailed { failed: s.failed.len(), total: s.total });
             }
             Ok(())
         }
@@ -94,11 +73,28 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Doctor => doctor(),
+        Command::Query { what, opts } => query(what, opts),
+        Command::Merge { sources, into } => {
+            let report = rmlab::store::merge(&sources, &into)?;
+            for (src, copied, present, running) in &report.sources {
+                eprintln!(
+                    "{}: {copied} runs copied, {present} already in {}, {running} still running (skipped)",
+                    src.display(),
+                    into.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Migrate { db } => {
+            if !db.exists() {
+                return Err(Error::Input(format!("{}: no such store", db.display())));
+            }
+            let store = Store::open(&db)?;
+            eprintln!("{}: schema version {}", db.display(), store.schema_version()?);
+            Ok(())
+        }
         Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&rmlab::spec::json_schema()).expect("JSON")
-            );
+            println!("{}", serde_json::to_string_pretty(&rmlab::spec::json_schema()).expect("JSON"));
             Ok(())
         }
     }
@@ -109,16 +105,10 @@ fn print_plan(spec: &Spec, db: &std::path::Path, force: bool) -> Result<()> {
     let cells = if db.exists() {
         sweep::plan(spec, &Store::open(db)?)?
     } else {
-        spec.cells()?
-            .into_iter()
-            .map(|c| (c, CellState::Missing))
-            .collect()
+        spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
     };
     let mut counts = std::collections::BTreeMap::new();
-    println!(
-        "{:>5}  {:<8}  {:<16}  swept values",
-        "cell", "state", "config hash"
-    );
+    println!("{:>5}  {:<8}  {:<16}  swept values", "cell", "state", "config hash");
     for (cell, state) in &cells {
         let runs = force || *state != CellState::Done;
         println!(
@@ -132,70 +122,79 @@ fn print_plan(spec: &Spec, db: &std::path::Path, force: bool) -> Result<()> {
         *counts.entry(state.as_str()).or_insert(0) += 1;
     }
     let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!(
-        "{}: {} cells ({}) in {}",
-        spec.name,
-        cells.len(),
-        counts.join(", "),
-        db.display()
-    );
+    println!("{}: {} cells ({}) in {}", spec.name, cells.len(), counts.join(", "), db.display());
     Ok(())
 }
 
 fn doctor() -> Result<()> {
     // A tensor op proves LibTorch is loaded and works, not only linked.
     let sum = std::panic::catch_unwind(|| {
-        tch::Tensor::from_slice(&[1.0f32, 2.0])
-            .sum(tch::Kind::Float)
-            .double_value(&[])
+        tch::Tensor::from_slice(&[1.0f32, 2.0]).sum(tch::Kind::Float).double_value(&[])
     });
     let rt = TorchRuntime::detect();
     println!("rmlab          {}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "torch          {}",
-        rt.version.as_deref().unwrap_or("unknown")
-    );
+    println!("torch          {}", rt.version.as_deref().unwrap_or("unknown"));
     println!(
         "library path   {}",
-        rt.lib_dir
-            .as_ref()
-            .map_or("not found in /proc/self/maps".into(), |d| d
-                .display()
-                .to_string())
+        rt.lib_dir.as_ref().map_or("not found in /proc/self/maps".into(), |d| d.display().to_string())
     );
-    println!(
-        "cuda           {}",
-        if rt.cuda_available {
-            "available"
-        } else {
-            "not available"
-        }
-    );
+    println!("cuda           {}", if rt.cuda_available { "available" } else { "not available" });
     println!("cuda devices   {}", rt.cuda_devices);
-    println!(
-        "cudnn          {}",
-        if rt.cudnn_available {
-            "available"
-        } else {
-            "not available"
-        }
-    );
-    println!(
-        "threads        {} intra-op (LibTorch default; sweeps set --threads)",
-        rt.intra_op_threads
-    );
-    println!(
-        "cores          {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    println!("cudnn          {}", if rt.cudnn_available { "available" } else { "not available" });
+    println!("threads        {} intra-op (LibTorch default; sweeps set --threads)", rt.intra_op_threads);
+    println!("cores          {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
     match sum {
         Ok(3.0) => {
             println!("tensor check   ok");
             Ok(())
         }
         Ok(v) => Err(Error::Run(format!("tensor check: 1 + 2 gave {v}"))),
-        Err(_) => Err(Error::Run(
-            "tensor check: LibTorch panicked on a CPU sum".into(),
-        )),
+        Err(_) => Err(Error::Run("tensor check: LibTorch panicked on a CPU sum".into())),
     }
+}
+
+fn query(what: QueryKind, o: QueryOpts) -> Result<()> {
+    use rmlab::query::{self, Filter, Selection, Stat};
+    if !o.db.exists() {
+        return Err(Error::Input(format!("{}: no such store (run a sweep first)", o.db.display())));
+    }
+    let store = Store::open(&o.db)?;
+    let sel = Selection {
+        experiment: o.experiment.clone(),
+        filters: o.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_>>()?,
+    };
+    if let Some(s) = &o.split
+        && !["train", "val", "test"].contains(&s.as_str())
+    {
+        return Err(Error::Input(format!("--split {s}: expected train, val or test")));
+    }
+    let conn = store.connection();
+    let mut df = match what {
+        QueryKind::Runs => query::runs(conn, &sel, !o.all_params)?,
+        QueryKind::Curves => query::curves(conn, &sel, &o.metrics, o.split.as_deref())?,
+        QueryKind::Summary => {
+            let stat = match o.stat {
+                StatArg::Final => Stat::Final,
+                StatArg::Best => Stat::Best,
+            };
+            query::summary(conn, &sel, &o.group_by, &o.metrics, o.split.as_deref(), stat)?
+        }
+    };
+    if what == QueryKind::Runs && o.format == Format::Table && !o.all_params {
+        // The id columns a reader needs; the rest (hash, device, threads) are in csv/json output.
+        let keep: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !["config_hash", "device", "threads"].contains(&c.as_str()))
+            .collect();
+        df = df.select(keep).map_err(|e| Error::Run(format!("polars: {e}")))?;
+    }
+    let format = match o.format {
+        Format::Table => output::Format::Table { width: 100 },
+        Format::Csv => output::Format::Csv,
+        Format::Json => output::Format::Json,
+        Format::Parquet => output::Format::Parquet,
+    };
+    output::write(&mut df, format, o.out.as_deref())
 }

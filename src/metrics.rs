@@ -25,6 +25,22 @@ pub const NAMES: [&str; 12] = [
     "true_pair_accuracy", // fraction of pairs where sign(r_a − r_b) = sign(r*_a − r*_b)
 ];
 
+/// Which way a metric improves; `None` for magnitudes, which have no better direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    Min,
+    Max,
+}
+
+/// The goal of a metric by name: losses fall, accuracies and correlations rise.
+pub fn goal(name: &str) -> Option<Goal> {
+    match name {
+        n if n.starts_with("loss_") => Some(Goal::Min),
+        "accuracy" | "true_pearson" | "true_pair_accuracy" => Some(Goal::Max),
+        _ => None,
+    }
+}
+
 /// Number of metrics that need the true reward (the last ones of [`NAMES`]).
 const N_TRUE: usize = 2;
 
@@ -68,11 +84,7 @@ pub fn split_metrics(
     }
     let host = Vec::<f64>::try_from(Tensor::stack(&values, 0).to_device(tch::Device::Cpu))
         .expect("a float64 vector converts to Vec<f64>");
-    let names = if true_all.is_some() {
-        &NAMES[..]
-    } else {
-        &NAMES[..NAMES.len() - N_TRUE]
-    };
+    let names = if true_all.is_some() { &NAMES[..] } else { &NAMES[..NAMES.len() - N_TRUE] };
     names.iter().copied().zip(host).collect()
 }
 
@@ -113,11 +125,7 @@ mod tests {
             assert!((got - pearson_slow(&x, &y)).abs() < 1e-12, "n = {n}");
         }
         let c = Tensor::from_slice(&[1.0f64, 1.0, 1.0]);
-        assert!(
-            pearson(&c, &Tensor::from_slice(&[1.0f64, 2.0, 3.0]))
-                .double_value(&[])
-                .is_nan()
-        );
+        assert!(pearson(&c, &Tensor::from_slice(&[1.0f64, 2.0, 3.0])).double_value(&[]).is_nan());
     }
 
     /// Every metric against a plain loop over the same numbers.
@@ -125,12 +133,8 @@ mod tests {
     fn split_metrics_match_slow_reference() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let n_resp = 40;
-        let r: Vec<f64> = (0..n_resp)
-            .map(|_| rng.random::<f64>() * 6.0 - 3.0)
-            .collect();
-        let t: Vec<f64> = (0..n_resp)
-            .map(|_| rng.random::<f64>() * 2.0 - 1.0)
-            .collect();
+        let r: Vec<f64> = (0..n_resp).map(|_| rng.random::<f64>() * 6.0 - 3.0).collect();
+        let t: Vec<f64> = (0..n_resp).map(|_| rng.random::<f64>() * 2.0 - 1.0).collect();
         // The split holds responses 10..30 and pairs among them.
         let responses: Vec<i64> = (10..30).collect();
         let pairs: Vec<(i64, i64)> = (0..25)
@@ -156,11 +160,7 @@ mod tests {
         let rf: Vec<f64> = r.iter().map(|&v| v as f32 as f64).collect(); // as the model gives them
         let p = pairs.len() as f64;
         let mean = |f: &dyn Fn(f64, f64) -> f64| {
-            pairs
-                .iter()
-                .map(|&(a, b)| f(rf[a as usize], rf[b as usize]))
-                .sum::<f64>()
-                / p
+            pairs.iter().map(|&(a, b)| f(rf[a as usize], rf[b as usize])).sum::<f64>() / p
         };
         let rs: Vec<f64> = responses.iter().map(|&i| rf[i as usize]).collect();
         let ts: Vec<f64> = responses.iter().map(|&i| t[i as usize]).collect();
@@ -183,11 +183,7 @@ mod tests {
                 .iter()
                 .map(|&(a, b)| {
                     let (a, b) = (a as usize, b as usize);
-                    if (rf[a] - rf[b]) * (t[a] - t[b]) > 0.0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
+                    if (rf[a] - rf[b]) * (t[a] - t[b]) > 0.0 { 1.0 } else { 0.0 }
                 })
                 .sum::<f64>()
                 / p,

@@ -22,18 +22,10 @@ impl RewardModel {
     /// default, but from `rng` on the host rather than LibTorch's global generator: a run's
     /// initialisation then depends on its seed alone, not on other runs in the process or the
     /// device.
-    pub fn new(
-        vs: &nn::Path,
-        in_dim: usize,
-        cfg: &ModelConfig,
-        rng: &mut ChaCha8Rng,
-    ) -> RewardModel {
+    pub fn new(vs: &nn::Path, in_dim: usize, cfg: &ModelConfig, rng: &mut ChaCha8Rng) -> RewardModel {
         let sizes: &[usize] = match cfg.kind {
             ModelKind::Linear => &[],
-            ModelKind::Mlp => cfg
-                .hidden
-                .as_deref()
-                .unwrap_or(&crate::config::DEFAULT_HIDDEN),
+            ModelKind::Mlp => cfg.hidden.as_deref().unwrap_or(&crate::config::DEFAULT_HIDDEN),
         };
         let mut hidden = Vec::with_capacity(sizes.len());
         let mut prev = in_dim;
@@ -42,11 +34,7 @@ impl RewardModel {
             prev = h;
         }
         let head = linear(&(vs / "head"), prev, 1, rng);
-        RewardModel {
-            hidden,
-            head,
-            activation: cfg.activation,
-        }
+        RewardModel { hidden, head, activation: cfg.activation }
     }
 
     /// Rewards for a batch: `xs` `[B, D]` → `[B]`.
@@ -68,16 +56,11 @@ impl RewardModel {
 fn linear(vs: &nn::Path, fan_in: usize, out: usize, rng: &mut ChaCha8Rng) -> nn::Linear {
     let bound = 1.0 / (fan_in as f64).sqrt();
     let mut draw = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| ((2.0 * rng.random::<f64>() - 1.0) * bound) as f32)
-            .collect()
+        (0..n).map(|_| ((2.0 * rng.random::<f64>() - 1.0) * bound) as f32).collect()
     };
     let ws = Tensor::from_slice(&draw(out * fan_in)).view([out as i64, fan_in as i64]);
     let bs = Tensor::from_slice(&draw(out));
-    nn::Linear {
-        ws: vs.var_copy("weight", &ws),
-        bs: Some(vs.var_copy("bias", &bs)),
-    }
+    nn::Linear { ws: vs.var_copy("weight", &ws), bs: Some(vs.var_copy("bias", &bs)) }
 }
 
 fn activate(xs: &Tensor, a: Activation) -> Tensor {
@@ -101,10 +84,7 @@ mod tests {
 
     #[test]
     fn init_is_seeded_and_bounded_like_pytorch() {
-        let cfg = ModelConfig {
-            hidden: Some(vec![32]),
-            ..ModelConfig::default()
-        };
+        let cfg = ModelConfig { hidden: Some(vec![32]), ..ModelConfig::default() };
         let weights = |seed: u64| {
             let vs = nn::VarStore::new(Device::Cpu);
             RewardModel::new(&vs.root(), 8, &cfg, &mut ChaCha8Rng::seed_from_u64(seed));
@@ -123,10 +103,7 @@ mod tests {
     #[test]
     fn parameter_names_read_well() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            hidden: Some(vec![8, 4]),
-            ..ModelConfig::default()
-        };
+        let cfg = ModelConfig { hidden: Some(vec![8, 4]), ..ModelConfig::default() };
         let _m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng());
         let mut names: Vec<String> = vs.variables().into_keys().collect();
         names.sort();
@@ -146,11 +123,7 @@ mod tests {
     #[test]
     fn linear_model_is_affine() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            kind: ModelKind::Linear,
-            hidden: None,
-            ..ModelConfig::default()
-        };
+        let cfg = ModelConfig { kind: ModelKind::Linear, hidden: None, ..ModelConfig::default() };
         let m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng());
         let xs = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -1.0, 0.0, 0.5]).view([2, 3]);
         let ys = m.forward(&xs);

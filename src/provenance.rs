@@ -18,10 +18,7 @@ pub struct Provenance {
 impl Provenance {
     /// Collects provenance for runs of a spec at `spec_path`.
     pub fn collect(spec_path: &Path, torch_version: Option<String>) -> Provenance {
-        let dir = spec_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = spec_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let git = |args: &[&str]| {
             Command::new("git")
                 .arg("-C")

@@ -53,9 +53,7 @@ fn version_near(lib_dir: &std::path::Path) -> Option<String> {
             .find_map(|l| l.strip_prefix("__version__ = "))
             .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string());
     }
-    std::fs::read_to_string(root.join("build-version"))
-        .ok()
-        .map(|v| v.trim().to_string())
+    std::fs::read_to_string(root.join("build-version")).ok().map(|v| v.trim().to_string())
 }
 
 /// Sets LibTorch's intra-op threads (process-wide) and one inter-op thread.

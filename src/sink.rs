@@ -8,6 +8,23 @@ use crate::error::Result;
 pub trait MetricsSink {
     /// Metrics of `split` after `step` optimizer steps (step 0 is before training).
     fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()>;
+
+    /// The reward of every evaluated response at the end of the run (after the last
+    /// evaluation, or the one that found divergence).
+    fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()>;
+}
+
+/// The final reward of one response.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RewardRow {
+    /// Index of the response in its data set.
+    pub response: usize,
+    /// Index of its prompt.
+    pub prompt: usize,
+    pub split: Split,
+    pub reward: f64,
+    /// r*(x, y) where the truth is known (synthetic data).
+    pub true_reward: Option<f64>,
 }
 
 /// One metric value.
@@ -23,16 +40,13 @@ pub struct MetricRow {
 #[derive(Debug, Default)]
 pub struct MemorySink {
     pub rows: Vec<MetricRow>,
+    pub rewards: Vec<RewardRow>,
 }
 
 impl MemorySink {
     /// Values of one metric on one split, by step.
     pub fn curve(&self, split: Split, name: &str) -> Vec<(usize, f64)> {
-        self.rows
-            .iter()
-            .filter(|r| r.split == split && r.name == name)
-            .map(|r| (r.step, r.value))
-            .collect()
+        self.rows.iter().filter(|r| r.split == split && r.name == name).map(|r| (r.step, r.value)).collect()
     }
 
     /// The last value of one metric on one split.
@@ -43,13 +57,12 @@ impl MemorySink {
 
 impl MetricsSink for MemorySink {
     fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
-        self.rows
-            .extend(values.iter().map(|&(name, value)| MetricRow {
-                step,
-                split,
-                name,
-                value,
-            }));
+        self.rows.extend(values.iter().map(|&(name, value)| MetricRow { step, split, name, value }));
+        Ok(())
+    }
+
+    fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()> {
+        self.rewards = rows.to_vec();
         Ok(())
     }
 }

@@ -22,9 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use crate::config::{
-    DataConfig, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig,
-};
+use crate::config::{DataConfig, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig};
 use crate::error::{Error, Result};
 
 /// The on-disk shape, used to check the file's keys and types with their locations, and for
@@ -88,8 +86,7 @@ fn sweep_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 /// JSON Schema of a spec file, for editors (e.g. taplo's `#:schema` directive).
 pub fn json_schema() -> serde_json::Value {
-    let mut schema =
-        serde_json::to_value(schemars::schema_for!(SpecFile)).expect("a schema serializes");
+    let mut schema = serde_json::to_value(schemars::schema_for!(SpecFile)).expect("a schema serializes");
     schema["title"] = "rmlab experiment spec".into();
     schema
 }
@@ -147,11 +144,7 @@ pub struct Cell {
 impl Cell {
     /// Swept values as `key=value` for display.
     pub fn label(&self) -> String {
-        self.swept
-            .iter()
-            .map(|(k, v)| format!("{k}={}", display_value(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.swept.iter().map(|(k, v)| format!("{k}={}", display_value(v))).collect::<Vec<_>>().join(" ")
     }
 
     pub fn swept_keys(&self) -> Vec<String> {
@@ -170,12 +163,8 @@ impl Spec {
     /// Reads and checks the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Input(format!("{}: no such spec file", path.display()))
-            }
-            std::io::ErrorKind::InvalidData => {
-                Error::Input(format!("{}: not UTF-8 text", path.display()))
-            }
+            std::io::ErrorKind::NotFound => Error::Input(format!("{}: no such spec file", path.display())),
+            std::io::ErrorKind::InvalidData => Error::Input(format!("{}: not UTF-8 text", path.display())),
             _ => Error::io(path, e),
         })?;
         Spec::parse(path, text)
@@ -184,18 +173,11 @@ impl Spec {
     /// Checks spec `text` as if read from `path`, and expands its grid to catch every error
     /// of every cell now rather than mid-sweep.
     pub fn parse(path: &Path, text: String) -> Result<Spec> {
-        let src = Source {
-            file: path.display().to_string(),
-            text: &text,
-        };
+        let src = Source { file: path.display().to_string(), text: &text };
         if let Err(e) = toml::from_str::<SpecFile>(&text) {
             let span = e.span().unwrap_or(0..0);
             // serde names a missing field only in its message; the span is its table's.
-            let key = match e
-                .message()
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
+            let key = match e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
                 Some(field) if span.start == 0 => field.to_string(),
                 Some(field) => format!("{}.{field}", src.key_at(span.start)),
                 None => src.key_at(span.start),
@@ -209,11 +191,7 @@ impl Spec {
             Some(toml::Value::String(s)) => s,
             _ => unreachable!("checked by SpecFile"),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
             return Err(src.error_at_path(
                 &[Step::Key("name".into())],
                 "name",
@@ -229,15 +207,8 @@ impl Spec {
             _ => toml::Table::new(),
         };
         let (axes, seeds) = parse_sweep(&src, &sweep)?;
-        let spec = Spec {
-            name,
-            description,
-            path: path.to_path_buf(),
-            base: doc,
-            axes,
-            seeds,
-            text: text.clone(),
-        };
+        let spec =
+            Spec { name, description, path: path.to_path_buf(), base: doc, axes, seeds, text: text.clone() };
         spec.cells()?;
         Ok(spec)
     }
@@ -249,10 +220,7 @@ impl Spec {
 
     /// Expands the grid: axes in file order (the first varies slowest), seeds innermost.
     pub fn cells(&self) -> Result<Vec<Cell>> {
-        let src = Source {
-            file: self.path.display().to_string(),
-            text: &self.text,
-        };
+        let src = Source { file: self.path.display().to_string(), text: &self.text };
         let mut cells = Vec::new();
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         let n_points: usize = self.axes.iter().map(|a| a.points.len()).product();
@@ -281,10 +249,7 @@ impl Spec {
                 let hash = config.hash();
                 let index = cells.len();
                 if let Some(&other) = seen.get(&hash) {
-                    let first = &origins
-                        .first()
-                        .map(|o| o.2.path.clone())
-                        .unwrap_or_default();
+                    let first = &origins.first().map(|o| o.2.path.clone()).unwrap_or_default();
                     return Err(src.error_at_path(
                         first,
                         "sweep",
@@ -295,12 +260,7 @@ impl Spec {
                     ));
                 }
                 seen.insert(hash.clone(), index);
-                cells.push(Cell {
-                    index,
-                    config,
-                    swept,
-                    hash,
-                });
+                cells.push(Cell { index, config, swept, hash });
             }
         }
         Ok(cells)
@@ -350,9 +310,7 @@ fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
             cur.insert(p.to_string(), value);
             return;
         }
-        let next = cur
-            .entry(p.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let next = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
         if !next.is_table() {
             *next = toml::Value::Table(toml::Table::new());
         }
@@ -399,21 +357,15 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
             ));
         }
         if !valid.contains(key) {
-            let mut known: Vec<&String> = valid
-                .iter()
-                .filter(|k| k.split('.').next() == key.split('.').next())
-                .collect();
+            let mut known: Vec<&String> =
+                valid.iter().filter(|k| k.split('.').next() == key.split('.').next()).collect();
             known.sort();
             let hint = if known.is_empty() {
                 format!("a key path starts with one of {}", SECTIONS.join(", "))
             } else {
                 format!(
                     "known keys there: {}",
-                    known
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
                 )
             };
             return Err(src.error_at_path(
@@ -432,44 +384,38 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
         Ok(())
     };
     // `unique`: a plain axis may not repeat a value; a zip column may (its tuples are checked).
-    let values_of = |key: &str,
-                     v: &toml::Value,
-                     path: Vec<Step>,
-                     unique: bool|
-     -> Result<Vec<(toml::Value, Origin)>> {
-        let label = format!("sweep.\"{key}\"");
-        let toml::Value::Array(items) = v else {
-            return Err(src.error_at_path(
-                &path,
-                &label,
-                &format!("an axis is a list of values, found {}", v.type_str()),
-            ));
-        };
-        if items.is_empty() {
-            return Err(src.error_at_path(
-                &path,
-                &label,
-                "an axis needs at least one value, found an empty list",
-            ));
-        }
-        let mut out: Vec<(toml::Value, Origin)> = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let mut p = path.clone();
-            p.push(Step::Index(i));
-            if let Some(j) = out.iter().position(|(o, _)| unique && o == item) {
+    let values_of =
+        |key: &str, v: &toml::Value, path: Vec<Step>, unique: bool| -> Result<Vec<(toml::Value, Origin)>> {
+            let label = format!("sweep.\"{key}\"");
+            let toml::Value::Array(items) = v else {
                 return Err(src.error_at_path(
-                    &p,
+                    &path,
                     &label,
-                    &format!(
-                        "value {} repeats value {j} of this axis",
-                        display_value(item)
-                    ),
+                    &format!("an axis is a list of values, found {}", v.type_str()),
+                ));
+            };
+            if items.is_empty() {
+                return Err(src.error_at_path(
+                    &path,
+                    &label,
+                    "an axis needs at least one value, found an empty list",
                 ));
             }
-            out.push((item.clone(), Origin { path: p }));
-        }
-        Ok(out)
-    };
+            let mut out: Vec<(toml::Value, Origin)> = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let mut p = path.clone();
+                p.push(Step::Index(i));
+                if let Some(j) = out.iter().position(|(o, _)| unique && o == item) {
+                    return Err(src.error_at_path(
+                        &p,
+                        &label,
+                        &format!("value {} repeats value {j} of this axis", display_value(item)),
+                    ));
+                }
+                out.push((item.clone(), Origin { path: p }));
+            }
+            Ok(out)
+        };
     for (key, value) in sweep {
         let path = at(&[Step::Key(key.clone())]);
         match key.as_str() {
@@ -501,31 +447,30 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
                     let mut keys = Vec::new();
                     let mut columns = Vec::new();
                     for (k, v) in group {
-                        let kpath = at(&[
-                            Step::Key("zip".into()),
-                            Step::Index(g),
-                            Step::Key(k.clone()),
-                        ]);
+                        let kpath = at(&[Step::Key("zip".into()), Step::Index(g), Step::Key(k.clone())]);
                         check_key(k, &kpath, &mut used)?;
                         let col = values_of(k, v, kpath.clone(), false)?;
                         if let Some(first) = columns.first().map(|c: &Vec<_>| c.len())
                             && col.len() != first
                         {
-                            return Err(src.error_at_path(&kpath, &format!("sweep.zip.\"{k}\""), &format!(
+                            return Err(src.error_at_path(
+                                &kpath,
+                                &format!("sweep.zip.\"{k}\""),
+                                &format!(
                                     "zip lists must have equal lengths: `{}` has {first}, `{k}` has {}",
-                                    keys[0], col.len()
-                                )));
+                                    keys[0],
+                                    col.len()
+                                ),
+                            ));
                         }
                         keys.push(k.clone());
                         columns.push(col);
                     }
                     let n = columns[0].len();
-                    let points: Vec<Vec<(toml::Value, Origin)>> = (0..n)
-                        .map(|i| columns.iter().map(|c| c[i].clone()).collect())
-                        .collect();
+                    let points: Vec<Vec<(toml::Value, Origin)>> =
+                        (0..n).map(|i| columns.iter().map(|c| c[i].clone()).collect()).collect();
                     for i in 1..n {
-                        let same =
-                            |j: usize| points[j].iter().zip(&points[i]).all(|(x, y)| x.0 == y.0);
+                        let same = |j: usize| points[j].iter().zip(&points[i]).all(|(x, y)| x.0 == y.0);
                         if let Some(j) = (0..i).find(|&j| same(j)) {
                             return Err(src.error_at_path(
                                 &points[i][0].1.path,
@@ -539,14 +484,8 @@ fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>
             }
             _ => {
                 check_key(key, &path, &mut used)?;
-                let points = values_of(key, value, path, true)?
-                    .into_iter()
-                    .map(|v| vec![v])
-                    .collect();
-                axes.push(Axis {
-                    keys: vec![key.clone()],
-                    points,
-                });
+                let points = values_of(key, value, path, true)?.into_iter().map(|v| vec![v]).collect();
+                axes.push(Axis { keys: vec![key.clone()], points });
             }
         }
     }
@@ -578,13 +517,7 @@ fn parse_seeds(src: &Source, v: &toml::Value, path: &[Step]) -> Result<Vec<u64>>
             }
             Ok(out)
         }
-        other => Err(err(
-            path,
-            &format!(
-                "expected a count or a list of seeds, found {}",
-                other.type_str()
-            ),
-        )),
+        other => Err(err(path, &format!("expected a count or a list of seeds, found {}", other.type_str()))),
     }
 }
 
@@ -608,10 +541,7 @@ impl Source<'_> {
 
     /// An error at the value found by following `path`, or at its deepest existing ancestor.
     fn error_at_path(&self, path: &[Step], key: &str, message: &str) -> Error {
-        let span = DeTable::parse(self.text)
-            .ok()
-            .map(|doc| locate(doc.get_ref(), path))
-            .unwrap_or(0..0);
+        let span = DeTable::parse(self.text).ok().map(|doc| locate(doc.get_ref(), path)).unwrap_or(0..0);
         self.error_at(span, key, message)
     }
 
@@ -622,11 +552,7 @@ impl Source<'_> {
         };
         let mut path = Vec::new();
         find_key(doc.get_ref(), offset, &mut path);
-        if path.is_empty() {
-            "(top level)".into()
-        } else {
-            path.join(".")
-        }
+        if path.is_empty() { "(top level)".into() } else { path.join(".") }
     }
 }
 
@@ -659,15 +585,12 @@ fn locate(root: &DeTable, path: &[Step]) -> Range<usize> {
 /// searched.
 fn find_key(table: &DeTable, offset: usize, path: &mut Vec<String>) {
     let inside = |r: &Range<usize>| r.start <= offset && offset < r.end.max(r.start + 1);
-    let containing = table
-        .iter()
-        .find(|(k, v)| inside(&k.span()) || inside(&v.span()));
+    let containing = table.iter().find(|(k, v)| inside(&k.span()) || inside(&v.span()));
     let preceding = || {
         table
             .iter()
             .filter(|(k, v)| {
-                k.span().start <= offset
-                    && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
+                k.span().start <= offset && matches!(v.get_ref(), DeValue::Table(_) | DeValue::Array(_))
             })
             .max_by_key(|(k, _)| k.span().start)
     };
@@ -692,11 +615,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }

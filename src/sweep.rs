@@ -116,11 +116,8 @@ pub fn cores() -> usize {
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     let store = Store::open(&opts.db)?;
     let cells = plan(spec, &store)?;
-    let todo: Vec<Cell> = cells
-        .iter()
-        .filter(|(_, s)| opts.force || *s != CellState::Done)
-        .map(|(c, _)| c.clone())
-        .collect();
+    let todo: Vec<Cell> =
+        cells.iter().filter(|(_, s)| opts.force || *s != CellState::Done).map(|(c, _)| c.clone()).collect();
     store.upsert_experiment(&ExperimentRecord {
         name: &spec.name,
         description: &spec.description,
@@ -157,8 +154,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..jobs)
             .map(|w| {
-                let (queue, summary, progress, provenance) =
-                    (&queue, &summary, &progress, &provenance);
+                let (queue, summary, progress, provenance) = (&queue, &summary, &progress, &provenance);
                 scope.spawn(move || -> Result<()> {
                     let mut store = Store::open(&opts.db)?;
                     loop {
@@ -166,15 +162,10 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             return Ok(());
                         };
                         progress.start_cell(w, cell);
-                        let result = run_cell(
-                            cell,
-                            spec,
-                            &mut store,
-                            provenance,
-                            threads,
-                            opts.force,
-                            &mut |step| progress.step(w, step),
-                        );
+                        let result =
+                            run_cell(cell, spec, &mut store, provenance, threads, opts.force, &mut |step| {
+                                progress.step(w, step)
+                            });
                         let mut s = summary.lock().expect("summary lock");
                         match result {
                             Ok(None) => {
@@ -187,11 +178,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             }
                             Ok(Some(Outcome::Finished)) => {
                                 s.finished += 1;
-                                progress.say(&format!(
-                                    "cell {:>3} finished   {}",
-                                    cell.index,
-                                    cell.label()
-                                ));
+                                progress.say(&format!("cell {:>3} finished   {}", cell.index, cell.label()));
                             }
                             Ok(Some(Outcome::Diverged { step })) => {
                                 s.diverged += 1;
@@ -255,9 +242,7 @@ fn run_cell(
         experiment: &spec.name,
         config: cfg,
         swept: &swept,
-        device: device
-            .as_ref()
-            .map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
+        device: device.as_ref().map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
         threads,
         provenance,
     };
@@ -271,12 +256,7 @@ fn run_cell(
             let data = Dataset::new(&prefs, device);
             train(cfg, &data, device, &mut writer, on_step)
         }))
-        .unwrap_or_else(|panic| {
-            Err(Error::Run(format!(
-                "libtorch panicked: {}",
-                panic_message(&panic)
-            )))
-        })
+        .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
     writer.finish(&outcome, started.elapsed().as_secs_f64())?;
     outcome.map(Some)
@@ -314,10 +294,9 @@ impl Progress {
             .progress_chars("=> "),
         );
         total.set_prefix(name.to_string());
-        let style =
-            ProgressStyle::with_template("  worker {prefix}: [{bar:20}] step {pos}/{len}  {msg}")
-                .expect("valid template")
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template("  worker {prefix}: [{bar:20}] step {pos}/{len}  {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
         let workers = (0..workers)
             .map(|w| {
                 let bar = multi.add(ProgressBar::new(0));
@@ -326,9 +305,7 @@ impl Progress {
                 bar
             })
             .collect();
-        Progress {
-            bars: Some((multi, total, workers)),
-        }
+        Progress { bars: Some((multi, total, workers)) }
     }
 
     fn say(&self, line: &str) {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::loss::pairwise_loss;
 use crate::metrics::split_metrics;
 use crate::model::RewardModel;
-use crate::sink::MetricsSink;
+use crate::sink::{MetricsSink, RewardRow};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,28 +43,20 @@ pub fn train(
     }
     // Model and optimizer.
     let vs = nn::VarStore::new(device);
-    let model = RewardModel::new(
-        &vs.root(),
-        data.dim,
-        &cfg.model,
-        &mut stream(cfg.seed, INIT_STREAM),
-    );
+    let model = RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM));
     let mut opt = optimizer(&vs, &cfg.train)?;
     let reg = cfg.loss.regularizer();
     let b = cfg.train.batch_size as i64;
     let mut batches = BatchStream::new(cfg.seed, n_train, cfg.train.batch_size, device);
 
     if let Some(outcome) = evaluate(&model, data, cfg, 0, sink)? {
-        return Ok(outcome);
+        return finish(outcome, &model, data, sink);
     }
     for step in 1..=cfg.train.steps {
         // Batch: B training pairs drawn with replacement; one forward over [chosen; rejected].
         let idx = batches.next();
         let rows = Tensor::cat(
-            &[
-                data.train.chosen.index_select(0, &idx),
-                data.train.rejected.index_select(0, &idx),
-            ],
+            &[data.train.chosen.index_select(0, &idx), data.train.rejected.index_select(0, &idx)],
             0,
         );
         let r = model.forward(&data.features.index_select(0, &rows));
@@ -75,10 +67,33 @@ pub fn train(
         if (step % cfg.eval.every == 0 || step == cfg.train.steps)
             && let Some(outcome) = evaluate(&model, data, cfg, step, sink)?
         {
-            return Ok(outcome);
+            return finish(outcome, &model, data, sink);
         }
     }
-    Ok(Outcome::Finished)
+    finish(Outcome::Finished, &model, data, sink)
+}
+
+/// Reports the final reward of every response in a split with pairs, and returns `outcome`.
+fn finish(
+    outcome: Outcome,
+    model: &RewardModel,
+    data: &Dataset,
+    sink: &mut dyn MetricsSink,
+) -> Result<Outcome> {
+    let rewards = tch::no_grad(|| model.forward(&data.features));
+    let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
+    let rows: Vec<RewardRow> = (0..rewards.len())
+        .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
+        .map(|r| RewardRow {
+            response: r,
+            prompt: data.prompt_of[r],
+            split: data.split_of[r],
+            reward: rewards[r],
+            true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
+        })
+        .collect();
+    sink.record_rewards(&rows)?;
+    Ok(outcome)
 }
 
 /// Evaluates every non-empty split under no-grad and reports it; returns `Some(Diverged)` if
@@ -100,9 +115,7 @@ fn evaluate(
         }
         let values = split_metrics(&rewards, s, data.true_reward.as_ref(), &reg);
         if split == Split::Train {
-            diverged = values
-                .iter()
-                .any(|&(name, v)| name == "loss_total" && !v.is_finite());
+            diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
         }
         sink.record(step, split, &values)?;
     }
@@ -148,12 +161,10 @@ impl BatchStream {
     /// The next step's indices, `[B]` int64 on the device.
     fn next(&mut self) -> Tensor {
         if self.next_row == BATCH_CHUNK as i64 {
-            let idx: Vec<i64> = (0..BATCH_CHUNK * self.batch)
-                .map(|_| self.rng.random_range(0..self.n) as i64)
-                .collect();
-            self.chunk = Tensor::from_slice(&idx)
-                .view([BATCH_CHUNK as i64, self.batch as i64])
-                .to_device(self.device);
+            let idx: Vec<i64> =
+                (0..BATCH_CHUNK * self.batch).map(|_| self.rng.random_range(0..self.n) as i64).collect();
+            self.chunk =
+                Tensor::from_slice(&idx).view([BATCH_CHUNK as i64, self.batch as i64]).to_device(self.device);
             self.next_row = 0;
         }
         self.next_row += 1;
@@ -163,17 +174,10 @@ impl BatchStream {
 
 fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
     let opt = match t.optimizer {
-        OptimizerKind::Adam => nn::Adam {
-            wd: t.weight_decay,
-            ..Default::default()
+        OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?,
+        OptimizerKind::Sgd => {
+            nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?
         }
-        .build(vs, t.lr)?,
-        OptimizerKind::Sgd => nn::Sgd {
-            momentum: t.momentum,
-            wd: t.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, t.lr)?,
     };
     Ok(opt)
 }
@@ -188,25 +192,10 @@ mod tests {
     fn small(seed: u64, lambda: f64) -> RunConfig {
         RunConfig {
             seed,
-            data: DataConfig {
-                n_prompts: 120,
-                feature_dim: 8,
-                ..DataConfig::default()
-            },
-            model: ModelConfig {
-                hidden: Some(vec![16]),
-                ..ModelConfig::default()
-            },
-            train: TrainConfig {
-                steps: 200,
-                batch_size: 32,
-                lr: 1e-2,
-                ..TrainConfig::default()
-            },
-            loss: LossConfig {
-                lambda,
-                ..LossConfig::default()
-            },
+            data: DataConfig { n_prompts: 120, feature_dim: 8, ..DataConfig::default() },
+            model: ModelConfig { hidden: Some(vec![16]), ..ModelConfig::default() },
+            train: TrainConfig { steps: 200, batch_size: 32, lr: 1e-2, ..TrainConfig::default() },
+            loss: LossConfig { lambda, ..LossConfig::default() },
             eval: EvalConfig { every: 50 },
         }
         .resolve()
@@ -221,20 +210,28 @@ mod tests {
     }
 
     #[test]
+    fn final_rewards_are_reported_for_every_evaluated_response() {
+        let cfg = small(0, 0.0);
+        let (_, sink) = run(&cfg);
+        // 120 prompts × 4 responses, all in train or val (no test prompts).
+        assert_eq!(sink.rewards.len(), 480);
+        let prefs = synthetic::generate(&cfg.data, cfg.seed);
+        for row in &sink.rewards {
+            assert_eq!(row.prompt, prefs.prompt_of[row.response]);
+            assert_eq!(row.true_reward, Some(prefs.true_reward.as_ref().unwrap()[row.response]));
+            assert!(row.reward.is_finite());
+        }
+    }
+
+    #[test]
     fn loss_falls_and_evals_at_the_right_steps() {
         let (outcome, sink) = run(&small(0, 0.0));
         assert_eq!(outcome, Outcome::Finished);
         let curve = sink.curve(Split::Train, "loss_pair");
-        assert_eq!(
-            curve.iter().map(|c| c.0).collect::<Vec<_>>(),
-            [0, 50, 100, 150, 200]
-        );
+        assert_eq!(curve.iter().map(|c| c.0).collect::<Vec<_>>(), [0, 50, 100, 150, 200]);
         assert!(curve[4].1 < 0.8 * curve[0].1, "{curve:?}");
         assert!(sink.last(Split::Val, "accuracy").unwrap() > 0.7);
-        assert!(
-            sink.curve(Split::Test, "loss_pair").is_empty(),
-            "no test prompts, no test rows"
-        );
+        assert!(sink.curve(Split::Test, "loss_pair").is_empty(), "no test prompts, no test rows");
     }
 
     #[test]
@@ -243,19 +240,10 @@ mod tests {
         let (_, b) = run(&small(3, 0.01));
         assert_eq!(a.rows.len(), b.rows.len());
         for (x, y) in a.rows.iter().zip(&b.rows) {
-            assert_eq!(
-                x.value.to_bits(),
-                y.value.to_bits(),
-                "{} at {}",
-                x.name,
-                x.step
-            );
+            assert_eq!(x.value.to_bits(), y.value.to_bits(), "{} at {}", x.name, x.step);
         }
         let (_, c) = run(&small(4, 0.01));
-        assert_ne!(
-            a.last(Split::Train, "loss_total"),
-            c.last(Split::Train, "loss_total")
-        );
+        assert_ne!(a.last(Split::Train, "loss_total"), c.last(Split::Train, "loss_total"));
     }
 
     #[test]
@@ -265,10 +253,7 @@ mod tests {
         cfg.train.lr = 1e-12;
         let (_, sink) = run(&cfg);
         let curve = sink.curve(Split::Train, "reward_mean");
-        assert!(
-            (curve[0].1 - curve[curve.len() - 1].1).abs() < 1e-8,
-            "{curve:?}"
-        );
+        assert!((curve[0].1 - curve[curve.len() - 1].1).abs() < 1e-8, "{curve:?}");
     }
 
     #[test]
@@ -277,10 +262,7 @@ mod tests {
         let (_, pinned) = run(&small(2, 1.0));
         let free_sum = free.last(Split::Train, "pair_sum_abs_mean").unwrap();
         let pinned_sum = pinned.last(Split::Train, "pair_sum_abs_mean").unwrap();
-        assert!(
-            pinned_sum < 0.5 * free_sum,
-            "λ = 1: {pinned_sum}, λ = 0: {free_sum}"
-        );
+        assert!(pinned_sum < 0.5 * free_sum, "λ = 1: {pinned_sum}, λ = 0: {free_sum}");
         assert!(pinned.last(Split::Train, "loss_reg").unwrap() > 0.0);
         assert_eq!(free.last(Split::Train, "loss_reg").unwrap(), 0.0);
     }

@@ -47,10 +47,7 @@ fn db_in(dir: &tempfile::TempDir, name: &str) -> PathBuf {
 }
 
 fn query_i64(db: &Path, sql: &str) -> i64 {
-    Connection::open(db)
-        .unwrap()
-        .query_row(sql, [], |r| r.get(0))
-        .unwrap()
+    Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Every metric value keyed by (config hash, split, name, step), in a fixed order.
@@ -62,29 +59,19 @@ fn all_metrics(db: &Path) -> Vec<(String, String, String, i64, Option<f64>)> {
              ORDER BY r.config_hash, m.split, m.name, m.step",
         )
         .unwrap();
-    stmt.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]
 fn doctor_reports_the_loaded_libtorch() {
     let out = stdout(&ok(rmlab(&["doctor"])));
-    let version = out
-        .lines()
-        .find_map(|l| l.strip_prefix("torch"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let version = out.lines().find_map(|l| l.strip_prefix("torch")).unwrap().trim().to_string();
     assert!(version.starts_with("2."), "torch version: {out}");
     assert!(out.contains("tensor check   ok"), "{out}");
-    assert!(
-        out.contains("libtorch") || out.contains("torch/lib"),
-        "library path: {out}"
-    );
+    assert!(out.contains("libtorch") || out.contains("torch/lib"), "library path: {out}");
 }
 
 #[test]
@@ -92,39 +79,17 @@ fn sweep_records_one_finished_run_per_cell_identically_twice() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (db_in(&dir, "a.sqlite"), db_in(&dir, "b.sqlite"));
     for db in [&a, &b] {
-        ok(rmlab(&[
-            "sweep",
-            &quick(),
-            "--db",
-            db.to_str().unwrap(),
-            "--threads",
-            "1",
-        ]));
+        ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap(), "--threads", "1"]));
     }
-    assert_eq!(
-        query_i64(&a, "SELECT count(*) FROM runs WHERE status = 'finished'"),
-        4
-    );
-    assert_eq!(
-        query_i64(&a, "SELECT count(DISTINCT config_hash) FROM runs"),
-        4
-    );
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
+    assert_eq!(query_i64(&a, "SELECT count(DISTINCT config_hash) FROM runs"), 4);
     // quick.toml: 100 steps, eval every 25 → steps 0, 25, 50, 75, 100.
     assert_eq!(query_i64(&a, "SELECT count(DISTINCT step) FROM metrics"), 5);
-    assert_eq!(
-        query_i64(
-            &a,
-            "SELECT count(*) FROM params WHERE key = 'loss.lambda' AND swept = 1"
-        ),
-        4
-    );
-    assert_eq!(query_i64(&a, "PRAGMA user_version"), 1);
+    assert_eq!(query_i64(&a, "SELECT count(*) FROM params WHERE key = 'loss.lambda' AND swept = 1"), 4);
+    assert_eq!(query_i64(&a, "PRAGMA user_version"), rmlab::store::SCHEMA_VERSION);
     let (ma, mb) = (all_metrics(&a), all_metrics(&b));
     assert!(ma.len() > 100);
-    assert_eq!(
-        ma, mb,
-        "same spec and seeds must give identical metric values"
-    );
+    assert_eq!(ma, mb, "same spec and seeds must give identical metric values");
 }
 
 #[test]
@@ -141,23 +106,14 @@ fn second_sweep_skips_done_cells_and_force_reruns_them() {
     let status = stdout(&ok(rmlab(&["status", &quick(), "--db", db_s])));
     assert_eq!(status.matches(" done ").count(), 4, "{status}");
     ok(rmlab(&["sweep", &quick(), "--db", db_s, "--force"]));
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"),
-        8
-    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 8);
 }
 
 #[test]
 fn dry_run_lists_cells_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir, "none.sqlite");
-    let out = stdout(&ok(rmlab(&[
-        "sweep",
-        &quick(),
-        "--db",
-        db.to_str().unwrap(),
-        "--dry-run",
-    ])));
+    let out = stdout(&ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap(), "--dry-run"])));
     assert_eq!(out.matches(" missing ").count(), 4, "{out}");
     assert!(out.contains("loss.lambda=0.1 seed=1"), "{out}");
     assert!(!db.exists());
@@ -170,49 +126,21 @@ fn bad_spec_exits_2_with_one_located_line_and_leaves_the_db_untouched() {
     ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]));
     let before = std::fs::read(&db).unwrap();
     let spec = dir.path().join("bad.toml");
-    std::fs::write(
-        &spec,
-        "name = \"bad\"\n[sweep]\n\"loss.lambda\" = [0.1, -0.5]\n",
-    )
-    .unwrap();
+    std::fs::write(&spec, "name = \"bad\"\n[sweep]\n\"loss.lambda\" = [0.1, -0.5]\n").unwrap();
     for args in [
-        vec![
-            "sweep",
-            spec.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ],
-        vec![
-            "status",
-            spec.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ],
+        vec!["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()],
+        vec!["status", spec.to_str().unwrap(), "--db", db.to_str().unwrap()],
     ] {
         let out = rmlab(&args);
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(
-            err.contains("bad.toml:3:23: loss.lambda: must be a finite number ≥ 0, found -0.5"),
-            "{err}"
-        );
+        assert!(err.contains("bad.toml:3:23: loss.lambda: must be a finite number ≥ 0, found -0.5"), "{err}");
     }
-    assert_eq!(
-        std::fs::read(&db).unwrap(),
-        before,
-        "the DB must not change"
-    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the DB must not change");
     let fresh = db_in(&dir, "fresh.sqlite");
     assert_eq!(
-        rmlab(&[
-            "sweep",
-            spec.to_str().unwrap(),
-            "--db",
-            fresh.to_str().unwrap()
-        ])
-        .status
-        .code(),
+        rmlab(&["sweep", spec.to_str().unwrap(), "--db", fresh.to_str().unwrap()]).status.code(),
         Some(2)
     );
     assert!(!fresh.exists(), "no DB is created for a bad spec");
@@ -222,15 +150,8 @@ fn bad_spec_exits_2_with_one_located_line_and_leaves_the_db_untouched() {
 fn missing_spec_and_bad_flags_exit_2() {
     let out = rmlab(&["sweep", "experiments/nope.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("experiments/nope.toml: no such spec file"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        rmlab(&["sweep", &quick(), "--threads", "0"]).status.code(),
-        Some(2)
-    );
+    assert!(stderr(&out).contains("experiments/nope.toml: no such spec file"), "{}", stderr(&out));
+    assert_eq!(rmlab(&["sweep", &quick(), "--threads", "0"]).status.code(), Some(2));
     assert_eq!(rmlab(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -238,17 +159,10 @@ fn missing_spec_and_bad_flags_exit_2() {
 fn a_store_of_another_program_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir, "other.sqlite");
-    Connection::open(&db)
-        .unwrap()
-        .execute_batch("CREATE TABLE t (x)")
-        .unwrap();
+    Connection::open(&db).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
     let out = rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not an rmlab store"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("not an rmlab store"), "{}", stderr(&out));
 }
 
 /// Writes a copy of quick.toml named `name` with `steps` steps and `seeds` seeds (so
@@ -268,12 +182,7 @@ fn count_finished(db: &Path) -> i64 {
     let Ok(conn) = Connection::open(db) else {
         return 0;
     };
-    conn.query_row(
-        "SELECT count(*) FROM runs WHERE status = 'finished'",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
+    conn.query_row("SELECT count(*) FROM runs WHERE status = 'finished'", [], |r| r.get(0)).unwrap_or(0)
 }
 
 /// kill -9 at several moments of a 20-cell sweep: the store stays intact, finished runs keep
@@ -301,11 +210,7 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let conn = Connection::open(&db).unwrap();
-        assert_eq!(
-            conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
-                .unwrap(),
-            "ok"
-        );
+        assert_eq!(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
         // 400 steps / 25 = 17 evaluations of 12 metrics on 2 splits.
         let short: i64 = conn
             .query_row(
@@ -317,22 +222,12 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
             .unwrap();
         assert_eq!(short, 0, "a finished run lacks rows");
         let status = stdout(&ok(rmlab(&["status", spec_s, "--db", db_s])));
-        assert!(
-            !status.contains(" running "),
-            "a killed run must not read as running:\n{status}"
-        );
+        assert!(!status.contains(" running "), "a killed run must not read as running:\n{status}");
         last = count_finished(&db);
     }
-    assert!(
-        last < 20,
-        "every round was killed after the sweep had ended"
-    );
+    assert!(last < 20, "every round was killed after the sweep had ended");
     let out = ok(rmlab(&["sweep", spec_s, "--db", db_s]));
-    assert!(
-        stderr(&out).contains(&format!("{last} skipped")),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains(&format!("{last} skipped")), "{}", stderr(&out));
     assert_eq!(count_finished(&db), 20);
     assert_eq!(
         query_i64(
@@ -351,10 +246,7 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
 fn concurrent_sweeps_share_one_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir, "shared.sqlite");
-    let specs = [
-        spec_copy(&dir, "left", 200, 3),
-        spec_copy(&dir, "right", 200, 3),
-    ];
+    let specs = [spec_copy(&dir, "left", 200, 3), spec_copy(&dir, "right", 200, 3)];
     let children: Vec<_> = [&specs[0], &specs[1], &specs[0], &specs[1]]
         .iter()
         .map(|spec| {
@@ -380,20 +272,10 @@ fn concurrent_sweeps_share_one_store() {
         assert!(out.status.success(), "{err}");
         assert!(!err.contains("locked"), "{err}");
     }
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM runs"),
-        12,
-        "each of 12 cells trained once"
-    );
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"),
-        12
-    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 12, "each of 12 cells trained once");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12);
     // 200 steps / 25 = 9 evaluations × 12 metrics × 2 splits per run.
-    assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM metrics"),
-        12 * 9 * 12 * 2
-    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 12 * 9 * 12 * 2);
 }
 
 #[test]
@@ -401,22 +283,10 @@ fn schema_is_json_that_describes_every_section() {
     let out = stdout(&ok(rmlab(&["schema"])));
     let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
     let props = schema["properties"].as_object().unwrap();
-    for key in [
-        "name",
-        "description",
-        "data",
-        "model",
-        "train",
-        "loss",
-        "eval",
-        "sweep",
-    ] {
+    for key in ["name", "description", "data", "model", "train", "loss", "eval", "sweep"] {
         assert!(props.contains_key(key), "{key} missing");
     }
     assert_eq!(schema["required"], serde_json::json!(["name"]));
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
-    assert_eq!(
-        schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"],
-        serde_json::json!(0)
-    );
+    assert_eq!(schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"], serde_json::json!(0));
 }

@@ -9,17 +9,10 @@ use rmlab::spec::Spec;
 /// Parses `text` as spec `bad.toml` and checks the error's key and location.
 #[track_caller]
 fn case(text: &str, key: &str, line: usize, column: usize, needle: &str) {
-    let err =
-        Spec::parse(Path::new("bad.toml"), text.to_string()).expect_err("spec should be rejected");
+    let err = Spec::parse(Path::new("bad.toml"), text.to_string()).expect_err("spec should be rejected");
     let msg = err.to_string();
     match &err {
-        Error::Spec {
-            file,
-            line: l,
-            column: c,
-            key: k,
-            message,
-        } => {
+        Error::Spec { file, line: l, column: c, key: k, message } => {
             assert_eq!(file, "bad.toml");
             assert_eq!((k.as_str(), *l, *c), (key, line, column), "{msg}");
             assert!(message.contains(needle), "message lacks {needle:?}: {msg}");
@@ -39,87 +32,27 @@ fn with_head(body: &str) -> String {
 #[test]
 fn top_level() {
     case("nme = \"t\"\n", "nme", 1, 1, "unknown field `nme`");
-    case(
-        "description = \"no name\"\n",
-        "name",
-        1,
-        1,
-        "missing field `name`",
-    );
+    case("description = \"no name\"\n", "name", 1, 1, "missing field `name`");
     case("name = \"has space\"\n", "name", 1, 8, "letters, digits");
     case("name = 3\n", "name", 1, 8, "invalid type");
-    case(
-        "name = \"t\"\nseed = 3\n",
-        "seed",
-        2,
-        1,
-        "unknown field `seed`",
-    );
-    case(
-        "name = \"t\"\n[dat]\nn_prompts = 3\n",
-        "dat",
-        2,
-        2,
-        "unknown field `dat`",
-    );
+    case("name = \"t\"\nseed = 3\n", "seed", 2, 1, "unknown field `seed`");
+    case("name = \"t\"\n[dat]\nn_prompts = 3\n", "dat", 2, 2, "unknown field `dat`");
 }
 
 #[test]
 fn toml_syntax() {
     case("name = \"t\"\n[loss]\nlambda = \n", "(document)", 3, 10, "");
-    case(
-        "name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n",
-        "(document)",
-        4,
-        1,
-        "duplicate key",
-    );
+    case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "(document)", 4, 1, "duplicate key");
 }
 
 #[test]
 fn loss_section() {
-    case(
-        &with_head("[loss]\nlamda = 0.1\n"),
-        "loss.lamda",
-        3,
-        1,
-        "unknown field `lamda`, expected",
-    );
-    case(
-        &with_head("[loss]\nlambda = \"big\"\n"),
-        "loss.lambda",
-        3,
-        10,
-        "invalid type",
-    );
-    case(
-        &with_head("[loss]\nlambda = -0.1\n"),
-        "loss.lambda",
-        3,
-        10,
-        "≥ 0",
-    );
-    case(
-        &with_head("[loss]\nlambda = nan\n"),
-        "loss.lambda",
-        3,
-        10,
-        "found NaN",
-    );
-    case(
-        &with_head("[loss]\nlambda = inf\n"),
-        "loss.lambda",
-        3,
-        10,
-        "found inf",
-    );
-    case(
-        &with_head("[loss]\nregularizer = \"l3\"\n"),
-        "loss.regularizer",
-        3,
-        15,
-        "unknown variant",
-    );
+    case(&with_head("[loss]\nlamda = 0.1\n"), "loss.lamda", 3, 1, "unknown field `lamda`, expected");
+    case(&with_head("[loss]\nlambda = \"big\"\n"), "loss.lambda", 3, 10, "invalid type");
+    case(&with_head("[loss]\nlambda = -0.1\n"), "loss.lambda", 3, 10, "≥ 0");
+    case(&with_head("[loss]\nlambda = nan\n"), "loss.lambda", 3, 10, "found NaN");
+    case(&with_head("[loss]\nlambda = inf\n"), "loss.lambda", 3, 10, "found inf");
+    case(&with_head("[loss]\nregularizer = \"l3\"\n"), "loss.regularizer", 3, 15, "unknown variant");
     case(
         &with_head("[loss]\nregularizer = \"none\"\nlambda = 0.5\n"),
         "loss.lambda",
@@ -137,182 +70,44 @@ fn data_section() {
     case(&d("beta = 0.0"), "data.beta", 3, 8, "> 0");
     case(&d("beta = -inf"), "data.beta", 3, 8, "> 0");
     case(&d("n_prompts = 0"), "data.n_prompts", 3, 13, "> 0");
-    case(
-        &d("n_prompts = -5"),
-        "data.n_prompts",
-        3,
-        13,
-        "invalid value",
-    );
-    case(
-        &d("n_prompts = 1.5"),
-        "data.n_prompts",
-        3,
-        13,
-        "invalid type",
-    );
-    case(
-        &d("responses_per_prompt = 1"),
-        "data.responses_per_prompt",
-        3,
-        24,
-        "at least 2",
-    );
-    case(
-        &d("responses_per_prompt = 3\npairs_per_prompt = 4"),
-        "data.pairs_per_prompt",
-        4,
-        20,
-        "at most",
-    );
+    case(&d("n_prompts = -5"), "data.n_prompts", 3, 13, "invalid value");
+    case(&d("n_prompts = 1.5"), "data.n_prompts", 3, 13, "invalid type");
+    case(&d("responses_per_prompt = 1"), "data.responses_per_prompt", 3, 24, "at least 2");
+    case(&d("responses_per_prompt = 3\npairs_per_prompt = 4"), "data.pairs_per_prompt", 4, 20, "at most");
     case(&d("kind = \"jsonl\""), "data.kind", 3, 8, "unknown variant");
-    case(
-        &d("val_frac = 0.7\ntest_frac = 0.3"),
-        "data.val_frac",
-        3,
-        12,
-        "leave prompts for training",
-    );
+    case(&d("val_frac = 0.7\ntest_frac = 0.3"), "data.val_frac", 3, 12, "leave prompts for training");
     case(&d("val_frac = 1.0"), "data.val_frac", 3, 12, "[0, 1)");
     case(&d("offset_scale = -1.0"), "data.offset_scale", 3, 16, "≥ 0");
 }
 
 #[test]
 fn model_train_eval_sections() {
-    case(
-        &with_head("[model]\nhidden = []\n"),
-        "model.hidden",
-        3,
-        10,
-        "at least one hidden layer",
-    );
-    case(
-        &with_head("[model]\nhidden = [8, 0]\n"),
-        "model.hidden",
-        3,
-        10,
-        "> 0",
-    );
-    case(
-        &with_head("[model]\nkind = \"linear\"\nhidden = [8]\n"),
-        "model.hidden",
-        4,
-        10,
-        "linear model",
-    );
-    case(
-        &with_head("[model]\nactivation = \"swish\"\n"),
-        "model.activation",
-        3,
-        14,
-        "unknown variant",
-    );
-    case(
-        &with_head("[model]\ndevice = \"tpu\"\n"),
-        "model.device",
-        3,
-        10,
-        "unknown variant",
-    );
+    case(&with_head("[model]\nhidden = []\n"), "model.hidden", 3, 10, "at least one hidden layer");
+    case(&with_head("[model]\nhidden = [8, 0]\n"), "model.hidden", 3, 10, "> 0");
+    case(&with_head("[model]\nkind = \"linear\"\nhidden = [8]\n"), "model.hidden", 4, 10, "linear model");
+    case(&with_head("[model]\nactivation = \"swish\"\n"), "model.activation", 3, 14, "unknown variant");
+    case(&with_head("[model]\ndevice = \"tpu\"\n"), "model.device", 3, 10, "unknown variant");
     case(&with_head("[train]\nlr = 0.0\n"), "train.lr", 3, 6, "> 0");
-    case(
-        &with_head("[train]\nsteps = 0\n"),
-        "train.steps",
-        3,
-        9,
-        "> 0",
-    );
-    case(
-        &with_head("[train]\nbatch_size = 0\n"),
-        "train.batch_size",
-        3,
-        14,
-        "> 0",
-    );
-    case(
-        &with_head("[train]\noptimizer = \"rmsprop\"\n"),
-        "train.optimizer",
-        3,
-        13,
-        "unknown variant",
-    );
-    case(
-        &with_head("[train]\nmomentum = 0.9\n"),
-        "train.momentum",
-        3,
-        12,
-        "sgd",
-    );
+    case(&with_head("[train]\nsteps = 0\n"), "train.steps", 3, 9, "> 0");
+    case(&with_head("[train]\nbatch_size = 0\n"), "train.batch_size", 3, 14, "> 0");
+    case(&with_head("[train]\noptimizer = \"rmsprop\"\n"), "train.optimizer", 3, 13, "unknown variant");
+    case(&with_head("[train]\nmomentum = 0.9\n"), "train.momentum", 3, 12, "sgd");
     case(&with_head("[eval]\nevery = 0\n"), "eval.every", 3, 9, "> 0");
 }
 
 #[test]
 fn sweep_axes() {
     let s = |body: &str| with_head(&format!("[sweep]\n{body}\n"));
-    case(
-        &s("\"loss.lambda\" = 0.1"),
-        "sweep.\"loss.lambda\"",
-        3,
-        17,
-        "list of values",
-    );
-    case(
-        &s("\"loss.lambda\" = []"),
-        "sweep.\"loss.lambda\"",
-        3,
-        17,
-        "empty list",
-    );
-    case(
-        &s("\"loss.lamda\" = [0.1]"),
-        "sweep.\"loss.lamda\"",
-        3,
-        16,
-        "unknown config key `loss.lamda`",
-    );
-    case(
-        &s("\"optim.lr\" = [0.1]"),
-        "sweep.\"optim.lr\"",
-        3,
-        14,
-        "starts with one of",
-    );
-    case(
-        &s("\"loss.lambda\" = [0.1, \"x\"]"),
-        "loss.lambda",
-        3,
-        23,
-        "invalid type",
-    );
-    case(
-        &s("\"loss.lambda\" = [0.1, -1.0]"),
-        "loss.lambda",
-        3,
-        23,
-        "≥ 0",
-    );
-    case(
-        &s("\"loss.lambda\" = [0.1, 0.1]"),
-        "sweep.\"loss.lambda\"",
-        3,
-        23,
-        "repeats value 0",
-    );
-    case(
-        &s("\"data.flip\" = [0.1, 0.6]"),
-        "data.flip",
-        3,
-        21,
-        "[0, 0.5)",
-    );
+    case(&s("\"loss.lambda\" = 0.1"), "sweep.\"loss.lambda\"", 3, 17, "list of values");
+    case(&s("\"loss.lambda\" = []"), "sweep.\"loss.lambda\"", 3, 17, "empty list");
+    case(&s("\"loss.lamda\" = [0.1]"), "sweep.\"loss.lamda\"", 3, 16, "unknown config key `loss.lamda`");
+    case(&s("\"optim.lr\" = [0.1]"), "sweep.\"optim.lr\"", 3, 14, "starts with one of");
+    case(&s("\"loss.lambda\" = [0.1, \"x\"]"), "loss.lambda", 3, 23, "invalid type");
+    case(&s("\"loss.lambda\" = [0.1, -1.0]"), "loss.lambda", 3, 23, "≥ 0");
+    case(&s("\"loss.lambda\" = [0.1, 0.1]"), "sweep.\"loss.lambda\"", 3, 23, "repeats value 0");
+    case(&s("\"data.flip\" = [0.1, 0.6]"), "data.flip", 3, 21, "[0, 0.5)");
     case(&s("seed = [1, 2]"), "sweep.seed", 3, 8, "seeds = N");
-    case(
-        &s("\"loss.regularizer\" = [\"none\", \"pair_sum_sq\"]"),
-        "sweep",
-        3,
-        31,
-        "resolve to the same run",
-    );
+    case(&s("\"loss.regularizer\" = [\"none\", \"pair_sum_sq\"]"), "sweep", 3, 31, "resolve to the same run");
 }
 
 #[test]
@@ -322,13 +117,7 @@ fn sweep_seeds() {
     case(&s("seeds = []"), "sweep.seeds", 3, 9, "empty");
     case(&s("seeds = [1, 1]"), "sweep.seeds", 3, 13, "twice");
     case(&s("seeds = [-1]"), "sweep.seeds", 3, 10, "integer ≥ 0");
-    case(
-        &s("seeds = \"three\""),
-        "sweep.seeds",
-        3,
-        9,
-        "count or a list",
-    );
+    case(&s("seeds = \"three\""), "sweep.seeds", 3, 9, "count or a list");
 }
 
 #[test]
@@ -341,13 +130,7 @@ fn sweep_zip_groups() {
         15,
         "equal lengths",
     );
-    case(
-        &z("\"data.beta\" = [1.0, 4.0]"),
-        "sweep.zip",
-        3,
-        1,
-        "at least two keys",
-    );
+    case(&z("\"data.beta\" = [1.0, 4.0]"), "sweep.zip", 3, 1, "at least two keys");
     case(
         &z("\"data.beta\" = [1.0, 4.0, 1.0]\n\"data.flip\" = [0.1, 0.1, 0.1]"),
         "sweep.zip",
@@ -375,22 +158,10 @@ fn good_spec_expands_axes_zips_and_seeds() {
     let cells = spec.cells().unwrap();
     assert_eq!(cells.len(), 2 * 2 * 2);
     let labels: Vec<String> = cells.iter().map(|c| c.label()).collect();
-    assert_eq!(
-        labels[0],
-        "loss.lambda=0.0 data.beta=1.0 data.flip=0.2 seed=3"
-    );
-    assert_eq!(
-        labels[1],
-        "loss.lambda=0.0 data.beta=1.0 data.flip=0.2 seed=9"
-    );
-    assert_eq!(
-        labels[2],
-        "loss.lambda=0.0 data.beta=inf data.flip=0.0 seed=3"
-    );
-    assert_eq!(
-        labels[7],
-        "loss.lambda=0.1 data.beta=inf data.flip=0.0 seed=9"
-    );
+    assert_eq!(labels[0], "loss.lambda=0.0 data.beta=1.0 data.flip=0.2 seed=3");
+    assert_eq!(labels[1], "loss.lambda=0.0 data.beta=1.0 data.flip=0.2 seed=9");
+    assert_eq!(labels[2], "loss.lambda=0.0 data.beta=inf data.flip=0.0 seed=3");
+    assert_eq!(labels[7], "loss.lambda=0.1 data.beta=inf data.flip=0.0 seed=9");
     assert!(cells[7].config.data.beta.is_infinite());
     assert_eq!(cells[7].config.loss.lambda, 0.1);
     let hashes: std::collections::HashSet<_> = cells.iter().map(|c| &c.hash).collect();
@@ -406,21 +177,9 @@ fn every_catalogue_spec_is_valid() {
         if path.extension().is_some_and(|e| e == "toml") {
             let spec = Spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
             let first = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                first.starts_with("# Question:"),
-                "{} must open with its question",
-                path.display()
-            );
-            assert!(
-                first.contains("# Cost:"),
-                "{} must state its cost",
-                path.display()
-            );
-            assert_eq!(
-                path.file_stem().unwrap().to_str().unwrap(),
-                spec.name,
-                "name matches file name"
-            );
+            assert!(first.starts_with("# Question:"), "{} must open with its question", path.display());
+            assert!(first.contains("# Cost:"), "{} must state its cost", path.display());
+            assert_eq!(path.file_stem().unwrap().to_str().unwrap(), spec.name, "name matches file name");
             n += 1;
         }
     }

@@ -63,10 +63,7 @@ impl Preferences {
 
     /// Number of pairs in a split.
     pub fn n_pairs(&self, split: Split) -> usize {
-        self.pairs
-            .iter()
-            .filter(|p| self.split_of_response(p.chosen) == split)
-            .count()
+        self.pairs.iter().filter(|p| self.split_of_response(p.chosen) == split).count()
     }
 }
 
@@ -93,32 +90,28 @@ pub struct Dataset {
     pub val: SplitTensors,
     pub test: SplitTensors,
     pub dim: usize,
+    /// Prompt of each response, on the host.
+    pub prompt_of: Vec<usize>,
+    /// Split of each response, on the host.
+    pub split_of: Vec<Split>,
+    /// True reward of each response, on the host, when known.
+    pub true_reward_host: Option<Vec<f64>>,
 }
 
 impl Dataset {
     pub fn new(p: &Preferences, device: Device) -> Dataset {
         let r = p.n_responses() as i64;
-        let features = Tensor::from_slice(&p.features)
-            .view([r, p.dim as i64])
-            .to_device(device);
-        let true_reward = p
-            .true_reward
-            .as_ref()
-            .map(|t| Tensor::from_slice(t).to_kind(Kind::Float).to_device(device));
+        let features = Tensor::from_slice(&p.features).view([r, p.dim as i64]).to_device(device);
+        let true_reward =
+            p.true_reward.as_ref().map(|t| Tensor::from_slice(t).to_kind(Kind::Float).to_device(device));
         let split = |s: Split| {
             let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
-            for pair in p
-                .pairs
-                .iter()
-                .filter(|q| p.split_of_response(q.chosen) == s)
-            {
+            for pair in p.pairs.iter().filter(|q| p.split_of_response(q.chosen) == s) {
                 chosen.push(pair.chosen as i64);
                 rejected.push(pair.rejected as i64);
             }
-            let responses: Vec<i64> = (0..p.n_responses())
-                .filter(|&i| p.split_of_response(i) == s)
-                .map(|i| i as i64)
-                .collect();
+            let responses: Vec<i64> =
+                (0..p.n_responses()).filter(|&i| p.split_of_response(i) == s).map(|i| i as i64).collect();
             SplitTensors {
                 n_pairs: chosen.len(),
                 chosen: Tensor::from_slice(&chosen).to_device(device),
@@ -133,6 +126,9 @@ impl Dataset {
             features,
             true_reward,
             dim: p.dim,
+            prompt_of: p.prompt_of.clone(),
+            split_of: (0..p.n_responses()).map(|r| p.split_of_response(r)).collect(),
+            true_reward_host: p.true_reward.clone(),
         }
     }
 

@@ -42,9 +42,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
     }
 
     // All unordered pairs (i, j), i < j, of one prompt's k responses.
-    let all_pairs: Vec<(usize, usize)> = (0..k)
-        .flat_map(|i| (i + 1..k).map(move |j| (i, j)))
-        .collect();
+    let all_pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i + 1..k).map(move |j| (i, j))).collect();
     let mut pairs = Vec::with_capacity(n * cfg.pairs_per_prompt);
     for x in 0..n {
         let mut order = all_pairs.clone();
@@ -53,11 +51,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
             let (a, b) = (x * k + i, x * k + j);
             let margin = true_reward[a] - true_reward[b];
             let mut a_wins = if cfg.beta.is_infinite() {
-                if margin == 0.0 {
-                    rng.random::<bool>()
-                } else {
-                    margin > 0.0
-                }
+                if margin == 0.0 { rng.random::<bool>() } else { margin > 0.0 }
             } else {
                 rng.random::<f64>() < sigmoid(cfg.beta * margin)
             };
@@ -120,12 +114,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> DataConfig {
-        DataConfig {
-            n_prompts: 50,
-            responses_per_prompt: 4,
-            pairs_per_prompt: 3,
-            ..DataConfig::default()
-        }
+        DataConfig { n_prompts: 50, responses_per_prompt: 4, pairs_per_prompt: 3, ..DataConfig::default() }
     }
 
     #[test]
@@ -143,14 +132,8 @@ mod tests {
         let head: Vec<f32> = p.features[..3].to_vec();
         let r0 = p.true_reward.as_ref().unwrap()[0];
         let expected_head = [FIRST_FEATURES[0], FIRST_FEATURES[1], FIRST_FEATURES[2]];
-        assert_eq!(
-            head, expected_head,
-            "features changed: bump FORMAT_VERSION and re-pin"
-        );
-        assert!(
-            (r0 - FIRST_TRUE_REWARD).abs() < 1e-12,
-            "true reward changed: {r0}"
-        );
+        assert_eq!(head, expected_head, "features changed: bump FORMAT_VERSION and re-pin");
+        assert!((r0 - FIRST_TRUE_REWARD).abs() < 1e-12, "true reward changed: {r0}");
     }
     const FIRST_FEATURES: [f32; 3] = [-0.245_789_81, 0.244_887_17, 1.949_940_2];
     const FIRST_TRUE_REWARD: f64 = -0.163_442_054_635_050_13;
@@ -169,21 +152,14 @@ mod tests {
             assert_eq!(p.prompt_of[q.chosen], p.prompt_of[q.rejected]);
             assert!(seen.insert((q.chosen.min(q.rejected), q.chosen.max(q.rejected))));
         }
-        let n_val = p
-            .split_of_prompt
-            .iter()
-            .filter(|&&s| s == Split::Val)
-            .count();
+        let n_val = p.split_of_prompt.iter().filter(|&&s| s == Split::Val).count();
         assert_eq!(n_val, 10);
         assert_eq!(p.n_pairs(Split::Train) + p.n_pairs(Split::Val), 150);
     }
 
     #[test]
     fn noise_free_labels_follow_the_truth() {
-        let c = DataConfig {
-            beta: f64::INFINITY,
-            ..cfg()
-        };
+        let c = DataConfig { beta: f64::INFINITY, ..cfg() };
         let p = generate(&c, 3);
         let r = p.true_reward.as_ref().unwrap();
         assert!(p.pairs.iter().all(|q| r[q.chosen] >= r[q.rejected]));
@@ -193,52 +169,26 @@ mod tests {
     fn label_rates_match_bradley_terry_and_flip() {
         // With β = 1 and flips at 0.2, P(chosen is truly better) has a closed form per pair;
         // the observed rate over many pairs must match its mean.
-        let c = DataConfig {
-            n_prompts: 4000,
-            beta: 1.0,
-            flip: 0.2,
-            offset_scale: 0.0,
-            ..cfg()
-        };
+        let c = DataConfig { n_prompts: 4000, beta: 1.0, flip: 0.2, offset_scale: 0.0, ..cfg() };
         let p = generate(&c, 11);
         let r = p.true_reward.as_ref().unwrap();
         let (mut expected, mut observed) = (0.0, 0.0);
         for q in &p.pairs {
-            let (hi, lo) = if r[q.chosen] >= r[q.rejected] {
-                (q.chosen, q.rejected)
-            } else {
-                (q.rejected, q.chosen)
-            };
+            let (hi, lo) =
+                if r[q.chosen] >= r[q.rejected] { (q.chosen, q.rejected) } else { (q.rejected, q.chosen) };
             let p_better = sigmoid(r[hi] - r[lo]);
             expected += p_better * 0.8 + (1.0 - p_better) * 0.2;
             observed += if hi == q.chosen { 1.0 } else { 0.0 };
         }
         let m = p.pairs.len() as f64;
         // 12000 Bernoulli draws: sd of the rate ≤ 0.005; allow 4 sd.
-        assert!(
-            (observed / m - expected / m).abs() < 0.02,
-            "{} vs {}",
-            observed / m,
-            expected / m
-        );
+        assert!((observed / m - expected / m).abs() < 0.02, "{} vs {}", observed / m, expected / m);
     }
 
     #[test]
     fn offsets_shift_every_response_of_a_prompt() {
-        let with = generate(
-            &DataConfig {
-                offset_scale: 3.0,
-                ..cfg()
-            },
-            5,
-        );
-        let without = generate(
-            &DataConfig {
-                offset_scale: 0.0,
-                ..cfg()
-            },
-            5,
-        );
+        let with = generate(&DataConfig { offset_scale: 3.0, ..cfg() }, 5);
+        let without = generate(&DataConfig { offset_scale: 0.0, ..cfg() }, 5);
         let (a, b) = (with.true_reward.unwrap(), without.true_reward.unwrap());
         // Same draws, so the difference within a prompt is the same constant g(x).
         for x in 0..50 {

@@ -10,69 +10,25 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::config::{FORMAT_VERSION, RunConfig};
-use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::provenance::{Provenance, run_process_alive};
-use crate::sink::MetricsSink;
-use crate::train::Outcome;
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+mod merge;
+mod schema;
+mod writer;
 
-/// Metric rows buffered before a batch is written.
-const BATCH_ROWS: usize = 8192;
+pub use merge::{MergeReport, merge};
+pub use schema::SCHEMA_VERSION;
+pub use writer::RunWriter;
 
-const SCHEMA_V1: &str = "
-CREATE TABLE experiments (
-    name        TEXT PRIMARY KEY,
-    description TEXT NOT NULL,
-    spec_path   TEXT NOT NULL,
-    spec_text   TEXT NOT NULL,
-    updated_at  TEXT NOT NULL
-);
-CREATE TABLE runs (
-    id             INTEGER PRIMARY KEY,
-    experiment     TEXT NOT NULL REFERENCES experiments(name),
-    config_hash    TEXT NOT NULL,
-    config_json    TEXT NOT NULL,
-    format_version INTEGER NOT NULL,
-    seed           INTEGER NOT NULL,
-    status         TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed')),
-    error          TEXT,
-    diverged_step  INTEGER,
-    started_at     TEXT NOT NULL,
-    ended_at       TEXT,
-    wall_seconds   REAL,
-    device         TEXT NOT NULL,
-    threads        INTEGER NOT NULL,
-    host           TEXT,
-    pid            INTEGER,
-    git_commit     TEXT,
-    git_dirty      INTEGER,
-    rmlab_version  TEXT NOT NULL,
-    torch_version  TEXT
-);
-CREATE INDEX runs_by_experiment ON runs (experiment, config_hash, status);
-CREATE TABLE params (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    key    TEXT NOT NULL,
-    value,
-    swept  INTEGER NOT NULL,
-    PRIMARY KEY (run_id, key)
-) WITHOUT ROWID;
-CREATE INDEX params_by_key ON params (key, value);
-CREATE TABLE metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    split  TEXT NOT NULL,
-    name   TEXT NOT NULL,
-    step   INTEGER NOT NULL,
-    value  REAL,
-    PRIMARY KEY (run_id, split, name, step)
-) WITHOUT ROWID;
-";
+/// The version-1 DDL, for tests that build an old store.
+#[doc(hidden)]
+pub fn schema_v1_for_tests() -> &'static str {
+    schema::V1
+}
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -111,10 +67,7 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| Error::sqlite(path, e))?;
-        let store = Store {
-            conn,
-            path: path.to_path_buf(),
-        };
+        let store = Store { conn, path: path.to_path_buf() };
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -126,20 +79,14 @@ impl Store {
 
     fn configure(&self) -> Result<()> {
         self.sql(self.conn.busy_timeout(Duration::from_secs(60)))?;
-        let mode: String = self.sql(
-            self.conn
-                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)),
-        )?;
+        let mode: String = self.sql(self.conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))?;
         if mode != "wal" {
             return Err(Error::Store {
                 path: self.path.display().to_string(),
                 message: format!("cannot use WAL mode (got {mode})"),
             });
         }
-        self.sql(
-            self.conn
-                .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"),
-        )
+        self.sql(self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"))
     }
 
     /// The schema version of the file.
@@ -169,11 +116,19 @@ impl Store {
                     message: "not an rmlab store (it has tables but no schema version)".into(),
                 });
             }
-            let tx = self.sql(self.conn.unchecked_transaction())?;
-            self.sql(tx.execute_batch(SCHEMA_V1))?;
-            self.sql(tx.pragma_update(None, "user_version", SCHEMA_VERSION))?;
-            self.sql(tx.commit())?;
         }
+        // One write transaction for all steps, so a concurrent opener waits and then sees the
+        // migrated store, and a failed step leaves the file at its old version.
+        let tx = self.sql(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate))?;
+        let version: i64 = self.sql(tx.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+        for (from, step) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            self.sql(step(&tx)).map_err(|e| Error::Store {
+                path: self.path.display().to_string(),
+                message: format!("migration from schema version {from} to {} failed: {e}", from + 1),
+            })?;
+            self.sql(tx.pragma_update(None, "user_version", from as i64 + 1))?;
+        }
+        self.sql(tx.commit())?;
         Ok(())
     }
 
@@ -210,11 +165,7 @@ impl Store {
         let rows = self.sql(stmt.query_map([experiment], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                CellRecord {
-                    status: r.get(1)?,
-                    format_version: r.get(2)?,
-                    run_id: r.get(3)?,
-                },
+                CellRecord { status: r.get(1)?, format_version: r.get(2)?, run_id: r.get(3)? },
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
             ))
@@ -244,11 +195,7 @@ impl Store {
         let p = run.provenance;
         let hash = cfg.hash();
         let path = self.path.clone();
-        let tx = at(
-            &path,
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate),
-        )?;
+        let tx = at(&path, self.conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
         {
             let mut stmt = at(
                 &path,
@@ -260,11 +207,7 @@ impl Store {
             let existing = at(
                 &path,
                 stmt.query_map(params![run.experiment, hash, FORMAT_VERSION], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?))
                 }),
             )?;
             for row in existing {
@@ -281,8 +224,9 @@ impl Store {
         at(&path, tx.execute(
             &format!(
                 "INSERT INTO runs (experiment, config_hash, config_json, format_version, seed, status,
-                   started_at, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', {NOW}, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                   started_at, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', {NOW}, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                   lower(hex(randomblob(16))))"
             ),
             params![
                 run.experiment,
@@ -304,9 +248,7 @@ impl Store {
         {
             let mut ins = at(
                 &path,
-                tx.prepare(
-                    "INSERT INTO params (run_id, key, value, swept) VALUES (?1, ?2, ?3, ?4)",
-                ),
+                tx.prepare("INSERT INTO params (run_id, key, value, swept) VALUES (?1, ?2, ?3, ?4)"),
             )?;
             let json = serde_json::to_value(cfg).expect("a RunConfig serializes");
             for (key, value) in flatten(&json) {
@@ -315,11 +257,7 @@ impl Store {
             }
         }
         at(&path, tx.commit())?;
-        Ok(Some(RunWriter {
-            store: self,
-            run_id,
-            rows: Vec::with_capacity(BATCH_ROWS),
-        }))
+        Ok(Some(RunWriter::new(self, run_id)))
     }
 }
 
@@ -349,87 +287,6 @@ impl CellRecord {
     }
 }
 
-/// Writes one run's metrics; [`RunWriter::finish`] commits the final status.
-#[derive(Debug)]
-pub struct RunWriter<'a> {
-    store: &'a mut Store,
-    run_id: i64,
-    rows: Vec<(usize, Split, &'static str, f64)>,
-}
-
-impl RunWriter<'_> {
-    pub fn run_id(&self) -> i64 {
-        self.run_id
-    }
-
-    fn write_rows(
-        tx: &rusqlite::Transaction,
-        run_id: i64,
-        rows: &[(usize, Split, &'static str, f64)],
-    ) -> rusqlite::Result<()> {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO metrics (run_id, split, name, step, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for &(step, split, name, value) in rows {
-            // SQLite stores NaN as NULL; documented as such.
-            ins.execute(params![run_id, split.as_str(), name, step as i64, value])?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        let path = self.store.path.clone();
-        let tx = self
-            .store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| Error::sqlite(&path, e))?;
-        Self::write_rows(&tx, self.run_id, &self.rows).map_err(|e| Error::sqlite(&path, e))?;
-        tx.commit().map_err(|e| Error::sqlite(&path, e))?;
-        self.rows.clear();
-        Ok(())
-    }
-
-    /// Writes the remaining rows and the final status in one transaction.
-    pub fn finish(self, outcome: &Result<Outcome>, wall_seconds: f64) -> Result<()> {
-        let path = self.store.path.clone();
-        let tx = at(
-            &path,
-            self.store
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate),
-        )?;
-        Self::write_rows(&tx, self.run_id, &self.rows).map_err(|e| Error::sqlite(&path, e))?;
-        let (status, error, diverged_step) = match outcome {
-            Ok(Outcome::Finished) => ("finished", None, None),
-            Ok(Outcome::Diverged { step }) => ("diverged", None, Some(*step as i64)),
-            Err(e) => ("failed", Some(e.to_string()), None),
-        };
-        at(
-            &path,
-            tx.execute(
-                &format!(
-                    "UPDATE runs SET status = ?2, error = ?3, diverged_step = ?4, ended_at = {NOW},
-                 wall_seconds = ?5 WHERE id = ?1"
-                ),
-                params![self.run_id, status, error, diverged_step, wall_seconds],
-            ),
-        )?;
-        at(&path, tx.commit())
-    }
-}
-
-impl MetricsSink for RunWriter<'_> {
-    fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
-        self.rows
-            .extend(values.iter().map(|&(name, v)| (step, split, name, v)));
-        if self.rows.len() >= BATCH_ROWS {
-            self.flush()?;
-        }
-        Ok(())
-    }
-}
-
 /// Flattens a JSON object into dotted keys with SQLite values: numbers stay numbers (integers
 /// as INTEGER), booleans become 0/1, arrays are stored as their JSON text.
 fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
@@ -439,11 +296,7 @@ fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
         let sql = match v {
             Json::Object(m) => {
                 for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                     walk(&key, v, out);
                 }
                 return;

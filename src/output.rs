@@ -1,0 +1,130 @@
+//! Writing DataFrames for people and programs: an aligned text table, CSV, JSON or Parquet.
+
+use std::io::Write;
+use std::path::Path;
+
+use comfy_table::{ContentArrangement, Table, TableComponent, presets};
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// Output formats of `rmlab query`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned text, numbers to 4 significant digits, wrapped to `width` columns.
+    Table {
+        width: u16,
+    },
+    Csv,
+    /// An array of row objects.
+    Json,
+    Parquet,
+}
+
+/// Writes `df` in `format` to `out` (standard output when `None`). Parquet needs a file.
+pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?),
+        None if format == Format::Parquet => {
+            return Err(Error::Input("--format parquet needs --out FILE".into()));
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let pe = |e: PolarsError| Error::Run(format!("writing {format:?}: {e}"));
+    match format {
+        Format::Table { width } => {
+            writeln!(sink, "{}", table(df, width)).map_err(|e| Error::io(out.unwrap_or(Path::new("-")), e))?
+        }
+        Format::Csv => CsvWriter::new(&mut sink).finish(df).map_err(pe)?,
+        Format::Json => {
+            JsonWriter::new(&mut sink).with_json_format(JsonFormat::Json).finish(df).map_err(pe)?
+        }
+        Format::Parquet => {
+            ParquetWriter::new(&mut sink).finish(df).map_err(pe)?;
+        }
+    }
+    sink.flush().map_err(|e| Error::io(out.unwrap_or(Path::new("-")), e))
+}
+
+/// The frame as an aligned text table of at most `width` columns, with a row count below.
+pub fn table(df: &DataFrame, width: u16) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+        .remove_style(TableComponent::HorizontalLines)
+        .remove_style(TableComponent::MiddleIntersections)
+        .remove_style(TableComponent::LeftBorderIntersections)
+        .remove_style(TableComponent::RightBorderIntersections)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width);
+    t.set_header(df.get_column_names().iter().map(|n| n.to_string()));
+    for i in 0..df.height() {
+        let row: Vec<String> =
+            df.columns().iter().map(|c| cell(c.get(i).unwrap_or(AnyValue::Null))).collect();
+        t.add_row(row);
+    }
+    format!("{t}\n{} row{}", df.height(), if df.height() == 1 { "" } else { "s" })
+}
+
+/// One value as text: floats to 4 significant digits, nulls blank.
+fn cell(v: AnyValue) -> String {
+    match v {
+        AnyValue::Null => String::new(),
+        AnyValue::Float64(x) => number(x),
+        AnyValue::Float32(x) => number(x as f64),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The shortest exact form when it is short (0.001, 12.5), else 4 significant digits, in
+/// scientific notation outside [1e-3, 1e5).
+pub fn number(x: f64) -> String {
+    let shortest = format!("{x}");
+    if x == 0.0 || !x.is_finite() || shortest.len() <= 6 {
+        return shortest;
+    }
+    let a = x.abs();
+    if (1e-3..1e5).contains(&a) {
+        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_four_significant_digits() {
+        for (x, s) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (0.001, "0.001"),
+            (0.12345, "0.1235"),
+            (12.3456, "12.35"),
+            (1234.56, "1235"),
+            (-0.5, "-0.5"),
+            (1.2345e-5, "1.234e-5"),
+            (123456.7, "1.235e5"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(number(x), s, "{x}");
+        }
+    }
+
+    #[test]
+    fn table_fits_the_width() {
+        let df = df!("a_rather_long_parameter_name" => [1.0, 2.5], "another.long.key" => ["x", "y"],
+            "mean" => [0.123456, 10.0], "ci95_lo" => [0.1, 9.0], "ci95_hi" => [0.2, 11.0])
+        .unwrap();
+        let text = table(&df, 60);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 60, "{line}");
+        }
+        assert!(text.ends_with("2 rows"));
+        assert!(text.contains("0.1235"));
+    }
+}

@@ -1,0 +1,402 @@
+//! Reading the store into polars DataFrames: runs with their params, metric curves, and
+//! summaries aggregated over seeds with confidence intervals.
+//!
+//! Every value a user gives (experiment, `key=value` filters, metric names) is bound as an SQL
+//! parameter; no SQL is built from user text. Column names come from the store's own keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use polars::prelude::*;
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+
+use crate::error::{Error, Result};
+
+/// A `key=value` filter on a run's params (`loss.lambda=0.1`, `seed=3`) or its `status`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    pub key: String,
+    pub value: Sql,
+}
+
+impl Filter {
+    /// Parses `key=value`; the value is read as an integer, then a float (`inf` included),
+    /// then text, matching how params are stored.
+    pub fn parse(text: &str) -> Result<Filter> {
+        let Some((key, value)) = text.split_once('=') else {
+            return Err(Error::Input(format!("--where {text}: expected key=value, e.g. loss.lambda=0.1")));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(Error::Input(format!("--where {text}: the key is empty")));
+        }
+        let value = if let Ok(i) = value.parse::<i64>() {
+            Sql::Integer(i)
+        } else if let Ok(f) = value.parse::<f64>() {
+            Sql::Real(f)
+        } else {
+            Sql::Text(value.to_string())
+        };
+        Ok(Filter { key: key.to_string(), value })
+    }
+}
+
+/// Which runs a query reads.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only this experiment (all when `None`).
+    pub experiment: Option<String>,
+    pub filters: Vec<Filter>,
+}
+
+/// Ids of the selected runs, in id order.
+fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
+    let mut sql = String::from("SELECT id FROM runs r WHERE (?1 IS NULL OR r.experiment = ?1)");
+    let mut args: Vec<Sql> = vec![sel.experiment.clone().map_or(Sql::Null, Sql::Text)];
+    for f in &sel.filters {
+        let (k, v) = (args.len() + 1, args.len() + 2);
+        if f.key == "status" {
+            sql.push_str(&format!(" AND r.status = ?{v} AND ?{k} IS NOT NULL"));
+        } else {
+            sql.push_str(&format!(
+                " AND r.id IN (SELECT run_id FROM params WHERE key = ?{k} AND value = ?{v})"
+            ));
+        }
+        args.push(Sql::Text(f.key.clone()));
+        args.push(f.value.clone());
+    }
+    sql.push_str(" ORDER BY r.id");
+    let mut stmt = conn.prepare(&sql).map_err(sqlite)?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
+        .map_err(sqlite)?
+        .collect::<rusqlite::Result<Vec<i64>>>()
+        .map_err(sqlite)?;
+    Ok(ids)
+}
+
+fn sqlite(e: rusqlite::Error) -> Error {
+    Error::Store { path: "query".into(), message: e.to_string() }
+}
+
+fn polars_err(e: PolarsError) -> Error {
+    Error::Run(format!("polars: {e}"))
+}
+
+/// Fills a temporary table with the selected run ids, so queries join on it instead of
+/// binding thousands of parameters.
+fn select_into_temp(conn: &Connection, sel: &Selection) -> Result<usize> {
+    let ids = run_ids(conn, sel)?;
+    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS sel (id INTEGER PRIMARY KEY); DELETE FROM temp.sel;")
+        .map_err(sqlite)?;
+    let mut ins = conn.prepare("INSERT INTO temp.sel (id) VALUES (?1)").map_err(sqlite)?;
+    for id in &ids {
+        ins.execute([id]).map_err(sqlite)?;
+    }
+    Ok(ids.len())
+}
+
+/// Params of the selected runs as typed columns, one row per run: `run_id` first, then the
+/// keys in name order (only swept keys when `swept_only`).
+fn param_columns(conn: &Connection, swept_only: bool) -> Result<(Vec<i64>, BTreeMap<String, Vec<Sql>>)> {
+    let mut ids = Vec::new();
+    let mut stmt = conn.prepare("SELECT id FROM temp.sel ORDER BY id").map_err(sqlite)?;
+    for id in stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sqlite)? {
+        ids.push(id.map_err(sqlite)?);
+    }
+    let row_of: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let mut cols: BTreeMap<String, Vec<Sql>> = BTreeMap::new();
+    let keys_sql = if swept_only {
+        "SELECT p.run_id, p.key, p.value FROM params p JOIN temp.sel s ON s.id = p.run_id WHERE p.swept = 1"
+    } else {
+        "SELECT p.run_id, p.key, p.value FROM params p JOIN temp.sel s ON s.id = p.run_id"
+    };
+    let mut stmt = conn.prepare(keys_sql).map_err(sqlite)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Sql>(2)?)));
+    for row in rows.map_err(sqlite)? {
+        let (id, key, value) = row.map_err(sqlite)?;
+        let col = cols.entry(key).or_insert_with(|| vec![Sql::Null; ids.len()]);
+        col[row_of[&id]] = value;
+    }
+    Ok((ids, cols))
+}
+
+/// A typed polars column from SQLite values: Int64 if all integers, Float64 if all numbers,
+/// else String (numbers written as text).
+fn sql_column(name: &str, values: &[Sql]) -> Column {
+    let all = |f: fn(&Sql) -> bool| values.iter().all(|v| matches!(v, Sql::Null) || f(v));
+    if all(|v| matches!(v, Sql::Integer(_))) {
+        let xs: Vec<Option<i64>> =
+            values.iter().map(|v| if let Sql::Integer(i) = v { Some(*i) } else { None }).collect();
+        Column::new(name.into(), xs)
+    } else if all(|v| matches!(v, Sql::Integer(_) | Sql::Real(_))) {
+        let xs: Vec<Option<f64>> = values
+            .iter()
+            .map(|v| match v {
+                Sql::Integer(i) => Some(*i as f64),
+                Sql::Real(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        Column::new(name.into(), xs)
+    } else {
+        let xs: Vec<Option<String>> = values
+            .iter()
+            .map(|v| match v {
+                Sql::Null => None,
+                Sql::Integer(i) => Some(i.to_string()),
+                Sql::Real(f) => Some(f.to_string()),
+                Sql::Text(t) => Some(t.clone()),
+                Sql::Blob(b) => Some(format!("<{} bytes>", b.len())),
+            })
+            .collect();
+        Column::new(name.into(), xs)
+    }
+}
+
+/// Runs joined with their params: one row per run, columns `run_id`, `experiment`, `status`,
+/// `seed`, `wall_seconds`, `device`, `threads`, `config_hash`, then one typed column per param
+/// key (all keys, or the swept ones).
+pub fn runs(conn: &Connection, sel: &Selection, swept_only: bool) -> Result<DataFrame> {
+    select_into_temp(conn, sel)?;
+    let (ids, params) = param_columns(conn, swept_only)?;
+    let mut meta: Vec<[Sql; 7]> = Vec::with_capacity(ids.len());
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.experiment, r.status, r.seed, r.wall_seconds, r.device, r.threads, r.config_hash
+             FROM runs r JOIN temp.sel s ON s.id = r.id ORDER BY r.id",
+        )
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?]));
+    for row in rows.map_err(sqlite)? {
+        meta.push(row.map_err(sqlite)?);
+    }
+    let mut columns = vec![Column::new("run_id".into(), ids.clone())];
+    for (i, name) in ["experiment", "status", "seed", "wall_seconds", "device", "threads", "config_hash"]
+        .iter()
+        .enumerate()
+    {
+        let values: Vec<Sql> = meta.iter().map(|m| m[i].clone()).collect();
+        columns.push(sql_column(name, &values));
+    }
+    for (key, values) in &params {
+        if key != "seed" {
+            columns.push(sql_column(key, values));
+        }
+    }
+    DataFrame::new(ids.len(), columns).map_err(polars_err)
+}
+
+/// Metric curves in long form: `run_id`, swept param columns, `split`, `metric`, `step`,
+/// `value`, for the given metrics (all when empty) and split (all when `None`).
+pub fn curves(
+    conn: &Connection,
+    sel: &Selection,
+    metrics: &[String],
+    split: Option<&str>,
+) -> Result<DataFrame> {
+    select_into_temp(conn, sel)?;
+    let (ids, params) = param_columns(conn, true)?;
+    let row_of: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let names = serde_json::to_string(metrics).expect("strings serialize");
+    let mut stmt = conn
+        .prepare(
+            "SELECT m.run_id, m.split, m.name, m.step, m.value FROM metrics m JOIN temp.sel s ON s.id = m.run_id
+             WHERE (?1 IS NULL OR m.split = ?1)
+               AND (json_array_length(?2) = 0 OR m.name IN (SELECT value FROM json_each(?2)))
+             ORDER BY m.run_id, m.split, m.name, m.step",
+        )
+        .map_err(sqlite)?;
+    let (mut run, mut sp, mut nm, mut st, mut va) = (vec![], vec![], vec![], vec![], vec![]);
+    let rows = stmt.query_map(rusqlite::params![split, names], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<f64>>(4)?,
+        ))
+    });
+    for row in rows.map_err(sqlite)? {
+        let (a, b, c, d, e) = row.map_err(sqlite)?;
+        run.push(a);
+        sp.push(b);
+        nm.push(c);
+        st.push(d);
+        va.push(e);
+    }
+    let n = run.len();
+    let mut columns = vec![Column::new("run_id".into(), run.clone())];
+    for (key, values) in &params {
+        let expanded: Vec<Sql> = run.iter().map(|id| values[row_of[id]].clone()).collect();
+        columns.push(sql_column(key, &expanded));
+    }
+    columns.push(Column::new("split".into(), sp));
+    columns.push(Column::new("metric".into(), nm));
+    columns.push(Column::new("step".into(), st));
+    columns.push(Column::new("value".into(), va));
+    DataFrame::new(n, columns).map_err(polars_err)
+}
+
+/// Which value of each run a summary aggregates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// The value at the last evaluation.
+    Final,
+    /// The best value over evaluations (losses: lowest; accuracies, correlations: highest).
+    Best,
+}
+
+/// Final (or best) metric values of finished runs, aggregated over runs by `group_by` keys
+/// (default: every swept key except `seed`): per group, split and metric, `n`, `mean`, `std`
+/// (sample, n − 1), `sem` = std/√n, and a 95 % confidence interval `ci95_lo`, `ci95_hi` from
+/// Student's t with n − 1 degrees of freedom (null when n = 1).
+pub fn summary(
+    conn: &Connection,
+    sel: &Selection,
+    group_by: &[String],
+    metrics: &[String],
+    split: Option<&str>,
+    stat: Stat,
+) -> Result<DataFrame> {
+    let mut sel = sel.clone();
+    if !sel.filters.iter().any(|f| f.key == "status") {
+        sel.filters.push(Filter { key: "status".into(), value: Sql::Text("finished".into()) });
+    }
+    select_into_temp(conn, &sel)?;
+    let (ids, params) = param_columns(conn, false)?;
+    let swept: BTreeSet<String> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT p.key FROM params p JOIN temp.sel s ON s.id = p.run_id WHERE p.swept = 1",
+            )
+            .map_err(sqlite)?;
+        let keys = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sqlite)?;
+        keys.collect::<rusqlite::Result<_>>().map_err(sqlite)?
+    };
+    let axes: Vec<String> = if group_by.is_empty() {
+        swept.into_iter().filter(|k| k != "seed").collect()
+    } else {
+        group_by.to_vec()
+    };
+    for a in &axes {
+        if !params.contains_key(a) && !ids.is_empty() {
+            let known: Vec<&String> = params.keys().collect();
+            return Err(Error::Input(format!(
+                "--group-by {a}: no such param in the selected runs; known: {}",
+                known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let row_of: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+    let value_col = match stat {
+        Stat::Final => "final_value",
+        Stat::Best => "best_value",
+    };
+    let names = serde_json::to_string(metrics).expect("strings serialize");
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT m.run_id, m.split, m.name, m.{value_col} FROM summaries m JOIN temp.sel s ON s.id = m.run_id
+             WHERE (?1 IS NULL OR m.split = ?1)
+               AND (json_array_length(?2) = 0 OR m.name IN (SELECT value FROM json_each(?2)))"
+        ))
+        .map_err(sqlite)?;
+    let (mut run, mut sp, mut nm, mut va) = (vec![], vec![], vec![], vec![]);
+    let rows = stmt.query_map(rusqlite::params![split, names], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<f64>>(3)?))
+    });
+    for row in rows.map_err(sqlite)? {
+        let (a, b, c, d) = row.map_err(sqlite)?;
+        run.push(a);
+        sp.push(b);
+        nm.push(c);
+        va.push(d);
+    }
+    let n = run.len();
+    let mut columns = Vec::new();
+    for key in &axes {
+        let expanded: Vec<Sql> = run.iter().map(|id| params[key][row_of[id]].clone()).collect();
+        columns.push(sql_column(key, &expanded));
+    }
+    columns.push(Column::new("split".into(), sp));
+    columns.push(Column::new("metric".into(), nm));
+    columns.push(Column::new("value".into(), va));
+    let long = DataFrame::new(n, columns).map_err(polars_err)?;
+
+    let mut keys: Vec<Expr> = axes.iter().map(|a| col(a.as_str())).collect();
+    keys.push(col("split"));
+    keys.push(col("metric"));
+    let agg = long
+        .lazy()
+        .group_by(keys.clone())
+        .agg([
+            col("value").count().cast(DataType::Int64).alias("n"),
+            col("value").mean().alias("mean"),
+            col("value").std(1).alias("std"),
+        ])
+        .sort_by_exprs(keys, SortMultipleOptions::default().with_nulls_last(true))
+        .collect()
+        .map_err(polars_err)?;
+    with_intervals(agg)
+}
+
+/// Adds `sem`, `ci95_lo` and `ci95_hi` to a frame with `n`, `mean` and `std`.
+fn with_intervals(mut df: DataFrame) -> Result<DataFrame> {
+    let n: Vec<Option<i64>> = df.column("n").map_err(polars_err)?.i64().map_err(polars_err)?.iter().collect();
+    let mean: Vec<Option<f64>> =
+        df.column("mean").map_err(polars_err)?.f64().map_err(polars_err)?.iter().collect();
+    let std: Vec<Option<f64>> =
+        df.column("std").map_err(polars_err)?.f64().map_err(polars_err)?.iter().collect();
+    let (mut sem, mut lo, mut hi) = (vec![], vec![], vec![]);
+    for i in 0..n.len() {
+        let (s, h) = match (n[i], mean[i], std[i]) {
+            (Some(n), Some(_), Some(sd)) if n >= 2 => {
+                let sem = sd / (n as f64).sqrt();
+                (Some(sem), Some(t95(n - 1) * sem))
+            }
+            _ => (None, None),
+        };
+        sem.push(s);
+        lo.push(h.and_then(|h| mean[i].map(|m| m - h)));
+        hi.push(h.and_then(|h| mean[i].map(|m| m + h)));
+    }
+    df.with_column(Column::new("sem".into(), sem)).map_err(polars_err)?;
+    df.with_column(Column::new("ci95_lo".into(), lo)).map_err(polars_err)?;
+    df.with_column(Column::new("ci95_hi".into(), hi)).map_err(polars_err)?;
+    Ok(df)
+}
+
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (two-sided 95 % interval).
+pub fn t95(df: i64) -> f64 {
+    distrs::StudentsT::ppf(0.975, df as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn t_quantiles_match_tables() {
+        // Standard t-table values, two-sided 95 %.
+        for (df, t) in [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045), (1000, 1.962)] {
+            assert!((t95(df) - t).abs() < 1e-3, "df = {df}: {}", t95(df));
+        }
+    }
+
+    #[test]
+    fn filters_parse_typed_values() {
+        assert_eq!(Filter::parse("seed=3").unwrap().value, Sql::Integer(3));
+        assert_eq!(
+            Filter::parse("loss.lambda = 0.1").unwrap(),
+            Filter { key: "loss.lambda".into(), value: Sql::Real(0.1) }
+        );
+        assert_eq!(Filter::parse("data.beta=inf").unwrap().value, Sql::Real(f64::INFINITY));
+        assert_eq!(Filter::parse("status=finished").unwrap().value, Sql::Text("finished".into()));
+        assert!(Filter::parse("lambda").is_err());
+        assert!(Filter::parse("=3").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! The store's schema and its forward migrations, one per version.
+//!
+//! A new file is created by running every migration from version 0, so the path an old store
+//! takes is the path every store takes. docs/schema.md documents the result.
+
+use rusqlite::Transaction;
+
+/// Schema version written to `PRAGMA user_version` by the last migration.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// `MIGRATIONS[i]` takes a store from version i to i + 1.
+pub const MIGRATIONS: [fn(&Transaction) -> rusqlite::Result<()>; 2] = [v0_to_v1, v1_to_v2];
+
+/// Version 1: experiments, runs, params, metrics.
+pub const V1: &str = "
+CREATE TABLE experiments (
+    name        TEXT PRIMARY KEY,
+    description TEXT NOT NULL,
+    spec_path   TEXT NOT NULL,
+    spec_text   TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id             INTEGER PRIMARY KEY,
+    experiment     TEXT NOT NULL REFERENCES experiments(name),
+    config_hash    TEXT NOT NULL,
+    config_json    TEXT NOT NULL,
+    format_version INTEGER NOT NULL,
+    seed           INTEGER NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed')),
+    error          TEXT,
+    diverged_step  INTEGER,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    wall_seconds   REAL,
+    device         TEXT NOT NULL,
+    threads        INTEGER NOT NULL,
+    host           TEXT,
+    pid            INTEGER,
+    git_commit     TEXT,
+    git_dirty      INTEGER,
+    rmlab_version  TEXT NOT NULL,
+    torch_version  TEXT
+);
+CREATE INDEX runs_by_experiment ON runs (experiment, config_hash, status);
+CREATE TABLE params (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value,
+    swept  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE INDEX params_by_key ON params (key, value);
+CREATE TABLE metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    split  TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    step   INTEGER NOT NULL,
+    value  REAL,
+    PRIMARY KEY (run_id, split, name, step)
+) WITHOUT ROWID;
+";
+
+fn v0_to_v1(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(V1)
+}
+
+/// Version 2: a unique id per run (merging stores), per-run summaries (final and best value
+/// of each metric, backfilled from the metrics), and the final reward of every response.
+pub const V2: &str = "
+ALTER TABLE runs ADD COLUMN uid TEXT;
+UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
+CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
+CREATE TABLE summaries (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    split       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    final_step  INTEGER NOT NULL,
+    final_value REAL,
+    best_step   INTEGER,
+    best_value  REAL,
+    PRIMARY KEY (run_id, split, name)
+) WITHOUT ROWID;
+CREATE INDEX summaries_by_name ON summaries (name, split);
+CREATE TABLE rewards (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    response    INTEGER NOT NULL,
+    prompt      INTEGER NOT NULL,
+    split       TEXT NOT NULL,
+    reward      REAL,
+    true_reward REAL,
+    PRIMARY KEY (run_id, response)
+) WITHOUT ROWID;
+INSERT INTO summaries (run_id, split, name, final_step, final_value)
+    SELECT m.run_id, m.split, m.name, m.step, m.value
+    FROM metrics m
+    JOIN (SELECT run_id, split, name, max(step) AS step FROM metrics GROUP BY run_id, split, name) f
+      USING (run_id, split, name, step);
+";
+
+fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(V2)?;
+    // Best values follow each metric's goal (see metrics::goal); NULL for magnitudes.
+    for (name, goal) in crate::metrics::NAMES.iter().filter_map(|n| crate::metrics::goal(n).map(|g| (n, g))) {
+        let order = match goal {
+            crate::metrics::Goal::Min => "ASC",
+            crate::metrics::Goal::Max => "DESC",
+        };
+        tx.execute(
+            &format!(
+                "UPDATE summaries SET (best_step, best_value) = (
+                     SELECT m.step, m.value FROM metrics m
+                     WHERE m.run_id = summaries.run_id AND m.split = summaries.split AND m.name = summaries.name
+                       AND m.value IS NOT NULL
+                     ORDER BY m.value {order}, m.step ASC LIMIT 1)
+                 WHERE name = ?1"
+            ),
+            [name],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Writing one run: metric rows in batches, then summaries, rewards and the final status in
+//! one transaction.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Transaction, TransactionBehavior, params};
+
+use super::{NOW, Store, at};
+use crate::data::Split;
+use crate::error::Result;
+use crate::metrics::{Goal, goal};
+use crate::sink::{MetricsSink, RewardRow};
+use crate::train::Outcome;
+
+/// Metric rows buffered before a batch is written.
+const BATCH_ROWS: usize = 8192;
+
+/// Final and best value of one metric of one split.
+#[derive(Clone, Copy, Debug)]
+struct Summary {
+    final_step: usize,
+    final_value: f64,
+    best: Option<(usize, f64)>,
+}
+
+/// Writes one run's results; [`RunWriter::finish`] commits the final status. Dropping a
+/// writer without finishing leaves the run `running` (read as `interrupted` once its process
+/// is gone), never `finished`.
+#[derive(Debug)]
+pub struct RunWriter<'a> {
+    store: &'a mut Store,
+    run_id: i64,
+    rows: Vec<(usize, Split, &'static str, f64)>,
+    summaries: BTreeMap<(Split, &'static str), Summary>,
+    rewards: Vec<RewardRow>,
+}
+
+impl<'a> RunWriter<'a> {
+    pub(super) fn new(store: &'a mut Store, run_id: i64) -> RunWriter<'a> {
+        RunWriter {
+            store,
+            run_id,
+            rows: Vec::with_capacity(BATCH_ROWS),
+            summaries: BTreeMap::new(),
+            rewards: Vec::new(),
+        }
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    fn write_rows(
+        tx: &Transaction,
+        run_id: i64,
+        rows: &[(usize, Split, &'static str, f64)],
+    ) -> rusqlite::Result<()> {
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO metrics (run_id, split, name, step, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for &(step, split, name, value) in rows {
+            // SQLite stores NaN as NULL; documented as such.
+            ins.execute(params![run_id, split.as_str(), name, step as i64, value])?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let path = self.store.path.clone();
+        let tx = at(&path, self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
+        at(&path, Self::write_rows(&tx, self.run_id, &self.rows))?;
+        at(&path, tx.commit())?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Writes the remaining rows, the summaries, the rewards and the final status in one
+    /// transaction.
+    pub fn finish(self, outcome: &Result<Outcome>, wall_seconds: f64) -> Result<()> {
+        let path = self.store.path.clone();
+        let tx = at(&path, self.store.conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
+        at(&path, Self::write_rows(&tx, self.run_id, &self.rows))?;
+        at(&path, write_summaries(&tx, self.run_id, &self.summaries))?;
+        at(&path, write_rewards(&tx, self.run_id, &self.rewards))?;
+        let (status, error, diverged_step) = match outcome {
+            Ok(Outcome::Finished) => ("finished", None, None),
+            Ok(Outcome::Diverged { step }) => ("diverged", None, Some(*step as i64)),
+            Err(e) => ("failed", Some(e.to_string()), None),
+        };
+        at(
+            &path,
+            tx.execute(
+                &format!(
+                    "UPDATE runs SET status = ?2, error = ?3, diverged_step = ?4, ended_at = {NOW},
+                     wall_seconds = ?5 WHERE id = ?1"
+                ),
+                params![self.run_id, status, error, diverged_step, wall_seconds],
+            ),
+        )?;
+        at(&path, tx.commit())
+    }
+}
+
+fn write_summaries(
+    tx: &Transaction,
+    run_id: i64,
+    summaries: &BTreeMap<(Split, &'static str), Summary>,
+) -> rusqlite::Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO summaries (run_id, split, name, final_step, final_value, best_step, best_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (&(split, name), s) in summaries {
+        ins.execute(params![
+            run_id,
+            split.as_str(),
+            name,
+            s.final_step as i64,
+            s.final_value,
+            s.best.map(|b| b.0 as i64),
+            s.best.map(|b| b.1),
+        ])?;
+    }
+    Ok(())
+}
+
+fn write_rewards(tx: &Transaction, run_id: i64, rewards: &[RewardRow]) -> rusqlite::Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO rewards (run_id, response, prompt, split, reward, true_reward) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for r in rewards {
+        ins.execute(params![
+            run_id,
+            r.response as i64,
+            r.prompt as i64,
+            r.split.as_str(),
+            r.reward,
+            r.true_reward
+        ])?;
+    }
+    Ok(())
+}
+
+impl MetricsSink for RunWriter<'_> {
+    fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
+        for &(name, value) in values {
+            self.rows.push((step, split, name, value));
+            let s = self.summaries.entry((split, name)).or_insert(Summary {
+                final_step: step,
+                final_value: value,
+                best: None,
+            });
+            s.final_step = step;
+            s.final_value = value;
+            s.best = better(goal(name), s.best, (step, value));
+        }
+        if self.rows.len() >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()> {
+        self.rewards = rows.to_vec();
+        Ok(())
+    }
+}
+
+/// The better of the best so far and a new value under a goal; the first on ties, NaN never.
+fn better(goal: Option<Goal>, best: Option<(usize, f64)>, new: (usize, f64)) -> Option<(usize, f64)> {
+    let goal = goal?;
+    if new.1.is_nan() {
+        return best;
+    }
+    match best {
+        None => Some(new),
+        Some(b) => match goal {
+            Goal::Min if new.1 < b.1 => Some(new),
+            Goal::Max if new.1 > b.1 => Some(new),
+            _ => Some(b),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_follows_the_goal_and_skips_nan() {
+        let steps = [(0, 3.0), (10, 1.0), (20, f64::NAN), (30, 1.0), (40, 2.0)];
+        let run = |g| steps.iter().fold(None, |b, &s| better(g, b, s));
+        assert_eq!(run(Some(Goal::Min)), Some((10, 1.0)));
+        assert_eq!(run(Some(Goal::Max)), Some((0, 3.0)));
+        assert_eq!(run(None), None);
+    }
+}

@@ -33,6 +33,38 @@ pub enum Command {
         /// LibTorch intra-op threads per worker (default: cores / jobs).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Write (and with --submit, submit) a SLURM job array for the cells not done yet, and a
+    /// dependent job that merges the tasks' stores into the experiment's store.
+    Slurm {
+        spec: PathBuf,
+        /// The experiment's store (cells done there are left out; the merge writes there).
+        #[arg(long, default_value = "results/results.sqlite")]
+        db: PathBuf,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit of each array task.
+        #[arg(long, default_value = "01:00:00")]
+        time: String,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        cpus_per_task: u16,
+        /// GPUs per array task (cells with device = "auto" then train on CUDA).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        gpus: Option<u16>,
+        /// At most this many array tasks running at once.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        array_parallelism: Option<u16>,
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        cells_per_task: u16,
+        /// The array script (the merge script is written beside it as NAME-merge.sbatch).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Submit both jobs with sbatch and print their ids.
+        #[arg(long)]
+        submit: bool,
     },
     /// Show every cell of a spec as done, running, failed, missing or stale.
     Status {

@@ -15,6 +15,7 @@ pub mod provenance;
 pub mod query;
 pub mod runtime;
 pub mod sink;
+pub mod slurm;
 pub mod spec;
 pub mod store;
 pub mod sweep;

@@ -3,6 +3,7 @@
 
 mod cli;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -33,13 +34,18 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep { spec, db, force, dry_run, jobs, threads } => {
+        Command::Sweep { spec, db, force, dry_run, jobs, threads, only } => {
             let spec = Spec::load(&spec)?;
             if dry_run {
                 return print_plan(&spec, &db, force);
             }
-            let opts =
-                SweepOptions { db, force, jobs: jobs.map(usize::from), threads: threads.map(usize::from) };
+            let opts = SweepOptions {
+                db,
+                force,
+                jobs: jobs.map(usize::from),
+                threads: threads.map(usize::from),
+                only,
+            };
             let s = sweep::run(&spec, &opts)?;
             eprintln!(
                 "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
@@ -74,6 +80,62 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Doctor => doctor(),
         Command::Query { what, opts } => query(what, opts),
+        Command::Slurm {
+            spec,
+            db,
+            partition,
+            time,
+            cpus_per_task,
+            gpus,
+            array_parallelism,
+            cells_per_task,
+            out,
+            submit,
+        } => {
+            let spec = Spec::load(&spec)?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("results/slurm/{}.sbatch", spec.name)));
+            let opts = rmlab::slurm::SlurmOptions {
+                db,
+                partition,
+                time,
+                cpus_per_task: cpus_per_task.into(),
+                gpus: gpus.map(usize::from),
+                array_parallelism: array_parallelism.map(usize::from),
+                cells_per_task: cells_per_task.into(),
+                out,
+            };
+            let plan = rmlab::slurm::write_scripts(&spec, &opts)?;
+            if plan.tasks.is_empty() {
+                eprintln!(
+                    "{}: all {} cells are done in {}; nothing to submit",
+                    spec.name,
+                    plan.done,
+                    opts.db.display()
+                );
+                return Ok(());
+            }
+            let cells: usize = plan.tasks.iter().map(Vec::len).sum();
+            eprintln!(
+                "{}: {cells} cells in {} array tasks ({} done, left out)\n  array: {}\n  merge: {}",
+                spec.name,
+                plan.tasks.len(),
+                plan.done,
+                plan.array_script.display(),
+                plan.merge_script.display()
+            );
+            if submit {
+                let (array, merge) = rmlab::slurm::submit(&plan)?;
+                println!("array {array}");
+                println!("merge {merge}");
+            } else {
+                eprintln!(
+                    "submit with: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
+                    plan.array_script.display(),
+                    plan.merge_script.display()
+                );
+            }
+            Ok(())
+        }
         Command::Merge { sources, into } => {
             let report = rmlab::store::merge(&sources, &into)?;
             for (src, copied, present, running) in &report.sources {

@@ -86,6 +86,8 @@ pub struct SweepOptions {
     pub jobs: Option<usize>,
     /// LibTorch intra-op threads; default: cores / jobs, at least 1.
     pub threads: Option<usize>,
+    /// Only the cells with these config hashes (all when empty).
+    pub only: Vec<String>,
 }
 
 /// What a sweep did.
@@ -114,8 +116,25 @@ pub fn cores() -> usize {
 /// intra-op thread count is process-wide and set so that jobs × threads ≤ cores. A run depends
 /// only on its seed and the thread count, never on which worker trains it.
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
+    let mut cells = spec.cells()?;
+    if !opts.only.is_empty() {
+        if let Some(h) = opts.only.iter().find(|h| !cells.iter().any(|c| &c.hash == *h)) {
+            return Err(Error::Input(format!(
+                "--only {h}: no cell of {} has this config hash (was the spec changed since the hashes were listed?)",
+                spec.path.display()
+            )));
+        }
+        cells.retain(|c| opts.only.contains(&c.hash));
+    }
     let store = Store::open(&opts.db)?;
-    let cells = plan(spec, &store)?;
+    let states = store.cell_statuses(&spec.name)?;
+    let cells: Vec<(Cell, CellState)> = cells
+        .into_iter()
+        .map(|c| {
+            let state = CellState::of(states.get(&c.hash));
+            (c, state)
+        })
+        .collect();
     let todo: Vec<Cell> =
         cells.iter().filter(|(_, s)| opts.force || *s != CellState::Done).map(|(c, _)| c.clone()).collect();
     store.upsert_experiment(&ExperimentRecord {

@@ -31,6 +31,23 @@ sweep NAME *FLAGS: build
 status NAME: build
     {{bin}} status experiments/{{NAME}}.toml
 
+# Draw the figures of every experiment in the store into results/figures/<experiment>/ (SVG, PNG, JSON).
+figures: build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for spec in experiments/*.toml; do
+        name=$(basename "$spec" .toml)
+        if {{bin}} query runs -e "$name" --where status=finished --format csv | sed -n 2p | grep -q .; then
+            {{bin}} plot "$spec"
+        else
+            echo "skipping $name: no finished runs in {{db}} (just sweep $name)"
+        fi
+    done
+
+# Draw the figures of experiments/NAME.toml.
+plot NAME: build
+    {{bin}} plot experiments/{{NAME}}.toml
+
 # Check that every spec in experiments/ parses and expands.
 check-specs: build
     {{bin}} check experiments/*.toml

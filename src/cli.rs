@@ -79,6 +79,16 @@ pub enum Command {
     },
     /// Report the LibTorch in use: version, library path, CUDA, threads.
     Doctor,
+    /// Draw the figures of specs (declared `[[figure]]`s, else the default catalogue) from the
+    /// store, as SVG + 300-dpi PNG + a JSON sidecar in OUT_DIR/<experiment>/.
+    Plot {
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        #[arg(long, default_value = "results/results.sqlite")]
+        db: PathBuf,
+        #[arg(long, default_value = "results/figures")]
+        out_dir: PathBuf,
+    },
     /// Print the JSON Schema of spec files (for editors).
     Schema,
     /// Query the results store into a table, CSV, JSON or Parquet.

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod plot;
 pub mod provenance;
 pub mod query;
 pub mod runtime;

@@ -80,6 +80,23 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Doctor => doctor(),
         Command::Query { what, opts } => query(what, opts),
+        Command::Plot { specs, db, out_dir } => {
+            if !db.exists() {
+                return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
+            }
+            let specs: Vec<Spec> = specs.iter().map(|p| Spec::load(p)).collect::<Result<_>>()?;
+            let store = Store::open(&db)?;
+            for spec in &specs {
+                let figures =
+                    if spec.figures.is_empty() { rmlab::plot::catalogue() } else { spec.figures.clone() };
+                let dir = out_dir.join(&spec.name);
+                let written = rmlab::plot::render_all(store.connection(), &spec.name, &figures, &dir)?;
+                for w in &written {
+                    eprintln!("{}  (+ .png, .json)", w.svg.display());
+                }
+            }
+            Ok(())
+        }
         Command::Slurm {
             spec,
             db,

@@ -46,6 +46,9 @@ struct SpecFile {
     loss: LossConfig,
     #[serde(default)]
     eval: EvalConfig,
+    /// Figures of this experiment (`[[figure]]`); the default catalogue when none.
+    #[serde(default)]
+    figure: Vec<crate::plot::FigureSpec>,
     /// The grid: config key paths → lists of values, `seeds`, and `[[sweep.zip]]` groups.
     #[serde(default)]
     #[schemars(schema_with = "sweep_schema")]
@@ -127,6 +130,8 @@ pub struct Spec {
     base: toml::Table,
     axes: Vec<Axis>,
     seeds: Vec<u64>,
+    /// Declared figures (empty: use [`crate::plot::catalogue`]).
+    pub figures: Vec<crate::plot::FigureSpec>,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -207,8 +212,37 @@ impl Spec {
             _ => toml::Table::new(),
         };
         let (axes, seeds) = parse_sweep(&src, &sweep)?;
-        let spec =
-            Spec { name, description, path: path.to_path_buf(), base: doc, axes, seeds, text: text.clone() };
+        let figures: Vec<crate::plot::FigureSpec> = match doc.remove("figure") {
+            Some(v) => {
+                v.try_into().map_err(|e: toml::de::Error| src.error_at(0..0, "figure", e.message()))?
+            }
+            None => Vec::new(),
+        };
+        let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
+        let mut names = HashSet::new();
+        for (i, fig) in figures.iter().enumerate() {
+            let at = [Step::Key("figure".into()), Step::Index(i)];
+            if let Err((key, message)) = crate::plot::check(fig, &keys) {
+                return Err(src.error_at_path(&at, &key, &message));
+            }
+            if !names.insert(fig.name.clone()) {
+                return Err(src.error_at_path(
+                    &at,
+                    "figure.name",
+                    &format!("two figures are named `{}`", fig.name),
+                ));
+            }
+        }
+        let spec = Spec {
+            name,
+            description,
+            path: path.to_path_buf(),
+            base: doc,
+            axes,
+            seeds,
+            text: text.clone(),
+            figures,
+        };
         spec.cells()?;
         Ok(spec)
     }

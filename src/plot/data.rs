@@ -1,0 +1,281 @@
+//! What a figure shows, read from the store: lines of means with bands, baselines, rewards.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+use rusqlite::types::Value as Sql;
+
+use crate::error::{Error, Result};
+use crate::query::t95;
+
+/// How the band around a mean is drawn.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    /// 95 % confidence interval of the mean over seeds (Student's t, n − 1 degrees of freedom).
+    #[default]
+    Ci95,
+    /// ± one standard error of the mean.
+    Sem,
+}
+
+impl Band {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Band::Ci95 => "95 % CI of the mean over seeds (Student t)",
+            Band::Sem => "± 1 standard error of the mean over seeds",
+        }
+    }
+}
+
+/// Mean over runs with a band; no band when n < 2.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub band: Option<(f64, f64)>,
+    pub n: usize,
+}
+
+/// Mean and band of finite values (NaN and inf are left out).
+pub fn stat(values: &[f64], band: Band) -> Option<Stat> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = v.iter().sum::<f64>() / n as f64;
+    let band = (n >= 2).then(|| {
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+        let sem = sd / (n as f64).sqrt();
+        let half = match band {
+            Band::Ci95 => t95(n as i64 - 1) * sem,
+            Band::Sem => sem,
+        };
+        (mean - half, mean + half)
+    });
+    Some(Stat { mean, band, n })
+}
+
+/// The values of some param keys for a run, as a sortable key.
+pub type GroupKey = Vec<OrdValue>;
+
+/// A param value that sorts numbers numerically, then text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OrdValue {
+    Num(f64),
+    Text(String),
+    Missing,
+}
+
+impl Eq for OrdValue {}
+impl PartialOrd for OrdValue {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdValue {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use OrdValue::*;
+        match (self, other) {
+            (Num(a), Num(b)) => a.total_cmp(b),
+            (Num(_), _) => std::cmp::Ordering::Less,
+            (_, Num(_)) => std::cmp::Ordering::Greater,
+            (Text(a), Text(b)) => a.cmp(b),
+            (Text(_), Missing) => std::cmp::Ordering::Less,
+            (Missing, Text(_)) => std::cmp::Ordering::Greater,
+            (Missing, Missing) => std::cmp::Ordering::Equal,
+        }
+    }
+}
+
+impl OrdValue {
+    fn of(v: &Sql) -> OrdValue {
+        match v {
+            Sql::Integer(i) => OrdValue::Num(*i as f64),
+            Sql::Real(f) => OrdValue::Num(*f),
+            Sql::Text(t) => OrdValue::Text(t.clone()),
+            _ => OrdValue::Missing,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        if let OrdValue::Num(x) = self { Some(*x) } else { None }
+    }
+
+    /// Legend text: ∞, 0.001, `mlp`.
+    pub fn label(&self) -> String {
+        match self {
+            OrdValue::Num(x) if x.is_infinite() => "∞".into(),
+            OrdValue::Num(x) => super::style::tick(*x),
+            OrdValue::Text(t) => t.clone(),
+            OrdValue::Missing => "—".into(),
+        }
+    }
+}
+
+/// A run selected for a figure, with the param values the figure groups by.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    pub id: i64,
+    pub seed: i64,
+    pub params: BTreeMap<String, OrdValue>,
+}
+
+/// Finished runs of `experiment` matching `filters`; also counts of runs left out by status.
+pub fn finished_runs(
+    conn: &Connection,
+    experiment: &str,
+    filters: &BTreeMap<String, Sql>,
+) -> Result<(Vec<RunInfo>, BTreeMap<String, i64>)> {
+    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let mut left_out = BTreeMap::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT status, count(*) FROM runs WHERE experiment = ?1 AND status != 'finished' GROUP BY status")
+            .map_err(sql_err)?;
+        for row in stmt
+            .query_map([experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql_err)?
+        {
+            let (s, n) = row.map_err(sql_err)?;
+            left_out.insert(s, n);
+        }
+    }
+    let mut runs = Vec::new();
+    let mut stmt = conn
+        .prepare("SELECT id, seed FROM runs WHERE experiment = ?1 AND status = 'finished' ORDER BY id")
+        .map_err(sql_err)?;
+    let ids: Vec<(i64, i64)> = stmt
+        .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)?;
+    let mut pstmt = conn.prepare("SELECT key, value FROM params WHERE run_id = ?1").map_err(sql_err)?;
+    'runs: for (id, seed) in ids {
+        let params: BTreeMap<String, Sql> = pstmt
+            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Sql>(1)?)))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        for (k, v) in filters {
+            if !params.get(k).is_some_and(|p| sql_eq(p, v)) {
+                continue 'runs;
+            }
+        }
+        runs.push(RunInfo {
+            id,
+            seed,
+            params: params.iter().map(|(k, v)| (k.clone(), OrdValue::of(v))).collect(),
+        });
+    }
+    Ok((runs, left_out))
+}
+
+fn sql_eq(a: &Sql, b: &Sql) -> bool {
+    match (a, b) {
+        (Sql::Integer(x), Sql::Real(y)) | (Sql::Real(y), Sql::Integer(x)) => *x as f64 == *y,
+        _ => a == b,
+    }
+}
+
+impl RunInfo {
+    /// The values of `keys` for this run.
+    pub fn key(&self, keys: &[String]) -> GroupKey {
+        keys.iter().map(|k| self.params.get(k).cloned().unwrap_or(OrdValue::Missing)).collect()
+    }
+}
+
+/// Metric values per run: `(run id, step) → value` for one split and metric.
+pub fn metric_curves(
+    conn: &Connection,
+    runs: &[RunInfo],
+    split: &str,
+    metric: &str,
+) -> Result<BTreeMap<i64, Vec<(i64, f64)>>> {
+    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let mut stmt = conn
+        .prepare(
+            "SELECT step, value FROM metrics WHERE run_id = ?1 AND split = ?2 AND name = ?3 ORDER BY step",
+        )
+        .map_err(sql_err)?;
+    let mut out = BTreeMap::new();
+    for r in runs {
+        let rows: Vec<(i64, Option<f64>)> = stmt
+            .query_map(rusqlite::params![r.id, split, metric], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        out.insert(r.id, rows.into_iter().map(|(s, v)| (s, v.unwrap_or(f64::NAN))).collect());
+    }
+    Ok(out)
+}
+
+/// Final value of one metric per run (summaries table).
+pub fn final_values(
+    conn: &Connection,
+    runs: &[RunInfo],
+    split: &str,
+    metric: &str,
+) -> Result<BTreeMap<i64, f64>> {
+    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let mut stmt = conn
+        .prepare("SELECT final_value FROM summaries WHERE run_id = ?1 AND split = ?2 AND name = ?3")
+        .map_err(sql_err)?;
+    let mut out = BTreeMap::new();
+    for r in runs {
+        let v: Option<Option<f64>> = stmt
+            .query_row(rusqlite::params![r.id, split, metric], |row| row.get(0))
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(sql_err)?;
+        if let Some(v) = v {
+            out.insert(r.id, v.unwrap_or(f64::NAN));
+        }
+    }
+    Ok(out)
+}
+
+/// Final rewards of one run: `(prompt, reward, true reward)` for the responses of a split.
+pub fn rewards(conn: &Connection, run: i64, split: &str) -> Result<Vec<(i64, f64, Option<f64>)>> {
+    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let mut stmt = conn
+        .prepare("SELECT prompt, reward, true_reward FROM rewards WHERE run_id = ?1 AND split = ?2 ORDER BY response")
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params![run, split], |r| Ok((r.get(0)?, r.get::<_, Option<f64>>(1)?, r.get(2)?)))
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<Vec<(i64, Option<f64>, Option<f64>)>>>()
+        .map_err(sql_err)?;
+    Ok(rows.into_iter().filter_map(|(p, r, t)| r.map(|r| (p, r, t))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_matches_hand_computation() {
+        // values 1, 2, 3: mean 2, sd 1, sem 1/√3, t(2) = 4.3027
+        let s = stat(&[1.0, 2.0, 3.0], Band::Ci95).unwrap();
+        assert_eq!((s.mean, s.n), (2.0, 3));
+        let (lo, hi) = s.band.unwrap();
+        assert!((hi - 2.0 - 4.302_652_7 / 3f64.sqrt()).abs() < 1e-5 && (2.0 - lo - (hi - 2.0)).abs() < 1e-12);
+        let s = stat(&[1.0, 2.0, 3.0], Band::Sem).unwrap();
+        assert!((s.band.unwrap().1 - 2.0 - 1.0 / 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!(stat(&[5.0, f64::NAN], Band::Ci95).unwrap(), Stat { mean: 5.0, band: None, n: 1 });
+        assert!(stat(&[], Band::Ci95).is_none());
+    }
+
+    #[test]
+    fn values_sort_numerically_before_text() {
+        let mut v =
+            vec![OrdValue::Text("b".into()), OrdValue::Num(10.0), OrdValue::Missing, OrdValue::Num(2.0)];
+        v.sort();
+        assert_eq!(
+            v,
+            [OrdValue::Num(2.0), OrdValue::Num(10.0), OrdValue::Text("b".into()), OrdValue::Missing]
+        );
+    }
+}

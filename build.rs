@@ -8,6 +8,7 @@
 use std::path::Path;
 
 fn main() {
+    build_commit();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     // torch-sys declares `links = "tch"` and exports its lib dir as `libtorch_lib`.
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -21,4 +22,28 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
     println!("cargo:rustc-env=RMLAB_LIBTORCH_BUILD_DIR={lib_dir}");
+}
+
+/// The commit the binary is built from (`+abc1234`, `.dirty` with uncommitted changes), so runs
+/// record the code that made them rather than the state of the tree when they ran.
+fn build_commit() {
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/index");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let build = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(commit) => {
+            let dirty =
+                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            format!("+{commit}{}", if dirty { ".dirty" } else { "" })
+        }
+        None => String::new(),
+    };
+    println!("cargo:rustc-env=RMLAB_BUILD={build}");
 }

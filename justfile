@@ -5,7 +5,8 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # torch-sys finds LibTorch through the project venv's python.
 export VIRTUAL_ENV := justfile_directory() / ".venv"
 export PATH := justfile_directory() / ".venv/bin:" + env_var("PATH")
-export LIBTORCH_USE_PYTORCH := "1"
+# Only needs to be set; the venv path makes torch-sys rebuild when a shared target dir moves clones.
+export LIBTORCH_USE_PYTORCH := justfile_directory() / ".venv"
 
 target := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
 bin := target / "release/rmlab"

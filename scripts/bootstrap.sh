@@ -15,10 +15,13 @@ VENV=.venv
 
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 
-if [ ! -x "$VENV/bin/python" ]; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  # A venv without a working pip (python3-venv missing on the first try) is remade, not reused.
+  rm -rf "$VENV"
   say "creating $VENV"
-  python3 -m venv "$VENV"
+  python3 -m venv "$VENV" || { echo "bootstrap: python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
 fi
+command -v c++ >/dev/null || { echo "bootstrap: no C++ compiler (c++); torch-sys compiles a C++ wrapper (apt-get install g++)" >&2; exit 1; }
 
 have_torch=$("$VENV/bin/python" - <<'PY' 2>/dev/null || true
 import importlib.metadata as m
@@ -51,7 +54,10 @@ fi
 # torch-sys finds LibTorch through the active venv's python.
 export VIRTUAL_ENV="$PWD/$VENV"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-export LIBTORCH_USE_PYTORCH=1
+# torch-sys only needs this set; its value is the venv's path so that a build directory shared by
+# clones at other paths (CI's CARGO_TARGET_DIR) reruns torch-sys's build script, which caches the
+# LibTorch path that ends up in the binary's RUNPATH.
+export LIBTORCH_USE_PYTORCH="$VIRTUAL_ENV"
 say "building the release binary (the first build takes ~20 min on 2 cores)"
 cargo build --release --locked --quiet
 say "ready: $(ls "${CARGO_TARGET_DIR:-target}/release/rmlab")"

@@ -161,6 +161,10 @@ pub struct QueryOpts {
     /// Runs: every param, not only the swept ones.
     #[arg(long, global = true)]
     pub all_params: bool,
+    /// Curves, summary: every finished run, not only the newest of each cell under the current
+    /// format version.
+    #[arg(long, global = true)]
+    pub all_runs: bool,
     #[arg(long, value_enum, default_value = "table", global = true)]
     pub format: Format,
     /// Write to this file instead of standard output (required for parquet).

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::loss::Regularizer;
+use crate::loss::{Objective, Regularizer};
 
 /// Bump when the data generator, model, trainer or metrics change in a way that changes
 /// results: runs finished under an older version are reported as stale and are not reused.
@@ -41,6 +41,29 @@ pub enum DataKind {
     Synthetic,
 }
 
+/// Which response pairs of a prompt are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Graph {
+    /// `pairs_per_prompt` distinct pairs drawn at random (one pair: most real data sets).
+    Random,
+    /// Every pair among the k responses (k ≥ 3 contains odd cycles).
+    AllPairs,
+    /// Every pair joins the first ⌈k/2⌉ responses to the others.
+    Bipartite,
+    /// All pairs within the first ⌈k/2⌉ responses and within the rest, none across.
+    Clusters,
+}
+
+/// Prompt features the model sees besides the response features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFeatures {
+    None,
+    /// A one-hot prompt indicator (n_prompts dimensions): the model can represent any offset.
+    Onehot,
+}
+
 /// `[data]`: the synthetic Bradley–Terry generator (see [`crate::data::synthetic`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -68,12 +91,36 @@ pub struct DataConfig {
     /// Probability that a drawn label is then flipped.
     #[schemars(range(min = 0, max = 0.5))]
     pub flip: f64,
+    /// Comparison graph of each prompt; `pairs_per_prompt` applies to `random` only.
+    pub graph: Graph,
+    /// Prompt features visible to the model.
+    pub prompt_features: PromptFeatures,
+    /// Per-prompt Gaussian features shared by all responses of a prompt (no effect on r*).
+    pub nuisance_dim: usize,
     /// Fraction of prompts held out for validation.
     #[schemars(range(min = 0, max = 1))]
     pub val_frac: f64,
     /// Fraction of prompts held out for test.
     #[schemars(range(min = 0, max = 1))]
     pub test_frac: f64,
+}
+
+impl DataConfig {
+    /// Model input dimension: response features, nuisance features, prompt one-hot.
+    pub fn input_dim(&self) -> usize {
+        self.feature_dim
+            + self.nuisance_dim
+            + if self.prompt_features == PromptFeatures::Onehot { self.n_prompts } else { 0 }
+    }
+
+    /// `pairs_per_prompt` set to the pair count of a fixed graph design.
+    pub fn resolved(mut self) -> DataConfig {
+        if self.graph != Graph::Random && self.responses_per_prompt >= 2 {
+            self.pairs_per_prompt =
+                crate::data::synthetic::graph_pairs(self.graph, self.responses_per_prompt).len();
+        }
+        self
+    }
 }
 
 impl Default for DataConfig {
@@ -87,6 +134,9 @@ impl Default for DataConfig {
             offset_scale: 1.0,
             beta: 4.0,
             flip: 0.0,
+            graph: Graph::Random,
+            prompt_features: PromptFeatures::None,
+            nuisance_dim: 0,
             val_frac: 0.2,
             test_frac: 0.0,
         }
@@ -134,6 +184,10 @@ pub struct ModelConfig {
     pub hidden: Option<Vec<usize>>,
     pub activation: Activation,
     pub device: DeviceChoice,
+    /// Initial bias of the reward head (default: drawn like every other parameter). Bradley–
+    /// Terry never moves a constant offset of all rewards, so this one persists unless a
+    /// regularizer pins it.
+    pub bias_init: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -143,6 +197,7 @@ impl Default for ModelConfig {
             hidden: None,
             activation: Activation::Relu,
             device: DeviceChoice::Auto,
+            bias_init: None,
         }
     }
 }
@@ -195,6 +250,10 @@ pub enum RegularizerKind {
     None,
     /// `λ · mean((r_a + r_b)²)`.
     PairSumSq,
+    /// `λ · N · (mean of the batch's 2N rewards)²` (BSR).
+    BatchSum,
+    /// `λ · mean(r_a² + r_b²)`.
+    L2,
 }
 
 /// `[loss]`.
@@ -205,21 +264,33 @@ pub struct LossConfig {
     /// λ ≥ 0; 0 is the unregularized loss.
     #[schemars(range(min = 0))]
     pub lambda: f64,
+    /// m ≥ 0 in the pairwise term −log σ(r_a − r_b − m); combinable with any regularizer.
+    #[schemars(range(min = 0))]
+    pub margin: f64,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { regularizer: RegularizerKind::PairSumSq, lambda: 0.0 }
+        LossConfig { regularizer: RegularizerKind::PairSumSq, lambda: 0.0, margin: 0.0 }
     }
 }
 
 impl LossConfig {
-    /// The runtime regularizer.
+    /// The runtime regularizer; λ = 0 is none whatever the kind.
     pub fn regularizer(&self) -> Regularizer {
+        let lambda = self.lambda;
         match self.regularizer {
+            _ if lambda == 0.0 => Regularizer::None,
             RegularizerKind::None => Regularizer::None,
-            RegularizerKind::PairSumSq => Regularizer::pair_sum_sq(self.lambda),
+            RegularizerKind::PairSumSq => Regularizer::PairSumSq { lambda },
+            RegularizerKind::BatchSum => Regularizer::BatchSum { lambda },
+            RegularizerKind::L2 => Regularizer::L2 { lambda },
         }
+    }
+
+    /// The training objective: regularizer and margin.
+    pub fn objective(&self) -> Objective {
+        Objective { reg: self.regularizer(), margin: self.margin }
     }
 }
 
@@ -251,6 +322,7 @@ impl RunConfig {
     /// Fills values that depend on others, so equal runs have equal configs:
     /// an MLP gets its default hidden sizes; λ = 0 becomes `regularizer = "none"`.
     pub fn resolve(mut self) -> Self {
+        self.data = self.data.resolved();
         if self.model.kind == ModelKind::Mlp && self.model.hidden.is_none() {
             self.model.hidden = Some(DEFAULT_HIDDEN.to_vec());
         }
@@ -336,6 +408,7 @@ impl RunConfig {
         positive("train.batch_size", t.batch_size)?;
         positive("train.steps", t.steps)?;
         finite_non_negative("loss.lambda", self.loss.lambda)?;
+        finite_non_negative("loss.margin", self.loss.margin)?;
         if self.loss.regularizer == RegularizerKind::None && self.loss.lambda != 0.0 {
             return bad(
                 "loss.lambda",
@@ -355,10 +428,11 @@ impl RunConfig {
         serde_json::to_string(self).expect("a RunConfig always serializes")
     }
 
-    /// Identity of a cell: SHA-256 of the format version and the canonical JSON, 16 hex digits.
+    /// Identity of a cell: SHA-256 of the canonical JSON, 16 hex digits. The format version is
+    /// stored beside it rather than hashed, so a run under an older version is found and
+    /// reported as stale instead of missing.
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
-        h.update(format!("rmlab-format-{FORMAT_VERSION}\n"));
         h.update(self.canonical_json());
         h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }

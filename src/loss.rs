@@ -1,6 +1,13 @@
-//! The regularized pairwise loss: Bradley–Terry plus a penalty on each pair's reward sum.
+//! The regularized pairwise loss: Bradley–Terry (optionally with a margin) plus a penalty.
 //!
-//! `L = mean(−log σ(r_a − r_b)) + λ · mean((r_a + r_b)²)`
+//! `L = mean(−log σ(r_a − r_b − m)) + R(r_a, r_b)`, with R one of (N pairs, means over them):
+//!
+//! | regularizer   | R                                        |
+//! | ------------- | ---------------------------------------- |
+//! | `none`        | 0                                        |
+//! | `pair_sum_sq` | λ · mean((r_a + r_b)²)                   |
+//! | `batch_sum`   | λ · N · (mean of all 2N rewards)²  (BSR) |
+//! | `l2`          | λ · mean(r_a² + r_b²)                    |
 //!
 //! Pure functions: tensors in, loss terms out. Nothing here owns parameters or state.
 
@@ -13,6 +20,11 @@ pub enum Regularizer {
     None,
     /// `λ · mean((r_a + r_b)²)`: pins each pair's reward sum (TRL's `center_rewards_coefficient`).
     PairSumSq { lambda: f64 },
+    /// `λ · N · (mean of the batch's 2N rewards)²`: pins only the batch mean (BSR, Hong et al.
+    /// 2025); the factor N keeps its gradient per reward on the scale of the per-pair terms.
+    BatchSum { lambda: f64 },
+    /// `λ · mean(r_a² + r_b²)`: shrinks every reward towards 0.
+    L2 { lambda: f64 },
 }
 
 impl Regularizer {
@@ -25,8 +37,36 @@ impl Regularizer {
     pub fn lambda(&self) -> f64 {
         match self {
             Regularizer::None => 0.0,
-            Regularizer::PairSumSq { lambda } => *lambda,
+            Regularizer::PairSumSq { lambda }
+            | Regularizer::BatchSum { lambda }
+            | Regularizer::L2 { lambda } => *lambda,
         }
+    }
+}
+
+/// The training objective: a margin for the pairwise term and a regularizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Objective {
+    pub reg: Regularizer,
+    /// m in −log σ(r_a − r_b − m); 0 is plain Bradley–Terry.
+    pub margin: f64,
+}
+
+impl From<Regularizer> for Objective {
+    fn from(reg: Regularizer) -> Objective {
+        Objective { reg, margin: 0.0 }
+    }
+}
+
+impl From<&Regularizer> for Objective {
+    fn from(reg: &Regularizer) -> Objective {
+        Objective { reg: *reg, margin: 0.0 }
+    }
+}
+
+impl From<&Objective> for Objective {
+    fn from(o: &Objective) -> Objective {
+        *o
     }
 }
 
@@ -41,12 +81,14 @@ pub struct LossTerms {
     pub total: Tensor,
 }
 
-/// Bradley–Terry term: `mean(−log σ(r_a − r_b))` over N pairs.
+/// Bradley–Terry term with margin m: `mean(−log σ(r_a − r_b − m))` over N pairs.
 ///
 /// `r_a` (preferred) and `r_b`: shape `[N]`. Returns a scalar. Uses `log_sigmoid`, which is
 /// stable at any margin (it never forms `σ` and then takes its log).
-pub fn bradley_terry(r_a: &Tensor, r_b: &Tensor) -> Tensor {
-    -(r_a - r_b).log_sigmoid().mean(None)
+pub fn bradley_terry(r_a: &Tensor, r_b: &Tensor, margin: f64) -> Tensor {
+    let z = r_a - r_b;
+    let z = if margin == 0.0 { z } else { z - margin };
+    -z.log_sigmoid().mean(None)
 }
 
 /// The regularizer's value for rewards of shape `[N]`: a scalar, mean over pairs.
@@ -54,14 +96,20 @@ pub fn regularization(r_a: &Tensor, r_b: &Tensor, reg: &Regularizer) -> Tensor {
     match reg {
         Regularizer::None => r_a.zeros_like().sum(None),
         Regularizer::PairSumSq { lambda } => (r_a + r_b).square().mean(None) * *lambda,
+        Regularizer::BatchSum { lambda } => {
+            let n = r_a.size()[0] as f64;
+            Tensor::cat(&[r_a, r_b], 0).mean(None).square() * (*lambda * n)
+        }
+        Regularizer::L2 { lambda } => (r_a.square() + r_b.square()).mean(None) * *lambda,
     }
 }
 
 /// All loss terms for rewards `r_a` (preferred) and `r_b`, both of shape `[N]`; every term is
 /// a mean over the N pairs.
-pub fn pairwise_loss(r_a: &Tensor, r_b: &Tensor, reg: &Regularizer) -> LossTerms {
-    let pair = bradley_terry(r_a, r_b);
-    let reg = regularization(r_a, r_b, reg);
+pub fn pairwise_loss(r_a: &Tensor, r_b: &Tensor, objective: impl Into<Objective>) -> LossTerms {
+    let o = objective.into();
+    let pair = bradley_terry(r_a, r_b, o.margin);
+    let reg = regularization(r_a, r_b, &o.reg);
     let total = &pair + &reg;
     LossTerms { pair, reg, total }
 }
@@ -100,6 +148,36 @@ mod tests {
         assert!((scalar(&terms.pair) - expected_pair).abs() < 1e-12);
         assert!((scalar(&terms.pair) - 1.220_094_8).abs() < 1e-6);
         assert!((scalar(&terms.reg) - 3.25).abs() < 1e-12);
+    }
+
+    // r_a = [2, 0], r_b = [1, 2], λ = 0.5, N = 2:
+    //   batch_sum = 0.5 · 2 · ((2 + 0 + 1 + 2) / 4)² = 1.5625
+    //   l2        = 0.5 · ((4 + 1) + (0 + 4)) / 2 = 2.25
+    //   margin 1: pair = (ln(1 + e^0) + ln(1 + e^3)) / 2 = (0.6931472 + 3.0485874) / 2
+    #[test]
+    fn golden_batch_sum_l2_and_margin() {
+        let (a, b) = (t(&[2.0, 0.0]), t(&[1.0, 2.0]));
+        assert!(
+            (scalar(&regularization(&a, &b, &Regularizer::BatchSum { lambda: 0.5 })) - 1.5625).abs() < 1e-12
+        );
+        assert!((scalar(&regularization(&a, &b, &Regularizer::L2 { lambda: 0.5 })) - 2.25).abs() < 1e-12);
+        let pair = scalar(&bradley_terry(&a, &b, 1.0));
+        assert!((pair - (2f64.ln() + (1.0 + 3f64.exp()).ln()) / 2.0).abs() < 1e-12);
+        assert!((pair - 1.870_867_3).abs() < 1e-6);
+    }
+
+    /// ∂/∂r_i of batch_sum = λ · N · 2 · mean · 1/(2N) = λ · mean, for every reward of the batch.
+    #[test]
+    fn batch_sum_gradient_is_lambda_times_mean() {
+        let a = t(&[0.3, -1.2, 2.5]).set_requires_grad(true);
+        let b = t(&[1.1, -0.4, -2.0]).set_requires_grad(true);
+        regularization(&a, &b, &Regularizer::BatchSum { lambda: 0.7 }).backward();
+        let mean = (0.3 - 1.2 + 2.5 + 1.1 - 0.4 - 2.0) / 6.0;
+        for g in
+            Vec::<f64>::try_from(a.grad()).unwrap().into_iter().chain(Vec::<f64>::try_from(b.grad()).unwrap())
+        {
+            assert!((g - 0.7 * mean).abs() < 1e-12, "{g}");
+        }
     }
 
     #[test]
@@ -158,12 +236,20 @@ mod tests {
             v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
         };
         let cases = doc["cases"].as_array().unwrap();
-        assert!(cases.len() >= 6);
+        assert!(cases.len() >= 11);
         for (i, c) in cases.iter().enumerate() {
             let lambda = c["lambda"].as_f64().unwrap();
+            let reg = match c["regularizer"].as_str().unwrap() {
+                "pair_sum_sq" => Regularizer::pair_sum_sq(lambda),
+                "batch_sum" => Regularizer::BatchSum { lambda },
+                "l2" => Regularizer::L2 { lambda },
+                "none" => Regularizer::None,
+                other => panic!("unknown regularizer {other}"),
+            };
+            let margin = c["margin"].as_f64().unwrap();
             let r_a = t(&vec(&c["r_a"])).set_requires_grad(true);
             let r_b = t(&vec(&c["r_b"])).set_requires_grad(true);
-            let terms = pairwise_loss(&r_a, &r_b, &Regularizer::pair_sum_sq(lambda));
+            let terms = pairwise_loss(&r_a, &r_b, Objective { reg, margin });
             terms.total.backward();
             let close = |got: f64, want: f64, what: &str| {
                 let tol = 1e-12 * want.abs().max(1.0);

@@ -241,7 +241,18 @@ fn query(what: QueryKind, o: QueryOpts) -> Result<()> {
     let sel = Selection {
         experiment: o.experiment.clone(),
         filters: o.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_>>()?,
+        // Runs lists every run; curves and summaries count each cell once.
+        latest_only: what != QueryKind::Runs && !o.all_runs,
     };
+    if let Some(e) = &o.experiment {
+        let known: bool = store
+            .connection()
+            .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
+            .map_err(|err| Error::sqlite(&o.db, err))?;
+        if !known {
+            return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", o.db.display())));
+        }
+    }
     if let Some(s) = &o.split
         && !["train", "val", "test"].contains(&s.as_str())
     {

@@ -33,7 +33,12 @@ impl RewardModel {
             hidden.push(linear(&(vs / format!("hidden_{i}")), prev, h, rng));
             prev = h;
         }
-        let head = linear(&(vs / "head"), prev, 1, rng);
+        let mut head = linear(&(vs / "head"), prev, 1, rng);
+        if let (Some(b), Some(bs)) = (cfg.bias_init, head.bs.as_mut()) {
+            tch::no_grad(|| {
+                let _ = bs.fill_(b);
+            });
+        }
         RewardModel { hidden, head, activation: cfg.activation }
     }
 

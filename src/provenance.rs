@@ -39,7 +39,7 @@ impl Provenance {
             git_commit,
             git_dirty,
             host,
-            rmlab_version: env!("CARGO_PKG_VERSION").to_string(),
+            rmlab_version: format!("{}{}", env!("CARGO_PKG_VERSION"), env!("RMLAB_BUILD")),
             torch_version,
         }
     }

@@ -47,6 +47,9 @@ pub struct Selection {
     /// Only this experiment (all when `None`).
     pub experiment: Option<String>,
     pub filters: Vec<Filter>,
+    /// Of each cell (experiment, config hash), only its newest finished run under the current
+    /// format version: reruns (`--force`) and stale results are not counted twice.
+    pub latest_only: bool,
 }
 
 /// Ids of the selected runs, in id order.
@@ -64,6 +67,13 @@ fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
         }
         args.push(Sql::Text(f.key.clone()));
         args.push(f.value.clone());
+    }
+    if sel.latest_only {
+        sql.push_str(&format!(
+            " AND r.id IN (SELECT max(id) FROM runs WHERE status = 'finished' AND format_version = {} \
+             GROUP BY experiment, config_hash)",
+            crate::config::FORMAT_VERSION
+        ));
     }
     sql.push_str(" ORDER BY r.id");
     let mut stmt = conn.prepare(&sql).map_err(sqlite)?;
@@ -250,8 +260,8 @@ pub enum Stat {
     Best,
 }
 
-/// Final (or best) metric values of finished runs, aggregated over runs by `group_by` keys
-/// (default: every swept key except `seed`): per group, split and metric, `n`, `mean`, `std`
+/// Final (or best) metric values of finished runs, aggregated over runs by experiment and
+/// `group_by` keys (default: every swept key except `seed`): per group, split and metric, `n`, `mean`, `std`
 /// (sample, n − 1), `sem` = std/√n, and a 95 % confidence interval `ci95_lo`, `ci95_hi` from
 /// Student's t with n − 1 degrees of freedom (null when n = 1).
 pub fn summary(
@@ -265,6 +275,12 @@ pub fn summary(
     let mut sel = sel.clone();
     if !sel.filters.iter().any(|f| f.key == "status") {
         sel.filters.push(Filter { key: "status".into(), value: Sql::Text("finished".into()) });
+    }
+    for m in metrics {
+        if !crate::metrics::all_names().any(|n| n == m) {
+            let known: Vec<&str> = crate::metrics::all_names().collect();
+            return Err(Error::Input(format!("--metrics {m}: unknown metric; known: {}", known.join(", "))));
+        }
     }
     select_into_temp(conn, &sel)?;
     let (ids, params) = param_columns(conn, false)?;
@@ -317,7 +333,17 @@ pub fn summary(
         va.push(d);
     }
     let n = run.len();
-    let mut columns = Vec::new();
+    let experiments: std::collections::HashMap<i64, String> = {
+        let mut stmt = conn
+            .prepare("SELECT r.id, r.experiment FROM runs r JOIN temp.sel s ON s.id = r.id")
+            .map_err(sqlite)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sqlite)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sqlite)?
+    };
+    let mut columns = vec![Column::new(
+        "experiment".into(),
+        run.iter().map(|id| experiments[id].clone()).collect::<Vec<String>>(),
+    )];
     for key in &axes {
         let expanded: Vec<Sql> = run.iter().map(|id| params[key][row_of[id]].clone()).collect();
         columns.push(sql_column(key, &expanded));
@@ -327,7 +353,8 @@ pub fn summary(
     columns.push(Column::new("value".into(), va));
     let long = DataFrame::new(n, columns).map_err(polars_err)?;
 
-    let mut keys: Vec<Expr> = axes.iter().map(|a| col(a.as_str())).collect();
+    let mut keys: Vec<Expr> = vec![col("experiment")];
+    keys.extend(axes.iter().map(|a| col(a.as_str())));
     keys.push(col("split"));
     keys.push(col("metric"));
     let agg = long

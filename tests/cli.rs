@@ -211,11 +211,11 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
         child.wait().unwrap();
         let conn = Connection::open(&db).unwrap();
         assert_eq!(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
-        // 400 steps / 25 = 17 evaluations of 12 metrics on 2 splits.
+        // 400 steps / 25 = 17 evaluations of 39 metric rows (19 per split, head_weight_norm on train).
         let short: i64 = conn
             .query_row(
                 "SELECT count(*) FROM runs r WHERE status = 'finished'
-                 AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != 17 * 12 * 2",
+                 AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != 17 * 39",
                 [],
                 |r| r.get(0),
             )
@@ -274,8 +274,8 @@ fn concurrent_sweeps_share_one_store() {
     }
     assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 12, "each of 12 cells trained once");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12);
-    // 200 steps / 25 = 9 evaluations × 12 metrics × 2 splits per run.
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 12 * 9 * 12 * 2);
+    // 200 steps / 25 = 9 evaluations × 39 metric rows per run.
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 12 * 9 * 39);
 }
 
 #[test]

@@ -148,14 +148,18 @@ fn queries_return_typed_frames_and_bind_filters() {
     sweep_into(&db);
     let store = Store::open(&db).unwrap();
     let conn = store.connection();
-    let all = Selection { experiment: Some("quick".into()), filters: vec![] };
+    let all = Selection { experiment: Some("quick".into()), filters: vec![], latest_only: true };
     let runs = query::runs(conn, &all, true).unwrap();
     assert_eq!(runs.height(), 4);
     assert_eq!(runs.column("loss.lambda").unwrap().dtype(), &polars::prelude::DataType::Float64);
-    let one = Selection { experiment: None, filters: vec![Filter::parse("loss.lambda=0.1").unwrap()] };
+    let one = Selection {
+        experiment: None,
+        filters: vec![Filter::parse("loss.lambda=0.1").unwrap()],
+        latest_only: false,
+    };
     assert_eq!(query::runs(conn, &one, true).unwrap().height(), 2);
     // A filter value is data, never SQL.
-    let evil = Selection { experiment: Some("quick' OR 1=1 --".into()), filters: vec![] };
+    let evil = Selection { experiment: Some("quick' OR 1=1 --".into()), filters: vec![], latest_only: false };
     assert_eq!(query::runs(conn, &evil, true).unwrap().height(), 0);
 
     let curves = query::curves(conn, &all, &["loss_pair".into()], Some("val")).unwrap();
@@ -181,4 +185,25 @@ fn queries_return_typed_frames_and_bind_filters() {
     let got_hi = summary.column("ci95_hi").unwrap().f64().unwrap().get(0).unwrap();
     assert!((got_mean - mean).abs() < 1e-12);
     assert!((got_hi - (mean + 12.7062047 * sd / 2f64.sqrt())).abs() < 1e-5);
+}
+
+/// `sweep --force` reruns every cell; summaries still count each cell once (its newest run).
+#[test]
+fn reruns_are_not_counted_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.sqlite");
+    sweep_into(&db);
+    let out = rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap(), "--force"]);
+    assert!(out.status.success());
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 8);
+    let store = Store::open(&db).unwrap();
+    let sel = Selection { experiment: Some("quick".into()), filters: vec![], latest_only: true };
+    let s = query::summary(store.connection(), &sel, &[], &["accuracy".into()], Some("val"), Stat::Final)
+        .unwrap();
+    let n: Vec<Option<i64>> = s.column("n").unwrap().i64().unwrap().iter().collect();
+    assert_eq!(n, [Some(2), Some(2)]);
+    let out = rmlab(&["query", "summary", "--db", db.to_str().unwrap(), "--metrics", "acuracy"]);
+    assert_eq!(out.status.code(), Some(2), "a misspelt metric is bad input");
+    let out = rmlab(&["query", "summary", "--db", db.to_str().unwrap(), "-e", "quik"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown experiment is bad input");
 }

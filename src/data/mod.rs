@@ -47,6 +47,10 @@ pub struct Preferences {
     pub true_reward: Option<Vec<f64>>,
     /// Split of each prompt.
     pub split_of_prompt: Vec<Split>,
+    /// Bradley–Terry β the labels were drawn with, when known (synthetic data).
+    pub beta: Option<f64>,
+    /// Probability that a drawn label was flipped, when known.
+    pub flip: f64,
     /// All labelled pairs, in generation order.
     pub pairs: Vec<Pair>,
 }
@@ -77,6 +81,10 @@ pub struct SplitTensors {
     /// Indices of the split's responses, `[R_s]` int64.
     pub responses: Tensor,
     pub n_pairs: usize,
+    /// The split's responses, on the host.
+    pub responses_host: Vec<usize>,
+    /// The split's (chosen, rejected) pairs, on the host.
+    pub pairs_host: Vec<(usize, usize)>,
 }
 
 /// Preferences as tensors on one device; built once per run.
@@ -96,6 +104,10 @@ pub struct Dataset {
     pub split_of: Vec<Split>,
     /// True reward of each response, on the host, when known.
     pub true_reward_host: Option<Vec<f64>>,
+    /// Bradley–Terry β of the labels, when known.
+    pub beta: Option<f64>,
+    /// Label flip probability, when known (0 otherwise).
+    pub flip: f64,
 }
 
 impl Dataset {
@@ -114,6 +126,8 @@ impl Dataset {
                 (0..p.n_responses()).filter(|&i| p.split_of_response(i) == s).map(|i| i as i64).collect();
             SplitTensors {
                 n_pairs: chosen.len(),
+                responses_host: responses.iter().map(|&i| i as usize).collect(),
+                pairs_host: chosen.iter().zip(&rejected).map(|(&a, &b)| (a as usize, b as usize)).collect(),
                 chosen: Tensor::from_slice(&chosen).to_device(device),
                 rejected: Tensor::from_slice(&rejected).to_device(device),
                 responses: Tensor::from_slice(&responses).to_device(device),
@@ -129,6 +143,8 @@ impl Dataset {
             prompt_of: p.prompt_of.clone(),
             split_of: (0..p.n_responses()).map(|r| p.split_of_response(r)).collect(),
             true_reward_host: p.true_reward.clone(),
+            beta: p.beta,
+            flip: p.flip,
         }
     }
 

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use super::{Pair, Preferences, Split};
-use crate::config::DataConfig;
+use crate::config::{DataConfig, Graph, PromptFeatures};
 
 /// Generates the data set of a validated [`DataConfig`] from `seed`.
 pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
@@ -28,26 +28,43 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
     let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
     w.iter_mut().for_each(|v| *v /= norm);
 
-    let mut features = Vec::with_capacity(n * k * d);
+    // Nuisance features come from their own stream, so that adding them leaves every other draw
+    // (and so the rest of the data) unchanged.
+    let mut nuisance_rng = ChaCha8Rng::seed_from_u64(seed);
+    nuisance_rng.set_stream(NUISANCE_STREAM);
+    let dim = cfg.input_dim();
+    let mut features = Vec::with_capacity(n * k * dim);
     let mut true_reward = Vec::with_capacity(n * k);
     let mut prompt_of = Vec::with_capacity(n * k);
     for x in 0..n {
         let g: f64 = cfg.offset_scale * rng.sample::<f64, _>(StandardNormal);
+        let nuisance: Vec<f64> = (0..cfg.nuisance_dim).map(|_| nuisance_rng.sample(StandardNormal)).collect();
         for _ in 0..k {
             let phi: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
             true_reward.push(dot(&w, &phi) + g);
             features.extend(phi.iter().map(|&v| v as f32));
+            features.extend(nuisance.iter().map(|&v| v as f32));
+            if cfg.prompt_features == PromptFeatures::Onehot {
+                features.extend((0..n).map(|p| if p == x { 1.0f32 } else { 0.0 }));
+            }
             prompt_of.push(x);
         }
     }
 
-    // All unordered pairs (i, j), i < j, of one prompt's k responses.
     let all_pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i + 1..k).map(move |j| (i, j))).collect();
+    let design = graph_pairs(cfg.graph, k);
     let mut pairs = Vec::with_capacity(n * cfg.pairs_per_prompt);
     for x in 0..n {
-        let mut order = all_pairs.clone();
-        partial_shuffle(&mut order, cfg.pairs_per_prompt, &mut rng);
-        for &(i, j) in &order[..cfg.pairs_per_prompt] {
+        let chosen_pairs: Vec<(usize, usize)> = match cfg.graph {
+            Graph::Random => {
+                let mut order = all_pairs.clone();
+                partial_shuffle(&mut order, cfg.pairs_per_prompt, &mut rng);
+                order.truncate(cfg.pairs_per_prompt);
+                order
+            }
+            _ => design.clone(),
+        };
+        for &(i, j) in &chosen_pairs {
             let (a, b) = (x * k + i, x * k + j);
             let margin = true_reward[a] - true_reward[b];
             let mut a_wins = if cfg.beta.is_infinite() {
@@ -64,12 +81,34 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
     }
 
     Preferences {
-        dim: d,
+        dim,
         features,
         prompt_of,
         true_reward: Some(true_reward),
         split_of_prompt: split_prompts(n, cfg.val_frac, cfg.test_frac, &mut rng),
+        beta: Some(cfg.beta),
+        flip: cfg.flip,
         pairs,
+    }
+}
+
+/// ChaCha8 stream of the nuisance features (stream 0 draws everything else).
+const NUISANCE_STREAM: u64 = 3;
+
+/// The fixed comparison graph of a design, as pairs of response positions 0..k; empty for
+/// `random`, whose pairs are drawn per prompt.
+pub fn graph_pairs(graph: Graph, k: usize) -> Vec<(usize, usize)> {
+    let half = k.div_ceil(2);
+    let all = |range: std::ops::Range<usize>| -> Vec<(usize, usize)> {
+        range.clone().flat_map(|i| (i + 1..range.end).map(move |j| (i, j))).collect()
+    };
+    match graph {
+        Graph::Random => vec![],
+        Graph::AllPairs => all(0..k),
+        // Every pair joins the first ⌈k/2⌉ responses to the others.
+        Graph::Bipartite => (0..half).flat_map(|i| (half..k).map(move |j| (i, j))).collect(),
+        // All pairs within the first ⌈k/2⌉ and within the rest; none across.
+        Graph::Clusters => all(0..half).into_iter().chain(all(half..k)).collect(),
     }
 }
 
@@ -196,6 +235,42 @@ mod tests {
             for y in 1..4 {
                 assert!((a[x * 4 + y] - b[x * 4 + y] - g0).abs() < 1e-12);
             }
+        }
+    }
+
+    #[test]
+    fn graph_designs() {
+        assert_eq!(graph_pairs(Graph::AllPairs, 3), [(0, 1), (0, 2), (1, 2)]);
+        assert_eq!(graph_pairs(Graph::Bipartite, 4), [(0, 2), (0, 3), (1, 2), (1, 3)]);
+        assert_eq!(graph_pairs(Graph::Clusters, 4), [(0, 1), (2, 3)]);
+        assert_eq!(graph_pairs(Graph::Clusters, 5), [(0, 1), (0, 2), (1, 2), (3, 4)]);
+        let c = DataConfig { graph: Graph::Bipartite, ..cfg() }.resolved();
+        assert_eq!(c.pairs_per_prompt, 4);
+        let p = generate(&c, 2);
+        assert_eq!(p.pairs.len(), 50 * 4);
+        for q in &p.pairs {
+            let (a, b) = (q.chosen % 4, q.rejected % 4);
+            assert!((a < 2) != (b < 2), "a bipartite pair joins the two groups");
+        }
+    }
+
+    #[test]
+    fn prompt_and_nuisance_features_extend_the_input() {
+        let c = DataConfig { prompt_features: PromptFeatures::Onehot, nuisance_dim: 3, ..cfg() };
+        let p = generate(&c, 4);
+        assert_eq!(p.dim, 16 + 3 + 50);
+        let base = generate(&cfg(), 4);
+        // The response features and labels are those of the plain config.
+        assert_eq!(p.pairs, base.pairs);
+        for r in 0..p.n_responses() {
+            let row = &p.features[r * p.dim..(r + 1) * p.dim];
+            assert_eq!(&row[..16], &base.features[r * 16..(r + 1) * 16]);
+            let x = p.prompt_of[r];
+            assert_eq!(row[16 + 3 + x], 1.0);
+            assert_eq!(row[16 + 3..].iter().sum::<f32>(), 1.0);
+            // Nuisance features are shared by a prompt's responses.
+            let first = &p.features[(x * 4) * p.dim + 16..(x * 4) * p.dim + 19];
+            assert_eq!(&row[16..19], first);
         }
     }
 }

@@ -145,7 +145,13 @@ pub fn finished_runs(
     }
     let mut runs = Vec::new();
     let mut stmt = conn
-        .prepare("SELECT id, seed FROM runs WHERE experiment = ?1 AND status = 'finished' ORDER BY id")
+        // The newest finished run of each cell under the current format version: reruns and
+        // stale results are not counted twice.
+        .prepare(&format!(
+            "SELECT id, seed FROM runs WHERE experiment = ?1 AND id IN (SELECT max(id) FROM runs
+             WHERE status = 'finished' AND format_version = {} GROUP BY experiment, config_hash) ORDER BY id",
+            crate::config::FORMAT_VERSION
+        ))
         .map_err(sql_err)?;
     let ids: Vec<(i64, i64)> = stmt
         .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))

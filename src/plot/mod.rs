@@ -144,11 +144,9 @@ pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Re
         return bad("name", format!("`{}`: use letters, digits, '_' and '-'", fig.name));
     }
     for m in &fig.metrics {
-        if !crate::metrics::NAMES.contains(&m.as_str()) {
-            return bad(
-                "metrics",
-                format!("unknown metric `{m}`; known: {}", crate::metrics::NAMES.join(", ")),
-            );
+        if !crate::metrics::all_names().any(|n| n == m) {
+            let known: Vec<&str> = crate::metrics::all_names().collect();
+            return bad("metrics", format!("unknown metric `{m}`; known: {}", known.join(", ")));
         }
     }
     for s in &fig.splits {
@@ -159,9 +157,14 @@ pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Re
     if fig.splits.is_empty() {
         return bad("splits", "needs at least one split".into());
     }
-    for k in fig.lines.iter().chain([&fig.x]).chain(fig.filters.keys()) {
-        if k != "seed" && !valid_keys.contains(k) {
-            return bad("lines", format!("unknown config key `{k}`"));
+    let known = |k: &String| k == "seed" || valid_keys.contains(k);
+    for (field, keys) in [
+        ("lines", fig.lines.iter().collect::<Vec<_>>()),
+        ("x", vec![&fig.x]),
+        ("where", fig.filters.keys().collect()),
+    ] {
+        if let Some(k) = keys.into_iter().find(|k| !known(k)) {
+            return bad(field, format!("unknown config key `{k}`"));
         }
     }
     if matches!(fig.kind, FigureKind::Curves | FigureKind::Final) && fig.metrics.is_empty() {

@@ -159,6 +159,14 @@ pub fn metric_label(name: &str) -> String {
         "pair_diff_mean" => "mean (r_a − r_b) (reward units)".into(),
         "true_pearson" => "Pearson r vs true r*".into(),
         "true_pair_accuracy" => "pair accuracy vs true r*".into(),
+        "true_spearman" => "Spearman r vs true r*".into(),
+        "true_pearson_within" => "Pearson, prompt-centred r vs r*".into(),
+        "true_within_prompt_accuracy" => "within-prompt accuracy vs r*".into(),
+        "offset_error" => "offset error vs g(x) (reward units)".into(),
+        "ece" => "ECE of σ(r_a − r_b) vs true P".into(),
+        "offset_part_abs_mean" => "offset part |r_a + r_b|/2 (reward units)".into(),
+        "spread_part_abs_mean" => "spread part |r_a − r_b|/2 (reward units)".into(),
+        "head_weight_norm" => "head weight norm ‖w‖".into(),
         other => other.replace('_', " "),
     }
 }

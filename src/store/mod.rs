@@ -213,6 +213,9 @@ impl Store {
             for row in existing {
                 let (status, host, pid) = at(&path, row)?;
                 let taken = match status.as_str() {
+                    // A run whose process cannot be checked (another host) blocks the cell,
+                    // unless forced: then only a run known to be alive does.
+                    "running" if force => run_process_alive(host.as_deref(), pid) == Some(true),
                     "running" => run_process_alive(host.as_deref(), pid) != Some(false),
                     _ => !force,
                 };

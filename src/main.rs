@@ -157,7 +157,7 @@ fn run(command: Command) -> Result<()> {
             let report = rmlab::store::merge(&sources, &into)?;
             for (src, copied, present, running) in &report.sources {
                 eprintln!(
-                    "{}: {copied} runs copied, {present} already in {}, {running} still running (skipped)",
+                    "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
                     src.display(),
                     into.display()
                 );

@@ -81,8 +81,14 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     for dir in [plan.array_script.parent().unwrap_or(Path::new(".")), &plan.shared_dir] {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let array = array_text(spec, opts, &plan, &rmlab, &spec_path);
-    let merge = merge_text(spec, opts, &plan, &rmlab, &spec_path, &db);
+    // Tasks run copies of the binary and the spec taken now: editing the spec or rebuilding
+    // rmlab while the array waits in the queue changes nothing about it.
+    let rmlab_copy = plan.shared_dir.join("rmlab");
+    let spec_copy = plan.shared_dir.join("spec.toml");
+    std::fs::copy(&rmlab, &rmlab_copy).map_err(|e| Error::io(&rmlab_copy, e))?;
+    std::fs::write(&spec_copy, &spec.text).map_err(|e| Error::io(&spec_copy, e))?;
+    let array = array_text(spec, opts, &plan, &rmlab_copy, &spec_copy, &spec_path);
+    let merge = merge_text(spec, opts, &plan, &rmlab_copy, &spec_copy, &db);
     for (path, text) in [(&plan.array_script, array), (&plan.merge_script, merge)] {
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
     }
@@ -97,7 +103,14 @@ fn sbatch_header(out: &mut String, name: &str, opts: &SlurmOptions, log: &str) {
     let _ = writeln!(out, "#SBATCH --output={log}");
 }
 
-fn array_text(spec: &Spec, opts: &SlurmOptions, plan: &SlurmPlan, rmlab: &Path, spec_path: &Path) -> String {
+fn array_text(
+    spec: &Spec,
+    opts: &SlurmOptions,
+    plan: &SlurmPlan,
+    rmlab: &Path,
+    spec_path: &Path,
+    original_spec: &Path,
+) -> String {
     let n = plan.tasks.len();
     let jobs = opts.cells_per_task.min(opts.cpus_per_task);
     let threads = (opts.cpus_per_task / jobs).max(1);
@@ -105,10 +118,13 @@ fn array_text(spec: &Spec, opts: &SlurmOptions, plan: &SlurmPlan, rmlab: &Path, 
     let _ = writeln!(s, "#!/bin/bash");
     let _ = writeln!(
         s,
-        "# rmlab sweep of {} as a SLURM job array, written by rmlab {}.",
-        spec_path.display(),
-        env!("CARGO_PKG_VERSION")
+        "# rmlab sweep of {} as a SLURM job array, written by rmlab {}{}.",
+        original_spec.display(),
+        env!("CARGO_PKG_VERSION"),
+        env!("RMLAB_BUILD")
     );
+    let _ =
+        writeln!(s, "# The tasks run the copies of rmlab and of the spec in {}.", plan.shared_dir.display());
     let _ = writeln!(
         s,
         "# {} cells to run ({} already done in {}), {} per task: {n} array tasks.",

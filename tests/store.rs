@@ -93,7 +93,15 @@ fn merge_is_idempotent_and_keeps_everything() {
     let (a, b, into) =
         (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"), dir.path().join("m.sqlite"));
     sweep_into(&a);
-    sweep_into(&b);
+    // b: the same cells under another experiment name.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(quick()).unwrap().replace("name = \"quick\"", "name = \"other\""),
+    )
+    .unwrap();
+    let out = rmlab(&["sweep", other.to_str().unwrap(), "--db", b.to_str().unwrap()]);
+    assert!(out.status.success());
     let sources: Vec<PathBuf> = vec![a.clone(), b.clone()];
     let report = merge(&sources, &into).unwrap();
     assert_eq!(report.sources.iter().map(|s| s.1).sum::<usize>(), 8);
@@ -112,14 +120,19 @@ fn merge_is_idempotent_and_keeps_everything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 runs copied, 4 already in"));
     let again: Vec<i64> = tables.iter().map(|t| count(&into, &format!("SELECT count(*) FROM {t}"))).collect();
     assert_eq!(counts, again);
-    // Metric values survive the copy exactly.
     assert_eq!(
         count(
             &into,
             "SELECT count(*) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE r.experiment = 'quick'"
         ),
-        count(&a, "SELECT count(*) FROM metrics") * 2
+        count(&a, "SELECT count(*) FROM metrics")
     );
+    // A second, independent sweep of the same cells (another store) is not merged in twice.
+    let c = dir.path().join("c.sqlite");
+    sweep_into(&c);
+    let out = rmlab(&["merge", c.to_str().unwrap(), "--into", into.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 runs copied, 4 already in"));
+    assert_eq!(count(&into, "SELECT count(*) FROM runs"), 8);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! What a figure shows, read from the store: lines of means with bands, baselines, rewards.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
@@ -121,6 +121,8 @@ pub struct RunInfo {
     pub id: i64,
     pub seed: i64,
     pub params: BTreeMap<String, OrdValue>,
+    /// Keys the sweep set for this run, `seed` included.
+    pub swept: BTreeSet<String>,
 }
 
 /// Finished runs of `experiment` matching `filters`; also counts of runs left out by status.
@@ -158,13 +160,16 @@ pub fn finished_runs(
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)?;
-    let mut pstmt = conn.prepare("SELECT key, value FROM params WHERE run_id = ?1").map_err(sql_err)?;
+    let mut pstmt =
+        conn.prepare("SELECT key, value, swept FROM params WHERE run_id = ?1").map_err(sql_err)?;
     'runs: for (id, seed) in ids {
-        let params: BTreeMap<String, Sql> = pstmt
-            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Sql>(1)?)))
+        let rows: Vec<(String, Sql, bool)> = pstmt
+            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Sql>(1)?, r.get::<_, bool>(2)?)))
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
+        let swept: BTreeSet<String> = rows.iter().filter(|r| r.2).map(|r| r.0.clone()).collect();
+        let params: BTreeMap<String, Sql> = rows.into_iter().map(|(k, v, _)| (k, v)).collect();
         for (k, v) in filters {
             if !params.get(k).is_some_and(|p| sql_eq(p, v)) {
                 continue 'runs;
@@ -174,6 +179,7 @@ pub fn finished_runs(
             id,
             seed,
             params: params.iter().map(|(k, v)| (k.clone(), OrdValue::of(v))).collect(),
+            swept,
         });
     }
     Ok((runs, left_out))

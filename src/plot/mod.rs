@@ -99,16 +99,16 @@ pub fn catalogue() -> Vec<FigureSpec> {
             FigureKind::Curves,
             &["loss_pair", "loss_reg", "loss_total"],
             &["train", "val"],
-            &["loss.lambda"],
-            "Loss terms over training, train (top) and validation (bottom), one line per λ.",
+            &[],
+            "Loss terms over training, train (top) and validation (bottom), one line per grid point (λ, …).",
         ),
         base(
             "magnitude_curves",
             FigureKind::Curves,
             &["reward_max_abs", "reward_std", "pair_sum_mean"],
             &["val"],
-            &["loss.lambda"],
-            "Reward magnitude over training on validation responses, one line per λ.",
+            &[],
+            "Reward magnitude over training on validation responses, one line per grid point (λ, …).",
         ),
         base(
             "final_vs_lambda",
@@ -324,8 +324,21 @@ fn group_label(keys: &[String], values: &[OrdValue]) -> String {
         .join(", ")
 }
 
+/// The keys that get a line each: as declared, or else every swept key but the seed (and `x`),
+/// so that no swept axis is silently averaged over as if it were a seed.
+fn line_keys(fig: &FigureSpec, runs: &[RunInfo], except_x: bool) -> Vec<String> {
+    if !fig.lines.is_empty() {
+        return fig.lines.clone();
+    }
+    let swept: BTreeSet<String> = runs.iter().flat_map(|r| r.swept.iter().cloned()).collect();
+    swept
+        .into_iter()
+        .filter(|k| k != "seed" && !(except_x && *k == fig.x) && !fig.filters.contains_key(k))
+        .collect()
+}
+
 fn curve_panels(conn: &Connection, fig: &FigureSpec, runs: &[RunInfo]) -> Result<Vec<LinePanel>> {
-    let lines = if fig.lines.is_empty() { vec![default_x()] } else { fig.lines.clone() };
+    let lines = line_keys(fig, runs, false);
     let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
     for r in runs {
         groups.entry(r.key(&lines)).or_default().push(r);
@@ -372,10 +385,12 @@ fn final_panels(
     notes: &mut Vec<String>,
 ) -> Result<Vec<LinePanel>> {
     let split = &fig.splits[0];
+    let lines = line_keys(fig, runs, true);
     let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
     for r in runs {
-        groups.entry(r.key(&fig.lines)).or_default().push(r);
+        groups.entry(r.key(&lines)).or_default().push(r);
     }
+    let unregularized = if fig.x == "loss.lambda" { ", unregularized" } else { "" };
     let xsym = key_symbol(&fig.x);
     let mut missing_baseline = false;
     let mut panels = Vec::new();
@@ -390,11 +405,8 @@ fn final_panels(
                     by_x.entry(x.clone()).or_default().push(*v);
                 }
             }
-            let prefix = if fig.lines.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", group_label(&fig.lines, key))
-            };
+            let prefix =
+                if lines.is_empty() { String::new() } else { format!("{}: ", group_label(&lines, key)) };
             let mut points = Vec::new();
             let mut n_min = usize::MAX;
             for (x, vals) in &by_x {
@@ -403,8 +415,8 @@ fn final_panels(
                 n_min = n_min.min(st.n);
                 if xv == 0.0 {
                     baselines.push(Baseline {
-                        label: if fig.lines.is_empty() {
-                            format!("{xsym} = 0, unregularized (n={})", st.n)
+                        label: if lines.is_empty() {
+                            format!("{xsym} = 0{unregularized} (n={})", st.n)
                         } else {
                             String::new()
                         },
@@ -419,7 +431,7 @@ fn final_panels(
                 missing_baseline = true;
             }
             let n = if n_min == usize::MAX { 0 } else { n_min };
-            let label = if fig.lines.is_empty() {
+            let label = if lines.is_empty() {
                 format!("{xsym} > 0 (n={n} per point)")
             } else {
                 format!("{} (n={n})", prefix.trim_end_matches(": "))

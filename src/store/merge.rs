@@ -1,7 +1,7 @@
 //! Merging stores: copies the runs of other store files into one, each run at most once.
 //!
 //! Runs are identified across files by their `uid`, so merging the same file twice adds
-//! nothing. Only runs that ended (`finished`, `diverged`, `failed`) are copied: a `running`
+//! nothing; a run of a cell that already has a finished run in the target is not copied either. Only runs that ended (`finished`, `diverged`, `failed`) are copied: a `running`
 //! run in a source is a run whose process was killed or is still writing it.
 
 use std::path::{Path, PathBuf};
@@ -70,13 +70,21 @@ fn copy_runs(conn: &mut Connection) -> rusqlite::Result<(usize, usize, usize)> {
     let running: i64 =
         tx.query_row("SELECT count(*) FROM src.runs WHERE status = 'running'", [], |r| r.get(0))?;
     let present: i64 = tx.query_row(
-        "SELECT count(*) FROM src.runs WHERE status != 'running' AND uid IN (SELECT uid FROM main.runs)",
+        "SELECT count(*) FROM src.runs s WHERE s.status != 'running' AND (s.uid IN (SELECT uid FROM main.runs)
+           OR EXISTS (SELECT 1 FROM main.runs m WHERE m.experiment = s.experiment AND m.config_hash = s.config_hash
+               AND m.format_version = s.format_version AND m.status IN ('finished', 'diverged')))",
         [],
         |r| r.get(0),
     )?;
+    // A run whose cell already has a finished (or diverged) run in the target is a duplicate
+    // from two sweeps of one cell (a local sweep while an array was queued): it is not copied.
     let ids: Vec<i64> = {
         let mut stmt = tx.prepare(
-            "SELECT id FROM src.runs WHERE status != 'running' AND uid NOT IN (SELECT uid FROM main.runs) ORDER BY id",
+            "SELECT s.id FROM src.runs s WHERE s.status != 'running' AND s.uid NOT IN (SELECT uid FROM main.runs)
+               AND NOT EXISTS (SELECT 1 FROM main.runs m WHERE m.experiment = s.experiment
+                   AND m.config_hash = s.config_hash AND m.format_version = s.format_version
+                   AND m.status IN ('finished', 'diverged'))
+             ORDER BY s.id",
         )?;
         stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };

@@ -36,6 +36,9 @@ pub enum Command {
         /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Override a base config key (repeatable): --set data.path=my.jsonl --set train.steps=500.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Write (and with --submit, submit) a SLURM job array for the cells not done yet, and a
     /// dependent job that merges the tasks' stores into the experiment's store.

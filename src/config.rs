@@ -39,6 +39,18 @@ pub struct RunConfig {
 pub enum DataKind {
     /// Bradley–Terry pairs over Gaussian features with known true rewards.
     Synthetic,
+    /// A TRL-format preference file (`data.path`): JSONL, JSONL.gz or Parquet.
+    PreferenceFile,
+}
+
+/// How the text of a preference file becomes model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextFeatures {
+    /// A hashed bag of word n-grams of prompt and response (see `data::text_features`).
+    Ngrams,
+    /// The file's `embedding_chosen` / `embedding_rejected` columns.
+    Embedding,
 }
 
 /// Which response pairs of a prompt are compared.
@@ -97,6 +109,28 @@ pub struct DataConfig {
     pub prompt_features: PromptFeatures,
     /// Per-prompt Gaussian features shared by all responses of a prompt (no effect on r*).
     pub nuisance_dim: usize,
+    /// Preference file (kind = "preference_file"), relative to the spec's directory.
+    pub path: Option<String>,
+    /// Skip bad rows of the file (counted in the run record) instead of failing.
+    pub skip_bad_rows: bool,
+    /// How file text becomes model input.
+    pub text_features: TextFeatures,
+    /// Longest word n-gram hashed.
+    #[schemars(range(min = 1, max = 3))]
+    pub ngram: usize,
+    /// Hash buckets of the n-gram bag.
+    #[schemars(range(min = 1))]
+    pub buckets: usize,
+    /// N-grams kept per response (prompt and response together).
+    #[schemars(range(min = 1))]
+    pub max_tokens: usize,
+    /// SHA-256 of the file, set when the spec is loaded: part of the cell's identity, so
+    /// editing the file reruns its cells.
+    pub file_sha256: Option<String>,
+    /// The file as opened (not part of the identity).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved_path: Option<std::path::PathBuf>,
     /// Fraction of prompts held out for validation.
     #[schemars(range(min = 0, max = 1))]
     pub val_frac: f64,
@@ -137,6 +171,14 @@ impl Default for DataConfig {
             graph: Graph::Random,
             prompt_features: PromptFeatures::None,
             nuisance_dim: 0,
+            path: None,
+            skip_bad_rows: false,
+            text_features: TextFeatures::Ngrams,
+            ngram: 2,
+            buckets: 4096,
+            max_tokens: 256,
+            file_sha256: None,
+            resolved_path: None,
             val_frac: 0.2,
             test_frac: 0.0,
         }
@@ -184,6 +226,9 @@ pub struct ModelConfig {
     pub hidden: Option<Vec<usize>>,
     pub activation: Activation,
     pub device: DeviceChoice,
+    /// Width of the n-gram bag embedding (text data with `text_features = "ngrams"`).
+    #[schemars(range(min = 1))]
+    pub embed_dim: usize,
     /// Initial bias of the reward head (default: drawn like every other parameter). Bradley–
     /// Terry never moves a constant offset of all rewards, so this one persists unless a
     /// regularizer pins it.
@@ -197,6 +242,7 @@ impl Default for ModelConfig {
             hidden: None,
             activation: Activation::Relu,
             device: DeviceChoice::Auto,
+            embed_dim: 32,
             bias_init: None,
         }
     }
@@ -338,6 +384,27 @@ impl RunConfig {
         let m = &self.model;
         let t = &self.train;
         let bad = |key: &str, message: String| Err(InvalidValue { key: key.into(), message });
+        match (d.kind, &d.path) {
+            (DataKind::PreferenceFile, None) => {
+                return bad(
+                    "data.path",
+                    "kind = \"preference_file\" needs a path to a .jsonl, .jsonl.gz or .parquet file".into(),
+                );
+            }
+            (DataKind::Synthetic, Some(p)) => {
+                return bad(
+                    "data.path",
+                    format!("`{p}` is given but kind = \"synthetic\"; set kind = \"preference_file\""),
+                );
+            }
+            _ => {}
+        }
+        if !(1..=3).contains(&d.ngram) {
+            return bad("data.ngram", format!("must be 1, 2 or 3, found {}", d.ngram));
+        }
+        positive("data.buckets", d.buckets)?;
+        positive("data.max_tokens", d.max_tokens)?;
+        positive("model.embed_dim", m.embed_dim)?;
         positive("data.n_prompts", d.n_prompts)?;
         if d.responses_per_prompt < 2 {
             return bad(

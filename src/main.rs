@@ -34,8 +34,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep { spec, db, force, dry_run, jobs, threads, only } => {
-            let spec = Spec::load(&spec)?;
+        Command::Sweep { spec, db, force, dry_run, jobs, threads, only, overrides } => {
+            let spec = Spec::load(&spec)?.with_overrides(&overrides)?;
             if dry_run {
                 return print_plan(&spec, &db, force);
             }
@@ -270,6 +270,13 @@ fn query(what: QueryKind, o: QueryOpts) -> Result<()> {
             query::summary(conn, &sel, &o.group_by, &o.metrics, o.split.as_deref(), stat)?
         }
     };
+    if o.format == Format::Table
+        && o.experiment.is_some()
+        && df.get_column_names().iter().any(|c| c.as_str() == "experiment")
+    {
+        // One experiment was asked for: the column says nothing.
+        df = df.drop("experiment").map_err(|e| Error::Run(format!("polars: {e}")))?;
+    }
     if what == QueryKind::Runs && o.format == Format::Table && !o.all_params {
         // The id columns a reader needs; the rest (hash, device, threads) are in csv/json output.
         let keep: Vec<String> = df

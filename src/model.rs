@@ -10,6 +10,8 @@ use crate::config::{Activation, ModelConfig, ModelKind};
 /// `head.weight`, `head.bias` in the VarStore.
 #[derive(Debug)]
 pub struct RewardModel {
+    /// Text input: the n-gram embedding `[buckets + 1, E]` (last row: padding) and its pad id.
+    embed: Option<(Tensor, i64)>,
     hidden: Vec<nn::Linear>,
     head: nn::Linear,
     activation: Activation,
@@ -22,7 +24,28 @@ impl RewardModel {
     /// default, but from `rng` on the host rather than LibTorch's global generator: a run's
     /// initialisation then depends on its seed alone, not on other runs in the process or the
     /// device.
-    pub fn new(vs: &nn::Path, in_dim: usize, cfg: &ModelConfig, rng: &mut ChaCha8Rng) -> RewardModel {
+    ///
+    /// With `buckets` (text data), inputs are n-gram ids `[B, L]` padded with `buckets`, and a
+    /// bag embedding (`embed.weight`, N(0, 1) like PyTorch's `EmbeddingBag`, padding row 0)
+    /// averages each row's embeddings into the first layer's input.
+    pub fn new(
+        vs: &nn::Path,
+        in_dim: usize,
+        cfg: &ModelConfig,
+        rng: &mut ChaCha8Rng,
+        buckets: Option<usize>,
+    ) -> RewardModel {
+        let (embed, in_dim) = match buckets {
+            Some(b) => {
+                let mut w: Vec<f32> = (0..(b + 1) * cfg.embed_dim)
+                    .map(|_| rng.sample::<f64, _>(rand_distr::StandardNormal) as f32)
+                    .collect();
+                w[b * cfg.embed_dim..].iter_mut().for_each(|v| *v = 0.0);
+                let t = Tensor::from_slice(&w).view([b as i64 + 1, cfg.embed_dim as i64]);
+                (Some(((vs / "embed").var_copy("weight", &t), b as i64)), cfg.embed_dim)
+            }
+            None => (None, in_dim),
+        };
         let sizes: &[usize] = match cfg.kind {
             ModelKind::Linear => &[],
             ModelKind::Mlp => cfg.hidden.as_deref().unwrap_or(&crate::config::DEFAULT_HIDDEN),
@@ -39,12 +62,21 @@ impl RewardModel {
                 let _ = bs.fill_(b);
             });
         }
-        RewardModel { hidden, head, activation: cfg.activation }
+        RewardModel { embed, hidden, head, activation: cfg.activation }
     }
 
-    /// Rewards for a batch: `xs` `[B, D]` → `[B]`.
+    /// Rewards for a batch: `xs` `[B, D]` features (or `[B, L]` n-gram ids) → `[B]`.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
-        let mut h = xs.shallow_clone();
+        let mut h = match &self.embed {
+            Some((w, pad)) => {
+                // Mean of the embeddings of each row's ids, padding left out (EmbeddingBag, mean).
+                let e = Tensor::embedding(w, xs, *pad, false, false);
+                let mask = xs.ne(*pad).to_kind(e.kind());
+                let count = mask.sum_dim_intlist(1, true, e.kind()).clamp_min(1.0);
+                (e * mask.unsqueeze(-1)).sum_dim_intlist(1, false, mask.kind()) / count
+            }
+            None => xs.shallow_clone(),
+        };
         for layer in &self.hidden {
             h = activate(&layer.forward(&h), self.activation);
         }
@@ -92,7 +124,7 @@ mod tests {
         let cfg = ModelConfig { hidden: Some(vec![32]), ..ModelConfig::default() };
         let weights = |seed: u64| {
             let vs = nn::VarStore::new(Device::Cpu);
-            RewardModel::new(&vs.root(), 8, &cfg, &mut ChaCha8Rng::seed_from_u64(seed));
+            RewardModel::new(&vs.root(), 8, &cfg, &mut ChaCha8Rng::seed_from_u64(seed), None);
             Vec::<f32>::try_from(vs.variables()["hidden_0.weight"].flatten(0, -1)).unwrap()
         };
         let w = weights(5);
@@ -109,7 +141,7 @@ mod tests {
     fn parameter_names_read_well() {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ModelConfig { hidden: Some(vec![8, 4]), ..ModelConfig::default() };
-        let _m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng());
+        let _m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng(), None);
         let mut names: Vec<String> = vs.variables().into_keys().collect();
         names.sort();
         assert_eq!(
@@ -129,7 +161,7 @@ mod tests {
     fn linear_model_is_affine() {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ModelConfig { kind: ModelKind::Linear, hidden: None, ..ModelConfig::default() };
-        let m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng());
+        let m = RewardModel::new(&vs.root(), 3, &cfg, &mut rng(), None);
         let xs = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -1.0, 0.0, 0.5]).view([2, 3]);
         let ys = m.forward(&xs);
         assert_eq!(ys.size(), [2]);
@@ -138,5 +170,31 @@ mod tests {
         let expected = xs.matmul(&w.tr()).squeeze_dim(-1) + b;
         assert!(ys.allclose(&expected, 1e-6, 1e-6, false));
         assert_eq!(ys.kind(), Kind::Float);
+    }
+
+    /// The bag layer is a masked mean of embedding rows, checked against a plain loop.
+    #[test]
+    fn bag_embedding_is_the_mean_of_non_padding_rows() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg =
+            ModelConfig { kind: ModelKind::Linear, hidden: None, embed_dim: 3, ..ModelConfig::default() };
+        let m = RewardModel::new(&vs.root(), 0, &cfg, &mut rng(), Some(5));
+        let ids = Tensor::from_slice(&[0i64, 2, 5, 5, 4, 4, 1, 5]).view([2, 4]);
+        let ys = m.forward(&ids);
+        let vars = vs.variables();
+        let w = Vec::<f32>::try_from(vars["embed.weight"].flatten(0, -1)).unwrap();
+        let hw = Vec::<f32>::try_from(vars["head.weight"].flatten(0, -1)).unwrap();
+        let hb = vars["head.bias"].double_value(&[0]);
+        for (row, expected_ids) in [[0usize, 2].as_slice(), [4, 4, 1].as_slice()].iter().enumerate() {
+            let mut mean = [0f64; 3];
+            for &i in *expected_ids {
+                for j in 0..3 {
+                    mean[j] += w[i * 3 + j] as f64 / expected_ids.len() as f64;
+                }
+            }
+            let y: f64 = (0..3).map(|j| mean[j] * hw[j] as f64).sum::<f64>() + hb;
+            assert!((ys.double_value(&[row as i64]) - y).abs() < 1e-5, "row {row}");
+        }
+        assert!(w[15..].iter().all(|&v| v == 0.0), "padding row is zero");
     }
 }

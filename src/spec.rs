@@ -22,8 +22,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 
-use crate::config::{DataConfig, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig};
+use crate::config::{
+    DataConfig, DataKind, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig,
+};
 use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
 
 /// The on-disk shape, used to check the file's keys and types with their locations, and for
 /// `rmlab schema`.
@@ -132,6 +135,8 @@ pub struct Spec {
     seeds: Vec<u64>,
     /// Declared figures (empty: use [`crate::plot::catalogue`]).
     pub figures: Vec<crate::plot::FigureSpec>,
+    /// Preference files (SHA-256, skip_bad_rows) whose rows have been checked.
+    checked_files: std::sync::Arc<std::sync::Mutex<HashSet<(String, bool)>>>,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -242,6 +247,7 @@ impl Spec {
             seeds,
             text: text.clone(),
             figures,
+            checked_files: Default::default(),
         };
         spec.cells()?;
         Ok(spec)
@@ -323,15 +329,75 @@ impl Spec {
                 return Err(src.error_at(0..0, "sweep", e.message()));
             }
         };
-        let config = config.resolve();
-        config.validate().map_err(|InvalidValue { key, message }| {
-            let path: Vec<Step> = match origins.iter().find(|(k, _, _)| *k == key) {
+        let mut config = config.resolve();
+        let locate = |key: &str| -> Vec<Step> {
+            match origins.iter().find(|(k, _, _)| *k == key) {
                 Some((_, _, o)) => o.path.clone(),
                 None => key.split('.').map(|s| Step::Key(s.into())).collect(),
+            }
+        };
+        config
+            .validate()
+            .map_err(|InvalidValue { key, message }| src.error_at_path(&locate(&key), &key, &message))?;
+        if let (DataKind::PreferenceFile, Some(p)) = (config.data.kind, config.data.path.clone()) {
+            // Relative to the spec's directory, as a spec is read wherever it is run from.
+            let full = if Path::new(&p).is_absolute() {
+                PathBuf::from(&p)
+            } else {
+                self.path.parent().unwrap_or(Path::new(".")).join(&p)
             };
-            src.error_at_path(&path, &key, &message)
-        })?;
+            let bytes = std::fs::read(&full).map_err(|e| {
+                src.error_at_path(
+                    &locate("data.path"),
+                    "data.path",
+                    &format!("cannot read {}: {e}", full.display()),
+                )
+            })?;
+            let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            // Every row is checked once now, so a bad file is bad input (exit 2) before any
+            // cell runs, with the file and line of the first bad row.
+            let checked = (sha.clone(), config.data.skip_bad_rows);
+            if !self.checked_files.lock().expect("lock").contains(&checked) {
+                crate::data::preference_file::read(&full, config.data.skip_bad_rows)?;
+                self.checked_files.lock().expect("lock").insert(checked);
+            }
+            config.data.file_sha256 = Some(sha);
+            config.data.resolved_path = Some(full);
+        }
         Ok(config)
+    }
+
+    /// Sets base config keys from `key=value` overrides (`--set data.path=/x.jsonl`), before
+    /// the grid is expanded. Values are read as TOML (numbers, `inf`, `true`, `[1, 2]`), else
+    /// as text; a relative `data.path` is taken from the current directory.
+    pub fn with_overrides(mut self, overrides: &[String]) -> Result<Spec> {
+        let valid = sweepable_keys();
+        for o in overrides {
+            let Some((key, raw)) = o.split_once('=') else {
+                return Err(Error::Input(format!("--set {o}: expected key=value, e.g. loss.lambda=0.1")));
+            };
+            let key = key.trim();
+            if !valid.contains(key) {
+                return Err(Error::Input(format!("--set {o}: unknown config key `{key}`")));
+            }
+            let mut value = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            if key == "data.path" {
+                let p = PathBuf::from(raw);
+                let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
+                value = toml::Value::String(abs.display().to_string());
+            }
+            set_path(&mut self.base, key, value);
+        }
+        // Re-check every cell with the new base values.
+        self.cells().map_err(|e| match e {
+            Error::Spec { key, message, .. } => Error::Input(format!("--set: {key}: {message}")),
+            other => other,
+        })?;
+        Ok(self)
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::FORMAT_VERSION;
-use crate::data::{Dataset, synthetic};
+use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
@@ -271,7 +271,10 @@ fn run_cell(
     let started = Instant::now();
     let outcome = device.and_then(|device| {
         catch_unwind(AssertUnwindSafe(|| {
-            let prefs = synthetic::generate(&cfg.data, cfg.seed);
+            let (prefs, report) = data::load(&cfg.data, cfg.seed)?;
+            if let Some(r) = &report {
+                writer.set_data_rows(r.rows, r.skipped.len());
+            }
             let data = Dataset::new(&prefs, device);
             train(cfg, &data, device, &mut writer, on_step)
         }))

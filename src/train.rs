@@ -43,7 +43,8 @@ pub fn train(
     }
     // Model and optimizer.
     let vs = nn::VarStore::new(device);
-    let model = RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM));
+    let model =
+        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
     let mut opt = optimizer(&vs, &cfg.train)?;
     let reg = cfg.loss.objective();
     let b = cfg.train.batch_size as i64;

@@ -290,3 +290,56 @@ fn schema_is_json_that_describes_every_section() {
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     assert_eq!(schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"], serde_json::json!(0));
 }
+
+/// Real preference files train through the CLI, in every format; skipped rows are counted in
+/// the run record; `--set` points a spec at another file.
+#[test]
+fn preference_files_train_and_count_skipped_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = repo().join("experiments/real.toml").display().to_string();
+    for (i, file) in
+        ["conversation_implicit.parquet", "pairs.jsonl.gz", "embeddings.jsonl"].iter().enumerate()
+    {
+        let db = db_in(&dir, &format!("real{i}.sqlite"));
+        let path = format!("data.path=tests/fixtures/trl/{file}");
+        let mut args =
+            vec!["sweep", &real, "--db", db.to_str().unwrap(), "--set", &path, "--set", "train.steps=50"];
+        if file.starts_with("embeddings") {
+            args.extend(["--set", "data.text_features=\"embedding\""]);
+        }
+        ok(rmlab(&args));
+        assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12, "{file}");
+        assert_eq!(
+            query_i64(&db, "SELECT count(*) FROM metrics WHERE name = 'true_pearson'"),
+            0,
+            "no truth for text"
+        );
+    }
+    let db = db_in(&dir, "skip.sqlite");
+    ok(rmlab(&[
+        "sweep",
+        &real,
+        "--db",
+        db.to_str().unwrap(),
+        "--set",
+        "data.path=tests/fixtures/trl/bad_missing_column.jsonl",
+        "--set",
+        "data.skip_bad_rows=true",
+        "--set",
+        "train.steps=20",
+        "--set",
+        "data.val_frac=0.0",
+    ]));
+    assert_eq!(query_i64(&db, "SELECT min(data_rows) FROM runs"), 5);
+    assert_eq!(query_i64(&db, "SELECT min(data_skipped) FROM runs"), 1);
+    let out = rmlab(&[
+        "sweep",
+        &real,
+        "--db",
+        db.to_str().unwrap(),
+        "--set",
+        "data.path=tests/fixtures/trl/bad_utf8.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad_utf8.jsonl:3: not UTF-8"), "{}", stderr(&out));
+}

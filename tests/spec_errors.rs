@@ -96,6 +96,33 @@ fn model_train_eval_sections() {
 }
 
 #[test]
+fn preference_files() {
+    let d = |body: &str| with_head(&format!("[data]\n{body}\n"));
+    case(&d("kind = \"preference_file\""), "data.path", 2, 1, "needs a path");
+    case(&d("path = \"x.jsonl\""), "data.path", 3, 8, "kind = \"synthetic\"");
+    case(&d("kind = \"preference_file\"\npath = \"missing.jsonl\""), "data.path", 4, 8, "cannot read");
+    case(&d("kind = \"preference_file\"\npath = \"x.jsonl\"\nngram = 4"), "data.ngram", 5, 9, "1, 2 or 3");
+}
+
+#[test]
+fn bad_rows_of_a_preference_file_are_bad_input() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl");
+    let spec = |file: &str, skip: bool| {
+        format!(
+            "{HEAD}[data]\nkind = \"preference_file\"\npath = \"{}\"\nskip_bad_rows = {skip}\n",
+            dir.join(file).display()
+        )
+    };
+    let err = Spec::parse(Path::new("bad.toml"), spec("bad_json.jsonl", false)).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("bad_json.jsonl:3: invalid JSON"), "{err}");
+    Spec::parse(Path::new("ok.toml"), spec("bad_json.jsonl", true)).unwrap();
+    let good = Spec::parse(Path::new("ok.toml"), spec("pairs.parquet", false)).unwrap();
+    let cells = good.cells().unwrap();
+    assert_eq!(cells[0].config.data.file_sha256.as_ref().unwrap().len(), 64);
+}
+
+#[test]
 fn sweep_axes() {
     let s = |body: &str| with_head(&format!("[sweep]\n{body}\n"));
     case(&s("\"loss.lambda\" = 0.1"), "sweep.\"loss.lambda\"", 3, 17, "list of values");

@@ -3,7 +3,9 @@
 //! Generators and readers produce [`Preferences`] (plain host vectors, easy to test); training
 //! moves them to a device once as a [`Dataset`] of tensors.
 
+pub mod preference_file;
 pub mod synthetic;
+pub mod text_features;
 
 use tch::{Device, Kind, Tensor};
 
@@ -53,6 +55,17 @@ pub struct Preferences {
     pub flip: f64,
     /// All labelled pairs, in generation order.
     pub pairs: Vec<Pair>,
+    /// Text data: row-major `[R, width]` n-gram ids padded with `buckets`, replacing `features`.
+    pub bags: Option<Bags>,
+}
+
+/// Hashed n-gram bags of the responses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bags {
+    pub width: usize,
+    pub ids: Vec<i64>,
+    /// Number of hash buckets; also the padding id.
+    pub buckets: usize,
 }
 
 impl Preferences {
@@ -97,7 +110,10 @@ pub struct Dataset {
     pub train: SplitTensors,
     pub val: SplitTensors,
     pub test: SplitTensors,
+    /// Input width: feature dimension, or bag width for text.
     pub dim: usize,
+    /// Hash buckets when the input is n-gram bags (`features` then holds int64 ids).
+    pub buckets: Option<usize>,
     /// Prompt of each response, on the host.
     pub prompt_of: Vec<usize>,
     /// Split of each response, on the host.
@@ -113,7 +129,10 @@ pub struct Dataset {
 impl Dataset {
     pub fn new(p: &Preferences, device: Device) -> Dataset {
         let r = p.n_responses() as i64;
-        let features = Tensor::from_slice(&p.features).view([r, p.dim as i64]).to_device(device);
+        let features = match &p.bags {
+            Some(b) => Tensor::from_slice(&b.ids).view([r, b.width as i64]).to_device(device),
+            None => Tensor::from_slice(&p.features).view([r, p.dim as i64]).to_device(device),
+        };
         let true_reward =
             p.true_reward.as_ref().map(|t| Tensor::from_slice(t).to_kind(Kind::Float).to_device(device));
         let split = |s: Split| {
@@ -140,6 +159,7 @@ impl Dataset {
             features,
             true_reward,
             dim: p.dim,
+            buckets: p.bags.as_ref().map(|b| b.buckets),
             prompt_of: p.prompt_of.clone(),
             split_of: (0..p.n_responses()).map(|r| p.split_of_response(r)).collect(),
             true_reward_host: p.true_reward.clone(),
@@ -153,6 +173,89 @@ impl Dataset {
             Split::Train => &self.train,
             Split::Val => &self.val,
             Split::Test => &self.test,
+        }
+    }
+}
+
+/// Loads the data of a run: generated (synthetic) or read from a preference file. The report
+/// says how many rows a file had and which were skipped.
+pub fn load(
+    cfg: &crate::config::DataConfig,
+    seed: u64,
+) -> crate::error::Result<(Preferences, Option<preference_file::ReadReport>)> {
+    use crate::config::{DataKind, TextFeatures};
+    match cfg.kind {
+        DataKind::Synthetic => Ok((synthetic::generate(cfg, seed), None)),
+        DataKind::PreferenceFile => {
+            let path = cfg
+                .resolved_path
+                .clone()
+                .or_else(|| cfg.path.as_ref().map(std::path::PathBuf::from))
+                .ok_or_else(|| crate::error::Error::Input("data.path is not set".into()))?;
+            let (examples, report) = preference_file::read(&path, cfg.skip_bad_rows)?;
+            let mut prompt_ids: std::collections::HashMap<&str, usize> = Default::default();
+            let mut prompt_of = Vec::with_capacity(2 * examples.len());
+            let mut pairs = Vec::with_capacity(examples.len());
+            for (i, e) in examples.iter().enumerate() {
+                let next = prompt_ids.len();
+                let x = *prompt_ids.entry(e.prompt.as_str()).or_insert(next);
+                prompt_of.extend([x, x]);
+                pairs.push(Pair { chosen: 2 * i, rejected: 2 * i + 1 });
+            }
+            let (features, dim, bags) = match cfg.text_features {
+                TextFeatures::Ngrams => {
+                    let items: Vec<(&str, &str)> = examples
+                        .iter()
+                        .flat_map(|e| {
+                            [(e.prompt.as_str(), e.chosen.as_str()), (e.prompt.as_str(), e.rejected.as_str())]
+                        })
+                        .collect();
+                    let (width, ids) = text_features::bags(&items, cfg.ngram, cfg.buckets, cfg.max_tokens);
+                    (Vec::new(), width, Some(Bags { width, ids, buckets: cfg.buckets }))
+                }
+                TextFeatures::Embedding => {
+                    let mut values = Vec::new();
+                    let mut dim = None;
+                    for (i, e) in examples.iter().enumerate() {
+                        let Some((a, b)) = &e.embedding else {
+                            return Err(crate::error::Error::Input(format!(
+                                "{}: pair {} has no embedding_chosen/embedding_rejected, but data.text_features = \"embedding\"",
+                                path.display(),
+                                i + 1
+                            )));
+                        };
+                        if *dim.get_or_insert(a.len()) != a.len() {
+                            return Err(crate::error::Error::Input(format!(
+                                "{}: pair {} has embeddings of length {}, earlier ones {}",
+                                path.display(),
+                                i + 1,
+                                a.len(),
+                                dim.unwrap_or(0)
+                            )));
+                        }
+                        values.extend(a);
+                        values.extend(b);
+                    }
+                    (values, dim.unwrap_or(0), None)
+                }
+            };
+            let n_prompts = prompt_ids.len();
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let split_of_prompt = synthetic::split_prompts(n_prompts, cfg.val_frac, cfg.test_frac, &mut rng);
+            Ok((
+                Preferences {
+                    dim,
+                    features,
+                    prompt_of,
+                    true_reward: None,
+                    split_of_prompt,
+                    beta: None,
+                    flip: 0.0,
+                    pairs,
+                    bags,
+                },
+                Some(report),
+            ))
         }
     }
 }

@@ -88,6 +88,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         split_of_prompt: split_prompts(n, cfg.val_frac, cfg.test_frac, &mut rng),
         beta: Some(cfg.beta),
         flip: cfg.flip,
+        bags: None,
         pairs,
     }
 }
@@ -114,7 +115,7 @@ pub fn graph_pairs(graph: Graph, k: usize) -> Vec<(usize, usize)> {
 
 /// Assigns prompts to splits: a random `val_frac` of them to val, `test_frac` to test, the
 /// rest (at least one) to train.
-fn split_prompts(n: usize, val_frac: f64, test_frac: f64, rng: &mut ChaCha8Rng) -> Vec<Split> {
+pub fn split_prompts(n: usize, val_frac: f64, test_frac: f64, rng: &mut ChaCha8Rng) -> Vec<Split> {
     let mut order: Vec<usize> = (0..n).collect();
     partial_shuffle(&mut order, n, rng);
     let n_val = ((val_frac * n as f64).round() as usize).min(n - 1);

@@ -21,7 +21,7 @@ pub struct MergeReport {
 const RUN_COLUMNS: &str =
     "experiment, config_hash, config_json, format_version, seed, status, error, diverged_step,
     started_at, ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version,
-    torch_version, uid";
+    torch_version, uid, data_rows, data_skipped";
 
 /// Merges every source store into the store at `into` (created if missing). Sources must have
 /// this rmlab's schema version; they are opened read-only and never changed.

@@ -65,10 +65,13 @@ fn v0_to_v1(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(V1)
 }
 
-/// Version 2: a unique id per run (merging stores), per-run summaries (final and best value
+/// Version 2: a unique id per run (merging stores), the rows read and skipped from a
+/// preference file, per-run summaries (final and best value
 /// of each metric, backfilled from the metrics), and the final reward of every response.
 pub const V2: &str = "
 ALTER TABLE runs ADD COLUMN uid TEXT;
+ALTER TABLE runs ADD COLUMN data_rows INTEGER;
+ALTER TABLE runs ADD COLUMN data_skipped INTEGER;
 UPDATE runs SET uid = lower(hex(randomblob(16))) WHERE uid IS NULL;
 CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
 CREATE TABLE summaries (

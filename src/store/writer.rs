@@ -33,6 +33,7 @@ pub struct RunWriter<'a> {
     rows: Vec<(usize, Split, &'static str, f64)>,
     summaries: BTreeMap<(Split, &'static str), Summary>,
     rewards: Vec<RewardRow>,
+    data_rows: Option<(usize, usize)>,
 }
 
 impl<'a> RunWriter<'a> {
@@ -43,7 +44,13 @@ impl<'a> RunWriter<'a> {
             rows: Vec::with_capacity(BATCH_ROWS),
             summaries: BTreeMap::new(),
             rewards: Vec::new(),
+            data_rows: None,
         }
+    }
+
+    /// Rows read from a preference file and rows skipped as bad, recorded with the run.
+    pub fn set_data_rows(&mut self, rows: usize, skipped: usize) {
+        self.data_rows = Some((rows, skipped));
     }
 
     pub fn run_id(&self) -> i64 {
@@ -92,9 +99,17 @@ impl<'a> RunWriter<'a> {
             tx.execute(
                 &format!(
                     "UPDATE runs SET status = ?2, error = ?3, diverged_step = ?4, ended_at = {NOW},
-                     wall_seconds = ?5 WHERE id = ?1"
+                     wall_seconds = ?5, data_rows = ?6, data_skipped = ?7 WHERE id = ?1"
                 ),
-                params![self.run_id, status, error, diverged_step, wall_seconds],
+                params![
+                    self.run_id,
+                    status,
+                    error,
+                    diverged_step,
+                    wall_seconds,
+                    self.data_rows.map(|d| d.0 as i64),
+                    self.data_rows.map(|d| d.1 as i64)
+                ],
             ),
         )?;
         at(&path, tx.commit())

@@ -1,0 +1,277 @@
+//! Reading preference files in TRL's format: JSONL, JSONL.gz and Parquet.
+//!
+//! A row has `chosen` and `rejected`, and optionally `prompt`, `margin`, and precomputed
+//! `embedding_chosen` / `embedding_rejected` (lists of numbers). Each text value is a string
+//! or a conversation, a list of `{"role", "content"}` messages. Without `prompt` (TRL's
+//! "implicit prompt"), the prompt is what `chosen` and `rejected` share at their start: the
+//! longest common prefix of two strings, or the common leading messages of two conversations.
+//!
+//! Every bad row is an error naming the file and line (row, for Parquet), or, with
+//! `skip_bad_rows`, is skipped and counted.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use polars::prelude::*;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// One preference pair as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Example {
+    pub prompt: String,
+    /// The preferred response (without the prompt).
+    pub chosen: String,
+    pub rejected: String,
+    pub margin: Option<f64>,
+    pub embedding: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// What reading a file found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadReport {
+    pub rows: usize,
+    /// `(line, reason)` of every skipped row.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// Reads every row of a preference file (format by extension: `.jsonl`, `.jsonl.gz`,
+/// `.parquet`).
+pub fn read(path: &Path, skip_bad_rows: bool) -> Result<(Vec<Example>, ReadReport)> {
+    let name = path.display().to_string();
+    let lines: Vec<(usize, std::result::Result<Vec<u8>, String>)> = if name.ends_with(".parquet") {
+        parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, Ok(l))).collect()
+    } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
+        let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+        let reader: Box<dyn Read> =
+            if name.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+        let mut out = Vec::new();
+        for (i, line) in BufReader::new(reader).split(b'\n').enumerate() {
+            let line = line.map_err(|e| Error::Input(format!("{name}:{}: cannot read: {e}", i + 1)))?;
+            out.push((i + 1, Ok(line)));
+        }
+        out
+    } else {
+        return Err(Error::Input(format!("{name}: unknown format; expected .jsonl, .jsonl.gz or .parquet")));
+    };
+    let unit = if name.ends_with(".parquet") { "row" } else { "line" };
+    let mut examples = Vec::new();
+    let mut report = ReadReport::default();
+    for (line, bytes) in lines {
+        let bytes = bytes.map_err(Error::Input)?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        report.rows += 1;
+        match parse_row(&bytes) {
+            Ok(ex) => examples.push(ex),
+            Err(reason) if skip_bad_rows => report.skipped.push((line, reason)),
+            Err(reason) => {
+                return Err(Error::Input(format!(
+                    "{name}:{line}: {reason} (set data.skip_bad_rows = true to skip bad {unit}s)"
+                )));
+            }
+        }
+    }
+    if examples.is_empty() {
+        return Err(Error::Input(format!("{name}: no usable preference pairs ({} rows read)", report.rows)));
+    }
+    Ok((examples, report))
+}
+
+/// Parquet rows as JSON lines, so one parser checks every format alike.
+fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+    let mut df = ParquetReader::new(file)
+        .finish()
+        .map_err(|e| Error::Input(format!("{name}: not a readable Parquet file: {e}")))?;
+    let mut buf = Vec::new();
+    JsonWriter::new(&mut buf)
+        .with_json_format(JsonFormat::JsonLines)
+        .finish(&mut df)
+        .map_err(|e| Error::Input(format!("{name}: {e}")))?;
+    Ok(buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+}
+
+/// One row from its JSON bytes; the error says what is wrong with it.
+pub fn parse_row(bytes: &[u8]) -> std::result::Result<Example, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 (byte {})", e.valid_up_to()))?;
+    let row: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = row.as_object().ok_or("a row must be a JSON object")?;
+    let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
+    let chosen = get("chosen").ok_or("missing column `chosen`")?;
+    let rejected = get("rejected").ok_or("missing column `rejected`")?;
+    let (prompt, chosen, rejected) = match get("prompt") {
+        Some(p) => (render(p, "prompt")?, render(chosen, "chosen")?, render(rejected, "rejected")?),
+        None => split_implicit(chosen, rejected)?,
+    };
+    if chosen.trim().is_empty() {
+        return Err("`chosen` is empty".into());
+    }
+    if rejected.trim().is_empty() {
+        return Err("`rejected` is empty".into());
+    }
+    if chosen == rejected {
+        return Err("`chosen` and `rejected` are identical".into());
+    }
+    let margin = match get("margin") {
+        None => None,
+        Some(v) => Some(v.as_f64().filter(|m| m.is_finite()).ok_or("`margin` must be a finite number")?),
+    };
+    let embedding = match (get("embedding_chosen"), get("embedding_rejected")) {
+        (None, None) => None,
+        (Some(a), Some(b)) => {
+            let (a, b) = (floats(a, "embedding_chosen")?, floats(b, "embedding_rejected")?);
+            if a.len() != b.len() || a.is_empty() {
+                return Err(format!(
+                    "embeddings differ in length ({} and {}) or are empty",
+                    a.len(),
+                    b.len()
+                ));
+            }
+            Some((a, b))
+        }
+        _ => return Err("`embedding_chosen` and `embedding_rejected` come together".into()),
+    };
+    Ok(Example { prompt, chosen, rejected, margin, embedding })
+}
+
+fn floats(v: &Value, key: &str) -> std::result::Result<Vec<f32>, String> {
+    v.as_array()
+        .ok_or(format!("`{key}` must be a list of numbers"))?
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f as f32)
+                .ok_or(format!("`{key}` must hold finite numbers"))
+        })
+        .collect()
+}
+
+/// A string, or a conversation rendered as `role: content` lines.
+fn render(v: &Value, key: &str) -> std::result::Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Array(msgs) => Ok(messages(msgs, key)?.join("\n")),
+        other => Err(format!("`{key}` must be a string or a list of messages, found {}", kind(other))),
+    }
+}
+
+fn messages(msgs: &[Value], key: &str) -> std::result::Result<Vec<String>, String> {
+    msgs.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = m.get("role").and_then(Value::as_str);
+            let content = m.get("content").and_then(Value::as_str);
+            match (role, content) {
+                (Some(r), Some(c)) => Ok(format!("{r}: {c}")),
+                _ => Err(format!("`{key}` message {i} must have string `role` and `content`")),
+            }
+        })
+        .collect()
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// TRL's implicit prompt: the shared start of `chosen` and `rejected`.
+fn split_implicit(chosen: &Value, rejected: &Value) -> std::result::Result<(String, String, String), String> {
+    match (chosen, rejected) {
+        (Value::String(a), Value::String(b)) => {
+            let common = a.char_indices().zip(b.chars()).take_while(|((_, x), y)| x == y).count();
+            let cut = a.char_indices().nth(common).map_or(a.len(), |(i, _)| i);
+            Ok((a[..cut].to_string(), a[cut..].to_string(), b[cut..].to_string()))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            let (ma, mb) = (messages(a, "chosen")?, messages(b, "rejected")?);
+            let common = ma.iter().zip(&mb).take_while(|(x, y)| x == y).count();
+            Ok((ma[..common].join("\n"), ma[common..].join("\n"), mb[common..].join("\n")))
+        }
+        (a, b) => Err(format!(
+            "`chosen` and `rejected` must both be strings or both conversations, found {} and {}",
+            kind(a),
+            kind(b)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl").join(name)
+    }
+
+    #[test]
+    fn every_fixture_format_reads() {
+        for (file, rows) in [
+            ("pairs.jsonl", 400),
+            ("pairs.jsonl.gz", 400),
+            ("pairs.parquet", 400),
+            ("implicit.jsonl", 400),
+            ("conversation.jsonl", 150),
+            ("conversation_implicit.parquet", 150),
+            ("embeddings.jsonl", 200),
+        ] {
+            let (ex, report) = read(&fixture(file), false).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!((ex.len(), report.rows), (rows, rows), "{file}");
+            assert!(ex.iter().all(|e| !e.prompt.is_empty() && e.chosen != e.rejected), "{file}");
+        }
+        let (a, _) = read(&fixture("pairs.jsonl"), false).unwrap();
+        let (b, _) = read(&fixture("pairs.parquet"), false).unwrap();
+        let (c, _) = read(&fixture("pairs.jsonl.gz"), false).unwrap();
+        assert_eq!(a, c);
+        assert_eq!(
+            a.iter().map(|e| &e.chosen).collect::<Vec<_>>(),
+            b.iter().map(|e| &e.chosen).collect::<Vec<_>>()
+        );
+        let (e, _) = read(&fixture("embeddings.jsonl"), false).unwrap();
+        assert_eq!(e[0].embedding.as_ref().unwrap().0.len(), 16);
+    }
+
+    #[test]
+    fn implicit_prompts_are_the_shared_start() {
+        let (ex, _) = read(&fixture("implicit.jsonl"), false).unwrap();
+        assert!(ex[0].prompt.contains("Human:"), "{:?}", ex[0].prompt);
+        assert!(!ex[0].chosen.contains("Human:"));
+        let row = br#"{"chosen": "Q: hi\nA: hello there", "rejected": "Q: hi\nA: go away"}"#;
+        let e = parse_row(row).unwrap();
+        assert_eq!(
+            (e.prompt.as_str(), e.chosen.as_str(), e.rejected.as_str()),
+            ("Q: hi\nA: ", "hello there", "go away")
+        );
+    }
+
+    #[test]
+    fn bad_rows_name_file_and_line() {
+        for (file, line, needle) in [
+            ("bad_json.jsonl", 3, "invalid JSON"),
+            ("bad_missing_column.jsonl", 2, "missing column `rejected`"),
+            ("bad_empty_text.jsonl", 4, "`chosen` is empty"),
+            ("bad_identical.jsonl", 2, "identical"),
+            ("bad_utf8.jsonl", 3, "not UTF-8"),
+            ("bad_types.jsonl", 2, "must be a string or a list of messages"),
+        ] {
+            let err = read(&fixture(file), false).unwrap_err().to_string();
+            assert!(err.contains(&format!("{file}:{line}: ")), "{err}");
+            assert!(err.contains(needle), "{err}");
+            assert_eq!(read(&fixture(file), false).unwrap_err().exit_code(), 2);
+            let (ex, report) = read(&fixture(file), true).unwrap();
+            assert_eq!(report.skipped.len(), 1, "{file}");
+            assert_eq!(report.skipped[0].0, line);
+            assert_eq!(ex.len() + 1, report.rows);
+        }
+    }
+}

@@ -81,6 +81,10 @@ notebook:
 fixtures:
     .venv/bin/python tests/fixtures/gen_loss_fixture.py
 
+# Run every benchmark (rmlab vs PyTorch eager, sweep scaling, logging, SQLite, 10 M-row query); writes results/bench.json.
+bench *FLAGS: build
+    cargo bench --locked --bench bench -- {{FLAGS}}
+
 # Open the results store in sqlite3.
 db:
     sqlite3 {{db}}

@@ -182,7 +182,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                         };
                         progress.start_cell(w, cell);
                         let result =
-                            run_cell(cell, spec, &mut store, provenance, threads, opts.force, &mut |step| {
+                            run_cell(cell, spec, &mut store, provenance, threads, opts.force, &mut |step, _| {
                                 progress.step(w, step)
                             });
                         let mut s = summary.lock().expect("summary lock");
@@ -252,7 +252,7 @@ fn run_cell(
     provenance: &Provenance,
     threads: usize,
     force: bool,
-    on_step: &mut dyn FnMut(usize),
+    on_step: &mut dyn FnMut(usize, &tch::Tensor),
 ) -> Result<Option<Outcome>> {
     let cfg = &cell.config;
     let device = resolve_device(cfg.model.device);

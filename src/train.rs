@@ -25,7 +25,8 @@ pub enum Outcome {
 }
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
-/// the last step. `on_step` is called after each optimizer step (for progress display).
+/// the last step. `on_step` gets each step's number and its total loss (a scalar on the device:
+/// reading it forces a host synchronisation, so progress display only uses the step).
 ///
 /// Deterministic on CPU for a given config, seed and LibTorch thread count: initialisation and
 /// batch sampling draw from ChaCha8 streams of the run's seed (stream 0 is the data's), never
@@ -35,7 +36,7 @@ pub fn train(
     data: &Dataset,
     device: Device,
     sink: &mut dyn MetricsSink,
-    on_step: &mut dyn FnMut(usize),
+    on_step: &mut dyn FnMut(usize, &Tensor),
 ) -> Result<Outcome> {
     let n_train = data.train.n_pairs;
     if n_train == 0 {
@@ -63,7 +64,7 @@ pub fn train(
         let r = model.forward(&data.features.index_select(0, &rows));
         let terms = pairwise_loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), &reg);
         opt.backward_step(&terms.total);
-        on_step(step);
+        on_step(step, &terms.total);
 
         if (step % cfg.eval.every == 0 || step == cfg.train.steps)
             && let Some(outcome) = evaluate(&model, data, cfg, step, sink)?
@@ -140,6 +141,20 @@ fn evaluate(
         sink.record(step, split, &values)?;
     }
     Ok(diverged.then_some(Outcome::Diverged { step }))
+}
+
+/// The run's model with its initial weights (from the seed's initialisation stream).
+pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarStore, RewardModel) {
+    let vs = nn::VarStore::new(device);
+    let model = RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
+    (vs, model)
+}
+
+/// The training-pair indices of the first `steps` steps, row-major `[steps, B]`: what
+/// [`train`] draws, for reproducing a run elsewhere (the PyTorch benchmark).
+pub fn batch_indices(seed: u64, n_pairs: usize, batch: usize, steps: usize) -> Vec<i64> {
+    let mut s = BatchStream::new(seed, n_pairs, batch, Device::Cpu);
+    (0..steps).flat_map(|_| Vec::<i64>::try_from(s.next()).expect("int64 indices")).collect()
 }
 
 /// ChaCha8 stream of the run's seed for model initialisation.
@@ -225,7 +240,7 @@ mod tests {
         let prefs = synthetic::generate(&cfg.data, cfg.seed);
         let data = Dataset::new(&prefs, Device::Cpu);
         let mut sink = MemorySink::default();
-        let outcome = train(cfg, &data, Device::Cpu, &mut sink, &mut |_| {}).unwrap();
+        let outcome = train(cfg, &data, Device::Cpu, &mut sink, &mut |_, _| {}).unwrap();
         (outcome, sink)
     }
 

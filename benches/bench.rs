@@ -1,0 +1,289 @@
+//! `just bench`: every speed figure of rmlab, measured in one run on this machine.
+//!
+//! 1. Training steps/s against an equivalent PyTorch eager script in the project venv (same
+//!    data, initial weights, batch indices, Adam, loss, one thread), after checking that both
+//!    give the same loss curve (max |Δ| ≤ 1e-4); MLP 32→64→1 and 32→1024→1, batch 256.
+//! 2. Sweep scaling: `rmlab sweep experiments/lambda.toml` with `--jobs 2` against `--jobs 1`.
+//! 3. Logging overhead: training with evaluations every 10 steps written to SQLite, against the
+//!    same training with the metrics discarded.
+//! 4. SQLite ingestion: metric rows/s through the store's run writer.
+//! 5. `rmlab query summary` over a store with 10 million metric rows.
+//!
+//! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
+//! smaller sizes (a smoke test of the harness, not figures to quote).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rmlab::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, RunConfig, TrainConfig};
+use rmlab::data::{self, Dataset, Split};
+use rmlab::sink::{MetricsSink, RewardRow};
+use rmlab::train::{batch_indices, build_model, train};
+use serde_json::json;
+use tch::Device;
+
+struct Discard;
+
+impl MetricsSink for Discard {
+    fn record(&mut self, _: usize, _: Split, _: &[(&'static str, f64)]) -> rmlab::Result<()> {
+        Ok(())
+    }
+    fn record_rewards(&mut self, _: &[RewardRow]) -> rmlab::Result<()> {
+        Ok(())
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn config(hidden: usize, steps: usize, eval_every: usize) -> RunConfig {
+    RunConfig {
+        seed: 0,
+        data: DataConfig { n_prompts: 2000, responses_per_prompt: 4, pairs_per_prompt: 2, feature_dim: 32, ..DataConfig::default() },
+        model: ModelConfig { hidden: Some(vec![hidden]), ..ModelConfig::default() },
+        train: TrainConfig { lr: 1e-3, batch_size: 256, steps, ..TrainConfig::default() },
+        loss: LossConfig::default(),
+        eval: EvalConfig { every: eval_every },
+    }
+    .resolve()
+}
+
+fn write_raw<T: Copy>(dir: &Path, name: &str, values: &[T], shape: &[usize]) -> serde_json::Value {
+    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) };
+    std::fs::write(dir.join(name), bytes).unwrap();
+    json!({ "file": name, "shape": shape })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// rmlab against PyTorch eager on one MLP width; returns (rmlab s, torch s, max |Δloss|).
+fn train_vs_torch(hidden: usize, steps: usize, python: &Path, reps: usize) -> serde_json::Value {
+    let cfg = config(hidden, steps, steps);
+    let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
+    let data = Dataset::new(&prefs, Device::Cpu);
+    let dir = tempfile::tempdir().unwrap();
+    let (vs, _) = build_model(&cfg, &data, Device::Cpu);
+    let vars = vs.variables();
+    let mut weights = serde_json::Map::new();
+    for (name, t) in &vars {
+        let v = Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        let shape: Vec<usize> = t.size().iter().map(|&s| s as usize).collect();
+        weights.insert(name.clone(), write_raw(dir.path(), &format!("{name}.f32"), &v, &shape));
+    }
+    let (chosen, rejected): (Vec<i64>, Vec<i64>) =
+        data.train.pairs_host.iter().map(|&(a, b)| (a as i64, b as i64)).unzip();
+    let batches = batch_indices(cfg.seed, data.train.n_pairs, cfg.train.batch_size, steps);
+    let manifest = json!({
+        "threads": 1,
+        "lr": cfg.train.lr,
+        "layers": ["hidden_0", "head"],
+        "weights": weights,
+        "features": write_raw(dir.path(), "features.f32", &prefs.features, &[prefs.n_responses(), prefs.dim]),
+        "chosen": write_raw(dir.path(), "chosen.i64", &chosen, &[chosen.len()]),
+        "rejected": write_raw(dir.path(), "rejected.i64", &rejected, &[rejected.len()]),
+        "batches": write_raw(dir.path(), "batches.i64", &batches, &[steps, cfg.train.batch_size]),
+    });
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+
+    let torch = |losses: bool| -> serde_json::Value {
+        let mut cmd = Command::new(python);
+        cmd.arg(repo().join("benches/torch_train.py")).arg(dir.path());
+        if losses {
+            cmd.arg("--losses");
+        }
+        let out = cmd.output().expect("the venv's python runs");
+        assert!(out.status.success(), "torch_train.py: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Same loss curve first.
+    let mut ours = Vec::with_capacity(steps);
+    train(&cfg, &data, Device::Cpu, &mut Discard, &mut |_, loss| ours.push(loss.double_value(&[]))).unwrap();
+    let theirs: Vec<f64> =
+        torch(true)["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let max_diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert_eq!(ours.len(), theirs.len());
+    assert!(max_diff <= 1e-4, "loss curves differ by {max_diff} (hidden {hidden})");
+    // Then time both, alternating.
+    let (mut t_ours, mut t_theirs) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        train(&cfg, &data, Device::Cpu, &mut Discard, &mut |_, _| {}).unwrap();
+        t_ours.push(t0.elapsed().as_secs_f64());
+        t_theirs.push(torch(false)["seconds"].as_f64().unwrap());
+    }
+    let (a, b) = (median(t_ours), median(t_theirs));
+    json!({
+        "model": format!("MLP 32→{hidden}→1, batch 256, Adam, {steps} steps, 1 thread"),
+        "rmlab_s": a, "torch_s": b, "rmlab_steps_per_s": steps as f64 / a, "torch_steps_per_s": steps as f64 / b,
+        "speedup": b / a, "max_abs_loss_diff": max_diff, "reps": reps,
+    })
+}
+
+fn sweep_scaling(bin: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/lambda.toml");
+    let mut secs = Vec::new();
+    for jobs in ["1", "2"] {
+        let db = dir.path().join(format!("jobs{jobs}.sqlite"));
+        let t0 = Instant::now();
+        let out = Command::new(bin)
+            .args(["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        secs.push(t0.elapsed().as_secs_f64());
+    }
+    json!({ "spec": "experiments/lambda.toml (25 cells)", "jobs1_s": secs[0], "jobs2_s": secs[1], "speedup": secs[0] / secs[1] })
+}
+
+fn logging_overhead(steps: usize, reps: usize) -> serde_json::Value {
+    rmlab::runtime::set_threads(1);
+    let cfg = config(64, steps, 10);
+    let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
+    let data = Dataset::new(&prefs, Device::Cpu);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = rmlab::store::Store::open(&dir.path().join("log.sqlite")).unwrap();
+    let prov = rmlab::provenance::Provenance::default();
+    let (mut discard, mut stored) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        let t0 = Instant::now();
+        train(&cfg, &data, Device::Cpu, &mut Discard, &mut |_, _| {}).unwrap();
+        discard.push(t0.elapsed().as_secs_f64());
+        let mut c = cfg.clone();
+        c.seed = rep as u64 + 1000; // a new cell each time, same cost
+        let run = rmlab::store::NewRun {
+            experiment: "bench",
+            config: &c,
+            swept: &[],
+            device: "cpu".into(),
+            threads: 1,
+            provenance: &prov,
+        };
+        store.upsert_experiment(&rmlab::store::ExperimentRecord { name: "bench", description: "", spec_path: "", spec_text: "" }).unwrap();
+        let t0 = Instant::now();
+        let mut w = store.claim_run(&run, true).unwrap().unwrap();
+        let outcome = train(&cfg, &data, Device::Cpu, &mut w, &mut |_, _| {});
+        w.finish(&outcome, 0.0).unwrap();
+        stored.push(t0.elapsed().as_secs_f64());
+    }
+    let (a, b) = (median(discard), median(stored));
+    json!({ "setup": format!("MLP 32→64→1, {steps} steps, eval every 10 (train+val, 39 rows each)"),
+            "discard_s": a, "sqlite_s": b, "overhead": (b - a) / a })
+}
+
+fn sqlite_ingest(rows: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = rmlab::store::Store::open(&dir.path().join("ingest.sqlite")).unwrap();
+    store.upsert_experiment(&rmlab::store::ExperimentRecord { name: "bench", description: "", spec_path: "", spec_text: "" }).unwrap();
+    let prov = rmlab::provenance::Provenance::default();
+    let cfg = config(64, 10, 10);
+    let run = rmlab::store::NewRun { experiment: "bench", config: &cfg, swept: &[], device: "cpu".into(), threads: 1, provenance: &prov };
+    let names: Vec<&'static str> = rmlab::metrics::all_names().collect();
+    let t0 = Instant::now();
+    let mut w = store.claim_run(&run, true).unwrap().unwrap();
+    let per_eval = names.len();
+    let values: Vec<(&'static str, f64)> = names.iter().map(|&n| (n, 0.5)).collect();
+    for step in 0..rows / per_eval {
+        w.record(step, Split::Train, &values).unwrap();
+    }
+    w.finish(&Ok(rmlab::train::Outcome::Finished), 0.0).unwrap();
+    let s = t0.elapsed().as_secs_f64();
+    let written = rows / per_eval * per_eval;
+    json!({ "rows": written, "seconds": s, "rows_per_s": written as f64 / s })
+}
+
+/// A store of `runs` runs × `rows_per_run` metric rows written directly (the schema's tables),
+/// then `rmlab query summary` timed as a user runs it.
+fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("big.sqlite");
+    let store = rmlab::store::Store::open(&db).unwrap();
+    drop(store);
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    let t0 = Instant::now();
+    let tx = conn.transaction().unwrap();
+    tx.execute("INSERT INTO experiments VALUES ('big', '', '', '', '')", []).unwrap();
+    let names: Vec<&str> = rmlab::metrics::NAMES.to_vec();
+    let steps = rows_per_run / (names.len() * 2);
+    {
+        let mut run = tx.prepare("INSERT INTO runs (id, experiment, config_hash, config_json, format_version, seed, status, started_at, device, threads, rmlab_version, uid) VALUES (?1, 'big', ?2, '{}', ?3, ?4, 'finished', '', 'cpu', 1, '', ?2)").unwrap();
+        let mut param = tx.prepare("INSERT INTO params VALUES (?1, ?2, ?3, ?4)").unwrap();
+        let mut metric = tx.prepare("INSERT INTO metrics VALUES (?1, ?2, ?3, ?4, ?5)").unwrap();
+        let mut summary = tx.prepare("INSERT INTO summaries VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)").unwrap();
+        for r in 0..runs as i64 {
+            run.execute(rusqlite::params![r + 1, format!("{r:016x}"), rmlab::config::FORMAT_VERSION, r % 10]).unwrap();
+            param.execute(rusqlite::params![r + 1, "loss.lambda", [0.0, 0.001, 0.01, 0.1, 1.0][r as usize % 5], 1]).unwrap();
+            param.execute(rusqlite::params![r + 1, "seed", r % 10, 1]).unwrap();
+            for split in ["train", "val"] {
+                for (k, name) in names.iter().enumerate() {
+                    for step in 0..steps as i64 {
+                        metric.execute(rusqlite::params![r + 1, split, name, step, (r + k as i64 + step) as f64 * 1e-3]).unwrap();
+                    }
+                    summary.execute(rusqlite::params![r + 1, split, name, steps as i64 - 1, 0.5]).unwrap();
+                }
+            }
+        }
+    }
+    tx.commit().unwrap();
+    let build_s = t0.elapsed().as_secs_f64();
+    let rows: i64 = conn.query_row("SELECT count(*) FROM metrics", [], |r| r.get(0)).unwrap();
+    drop(conn);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let out = Command::new(bin).args(["query", "summary", "--db", db.to_str().unwrap(), "-e", "big"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    json!({ "metric_rows": rows, "runs": runs, "build_s": build_s, "query_summary_s": median(times) })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = args.iter().position(|a| a == "--out").map(|i| PathBuf::from(&args[i + 1]))
+        .unwrap_or_else(|| repo().join("results/bench.json"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rmlab"));
+    let python = repo().join(".venv/bin/python");
+    tch::set_num_threads(1);
+    let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };
+    let machine = json!({
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())),
+        "torch": rmlab::runtime::TorchRuntime::detect().version,
+        "quick": quick,
+    });
+    eprintln!("bench: machine {machine}");
+    let small = train_vs_torch(64, steps, &python, reps);
+    eprintln!("bench: MLP 64: {small}");
+    let wide = train_vs_torch(1024, if quick { 50 } else { 500 }, &python, reps);
+    eprintln!("bench: MLP 1024: {wide}");
+    let scaling = sweep_scaling(&bin);
+    eprintln!("bench: sweep scaling: {scaling}");
+    let logging = logging_overhead(if quick { 200 } else { 2000 }, reps);
+    eprintln!("bench: logging: {logging}");
+    let ingest = sqlite_ingest(if quick { 100_000 } else { 2_000_000 });
+    eprintln!("bench: ingest: {ingest}");
+    let query = if quick { query_big(&bin, 40, 2_400) } else { query_big(&bin, 2_000, 5_000) };
+    eprintln!("bench: query: {query}");
+    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling,
+                         "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
+    println!("{:<52} {:>11.2}× {:>10}", "train MLP 32→64→1 vs PyTorch eager (steps/s ratio)", f(&small, "speedup"), "≥ 2.5×");
+    println!("{:<52} {:>11.2}× {:>10}", "train MLP 32→1024→1 vs PyTorch eager", f(&wide, "speedup"), "≥ 1.0×");
+    println!("{:<52} {:>11.2}× {:>10}", "sweep lambda.toml --jobs 2 vs --jobs 1", f(&scaling, "speedup"), "≥ 1.8×");
+    println!("{:<52} {:>11.1}% {:>10}", "metric logging overhead at eval every 10", 100.0 * f(&logging, "overhead"), "≤ 3 %");
+    println!("{:<52} {:>12.0} {:>10}", "SQLite ingestion (metric rows/s)", f(&ingest, "rows_per_s"), "≥ 200000");
+    println!("{:<52} {:>11.2}s {:>10}", format!("rmlab query summary over {} metric rows", query["metric_rows"]), f(&query, "query_summary_s"), "< 2 s");
+    println!("\nwritten: {}", out.display());
+}

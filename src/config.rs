@@ -313,11 +313,18 @@ pub struct LossConfig {
     /// m ≥ 0 in the pairwise term −log σ(r_a − r_b − m); combinable with any regularizer.
     #[schemars(range(min = 0))]
     pub margin: f64,
+    /// Add each pair's `margin` column (preference files) to m; pairs without one add 0.
+    pub margin_from_data: bool,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig { regularizer: RegularizerKind::PairSumSq, lambda: 0.0, margin: 0.0 }
+        LossConfig {
+            regularizer: RegularizerKind::PairSumSq,
+            lambda: 0.0,
+            margin: 0.0,
+            margin_from_data: false,
+        }
     }
 }
 
@@ -476,6 +483,12 @@ impl RunConfig {
         positive("train.steps", t.steps)?;
         finite_non_negative("loss.lambda", self.loss.lambda)?;
         finite_non_negative("loss.margin", self.loss.margin)?;
+        if self.loss.margin_from_data && d.kind != DataKind::PreferenceFile {
+            return bad(
+                "loss.margin_from_data",
+                "needs data with a margin column (kind = \"preference_file\")".into(),
+            );
+        }
         if self.loss.regularizer == RegularizerKind::None && self.loss.lambda != 0.0 {
             return bad(
                 "loss.lambda",

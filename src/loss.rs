@@ -104,11 +104,31 @@ pub fn regularization(r_a: &Tensor, r_b: &Tensor, reg: &Regularizer) -> Tensor {
     }
 }
 
+/// [`pairwise_loss`] with a margin per pair, `margins` `[N]` (a data set's `margin` column),
+/// added to the objective's constant margin: −log σ(r_a − r_b − m − m_i).
+pub fn pairwise_loss_with_margins(
+    r_a: &Tensor,
+    r_b: &Tensor,
+    margins: &Tensor,
+    objective: impl Into<Objective>,
+) -> LossTerms {
+    let o = objective.into();
+    let pair = -(r_a - r_b - margins - o.margin).log_sigmoid().mean(None);
+    let reg = regularization(r_a, r_b, &o.reg);
+    let total = &pair + &reg;
+    LossTerms { pair, reg, total }
+}
+
 /// All loss terms for rewards `r_a` (preferred) and `r_b`, both of shape `[N]`; every term is
 /// a mean over the N pairs.
 pub fn pairwise_loss(r_a: &Tensor, r_b: &Tensor, objective: impl Into<Objective>) -> LossTerms {
     let o = objective.into();
     let pair = bradley_terry(r_a, r_b, o.margin);
+    if o.reg == Regularizer::None {
+        // No penalty: no zero-valued terms in the graph (every op counts at small sizes).
+        let reg = Tensor::zeros([], (pair.kind(), pair.device()));
+        return LossTerms { total: pair.shallow_clone(), pair, reg };
+    }
     let reg = regularization(r_a, r_b, &o.reg);
     let total = &pair + &reg;
     LossTerms { pair, reg, total }
@@ -132,7 +152,7 @@ mod tests {
     //   reg(2, 1)    = 0.01 * (2 + 1)^2 = 0.09
     #[test]
     fn golden_single_pair() {
-        let terms = pairwise_loss(&t(&[2.0]), &t(&[1.0]), &Regularizer::pair_sum_sq(0.01));
+        let terms = pairwise_loss(&t(&[2.0]), &t(&[1.0]), Regularizer::pair_sum_sq(0.01));
         assert!((scalar(&terms.pair) - 0.313_261_687_518_222_86).abs() < 1e-12);
         assert!((scalar(&terms.reg) - 0.09).abs() < 1e-12);
         assert!((scalar(&terms.total) - 0.403_261_687_518_222_86).abs() < 1e-12);
@@ -143,7 +163,7 @@ mod tests {
     //   reg  = 0.5 * ((2 + 1)^2 + (0 + 2)^2) / 2 = 3.25
     #[test]
     fn golden_mean_over_pairs() {
-        let terms = pairwise_loss(&t(&[2.0, 0.0]), &t(&[1.0, 2.0]), &Regularizer::pair_sum_sq(0.5));
+        let terms = pairwise_loss(&t(&[2.0, 0.0]), &t(&[1.0, 2.0]), Regularizer::pair_sum_sq(0.5));
         let expected_pair = ((1.0 + (-1.0f64).exp()).ln() + (1.0 + 2.0f64.exp()).ln()) / 2.0;
         assert!((scalar(&terms.pair) - expected_pair).abs() < 1e-12);
         assert!((scalar(&terms.pair) - 1.220_094_8).abs() < 1e-6);
@@ -183,7 +203,7 @@ mod tests {
     #[test]
     fn none_is_lambda_zero() {
         assert_eq!(Regularizer::pair_sum_sq(0.0), Regularizer::None);
-        let terms = pairwise_loss(&t(&[3.0, -1.0]), &t(&[1.0, 4.0]), &Regularizer::None);
+        let terms = pairwise_loss(&t(&[3.0, -1.0]), &t(&[1.0, 4.0]), Regularizer::None);
         assert_eq!(scalar(&terms.reg), 0.0);
         assert_eq!(scalar(&terms.total), scalar(&terms.pair));
     }
@@ -197,7 +217,7 @@ mod tests {
         let n = r_a_vals.len() as f64;
         let r_a = t(&r_a_vals).set_requires_grad(true);
         let r_b = t(&r_b_vals).set_requires_grad(true);
-        let terms = pairwise_loss(&r_a, &r_b, &Regularizer::pair_sum_sq(lambda));
+        let terms = pairwise_loss(&r_a, &r_b, Regularizer::pair_sum_sq(lambda));
         terms.total.backward();
         let g_a = Vec::<f64>::try_from(r_a.grad()).unwrap();
         let g_b = Vec::<f64>::try_from(r_b.grad()).unwrap();
@@ -215,7 +235,7 @@ mod tests {
         for kind in [Kind::Float, Kind::Double] {
             let r_a = Tensor::from_slice(&[1e4f64, -1e4]).to_kind(kind).set_requires_grad(true);
             let r_b = Tensor::from_slice(&[0.0f64, 0.0]).to_kind(kind).set_requires_grad(true);
-            let terms = pairwise_loss(&r_a, &r_b, &Regularizer::pair_sum_sq(0.01));
+            let terms = pairwise_loss(&r_a, &r_b, Regularizer::pair_sum_sq(0.01));
             terms.total.backward();
             let pair = scalar(&terms.pair);
             // −log σ(1e4) ≈ 0 and −log σ(−1e4) ≈ 1e4; their mean is 5e3.
@@ -291,10 +311,24 @@ mod tests {
             let r_a: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() - 0.5) * scale).collect();
             let r_b: Vec<f64> = (0..n).map(|_| (rng.random::<f64>() - 0.5) * scale).collect();
             let lambda = [0.0, 1e-3, 0.01, 1.0][trial % 4];
-            let terms = pairwise_loss(&t(&r_a), &t(&r_b), &Regularizer::pair_sum_sq(lambda));
+            let terms = pairwise_loss(&t(&r_a), &t(&r_b), Regularizer::pair_sum_sq(lambda));
             let (pair, reg) = pairwise_loss_slow(&r_a, &r_b, lambda);
             assert!((scalar(&terms.pair) - pair).abs() <= 1e-10 * pair.abs().max(1.0), "trial {trial}");
             assert!((scalar(&terms.reg) - reg).abs() <= 1e-10 * reg.abs().max(1.0), "trial {trial}");
         }
+    }
+
+    #[test]
+    fn per_pair_margins_shift_each_pair() {
+        // Pairs (2, 1) with margin 1 and (0, 2) with margin 0, constant margin 0.5:
+        //   z = [2 − 1 − 1 − 0.5, 0 − 2 − 0 − 0.5] = [−0.5, −2.5]
+        let terms = pairwise_loss_with_margins(
+            &t(&[2.0, 0.0]),
+            &t(&[1.0, 2.0]),
+            &t(&[1.0, 0.0]),
+            Objective { reg: Regularizer::None, margin: 0.5 },
+        );
+        let expected = ((1.0 + 0.5f64.exp()).ln() + (1.0 + 2.5f64.exp()).ln()) / 2.0;
+        assert!((scalar(&terms.pair) - expected).abs() < 1e-12);
     }
 }

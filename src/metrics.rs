@@ -6,7 +6,7 @@
 use tch::{Kind, Tensor};
 
 use crate::data::SplitTensors;
-use crate::loss::{Objective, pairwise_loss};
+use crate::loss::{Objective, pairwise_loss, pairwise_loss_with_margins};
 
 /// Metric names, in the order [`split_metrics`] returns them. Pair statistics are means over
 /// the split's P pairs; reward statistics are over its R_s responses.
@@ -217,12 +217,18 @@ pub fn split_metrics(
     split: &SplitTensors,
     true_all: Option<&Tensor>,
     objective: impl Into<Objective>,
+    data_margins: bool,
 ) -> Vec<(&'static str, f64)> {
     let r_all = r_all.to_kind(Kind::Double);
     let r_a = r_all.index_select(0, &split.chosen);
     let r_b = r_all.index_select(0, &split.rejected);
     let r = r_all.index_select(0, &split.responses);
-    let terms = pairwise_loss(&r_a, &r_b, objective);
+    let terms = match &split.margins {
+        Some(m) if data_margins => {
+            pairwise_loss_with_margins(&r_a, &r_b, &m.to_kind(Kind::Double), objective)
+        }
+        _ => pairwise_loss(&r_a, &r_b, objective),
+    };
     let sum = &r_a + &r_b;
     let diff = &r_a - &r_b;
     let mut values = vec![
@@ -314,13 +320,15 @@ mod tests {
             n_pairs: pairs.len(),
             responses_host: vec![],
             pairs_host: vec![],
+            margins: None,
         };
         let lambda = 0.05;
         let got = split_metrics(
             &Tensor::from_slice(&r).to_kind(Kind::Float),
             &split,
             Some(&Tensor::from_slice(&t)),
-            &Regularizer::pair_sum_sq(lambda),
+            Regularizer::pair_sum_sq(lambda),
+            false,
         );
         let rf: Vec<f64> = r.iter().map(|&v| v as f32 as f64).collect(); // as the model gives them
         let p = pairs.len() as f64;

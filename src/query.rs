@@ -106,9 +106,12 @@ fn select_into_temp(conn: &Connection, sel: &Selection) -> Result<usize> {
     Ok(ids.len())
 }
 
+/// Param values by key, one per selected run (NULL where a run lacks the key).
+type ParamColumns = BTreeMap<String, Vec<Sql>>;
+
 /// Params of the selected runs as typed columns, one row per run: `run_id` first, then the
 /// keys in name order (only swept keys when `swept_only`).
-fn param_columns(conn: &Connection, swept_only: bool) -> Result<(Vec<i64>, BTreeMap<String, Vec<Sql>>)> {
+fn param_columns(conn: &Connection, swept_only: bool) -> Result<(Vec<i64>, ParamColumns)> {
     let mut ids = Vec::new();
     let mut stmt = conn.prepare("SELECT id FROM temp.sel ORDER BY id").map_err(sqlite)?;
     for id in stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sqlite)? {

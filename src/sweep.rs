@@ -181,10 +181,15 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             return Ok(());
                         };
                         progress.start_cell(w, cell);
-                        let result =
-                            run_cell(cell, spec, &mut store, provenance, threads, opts.force, &mut |step, _| {
-                                progress.step(w, step)
-                            });
+                        let result = run_cell(
+                            cell,
+                            spec,
+                            &mut store,
+                            provenance,
+                            threads,
+                            opts.force,
+                            &mut |step, _| progress.step(w, step),
+                        );
                         let mut s = summary.lock().expect("summary lock");
                         match result {
                             Ok(None) => {

@@ -10,7 +10,7 @@ use tch::{Device, Tensor, nn, nn::OptimizerConfig};
 use crate::config::{OptimizerKind, RunConfig, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
-use crate::loss::pairwise_loss;
+use crate::loss::{pairwise_loss, pairwise_loss_with_margins};
 use crate::metrics::{HostSplit, split_metrics, truth_metrics};
 use crate::model::RewardModel;
 use crate::sink::{MetricsSink, RewardRow};
@@ -50,6 +50,8 @@ pub fn train(
     let reg = cfg.loss.objective();
     let b = cfg.train.batch_size as i64;
     let mut batches = BatchStream::new(cfg.seed, n_train, cfg.train.batch_size, device);
+    let pairs = Tensor::stack(&[&data.train.chosen, &data.train.rejected], 0);
+    let train_margins = data.train.margins.as_ref().filter(|_| cfg.loss.margin_from_data);
 
     if let Some(outcome) = evaluate(&model, data, cfg, 0, sink)? {
         return finish(outcome, &model, data, sink);
@@ -57,12 +59,18 @@ pub fn train(
     for step in 1..=cfg.train.steps {
         // Batch: B training pairs drawn with replacement; one forward over [chosen; rejected].
         let idx = batches.next();
-        let rows = Tensor::cat(
-            &[data.train.chosen.index_select(0, &idx), data.train.rejected.index_select(0, &idx)],
-            0,
-        );
+        // [chosen; rejected] rows of the batch: one gather from the [2, P] pair table.
+        let rows = pairs.index_select(1, &idx).view([-1]);
         let r = model.forward(&data.features.index_select(0, &rows));
-        let terms = pairwise_loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), &reg);
+        let terms = match &train_margins {
+            Some(m) => pairwise_loss_with_margins(
+                &r.narrow(0, 0, b),
+                &r.narrow(0, b, b),
+                &m.index_select(0, &idx),
+                reg,
+            ),
+            None => pairwise_loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), reg),
+        };
         opt.backward_step(&terms.total);
         on_step(step, &terms.total);
 
@@ -122,7 +130,8 @@ fn evaluate(
         if s.n_pairs == 0 {
             continue;
         }
-        let mut values = split_metrics(&rewards, s, data.true_reward.as_ref(), &reg);
+        let mut values =
+            split_metrics(&rewards, s, data.true_reward.as_ref(), reg, cfg.loss.margin_from_data);
         if let (Some(r), Some(t), Some(beta)) = (&host, &data.true_reward_host, data.beta) {
             let hs = HostSplit {
                 responses: &s.responses_host,
@@ -146,7 +155,8 @@ fn evaluate(
 /// The run's model with its initial weights (from the seed's initialisation stream).
 pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarStore, RewardModel) {
     let vs = nn::VarStore::new(device);
-    let model = RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
+    let model =
+        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
     (vs, model)
 }
 

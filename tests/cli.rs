@@ -239,16 +239,17 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
     );
 }
 
-/// Four sweeps write one store at once: two of different experiments and two of the same
-/// one. No "database is locked", no lost or duplicated rows, and the two sweeps of one spec
-/// share its cells instead of both training them.
+/// Eight processes write one store at once: two sweeps of each of four experiments. No
+/// "database is locked", no lost or duplicated rows, and the two sweeps of one spec share its
+/// cells instead of both training them.
 #[test]
 fn concurrent_sweeps_share_one_store() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir, "shared.sqlite");
-    let specs = [spec_copy(&dir, "left", 200, 3), spec_copy(&dir, "right", 200, 3)];
-    let children: Vec<_> = [&specs[0], &specs[1], &specs[0], &specs[1]]
+    let specs: Vec<PathBuf> = ["a", "b", "c", "d"].iter().map(|n| spec_copy(&dir, n, 200, 3)).collect();
+    let children: Vec<_> = specs
         .iter()
+        .chain(specs.iter())
         .map(|spec| {
             Command::new(env!("CARGO_BIN_EXE_rmlab"))
                 .args([
@@ -272,23 +273,14 @@ fn concurrent_sweeps_share_one_store() {
         assert!(out.status.success(), "{err}");
         assert!(!err.contains("locked"), "{err}");
     }
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 12, "each of 12 cells trained once");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 24, "each of 24 cells trained once");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 24);
     // 200 steps / 25 = 9 evaluations × 39 metric rows per run.
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 12 * 9 * 39);
-}
-
-#[test]
-fn schema_is_json_that_describes_every_section() {
-    let out = stdout(&ok(rmlab(&["schema"])));
-    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let props = schema["properties"].as_object().unwrap();
-    for key in ["name", "description", "data", "model", "train", "loss", "eval", "sweep"] {
-        assert!(props.contains_key(key), "{key} missing");
-    }
-    assert_eq!(schema["required"], serde_json::json!(["name"]));
-    assert_eq!(schema["additionalProperties"], serde_json::json!(false));
-    assert_eq!(schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"], serde_json::json!(0));
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 24 * 9 * 39);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM (SELECT DISTINCT run_id, split, name, step FROM metrics)"),
+        24 * 9 * 39
+    );
 }
 
 /// Real preference files train through the CLI, in every format; skipped rows are counted in
@@ -306,6 +298,9 @@ fn preference_files_train_and_count_skipped_rows() {
             vec!["sweep", &real, "--db", db.to_str().unwrap(), "--set", &path, "--set", "train.steps=50"];
         if file.starts_with("embeddings") {
             args.extend(["--set", "data.text_features=\"embedding\""]);
+        }
+        if file.starts_with("pairs") {
+            args.extend(["--set", "loss.margin_from_data=true"]);
         }
         ok(rmlab(&args));
         assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12, "{file}");
@@ -342,4 +337,17 @@ fn preference_files_train_and_count_skipped_rows() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad_utf8.jsonl:3: not UTF-8"), "{}", stderr(&out));
+}
+
+#[test]
+fn schema_is_json_that_describes_every_section() {
+    let out = stdout(&ok(rmlab(&["schema"])));
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let props = schema["properties"].as_object().unwrap();
+    for key in ["name", "description", "data", "model", "train", "loss", "eval", "sweep", "figure"] {
+        assert!(props.contains_key(key), "{key} missing");
+    }
+    assert_eq!(schema["required"], serde_json::json!(["name"]));
+    assert_eq!(schema["additionalProperties"], serde_json::json!(false));
+    assert_eq!(schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"], serde_json::json!(0));
 }

@@ -60,6 +60,8 @@ fn loss_section() {
         10,
         "regularizer = \"none\"",
     );
+    case(&with_head("[loss]\nmargin_from_data = true\n"), "loss.margin_from_data", 3, 20, "margin column");
+    case(&with_head("[loss]\nmargin = -1.0\n"), "loss.margin", 3, 10, "≥ 0");
 }
 
 #[test]

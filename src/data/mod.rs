@@ -57,6 +57,8 @@ pub struct Preferences {
     pub pairs: Vec<Pair>,
     /// Text data: row-major `[R, width]` n-gram ids padded with `buckets`, replacing `features`.
     pub bags: Option<Bags>,
+    /// A margin per pair (a preference file's `margin` column, 0 where a row has none).
+    pub margins: Option<Vec<f64>>,
 }
 
 /// Hashed n-gram bags of the responses.
@@ -98,6 +100,8 @@ pub struct SplitTensors {
     pub responses_host: Vec<usize>,
     /// The split's (chosen, rejected) pairs, on the host.
     pub pairs_host: Vec<(usize, usize)>,
+    /// Margin of each pair, `[P]` float32, when the data have margins.
+    pub margins: Option<Tensor>,
 }
 
 /// Preferences as tensors on one device; built once per run.
@@ -136,10 +140,13 @@ impl Dataset {
         let true_reward =
             p.true_reward.as_ref().map(|t| Tensor::from_slice(t).to_kind(Kind::Float).to_device(device));
         let split = |s: Split| {
-            let (mut chosen, mut rejected) = (Vec::new(), Vec::new());
-            for pair in p.pairs.iter().filter(|q| p.split_of_response(q.chosen) == s) {
+            let (mut chosen, mut rejected, mut margins) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, pair) in p.pairs.iter().enumerate().filter(|(_, q)| p.split_of_response(q.chosen) == s) {
                 chosen.push(pair.chosen as i64);
                 rejected.push(pair.rejected as i64);
+                if let Some(m) = &p.margins {
+                    margins.push(m[i] as f32);
+                }
             }
             let responses: Vec<i64> =
                 (0..p.n_responses()).filter(|&i| p.split_of_response(i) == s).map(|i| i as i64).collect();
@@ -147,6 +154,7 @@ impl Dataset {
                 n_pairs: chosen.len(),
                 responses_host: responses.iter().map(|&i| i as usize).collect(),
                 pairs_host: chosen.iter().zip(&rejected).map(|(&a, &b)| (a as usize, b as usize)).collect(),
+                margins: p.margins.as_ref().map(|_| Tensor::from_slice(&margins).to_device(device)),
                 chosen: Tensor::from_slice(&chosen).to_device(device),
                 rejected: Tensor::from_slice(&rejected).to_device(device),
                 responses: Tensor::from_slice(&responses).to_device(device),
@@ -251,6 +259,10 @@ pub fn load(
                     split_of_prompt,
                     beta: None,
                     flip: 0.0,
+                    margins: examples
+                        .iter()
+                        .any(|e| e.margin.is_some())
+                        .then(|| examples.iter().map(|e| e.margin.unwrap_or(0.0)).collect()),
                     pairs,
                     bags,
                 },

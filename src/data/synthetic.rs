@@ -89,6 +89,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         beta: Some(cfg.beta),
         flip: cfg.flip,
         bags: None,
+        margins: None,
         pairs,
     }
 }

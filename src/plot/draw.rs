@@ -303,6 +303,9 @@ pub fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &HistPan
     Ok(())
 }
 
+/// One highlighted prompt: label, colour and its responses' (true, learned) points.
+pub type Highlight = (String, RGBColor, Vec<(f64, f64)>);
+
 /// Learned against true reward: every response as a grey dot, a few prompts highlighted in
 /// colour with their responses joined, so a prompt's offset shows as a shift of its points.
 #[derive(Clone, Debug)]
@@ -310,7 +313,7 @@ pub struct ScatterPanel {
     pub title: String,
     pub background: Vec<(f64, f64)>,
     /// `(label, colour, points sorted by x)` per highlighted prompt.
-    pub highlighted: Vec<(String, RGBColor, Vec<(f64, f64)>)>,
+    pub highlighted: Vec<Highlight>,
 }
 
 pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &ScatterPanel) -> Result<()> {

@@ -501,10 +501,10 @@ fn scatter_panels(
     let mut picks: Vec<&RunInfo> = Vec::new();
     let lambdas: BTreeSet<Vec<OrdValue>> = runs.iter().map(|r| r.key(&key)).collect();
     for lam in [lambdas.first(), lambdas.last()].into_iter().flatten() {
-        if let Some(r) = runs.iter().filter(|r| &r.key(&key) == lam).min_by_key(|r| r.seed) {
-            if !picks.iter().any(|p| p.id == r.id) {
-                picks.push(r);
-            }
+        if let Some(r) = runs.iter().filter(|r| &r.key(&key) == lam).min_by_key(|r| r.seed)
+            && !picks.iter().any(|p| p.id == r.id)
+        {
+            picks.push(r);
         }
     }
     let mut panels = Vec::new();
@@ -592,7 +592,7 @@ fn draw_figure<DB: DrawingBackend>(
     }
     // Many lines: one legend to the right of all panels instead of one covering a panel.
     let external = match panels {
-        Panels::Lines(p) => p.first().filter(|p| p.series.len() > 3).map(|p| legend_entries(p)),
+        Panels::Lines(p) => p.first().filter(|p| p.series.len() > 3).map(legend_entries),
         _ => None,
     };
     let (main, legend_area) = match &external {

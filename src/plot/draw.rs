@@ -90,22 +90,24 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
     if p.log_x {
         let (lo, hi) = (xmin / 2.0, xmax * 2.0);
         let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, p)?;
+        mesh(&mut chart, &p.x_label, &p.y_label)?;
         draw_contents(&mut chart, p, lo, hi)?;
         legend(&mut chart, p)?;
     } else {
         let (lo, hi) = padded(xmin, xmax, 0.02);
         let mut chart = builder.build_cartesian_2d(lo..hi, ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, p)?;
+        mesh(&mut chart, &p.x_label, &p.y_label)?;
         draw_contents(&mut chart, p, lo, hi)?;
         legend(&mut chart, p)?;
     }
     Ok(true)
 }
 
+/// Axes, tick labels and a light grid, the same on every panel.
 fn mesh<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    p: &LinePanel,
+    x_desc: &str,
+    y_desc: &str,
 ) -> Result<()>
 where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
@@ -113,8 +115,8 @@ where
 {
     chart
         .configure_mesh()
-        .x_desc(&p.x_label)
-        .y_desc(&p.y_label)
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .axis_desc_style(font(LABEL_PX))
         .label_style(font(TICK_PX))
         .x_label_formatter(&|x| tick(*x))
@@ -267,20 +269,7 @@ pub fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &HistPan
         .y_label_area_size(LABEL_PX * 3.6)
         .build_cartesian_2d(lo..hi, 0.0..ymax.max(1e-9))
         .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc(&p.x_label)
-        .y_desc("density")
-        .axis_desc_style(font(LABEL_PX))
-        .label_style(font(TICK_PX))
-        .x_label_formatter(&|x| tick(*x))
-        .y_label_formatter(&|y| tick(*y))
-        .x_labels(6)
-        .y_labels(5)
-        .bold_line_style(BLACK.mix(0.08))
-        .light_line_style(TRANSPARENT)
-        .draw()
-        .map_err(pe)?;
+    mesh(&mut chart, &p.x_label, "density")?;
     for ((label, color, _), dens) in p.samples.iter().zip(&densities) {
         let c = *color;
         chart
@@ -339,18 +328,7 @@ pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Scat
         .y_label_area_size(LABEL_PX * 3.6)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc("true reward r* (units of r*)")
-        .y_desc("learned reward r (reward units)")
-        .axis_desc_style(font(LABEL_PX))
-        .label_style(font(TICK_PX))
-        .x_label_formatter(&|x| tick(*x))
-        .y_label_formatter(&|y| tick(*y))
-        .bold_line_style(BLACK.mix(0.08))
-        .light_line_style(TRANSPARENT)
-        .draw()
-        .map_err(pe)?;
+    mesh(&mut chart, "true reward r* (units of r*)", "learned reward r (reward units)")?;
     chart
         .draw_series(
             pts.iter().map(|&(x, y)| Circle::new((x, y), 3, RGBColor(150, 150, 150).mix(0.5).filled())),

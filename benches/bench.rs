@@ -143,13 +143,34 @@ fn sweep_scaling(bin: &Path) -> serde_json::Value {
         let db = dir.path().join(format!("jobs{jobs}.sqlite"));
         let t0 = Instant::now();
         let out = Command::new(bin)
-            .args(["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs])
+            .args(["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", jobs, "--no-vectorize"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         secs.push(t0.elapsed().as_secs_f64());
     }
-    json!({ "spec": "experiments/lambda.toml (25 cells)", "jobs1_s": secs[0], "jobs2_s": secs[1], "speedup": secs[0] / secs[1] })
+    json!({ "spec": "experiments/lambda.toml (25 cells), --no-vectorize", "jobs1_s": secs[0], "jobs2_s": secs[1], "speedup": secs[0] / secs[1] })
+}
+
+/// Cells/s of `experiments/lambda.toml` on one worker thread: vectorized (25 cells as one
+/// batched program) against one cell at a time.
+fn vectorized_sweep(bin: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = repo().join("experiments/lambda.toml");
+    let mut secs = Vec::new();
+    for (name, extra) in [("vectorized", None), ("one_at_a_time", Some("--no-vectorize"))] {
+        let db = dir.path().join(format!("{name}.sqlite"));
+        let mut args = vec!["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap(), "--jobs", "1", "--threads", "1"];
+        args.extend(extra);
+        let t0 = Instant::now();
+        let out = Command::new(bin).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        secs.push(t0.elapsed().as_secs_f64());
+    }
+    json!({ "spec": "experiments/lambda.toml (25 cells), --jobs 1 --threads 1",
+            "vectorized_s": secs[0], "one_at_a_time_s": secs[1],
+            "vectorized_cells_per_s": 25.0 / secs[0], "one_at_a_time_cells_per_s": 25.0 / secs[1],
+            "speedup": secs[1] / secs[0] })
 }
 
 fn logging_overhead(steps: usize, reps: usize) -> serde_json::Value {
@@ -320,13 +341,15 @@ fn main() {
     eprintln!("bench: MLP 1024: {wide}");
     let scaling = sweep_scaling(&bin);
     eprintln!("bench: sweep scaling: {scaling}");
+    let vectorized = vectorized_sweep(&bin);
+    eprintln!("bench: vectorized: {vectorized}");
     let logging = logging_overhead(if quick { 200 } else { 2000 }, reps);
     eprintln!("bench: logging: {logging}");
     let ingest = sqlite_ingest(if quick { 100_000 } else { 2_000_000 });
     eprintln!("bench: ingest: {ingest}");
     let query = if quick { query_big(&bin, 40, 2_400) } else { query_big(&bin, 2_000, 5_016) };
     eprintln!("bench: query: {query}");
-    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling,
+    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized,
                          "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();

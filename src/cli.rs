@@ -36,6 +36,10 @@ pub enum Command {
         /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Train every cell alone instead of stacking compatible cells (same config but seed
+        /// and λ) into one batched program.
+        #[arg(long)]
+        no_vectorize: bool,
         /// Override a base config key (repeatable): --set data.path=my.jsonl --set train.steps=500.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,

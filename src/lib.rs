@@ -21,5 +21,6 @@ pub mod spec;
 pub mod store;
 pub mod sweep;
 pub mod train;
+pub mod vectorized;
 
 pub use error::{Error, Result};

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep { spec, db, force, dry_run, jobs, threads, only, overrides } => {
+        Command::Sweep { spec, db, force, dry_run, jobs, threads, only, no_vectorize, overrides } => {
             let spec = Spec::load(&spec)?.with_overrides(&overrides)?;
             if dry_run {
                 return print_plan(&spec, &db, force);
@@ -45,6 +45,7 @@ fn run(command: Command) -> Result<()> {
                 jobs: jobs.map(usize::from),
                 threads: threads.map(usize::from),
                 only,
+                vectorize: !no_vectorize,
             };
             let s = sweep::run(&spec, &opts)?;
             eprintln!(
@@ -61,6 +62,13 @@ fn run(command: Command) -> Result<()> {
             );
             for (index, label, error) in &s.failed {
                 eprintln!("  failed: cell {index} {label}: {error}");
+            }
+            if s.claimed_elsewhere > 0 {
+                eprintln!(
+                    "  {} cells were being run by another sweep (or by a run on another host) and were not run here; \
+                     `rmlab status` lists them, `--force` takes over runs whose process cannot be checked",
+                    s.claimed_elsewhere
+                );
             }
             if !s.failed.is_empty() {
                 return Err(Error::CellsFailed { failed: s.failed.len(), total: s.total });

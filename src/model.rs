@@ -100,7 +100,7 @@ fn linear(vs: &nn::Path, fan_in: usize, out: usize, rng: &mut ChaCha8Rng) -> nn:
     nn::Linear { ws: vs.var_copy("weight", &ws), bs: Some(vs.var_copy("bias", &bs)) }
 }
 
-fn activate(xs: &Tensor, a: Activation) -> Tensor {
+pub(crate) fn activate(xs: &Tensor, a: Activation) -> Tensor {
     match a {
         Activation::Relu => xs.relu(),
         Activation::Tanh => xs.tanh(),

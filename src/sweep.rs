@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::FORMAT_VERSION;
+use crate::config::RunConfig;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
+use crate::sink::MetricsSink;
 use crate::spec::{Cell, Spec};
 use crate::store::{CellRecord, ExperimentRecord, NewRun, Store};
 use crate::train::{Outcome, train};
+use crate::vectorized;
 
 /// What the store says about a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,14 +91,18 @@ pub struct SweepOptions {
     pub threads: Option<usize>,
     /// Only the cells with these config hashes (all when empty).
     pub only: Vec<String>,
+    /// Train compatible cells (same config but seed and λ) as one batched program.
+    pub vectorize: bool,
 }
 
 /// What a sweep did.
 #[derive(Debug, Default)]
 pub struct SweepSummary {
     pub total: usize,
-    /// Cells skipped: done already, or claimed by another live sweep.
+    /// Cells skipped because they were done already.
     pub skipped: usize,
+    /// Cells a live sweep elsewhere (or a run whose process cannot be checked) had claimed.
+    pub claimed_elsewhere: usize,
     pub finished: usize,
     pub diverged: usize,
     /// `(cell index, label, error)` of each failed cell.
@@ -168,7 +175,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         threads,
         ..Default::default()
     });
-    let queue = Mutex::new(todo.iter().collect::<VecDeque<&Cell>>());
+    let queue = Mutex::new(groups(&todo, jobs, opts.vectorize).into_iter().collect::<VecDeque<Vec<&Cell>>>());
     let started = Instant::now();
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..jobs)
@@ -177,52 +184,67 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                 scope.spawn(move || -> Result<()> {
                     let mut store = Store::open(&opts.db)?;
                     loop {
-                        let Some(cell) = queue.lock().expect("queue lock").pop_front() else {
+                        let Some(group) = queue.lock().expect("queue lock").pop_front() else {
                             return Ok(());
                         };
-                        progress.start_cell(w, cell);
-                        let result = run_cell(
-                            cell,
-                            spec,
-                            &mut store,
-                            provenance,
-                            threads,
-                            opts.force,
-                            &mut |step, _| progress.step(w, step),
-                        );
-                        let mut s = summary.lock().expect("summary lock");
-                        match result {
-                            Ok(None) => {
-                                s.skipped += 1;
-                                progress.say(&format!(
-                                    "cell {:>3} skipped: another sweep has it   {}",
-                                    cell.index,
-                                    cell.label()
-                                ));
+                        progress.start_cell(w, group[0], group.len());
+                        let results: Vec<(&Cell, Result<Option<Outcome>>)> = if group.len() == 1 {
+                            let cell = group[0];
+                            let r = run_cell(
+                                cell,
+                                spec,
+                                &mut store,
+                                provenance,
+                                threads,
+                                opts.force,
+                                &mut |step, _| progress.step(w, step),
+                            );
+                            vec![(cell, r)]
+                        } else {
+                            run_group(&group, spec, &opts.db, provenance, threads, opts.force, &mut |step| {
+                                progress.step(w, step)
+                            })?
+                        };
+                        for (cell, result) in results {
+                            let mut s = summary.lock().expect("summary lock");
+                            match result {
+                                Ok(None) => {
+                                    s.claimed_elsewhere += 1;
+                                    progress.say(&format!(
+                                        "cell {:>3} skipped: another sweep has it   {}",
+                                        cell.index,
+                                        cell.label()
+                                    ));
+                                }
+                                Ok(Some(Outcome::Finished)) => {
+                                    s.finished += 1;
+                                    progress.say(&format!(
+                                        "cell {:>3} finished   {}",
+                                        cell.index,
+                                        cell.label()
+                                    ));
+                                }
+                                Ok(Some(Outcome::Diverged { step })) => {
+                                    s.diverged += 1;
+                                    progress.say(&format!(
+                                        "cell {:>3} DIVERGED at step {step}   {}",
+                                        cell.index,
+                                        cell.label()
+                                    ));
+                                }
+                                Err(e @ (Error::Sqlite { .. } | Error::Store { .. })) => return Err(e),
+                                Err(e) => {
+                                    progress.say(&format!(
+                                        "cell {:>3} FAILED   {}: {e}",
+                                        cell.index,
+                                        cell.label()
+                                    ));
+                                    s.failed.push((cell.index, cell.label(), e.to_string()));
+                                }
                             }
-                            Ok(Some(Outcome::Finished)) => {
-                                s.finished += 1;
-                                progress.say(&format!("cell {:>3} finished   {}", cell.index, cell.label()));
-                            }
-                            Ok(Some(Outcome::Diverged { step })) => {
-                                s.diverged += 1;
-                                progress.say(&format!(
-                                    "cell {:>3} DIVERGED at step {step}   {}",
-                                    cell.index,
-                                    cell.label()
-                                ));
-                            }
-                            Err(e @ (Error::Sqlite { .. } | Error::Store { .. })) => return Err(e),
-                            Err(e) => {
-                                progress.say(&format!(
-                                    "cell {:>3} FAILED   {}: {e}",
-                                    cell.index,
-                                    cell.label()
-                                ));
-                                s.failed.push((cell.index, cell.label(), e.to_string()));
-                            }
+                            drop(s);
+                            progress.end_cell(w);
                         }
-                        progress.end_cell(w);
                     }
                 })
             })
@@ -245,6 +267,101 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// Most cells trained as one batched program.
+const MAX_GROUP: usize = 32;
+
+/// The work units of a sweep: compatible cells grouped (at most [`MAX_GROUP`], and split so
+/// that every worker gets some), or one cell each without vectorization.
+fn groups(todo: &[Cell], jobs: usize, vectorize: bool) -> Vec<Vec<&Cell>> {
+    if !vectorize {
+        return todo.iter().map(|c| vec![c]).collect();
+    }
+    let mut buckets: Vec<Vec<&Cell>> = Vec::new();
+    for c in todo {
+        if vectorized::group_key(&c.config).is_none() {
+            buckets.push(vec![c]);
+            continue;
+        }
+        match buckets.iter_mut().find(|b| b.iter().all(|x| vectorized::compatible(&x.config, &c.config))) {
+            Some(b) => b.push(c),
+            None => buckets.push(vec![c]),
+        }
+    }
+    let mut out = Vec::new();
+    for b in buckets {
+        let size = b.len().div_ceil(jobs).clamp(1, MAX_GROUP);
+        out.extend(b.chunks(size).map(<[&Cell]>::to_vec));
+    }
+    out
+}
+
+/// Claims and trains a group of compatible cells as one batched program
+/// ([`vectorized::train_group`]), each recorded as its own run; a cell another sweep holds is
+/// `Ok(None)`. Every run's `wall_seconds` is its share of the group's time.
+fn run_group<'c>(
+    cells: &[&'c Cell],
+    spec: &Spec,
+    db: &std::path::Path,
+    provenance: &Provenance,
+    threads: usize,
+    force: bool,
+    on_step: &mut dyn FnMut(usize),
+) -> Result<Vec<(&'c Cell, Result<Option<Outcome>>)>> {
+    let device = resolve_device(cells[0].config.model.device);
+    let mut stores: Vec<Store> = cells.iter().map(|_| Store::open(db)).collect::<Result<_>>()?;
+    let swept: Vec<Vec<String>> = cells.iter().map(|c| c.swept_keys()).collect();
+    let mut writers = Vec::new();
+    let mut claimed: Vec<&Cell> = Vec::new();
+    let mut results = Vec::new();
+    for ((store, cell), swept) in stores.iter_mut().zip(cells).zip(&swept) {
+        let run = NewRun {
+            experiment: &spec.name,
+            config: &cell.config,
+            swept,
+            device: device.as_ref().map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
+            threads,
+            provenance,
+        };
+        match store.claim_run(&run, force)? {
+            Some(w) => {
+                writers.push(w);
+                claimed.push(cell);
+            }
+            None => results.push((*cell, Ok(None))),
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(results);
+    }
+    let started = Instant::now();
+    let cfgs: Vec<RunConfig> = claimed.iter().map(|c| c.config.clone()).collect();
+    let outcome = device.and_then(|device| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut sinks: Vec<&mut dyn MetricsSink> =
+                writers.iter_mut().map(|w| w as &mut dyn MetricsSink).collect();
+            vectorized::train_group(&cfgs, device, &mut sinks, on_step)
+        }))
+        .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))
+    });
+    let share = started.elapsed().as_secs_f64() / claimed.len() as f64;
+    match outcome {
+        Ok(outs) => {
+            for ((w, cell), o) in writers.into_iter().zip(claimed).zip(outs) {
+                w.finish(&Ok(o), share)?;
+                results.push((cell, Ok(Some(o))));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (w, cell) in writers.into_iter().zip(claimed) {
+                w.finish(&Err(Error::Run(msg.clone())), share)?;
+                results.push((cell, Err(Error::Run(msg.clone()))));
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// Trains one cell and records it; returns how it ended, or `None` if the cell was done or
@@ -344,11 +461,12 @@ impl Progress {
         }
     }
 
-    fn start_cell(&self, worker: usize, cell: &Cell) {
+    fn start_cell(&self, worker: usize, cell: &Cell, group: usize) {
         if let Some((_, _, bars)) = &self.bars {
             bars[worker].set_length(cell.config.train.steps as u64);
             bars[worker].set_position(0);
-            bars[worker].set_message(format!("cell {} {}", cell.index, cell.label()));
+            let more = if group > 1 { format!(" (+{} more, vectorized)", group - 1) } else { String::new() };
+            bars[worker].set_message(format!("cell {} {}{more}", cell.index, cell.label()));
         }
     }
 

@@ -91,6 +91,12 @@ fn finish(
     sink: &mut dyn MetricsSink,
 ) -> Result<Outcome> {
     let rewards = tch::no_grad(|| model.forward(&data.features));
+    report_rewards(&rewards, data, sink)?;
+    Ok(outcome)
+}
+
+/// Reports the final reward `[R]` of every response in a split with pairs.
+pub(crate) fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSink) -> Result<()> {
     let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
     let rows: Vec<RewardRow> = (0..rewards.len())
         .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
@@ -102,8 +108,7 @@ fn finish(
             true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
         })
         .collect();
-    sink.record_rewards(&rows)?;
-    Ok(outcome)
+    sink.record_rewards(&rows)
 }
 
 /// Evaluates every non-empty split under no-grad and reports it; returns `Some(Diverged)` if
@@ -116,6 +121,19 @@ fn evaluate(
     sink: &mut dyn MetricsSink,
 ) -> Result<Option<Outcome>> {
     let rewards = tch::no_grad(|| model.forward(&data.features));
+    report_eval(&rewards, model.head_weight_norm().double_value(&[]), data, cfg, step, sink)
+}
+
+/// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
+/// vectorized trainer); `Some(Diverged)` if the training loss is not finite.
+pub(crate) fn report_eval(
+    rewards: &Tensor,
+    head_norm: f64,
+    data: &Dataset,
+    cfg: &RunConfig,
+    step: usize,
+    sink: &mut dyn MetricsSink,
+) -> Result<Option<Outcome>> {
     let reg = cfg.loss.objective();
     // Truth metrics are computed on the host: one transfer of R rewards per evaluation.
     let host: Option<Vec<f64>> = match (&data.true_reward_host, data.beta) {
@@ -130,8 +148,7 @@ fn evaluate(
         if s.n_pairs == 0 {
             continue;
         }
-        let mut values =
-            split_metrics(&rewards, s, data.true_reward.as_ref(), reg, cfg.loss.margin_from_data);
+        let mut values = split_metrics(rewards, s, data.true_reward.as_ref(), reg, cfg.loss.margin_from_data);
         if let (Some(r), Some(t), Some(beta)) = (&host, &data.true_reward_host, data.beta) {
             let hs = HostSplit {
                 responses: &s.responses_host,
@@ -145,7 +162,7 @@ fn evaluate(
         }
         if split == Split::Train {
             diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
-            values.push(("head_weight_norm", model.head_weight_norm().double_value(&[])));
+            values.push(("head_weight_norm", head_norm));
         }
         sink.record(step, split, &values)?;
     }
@@ -182,7 +199,7 @@ fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
 
 /// Training-pair indices, B per step, drawn uniformly with replacement on the host and moved
 /// to the device `BATCH_CHUNK` steps at a time (one transfer per chunk, none per step).
-struct BatchStream {
+pub(crate) struct BatchStream {
     rng: ChaCha8Rng,
     n: u64,
     batch: usize,
@@ -192,7 +209,7 @@ struct BatchStream {
 }
 
 impl BatchStream {
-    fn new(seed: u64, n_pairs: usize, batch: usize, device: Device) -> BatchStream {
+    pub(crate) fn new(seed: u64, n_pairs: usize, batch: usize, device: Device) -> BatchStream {
         BatchStream {
             rng: stream(seed, BATCH_STREAM),
             n: n_pairs as u64,
@@ -204,7 +221,7 @@ impl BatchStream {
     }
 
     /// The next step's indices, `[B]` int64 on the device.
-    fn next(&mut self) -> Tensor {
+    pub(crate) fn next(&mut self) -> Tensor {
         if self.next_row == BATCH_CHUNK as i64 {
             let idx: Vec<i64> =
                 (0..BATCH_CHUNK * self.batch).map(|_| self.rng.random_range(0..self.n) as i64).collect();

@@ -197,7 +197,7 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
     let mut last = 0;
     for round in 0..4 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rmlab"))
-            .args(["sweep", spec_s, "--db", db_s, "--jobs", "2"])
+            .args(["sweep", spec_s, "--db", db_s, "--jobs", "2", "--no-vectorize"])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();

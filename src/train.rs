@@ -200,18 +200,26 @@ fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
 /// Training-pair indices, B per step, drawn uniformly with replacement on the host and moved
 /// to the device `BATCH_CHUNK` steps at a time (one transfer per chunk, none per step).
 pub(crate) struct BatchStream {
-    rng: ChaCha8Rng,
+    /// One ChaCha8 stream per cell (one for a plain run).
+    rngs: Vec<ChaCha8Rng>,
     n: u64,
     batch: usize,
     device: Device,
+    /// `[CHUNK, B]` for one cell, `[CHUNK, K, B]` for several.
     chunk: Tensor,
     next_row: i64,
 }
 
 impl BatchStream {
     pub(crate) fn new(seed: u64, n_pairs: usize, batch: usize, device: Device) -> BatchStream {
+        BatchStream::many(&[seed], n_pairs, batch, device)
+    }
+
+    /// The streams of several cells at once: `next` gives `[K, B]`, row k what cell k alone
+    /// would have drawn.
+    pub(crate) fn many(seeds: &[u64], n_pairs: usize, batch: usize, device: Device) -> BatchStream {
         BatchStream {
-            rng: stream(seed, BATCH_STREAM),
+            rngs: seeds.iter().map(|&s| stream(s, BATCH_STREAM)).collect(),
             n: n_pairs as u64,
             batch,
             device,
@@ -220,13 +228,21 @@ impl BatchStream {
         }
     }
 
-    /// The next step's indices, `[B]` int64 on the device.
+    /// The next step's indices, `[B]` int64 on the device (`[K, B]` for several cells).
     pub(crate) fn next(&mut self) -> Tensor {
         if self.next_row == BATCH_CHUNK as i64 {
-            let idx: Vec<i64> =
-                (0..BATCH_CHUNK * self.batch).map(|_| self.rng.random_range(0..self.n) as i64).collect();
-            self.chunk =
-                Tensor::from_slice(&idx).view([BATCH_CHUNK as i64, self.batch as i64]).to_device(self.device);
+            let (n, per_cell) = (self.n, BATCH_CHUNK * self.batch);
+            let mut idx: Vec<i64> = Vec::with_capacity(per_cell * self.rngs.len());
+            for rng in &mut self.rngs {
+                idx.extend((0..per_cell).map(|_| rng.random_range(0..n) as i64));
+            }
+            let (c, b, k) = (BATCH_CHUNK as i64, self.batch as i64, self.rngs.len() as i64);
+            let t = Tensor::from_slice(&idx);
+            self.chunk = if k == 1 {
+                t.view([c, b]).to_device(self.device)
+            } else {
+                t.view([k, c, b]).transpose(0, 1).contiguous().to_device(self.device)
+            };
             self.next_row = 0;
         }
         self.next_row += 1;

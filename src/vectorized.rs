@@ -52,7 +52,8 @@ struct Layer {
 impl Layer {
     /// `[K, N, in]` → `[K, N, out]`.
     fn forward(&self, xs: &Tensor) -> Tensor {
-        xs.matmul(&self.ws.transpose(1, 2)) + self.bs.unsqueeze(1)
+        // bias + xs · Wᵀ in one batched kernel.
+        self.bs.unsqueeze(1).baddbmm(xs, &self.ws.transpose(1, 2), 1.0, 1.0)
     }
 }
 
@@ -135,8 +136,8 @@ pub fn train_group(
     let reg_kind =
         cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(RegularizerKind::None, |c| c.loss.regularizer);
     let b = t.batch_size as i64;
-    let mut streams: Vec<BatchStream> =
-        cfgs.iter().map(|c| BatchStream::new(c.seed, n_train, t.batch_size, device)).collect();
+    let seeds: Vec<u64> = cfgs.iter().map(|c| c.seed).collect();
+    let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, device);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
 
     let evaluate = |step: usize,
@@ -162,7 +163,7 @@ pub fn train_group(
     evaluate(0, &mut outcomes, sinks)?;
     for step in 1..=t.steps {
         // [K, B] batch indices, each cell from its own stream, gathered from its own pairs.
-        let idx = Tensor::stack(&streams.iter_mut().map(BatchStream::next).collect::<Vec<_>>(), 0);
+        let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
         let rows = pairs.gather(2, &idx.unsqueeze(1).expand([k as i64, 2, b], false), false).view([-1]);
         let rr = forward(&flat.index_select(0, &rows).view([k as i64, 2 * b, d])); // [K, 2B]
         let (r_a, r_b) = (rr.narrow(1, 0, b), rr.narrow(1, b, b));

@@ -190,6 +190,25 @@ fn vectorized_sweep(bin: &Path) -> serde_json::Value {
             "speedup": secs[1] / secs[0] })
 }
 
+/// A run of experiment `bench` claimed in `store`, as a sweep claims one.
+fn claim<'s>(
+    store: &'s mut rmlab::store::Store,
+    cfg: &RunConfig,
+    prov: &rmlab::provenance::Provenance,
+) -> rmlab::store::RunWriter<'s> {
+    let e = rmlab::store::ExperimentRecord { name: "bench", description: "", spec_path: "", spec_text: "" };
+    store.upsert_experiment(&e).unwrap();
+    let run = rmlab::store::NewRun {
+        experiment: "bench",
+        config: cfg,
+        swept: &[],
+        device: "cpu".into(),
+        threads: 1,
+        provenance: prov,
+    };
+    store.claim_run(&run, true).unwrap().unwrap()
+}
+
 fn logging_overhead(steps: usize, reps: usize) -> serde_json::Value {
     rmlab::runtime::set_threads(1);
     let cfg = config(64, steps, 10);
@@ -205,24 +224,8 @@ fn logging_overhead(steps: usize, reps: usize) -> serde_json::Value {
         discard.push(t0.elapsed().as_secs_f64());
         let mut c = cfg.clone();
         c.seed = rep as u64 + 1000; // a new cell each time, same cost
-        let run = rmlab::store::NewRun {
-            experiment: "bench",
-            config: &c,
-            swept: &[],
-            device: "cpu".into(),
-            threads: 1,
-            provenance: &prov,
-        };
-        store
-            .upsert_experiment(&rmlab::store::ExperimentRecord {
-                name: "bench",
-                description: "",
-                spec_path: "",
-                spec_text: "",
-            })
-            .unwrap();
         let t0 = Instant::now();
-        let mut w = store.claim_run(&run, true).unwrap().unwrap();
+        let mut w = claim(&mut store, &c, &prov);
         let outcome = train(&cfg, &data, Device::Cpu, &mut w, &mut |_, _| {});
         w.finish(&outcome, 0.0).unwrap();
         stored.push(t0.elapsed().as_secs_f64());
@@ -235,27 +238,11 @@ fn logging_overhead(steps: usize, reps: usize) -> serde_json::Value {
 fn sqlite_ingest(rows: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let mut store = rmlab::store::Store::open(&dir.path().join("ingest.sqlite")).unwrap();
-    store
-        .upsert_experiment(&rmlab::store::ExperimentRecord {
-            name: "bench",
-            description: "",
-            spec_path: "",
-            spec_text: "",
-        })
-        .unwrap();
     let prov = rmlab::provenance::Provenance::default();
     let cfg = config(64, 10, 10);
-    let run = rmlab::store::NewRun {
-        experiment: "bench",
-        config: &cfg,
-        swept: &[],
-        device: "cpu".into(),
-        threads: 1,
-        provenance: &prov,
-    };
     let names: Vec<&'static str> = rmlab::metrics::all_names().collect();
     let t0 = Instant::now();
-    let mut w = store.claim_run(&run, true).unwrap().unwrap();
+    let mut w = claim(&mut store, &cfg, &prov);
     let per_eval = names.len();
     let values: Vec<(&'static str, f64)> = names.iter().map(|&n| (n, 0.5)).collect();
     for step in 0..rows / per_eval {

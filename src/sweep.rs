@@ -188,7 +188,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             return Ok(());
                         };
                         progress.start_cell(w, group[0], group.len());
-                        let results: Vec<(&Cell, Result<Option<Outcome>>)> = if group.len() == 1 {
+                        let results: Vec<CellResult> = if group.len() == 1 {
                             let cell = group[0];
                             let r = run_cell(
                                 cell,
@@ -269,6 +269,9 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// A cell and how its run ended (`Ok(None)`: another sweep has it).
+type CellResult<'c> = (&'c Cell, Result<Option<Outcome>>);
+
 /// Most cells trained as one batched program.
 const MAX_GROUP: usize = 32;
 
@@ -308,7 +311,7 @@ fn run_group<'c>(
     threads: usize,
     force: bool,
     on_step: &mut dyn FnMut(usize),
-) -> Result<Vec<(&'c Cell, Result<Option<Outcome>>)>> {
+) -> Result<Vec<CellResult<'c>>> {
     let device = resolve_device(cells[0].config.model.device);
     let mut stores: Vec<Store> = cells.iter().map(|_| Store::open(db)).collect::<Result<_>>()?;
     let swept: Vec<Vec<String>> = cells.iter().map(|c| c.swept_keys()).collect();

@@ -54,6 +54,19 @@ fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
     (lo - d, hi + d)
 }
 
+/// A chart with the panel title and room for axis labels, the same on every panel.
+fn chart_builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, font(TITLE_PX))
+        .margin(18)
+        .x_label_area_size(LABEL_PX * 2.6)
+        .y_label_area_size(LABEL_PX * 3.6);
+    b
+}
+
 /// Draws a panel; `Ok(false)` (and a note in the panel) when it has nothing to show.
 pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePanel) -> Result<bool> {
     let xs: Vec<f64> =
@@ -81,12 +94,7 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
     let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let (ylo, yhi) = padded(ymin, ymax, 0.06);
-    let mut builder = ChartBuilder::on(area);
-    builder
-        .caption(&p.title, font(TITLE_PX))
-        .margin(18)
-        .x_label_area_size(LABEL_PX * 2.6)
-        .y_label_area_size(LABEL_PX * 3.6);
+    let mut builder = chart_builder(area, &p.title);
     if p.log_x {
         let (lo, hi) = (xmin / 2.0, xmax * 2.0);
         let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), ylo..yhi).map_err(pe)?;
@@ -205,15 +213,7 @@ where
     Y: Ranged<ValueType = f64>,
 {
     if p.legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(font(TICK_PX))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .margin(10)
-            .draw()
-            .map_err(pe)?;
+        legend_box(chart)?;
     }
     Ok(())
 }
@@ -262,13 +262,8 @@ pub fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &HistPan
         })
         .collect();
     let ymax = densities.iter().flatten().copied().fold(0.0, f64::max) * 1.08;
-    let mut chart = ChartBuilder::on(area)
-        .caption(&p.title, font(TITLE_PX))
-        .margin(18)
-        .x_label_area_size(LABEL_PX * 2.6)
-        .y_label_area_size(LABEL_PX * 3.6)
-        .build_cartesian_2d(lo..hi, 0.0..ymax.max(1e-9))
-        .map_err(pe)?;
+    let mut chart =
+        chart_builder(area, &p.title).build_cartesian_2d(lo..hi, 0.0..ymax.max(1e-9)).map_err(pe)?;
     mesh(&mut chart, &p.x_label, "density")?;
     for ((label, color, _), dens) in p.samples.iter().zip(&densities) {
         let c = *color;
@@ -281,15 +276,26 @@ pub fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &HistPan
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 8), (x + 20, y + 8)], c.mix(0.45).filled()));
     }
+    legend_box(&mut chart)
+}
+
+/// The legend of the series labelled in a chart, top right, the same on every panel.
+fn legend_box<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
         .label_font(font(TICK_PX))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
+        .margin(10)
         .draw()
-        .map_err(pe)?;
-    Ok(())
+        .map_err(pe)
 }
 
 /// One highlighted prompt: label, colour and its responses' (true, learned) points.
@@ -321,13 +327,7 @@ pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Scat
         pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
         0.04,
     );
-    let mut chart = ChartBuilder::on(area)
-        .caption(&p.title, font(TITLE_PX))
-        .margin(18)
-        .x_label_area_size(LABEL_PX * 2.6)
-        .y_label_area_size(LABEL_PX * 3.6)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(pe)?;
+    let mut chart = chart_builder(area, &p.title).build_cartesian_2d(x0..x1, y0..y1).map_err(pe)?;
     mesh(&mut chart, "true reward r* (units of r*)", "learned reward r (reward units)")?;
     chart
         .draw_series(

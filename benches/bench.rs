@@ -360,48 +360,39 @@ fn main() {
     }
     std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    // (benchmark, measured as printed, target)
+    let rows = [
+        (
+            "train MLP 32→64→1 vs PyTorch eager (steps/s ratio)".to_string(),
+            format!("{:.2}×", f(&small, "speedup")),
+            "≥ 2.5×",
+        ),
+        ("train MLP 32→1024→1 vs PyTorch eager".into(), format!("{:.2}×", f(&wide, "speedup")), "≥ 1.0×"),
+        (
+            "sweep lambda.toml --jobs 2 vs --jobs 1".into(),
+            format!("{:.2}×", f(&scaling, "speedup")),
+            "≥ 1.8×",
+        ),
+        (
+            "vectorized sweep vs one cell at a time (cells/s)".into(),
+            format!("{:.2}×", f(&vectorized, "speedup")),
+            "≥ 5×",
+        ),
+        (
+            "metric logging overhead at eval every 10".into(),
+            format!("{:.1}%", 100.0 * f(&logging, "overhead")),
+            "≤ 3 %",
+        ),
+        ("SQLite ingestion (metric rows/s)".into(), format!("{:.0}", f(&ingest, "rows_per_s")), "≥ 200000"),
+        (
+            format!("rmlab query summary over {} metric rows", query["metric_rows"]),
+            format!("{:.2}s", f(&query, "query_summary_s")),
+            "< 2 s",
+        ),
+    ];
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
-    println!(
-        "{:<52} {:>11.2}× {:>10}",
-        "train MLP 32→64→1 vs PyTorch eager (steps/s ratio)",
-        f(&small, "speedup"),
-        "≥ 2.5×"
-    );
-    println!(
-        "{:<52} {:>11.2}× {:>10}",
-        "train MLP 32→1024→1 vs PyTorch eager",
-        f(&wide, "speedup"),
-        "≥ 1.0×"
-    );
-    println!(
-        "{:<52} {:>11.2}× {:>10}",
-        "sweep lambda.toml --jobs 2 vs --jobs 1",
-        f(&scaling, "speedup"),
-        "≥ 1.8×"
-    );
-    println!(
-        "{:<52} {:>11.2}× {:>10}",
-        "vectorized sweep vs one cell at a time (cells/s)",
-        f(&vectorized, "speedup"),
-        "≥ 5×"
-    );
-    println!(
-        "{:<52} {:>11.1}% {:>10}",
-        "metric logging overhead at eval every 10",
-        100.0 * f(&logging, "overhead"),
-        "≤ 3 %"
-    );
-    println!(
-        "{:<52} {:>12.0} {:>10}",
-        "SQLite ingestion (metric rows/s)",
-        f(&ingest, "rows_per_s"),
-        "≥ 200000"
-    );
-    println!(
-        "{:<52} {:>11.2}s {:>10}",
-        format!("rmlab query summary over {} metric rows", query["metric_rows"]),
-        f(&query, "query_summary_s"),
-        "< 2 s"
-    );
+    for (name, measured, target) in rows {
+        println!("{name:<52} {measured:>12} {target:>10}");
+    }
     println!("\nwritten: {}", out.display());
 }

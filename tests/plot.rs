@@ -33,6 +33,18 @@ fn spec(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// `rmlab plot SPEC --db DB --out-dir OUT`, which must succeed.
+fn plot(spec: &Path, db: &Path, out: &Path) {
+    ok(rmlab(&[
+        "plot",
+        spec.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ]));
+}
+
 fn files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -50,14 +62,7 @@ fn figures_are_written_with_sidecars_and_identical_when_redrawn() {
     ok(rmlab(&["sweep", s.to_str().unwrap(), "--db", db.to_str().unwrap()]));
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for out in [&a, &b] {
-        ok(rmlab(&[
-            "plot",
-            s.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--out-dir",
-            out.to_str().unwrap(),
-        ]));
+        plot(&s, &db, out);
     }
     let names = files(&a.join("figs"));
     for stem in
@@ -132,14 +137,7 @@ fn no_baseline_single_seed_and_diverged_runs_render_with_notes() {
         .unwrap();
     assert!(diverged >= 1, "the test needs a diverged run");
     let out_dir = dir.path().join("figs");
-    ok(rmlab(&[
-        "plot",
-        s.to_str().unwrap(),
-        "--db",
-        db.to_str().unwrap(),
-        "--out-dir",
-        out_dir.to_str().unwrap(),
-    ]));
+    plot(&s, &db, &out_dir);
     let side: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("odd/final_vs_lambda.json")).unwrap()).unwrap();
     let notes = side["notes"].to_string();

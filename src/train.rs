@@ -11,7 +11,7 @@ use crate::config::{OptimizerKind, RunConfig, TrainConfig};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::loss::{pairwise_loss, pairwise_loss_with_margins};
-use crate::metrics::{HostSplit, split_metrics, truth_metrics};
+use crate::metrics::{HostSplit, TruthIndex, split_metrics};
 use crate::model::RewardModel;
 use crate::sink::{MetricsSink, RewardRow};
 
@@ -53,7 +53,8 @@ pub fn train(
     let pairs = Tensor::stack(&[&data.train.chosen, &data.train.rejected], 0);
     let train_margins = data.train.margins.as_ref().filter(|_| cfg.loss.margin_from_data);
 
-    if let Some(outcome) = evaluate(&model, data, cfg, 0, sink)? {
+    let truths = Truths::new(data);
+    if let Some(outcome) = evaluate(&model, data, &truths, cfg, 0, sink)? {
         return finish(outcome, &model, data, sink);
     }
     for step in 1..=cfg.train.steps {
@@ -75,7 +76,7 @@ pub fn train(
         on_step(step, &terms.total);
 
         if (step % cfg.eval.every == 0 || step == cfg.train.steps)
-            && let Some(outcome) = evaluate(&model, data, cfg, step, sink)?
+            && let Some(outcome) = evaluate(&model, data, &truths, cfg, step, sink)?
         {
             return finish(outcome, &model, data, sink);
         }
@@ -116,12 +117,35 @@ pub(crate) fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn Me
 fn evaluate(
     model: &RewardModel,
     data: &Dataset,
+    truths: &Truths,
     cfg: &RunConfig,
     step: usize,
     sink: &mut dyn MetricsSink,
 ) -> Result<Option<Outcome>> {
     let rewards = tch::no_grad(|| model.forward(&data.features));
-    report_eval(&rewards, model.head_weight_norm().double_value(&[]), data, cfg, step, sink)
+    report_eval(&rewards, model.head_weight_norm().double_value(&[]), data, truths, cfg, step, sink)
+}
+
+/// The truth index of each split of a data set with a known true reward and β (synthetic).
+pub(crate) struct Truths([Option<TruthIndex>; 3]);
+
+impl Truths {
+    pub(crate) fn new(data: &Dataset) -> Truths {
+        Truths(Split::ALL.map(|split| {
+            let s = data.split(split);
+            match (&data.true_reward_host, data.beta) {
+                (Some(t), Some(beta)) if s.n_pairs > 0 => Some(TruthIndex::new(&HostSplit {
+                    responses: &s.responses_host,
+                    pairs: &s.pairs_host,
+                    prompt_of: &data.prompt_of,
+                    true_reward: t,
+                    beta,
+                    flip: data.flip,
+                })),
+                _ => None,
+            }
+        }))
+    }
 }
 
 /// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
@@ -130,35 +154,24 @@ pub(crate) fn report_eval(
     rewards: &Tensor,
     head_norm: f64,
     data: &Dataset,
+    truths: &Truths,
     cfg: &RunConfig,
     step: usize,
     sink: &mut dyn MetricsSink,
 ) -> Result<Option<Outcome>> {
     let reg = cfg.loss.objective();
-    // Truth metrics are computed on the host: one transfer of R rewards per evaluation.
-    let host: Option<Vec<f64>> = match (&data.true_reward_host, data.beta) {
-        (Some(_), Some(_)) => {
-            Some(Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?)
-        }
-        _ => None,
-    };
+    // Every metric is computed on the host: one transfer of R rewards per evaluation.
+    let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
     let mut diverged = false;
-    for split in Split::ALL {
+    for (split, truth) in Split::ALL.into_iter().zip(&truths.0) {
         let s = data.split(split);
         if s.n_pairs == 0 {
             continue;
         }
-        let mut values = split_metrics(rewards, s, data.true_reward.as_ref(), reg, cfg.loss.margin_from_data);
-        if let (Some(r), Some(t), Some(beta)) = (&host, &data.true_reward_host, data.beta) {
-            let hs = HostSplit {
-                responses: &s.responses_host,
-                pairs: &s.pairs_host,
-                prompt_of: &data.prompt_of,
-                true_reward: t,
-                beta,
-                flip: data.flip,
-            };
-            values.extend(truth_metrics(r, &hs));
+        let mut values =
+            split_metrics(&r, s, data.true_reward_host.as_deref(), reg, cfg.loss.margin_from_data);
+        if let Some(index) = truth {
+            values.extend(index.metrics(&r));
         }
         if split == Split::Train {
             diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
@@ -231,18 +244,18 @@ impl BatchStream {
     /// The next step's indices, `[B]` int64 on the device (`[K, B]` for several cells).
     pub(crate) fn next(&mut self) -> Tensor {
         if self.next_row == BATCH_CHUNK as i64 {
-            let (n, per_cell) = (self.n, BATCH_CHUNK * self.batch);
-            let mut idx: Vec<i64> = Vec::with_capacity(per_cell * self.rngs.len());
-            for rng in &mut self.rngs {
-                idx.extend((0..per_cell).map(|_| rng.random_range(0..n) as i64));
+            let (n, b, k) = (self.n, self.batch, self.rngs.len());
+            // Laid out [CHUNK, K, B]: cell k's draws for step c at (c, k, ·), in its stream's order.
+            let mut idx = vec![0i64; BATCH_CHUNK * k * b];
+            for (cell, rng) in self.rngs.iter_mut().enumerate() {
+                for step in 0..BATCH_CHUNK {
+                    let row = &mut idx[(step * k + cell) * b..][..b];
+                    row.iter_mut().for_each(|v| *v = rng.random_range(0..n) as i64);
+                }
             }
-            let (c, b, k) = (BATCH_CHUNK as i64, self.batch as i64, self.rngs.len() as i64);
             let t = Tensor::from_slice(&idx);
-            self.chunk = if k == 1 {
-                t.view([c, b]).to_device(self.device)
-            } else {
-                t.view([k, c, b]).transpose(0, 1).contiguous().to_device(self.device)
-            };
+            let (c, b, k) = (BATCH_CHUNK as i64, b as i64, k as i64);
+            self.chunk = if k == 1 { t.view([c, b]) } else { t.view([c, k, b]) }.to_device(self.device);
             self.next_row = 0;
         }
         self.next_row += 1;

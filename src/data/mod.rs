@@ -102,6 +102,8 @@ pub struct SplitTensors {
     pub pairs_host: Vec<(usize, usize)>,
     /// Margin of each pair, `[P]` float32, when the data have margins.
     pub margins: Option<Tensor>,
+    /// The same margins on the host (the float32 values, widened).
+    pub margins_host: Option<Vec<f64>>,
 }
 
 /// Preferences as tensors on one device; built once per run.
@@ -155,6 +157,7 @@ impl Dataset {
                 responses_host: responses.iter().map(|&i| i as usize).collect(),
                 pairs_host: chosen.iter().zip(&rejected).map(|(&a, &b)| (a as usize, b as usize)).collect(),
                 margins: p.margins.as_ref().map(|_| Tensor::from_slice(&margins).to_device(device)),
+                margins_host: p.margins.as_ref().map(|_| margins.iter().map(|&m| m as f64).collect()),
                 chosen: Tensor::from_slice(&chosen).to_device(device),
                 rejected: Tensor::from_slice(&rejected).to_device(device),
                 responses: Tensor::from_slice(&responses).to_device(device),

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod flat_optim;
 pub mod loss;
 pub mod metrics;
 pub mod model;
@@ -18,6 +19,7 @@ pub mod runtime;
 pub mod sink;
 pub mod slurm;
 pub mod spec;
+pub mod stacked;
 pub mod store;
 pub mod sweep;
 pub mod train;

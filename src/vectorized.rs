@@ -1,21 +1,24 @@
 //! Training K cells of a sweep as one batched program.
 //!
 //! Cells that differ only in their seed and λ (same data shape, model, optimizer, schedule)
-//! are stacked: weights `[K, out, in]`, one batched matmul per layer, per-cell losses summed
-//! before one backward pass. Each cell keeps its own data (generated from its seed), its own
-//! initialisation and batch stream (the same draws as [`crate::train::train`]), its own λ
-//! and, because Adam and SGD update every element on its own, its own optimizer state. Every
-//! cell reports through its own sink, as if it had been trained alone; results equal the
-//! one-cell path up to float32 rounding of batched against plain matmuls (a test checks 1e-5).
+//! are stacked into one [`StackedMlp`]: one batched matmul per layer for all cells, a
+//! hand-derived gradient ([`pairwise_loss_grad`], then [`StackedMlp::backward`]) and one
+//! optimizer update over all parameters ([`FlatOptimizer`]). Each cell keeps its own data
+//! (generated from its seed), its own initialisation and batch stream (the same draws as
+//! [`crate::train::train`]), its own λ and, because Adam and SGD update every element on its
+//! own, its own optimizer state. Every cell reports through its own sink, as if it had been
+//! trained alone; results equal the one-cell path up to float32 rounding (a test checks 1e-5).
 
-use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
+use tch::{Device, Kind, Tensor};
 
-use crate::config::{DataKind, ModelKind, OptimizerKind, RegularizerKind, RunConfig};
+use crate::config::{DataKind, RegularizerKind, RunConfig};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::model::activate;
+use crate::flat_optim::FlatOptimizer;
+use crate::loss::{PenaltyKind, pairwise_loss_grad, pairwise_loss_grad_host};
 use crate::sink::MetricsSink;
-use crate::train::{BatchStream, Outcome, build_model, report_eval, report_rewards};
+use crate::stacked::StackedMlp;
+use crate::train::{BatchStream, Outcome, Truths, build_model, report_eval, report_rewards};
 
 /// The part of a config that must be equal for cells to share a batched program: everything
 /// but the seed and λ (a λ = 0 cell joins the cells of any regularizer kind).
@@ -43,20 +46,6 @@ pub fn compatible(a: &RunConfig, b: &RunConfig) -> bool {
     }
 }
 
-/// One stacked linear layer: `ws` `[K, out, in]`, `bs` `[K, out]`.
-struct Layer {
-    ws: Tensor,
-    bs: Tensor,
-}
-
-impl Layer {
-    /// `[K, N, in]` → `[K, N, out]`.
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        // bias + xs · Wᵀ in one batched kernel.
-        self.bs.unsqueeze(1).baddbmm(xs, &self.ws.transpose(1, 2), 1.0, 1.0)
-    }
-}
-
 /// Trains compatible cells together; returns each cell's outcome. `sinks[k]` receives cell
 /// k's metrics and final rewards. A cell that diverges is reported as diverged at that
 /// evaluation and no longer evaluated; the others go on.
@@ -71,128 +60,129 @@ pub fn train_group(
         return Err(Error::Run("train_group needs one sink per cell and compatible cells".into()));
     }
     let base = &cfgs[0];
-    // Data: each cell's own, stacked as [K·R, D] with pair tables offset into it.
+    // Data: each cell's own, stacked as [K·R, D + 1] (ones appended) with pair tables offset into it.
     let datasets: Vec<Dataset> = cfgs
         .iter()
         .map(|c| data::load(&c.data, c.seed).map(|(p, _)| Dataset::new(&p, device)))
         .collect::<Result<_>>()?;
-    let (r, d) = (datasets[0].features.size()[0], datasets[0].dim as i64);
     let n_train = datasets[0].train.n_pairs;
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
         return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
     }
-    let features = Tensor::stack(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>(), 0); // [K, R, D]
-    let flat = features.view([k as i64 * r, d]);
-    let pairs = Tensor::stack(
-        &datasets
+    let features =
+        StackedMlp::with_ones(&Tensor::stack(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>(), 0)); // [K, R, D + 1]
+    let d1 = features.size()[2];
+    // Training pairs as rows of a table [K·P, 2·(D + 1)], chosen then rejected features: a
+    // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …).
+    let pair_table = Tensor::cat(
+        &features
+            .unbind(0)
             .iter()
-            .enumerate()
-            .map(|(i, ds)| Tensor::stack(&[&ds.train.chosen, &ds.train.rejected], 0) + i as i64 * r)
+            .zip(&datasets)
+            .map(|(f, ds)| {
+                Tensor::cat(&[f.index_select(0, &ds.train.chosen), f.index_select(0, &ds.train.rejected)], 1)
+            })
             .collect::<Vec<_>>(),
         0,
-    ); // [K, 2, P]
+    );
+    // Cell k's pairs start at row k·P.
+    let offsets =
+        Tensor::arange_start_step(0, k as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
+            .view([k as i64, 1]);
 
-    // Parameters: each cell's initial weights, stacked into one VarStore for the optimizer.
-    let vs = nn::VarStore::new(device);
+    // Parameters: each cell's initial weights (its own seed's draws), stacked.
     let models: Vec<_> = cfgs.iter().zip(&datasets).map(|(c, ds)| build_model(c, ds, device).0).collect();
     let mut names: Vec<String> =
         models[0].variables().into_keys().filter(|n| n.ends_with(".weight")).collect();
     names.sort_by_key(|n| (n.starts_with("head"), n.clone()));
-    let layers: Vec<Layer> = names
+    let layers: Vec<Vec<(Tensor, Tensor)>> = names
         .iter()
         .map(|w| {
             let layer = w.trim_end_matches(".weight");
-            let stack = |name: &str| {
-                Tensor::stack(&models.iter().map(|m| m.variables()[name].detach()).collect::<Vec<_>>(), 0)
-            };
-            let path = vs.root() / layer;
-            Layer {
-                ws: path.var_copy("weight", &stack(&format!("{layer}.weight"))),
-                bs: path.var_copy("bias", &stack(&format!("{layer}.bias"))),
-            }
+            models
+                .iter()
+                .map(|m| {
+                    let vars = m.variables();
+                    (vars[w.as_str()].shallow_clone(), vars[&format!("{layer}.bias")].shallow_clone())
+                })
+                .collect()
         })
         .collect();
-    drop(models);
-    let activation = base.model.activation;
-    let forward = |xs: &Tensor| -> Tensor {
-        let mut h = xs.shallow_clone();
-        for (i, l) in layers.iter().enumerate() {
-            h = l.forward(&h);
-            if i + 1 < layers.len() {
-                h = activate(&h, activation);
-            }
-        }
-        h.squeeze_dim(-1)
+    let mut mlp = StackedMlp::new(&layers, base.model.activation);
+    drop((layers, models));
+    let mut opt = FlatOptimizer::new(&base.train, &mlp.params);
+    let lambda_host: Vec<f64> = cfgs.iter().map(|c| c.loss.lambda).collect();
+    let lambdas = Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>())
+        .to_device(device)
+        .view([k as i64, 1]);
+    let penalty = match cfgs.iter().find(|c| c.loss.lambda != 0.0).map(|c| c.loss.regularizer) {
+        None | Some(RegularizerKind::None) => PenaltyKind::None,
+        Some(RegularizerKind::PairSumSq) => PenaltyKind::PairSumSq,
+        Some(RegularizerKind::BatchSum) => PenaltyKind::BatchSum,
+        Some(RegularizerKind::L2) => PenaltyKind::L2,
     };
-    let t = &base.train;
-    let mut opt = match t.optimizer {
-        OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(&vs, t.lr)?,
-        OptimizerKind::Sgd => {
-            nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(&vs, t.lr)?
-        }
-    };
-    let lambdas =
-        Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>()).to_device(device);
-    let reg_kind =
-        cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(RegularizerKind::None, |c| c.loss.regularizer);
-    let b = t.batch_size as i64;
+    let b = base.train.batch_size as i64;
     let seeds: Vec<u64> = cfgs.iter().map(|c| c.seed).collect();
-    let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, device);
+    let mut batches = BatchStream::many(&seeds, n_train, base.train.batch_size, device);
     let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
+    let truths: Vec<Truths> = datasets.iter().map(Truths::new).collect();
 
-    let evaluate = |step: usize,
+    let evaluate = |mlp: &StackedMlp,
+                    step: usize,
                     outcomes: &mut Vec<Option<Outcome>>,
                     sinks: &mut [&mut dyn MetricsSink]|
      -> Result<()> {
-        let rewards = tch::no_grad(|| forward(&features)); // [K, R]
-        let head = &layers[layers.len() - 1].ws;
+        let rewards = mlp.forward(&features); // [K, R]
+        let norms =
+            Vec::<f64>::try_from(mlp.head_weight_norms().to_kind(Kind::Double).to_device(Device::Cpu))?;
         for i in 0..k {
             if outcomes[i].is_some() {
                 continue;
             }
-            let norm = head.get(i as i64).norm().double_value(&[]);
-            if let Some(o) =
-                report_eval(&rewards.get(i as i64), norm, &datasets[i], &cfgs[i], step, &mut *sinks[i])?
-            {
+            if let Some(o) = report_eval(
+                &rewards.get(i as i64),
+                norms[i],
+                &datasets[i],
+                &truths[i],
+                &cfgs[i],
+                step,
+                &mut *sinks[i],
+            )? {
                 report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
                 outcomes[i] = Some(o);
             }
         }
         Ok(())
     };
-    evaluate(0, &mut outcomes, sinks)?;
-    for step in 1..=t.steps {
-        // [K, B] batch indices, each cell from its own stream, gathered from its own pairs.
+    evaluate(&mlp, 0, &mut outcomes, sinks)?;
+    for step in 1..=base.train.steps {
+        // [K, B] pair indices, each cell from its own stream, offset into its own pairs.
         let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
-        let rows = pairs.gather(2, &idx.unsqueeze(1).expand([k as i64, 2, b], false), false).view([-1]);
-        let rr = forward(&flat.index_select(0, &rows).view([k as i64, 2 * b, d])); // [K, 2B]
-        let (r_a, r_b) = (rr.narrow(1, 0, b), rr.narrow(1, b, b));
-        let z = &r_a - &r_b;
-        let z = if base.loss.margin == 0.0 { z } else { z - base.loss.margin };
-        let pair = -z.log_sigmoid().mean_dim(1, false, Kind::Float); // [K]
-        let reg = match reg_kind {
-            RegularizerKind::None => None,
-            RegularizerKind::PairSumSq => Some((&r_a + &r_b).square().mean_dim(1, false, Kind::Float)),
-            RegularizerKind::BatchSum => {
-                Some(Tensor::cat(&[&r_a, &r_b], 1).mean_dim(1, false, Kind::Float).square() * b as f64)
-            }
-            RegularizerKind::L2 => Some((r_a.square() + r_b.square()).mean_dim(1, false, Kind::Float)),
+        let rows = (idx + &offsets).view([-1]);
+        let x = pair_table.index_select(0, &rows).view([k as i64, 2 * b, d1]);
+        let (rr, tape) = mlp.forward_train(&x); // [K, 2B], interleaved
+        // ∂L/∂rewards [K, 2B]: on the CPU one host loop beats a dozen small kernels.
+        let dr = if device == Device::Cpu {
+            let host = Vec::<f32>::try_from(rr.view([-1]))?;
+            let dr = pairwise_loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
+            Tensor::from_slice(&dr).view([k as i64, 2 * b])
+        } else {
+            let rr = rr.view([k as i64, b, 2]);
+            let (d_a, d_b) =
+                pairwise_loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
+            Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
         };
-        let per_cell = match reg {
-            Some(reg) => pair + reg * &lambdas,
-            None => pair,
-        };
-        // Cells own disjoint parameters, so the gradient of the sum is each cell's gradient.
-        opt.backward_step(&per_cell.sum(Kind::Float));
+        mlp.backward(&dr, &tape);
+        opt.step(&mut mlp.params, &mlp.grad);
         on_step(step);
-        if step % base.eval.every == 0 || step == t.steps {
-            evaluate(step, &mut outcomes, sinks)?;
+        if step % base.eval.every == 0 || step == base.train.steps {
+            evaluate(&mlp, step, &mut outcomes, sinks)?;
         }
         if outcomes.iter().all(Option::is_some) {
             break;
         }
     }
-    let rewards = tch::no_grad(|| forward(&features));
+    let rewards = mlp.forward(&features);
     let mut done = Vec::with_capacity(k);
     for (i, o) in outcomes.into_iter().enumerate() {
         match o {
@@ -203,14 +193,13 @@ pub fn train_group(
             }
         }
     }
-    let _ = ModelKind::Linear; // both kinds stack: a linear model is a head alone
     Ok(done)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig};
+    use crate::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig};
     use crate::data::Split;
     use crate::sink::MemorySink;
 
@@ -230,31 +219,81 @@ mod tests {
         .resolve()
     }
 
-    /// Every metric of every cell equals the one-cell path within 1e-5.
+    /// Metrics that move with a constant shift of every reward.
+    const LEVEL_METRICS: [&str; 5] =
+        ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
+
+    /// Every metric and final reward of every cell equals the one-cell path within 1e-5: for
+    /// a linear model and MLPs of one and two hidden layers, every activation, every
+    /// regularizer, a margin, Adam with weight decay and SGD with momentum.
     #[test]
     fn equals_one_cell_at_a_time() {
-        for hidden in [Some(vec![16]), None] {
-            let cfgs =
-                vec![cfg(0, 0.0, hidden.clone()), cfg(1, 0.01, hidden.clone()), cfg(2, 0.5, hidden.clone())];
+        use crate::config::{Activation, OptimizerKind};
+        type Tweak = fn(&mut RunConfig);
+        let variants: [(Option<Vec<usize>>, Tweak); 6] = [
+            (Some(vec![16]), |_| {}),
+            (None, |_| {}),
+            (Some(vec![8, 8]), |c| {
+                c.model.activation = Activation::Tanh;
+                c.train.optimizer = OptimizerKind::Sgd;
+                c.train.momentum = 0.9;
+                c.train.weight_decay = 0.01;
+            }),
+            (Some(vec![8]), |c| {
+                c.model.activation = Activation::Gelu;
+                c.loss.regularizer = RegularizerKind::L2;
+                c.loss.margin = 0.5;
+            }),
+            (Some(vec![8]), |c| {
+                c.model.activation = Activation::Silu;
+                c.loss.regularizer = RegularizerKind::BatchSum;
+                c.train.weight_decay = 0.05;
+            }),
+            (Some(vec![8]), |c| {
+                c.train.optimizer = OptimizerKind::Sgd;
+                c.train.lr = 0.1;
+            }),
+        ];
+        for (hidden, tweak) in variants {
+            let cfgs: Vec<RunConfig> = [(0, 0.0), (1, 0.01), (2, 0.5)]
+                .iter()
+                .map(|&(seed, lambda)| {
+                    let mut c = cfg(seed, lambda, hidden.clone());
+                    tweak(&mut c);
+                    c
+                })
+                .collect();
+            let what = format!("{hidden:?} {:?}", cfgs[1].model.activation);
             let mut batched: Vec<MemorySink> = (0..3).map(|_| MemorySink::default()).collect();
             {
                 let mut refs: Vec<&mut dyn MetricsSink> =
                     batched.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
                 let outcomes = train_group(&cfgs, Device::Cpu, &mut refs, &mut |_| {}).unwrap();
-                assert!(outcomes.iter().all(|o| *o == Outcome::Finished));
+                assert!(outcomes.iter().all(|o| *o == Outcome::Finished), "{what}");
             }
             for (c, got) in cfgs.iter().zip(&batched) {
                 let (p, _) = data::load(&c.data, c.seed).unwrap();
                 let ds = Dataset::new(&p, Device::Cpu);
                 let mut alone = MemorySink::default();
                 crate::train::train(c, &ds, Device::Cpu, &mut alone, &mut |_, _| {}).unwrap();
+                // At λ = 0 a linear model's bias has no true gradient, only rounding noise, and
+                // Adam rescales that noise into steps of up to lr: two correct programs agree on
+                // reward differences there, not on the level (the underdetermination this
+                // project studies). Levels are compared wherever a gradient pins them.
+                let level_free = c.loss.lambda == 0.0
+                    && c.train.optimizer == OptimizerKind::Adam
+                    && c.model.kind == ModelKind::Linear;
                 assert_eq!(got.rows.len(), alone.rows.len());
                 for (x, y) in got.rows.iter().zip(&alone.rows) {
                     assert_eq!((x.step, x.split, x.name), (y.step, y.split, y.name));
+                    if level_free && LEVEL_METRICS.contains(&x.name) {
+                        continue;
+                    }
                     let tol = 1e-5 * y.value.abs().max(1.0);
                     assert!(
                         (x.value - y.value).abs() <= tol,
-                        "{} {:?} step {}: {} vs {}",
+                        "{what} λ={}: {} {:?} step {}: {} vs {}",
+                        c.loss.lambda,
                         x.name,
                         x.split,
                         x.step,
@@ -263,10 +302,22 @@ mod tests {
                     );
                 }
                 assert_eq!(got.rewards.len(), alone.rewards.len());
+                let mean = |rows: &[crate::sink::RewardRow]| {
+                    if level_free {
+                        rows.iter().map(|r| r.reward).sum::<f64>() / rows.len() as f64
+                    } else {
+                        0.0
+                    }
+                };
+                let (mx, my) = (mean(&got.rewards), mean(&alone.rewards));
                 for (x, y) in got.rewards.iter().zip(&alone.rewards) {
-                    assert!((x.reward - y.reward).abs() <= 1e-5 * y.reward.abs().max(1.0));
+                    let (x, y) = (x.reward - mx, y.reward - my);
+                    assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{what}: reward {x} vs {y}");
                 }
                 assert!(got.last(Split::Val, "accuracy").is_some());
+                let first = alone.curve(Split::Train, "loss_total")[0].1;
+                let last = alone.last(Split::Train, "loss_total").unwrap();
+                assert!(last < first, "{what}: training moved the loss ({first} → {last})");
             }
         }
     }

@@ -1,0 +1,230 @@
+//! Adam and SGD over one flat parameter tensor, with LibTorch's update rules.
+//!
+//! The vectorized trainer keeps every cell's parameters in one flat tensor and computes their
+//! gradient by hand, so it updates them here in a few whole-tensor kernels instead of through
+//! `tch::nn::Optimizer` (one kernel sequence per parameter tensor). The arithmetic follows
+//! `torch::optim::Adam` and `torch::optim::SGD` (what `tch::nn::Adam` and `tch::nn::Sgd`
+//! wrap) step for step: L2 weight decay added to the gradient, bias corrections
+//! `1 − βᵗ`, `denom = √v / √(1 − β₂ᵗ) + ε`, momentum buffers started from the first gradient.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::config::{OptimizerKind, TrainConfig};
+
+/// An optimizer's state for one flat parameter tensor `[P]`.
+pub struct FlatOptimizer {
+    rule: Rule,
+    lr: f64,
+    weight_decay: f64,
+    step: i32,
+}
+
+enum Rule {
+    /// First and second moment estimates `[P]`.
+    Adam { beta1: f64, beta2: f64, eps: f64, m: Tensor, v: Tensor },
+    /// Momentum buffer `[P]`, created from the first gradient.
+    Sgd { momentum: f64, buf: Option<Tensor> },
+}
+
+impl FlatOptimizer {
+    /// The optimizer `t` asks for, with tch's defaults (Adam β = (0.9, 0.999), ε = 1e-8;
+    /// SGD without dampening or Nesterov), for parameters shaped like `params`.
+    pub fn new(t: &TrainConfig, params: &Tensor) -> FlatOptimizer {
+        let rule = match t.optimizer {
+            OptimizerKind::Adam => Rule::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                m: params.zeros_like(),
+                v: params.zeros_like(),
+            },
+            OptimizerKind::Sgd => Rule::Sgd { momentum: t.momentum, buf: None },
+        };
+        FlatOptimizer { rule, lr: t.lr, weight_decay: t.weight_decay, step: 0 }
+    }
+
+    /// One update of `params` `[P]` in place from `grad` `[P]`.
+    pub fn step(&mut self, params: &mut Tensor, grad: &Tensor) {
+        self.step += 1;
+        match &mut self.rule {
+            Rule::Adam { beta1, beta2, eps, m, v } if fma_on_host(&[params, grad, m, v]) => {
+                // A dozen whole-tensor kernels cost more than the arithmetic at these sizes:
+                // two passes over host memory instead, rounding as LibTorch's kernels do
+                // (fused multiply-adds where they use them, LibTorch's own square root).
+                // Each coefficient rounded once to float32 from double, as the kernels get them.
+                let coefs = [*beta1 as f32, (1.0 - *beta1) as f32, *beta2 as f32, (1.0 - *beta2) as f32];
+                let bias2_sqrt = (1.0 - beta2.powi(self.step)).sqrt() as f32;
+                let step_size = (-self.lr / (1.0 - beta1.powi(self.step))) as f32;
+                let (wd, eps) = (self.weight_decay as f32, *eps as f32);
+                // SAFETY: `fma_on_host` checked that the tensors are distinct contiguous
+                // float32 CPU tensors of one length and that the CPU has FMA.
+                unsafe {
+                    adam_moments(slice(params), slice(grad), slice(m), slice(v), coefs, wd);
+                    let root = v.sqrt();
+                    adam_update(slice(params), slice(m), slice(&root), step_size, bias2_sqrt, eps);
+                }
+            }
+            _ => self.step_tensors(params, grad),
+        }
+    }
+
+    /// [`FlatOptimizer::step`] as whole-tensor kernels (any device), after `self.step` has
+    /// been advanced.
+    fn step_tensors(&mut self, params: &mut Tensor, grad: &Tensor) {
+        let grad =
+            if self.weight_decay != 0.0 { grad + &*params * self.weight_decay } else { grad.shallow_clone() };
+        match &mut self.rule {
+            Rule::Adam { beta1, beta2, eps, m, v } => {
+                let bias1 = 1.0 - beta1.powi(self.step);
+                let bias2 = 1.0 - beta2.powi(self.step);
+                let _ = m.g_mul_scalar_(*beta1).g_add_(&(&grad * (1.0 - *beta1)));
+                // addcmul: v + ((1 − β₂)·g)·g.
+                let _ = v.g_mul_scalar_(*beta2).addcmul_(&(&grad * (1.0 - *beta2)), &grad);
+                let mut denom = v.sqrt();
+                let _ = denom.g_div_scalar_(bias2.sqrt()).g_add_scalar_(*eps);
+                // addcdiv: p + ((−lr/bias1)·m) / denom.
+                let mut step = &*m * (-self.lr / bias1);
+                let _ = params.g_add_(&step.g_div_(&denom));
+            }
+            Rule::Sgd { momentum, buf } => {
+                let d = if *momentum == 0.0 {
+                    grad
+                } else {
+                    match buf {
+                        Some(b) => {
+                            let _ = b.g_mul_scalar_(*momentum).g_add_(&grad);
+                            b.shallow_clone()
+                        }
+                        None => {
+                            let b = grad.copy();
+                            *buf = Some(b.shallow_clone());
+                            b
+                        }
+                    }
+                };
+                let _ = params.g_add_(&(d * -self.lr));
+            }
+        }
+    }
+}
+
+/// Whether every tensor is a contiguous float32 CPU tensor of the same length, on a CPU with
+/// fused multiply-add.
+fn fma_on_host(ts: &[&Tensor]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let n = ts[0].numel();
+        std::arch::is_x86_feature_detected!("fma")
+            && ts.iter().all(|t| {
+                t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n
+            })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ts, Device::Cpu, Kind::Float);
+        false
+    }
+}
+
+/// The float32 elements of a contiguous CPU tensor.
+///
+/// # Safety
+/// `t` is a contiguous float32 CPU tensor, and no other slice of it is alive while this one
+/// is written.
+#[allow(clippy::mut_from_ref)]
+unsafe fn slice(t: &Tensor) -> &mut [f32] {
+    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
+}
+
+/// Adam's moments as `torch::optim::Adam` computes them: g ← g + wd·p (`add` with alpha),
+/// m ← β₁m + (1 − β₁)g (`mul_`, `add_` with alpha), v ← β₂v + ((1 − β₂)g)g (`addcmul_`);
+/// LibTorch's CPU kernels fuse each "+ α·x" into one multiply-add.
+///
+/// # Safety
+/// The CPU has FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn adam_moments(p: &[f32], g: &[f32], m: &mut [f32], v: &mut [f32], coefs: [f32; 4], wd: f32) {
+    let [b1, one_minus_b1, b2, one_minus_b2] = coefs;
+    for i in 0..p.len() {
+        let gi = if wd != 0.0 { p[i].mul_add(wd, g[i]) } else { g[i] };
+        m[i] = gi.mul_add(one_minus_b1, m[i] * b1);
+        v[i] = (one_minus_b2 * gi).mul_add(gi, v[i] * b2);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn adam_moments(_: &[f32], _: &[f32], _: &mut [f32], _: &mut [f32], _: [f32; 4], _: f32) {
+    unreachable!("only x86_64 takes the host path")
+}
+
+/// Adam's update from `root` = √v: p ← p + (step·m) / (√v / √(1 − β₂ᵗ) + ε) (`addcdiv_`).
+fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], step: f32, bias2_sqrt: f32, eps: f32) {
+    for i in 0..p.len() {
+        p[i] += step * m[i] / (root[i] / bias2_sqrt + eps);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, nn::OptimizerConfig};
+
+    /// Ten steps with fixed pseudo-random gradients: the flat optimizer and tch's optimizer
+    /// (LibTorch's C++ implementation) on the same values agree to float32 rounding.
+    fn agrees_with_tch(t: TrainConfig) {
+        agrees_with_tch_on(t.clone(), false);
+        agrees_with_tch_on(t, true);
+    }
+
+    /// `tensors`: force the whole-tensor path (what other devices run) instead of the host loop.
+    fn agrees_with_tch_on(t: TrainConfig, tensors: bool) {
+        let p0 = Tensor::randn([1000], (Kind::Float, Device::Cpu));
+        let grads: Vec<Tensor> = (0..10).map(|_| Tensor::randn([1000], (Kind::Float, Device::Cpu))).collect();
+
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy("w", &p0);
+        let mut opt = match t.optimizer {
+            OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(&vs, t.lr),
+            OptimizerKind::Sgd => {
+                nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(&vs, t.lr)
+            }
+        }
+        .unwrap();
+        let mut flat = p0.copy();
+        let mut mine = FlatOptimizer::new(&t, &flat);
+        for g in &grads {
+            opt.zero_grad();
+            // d(w·g)/dw = g: tch's optimizer sees exactly g as the gradient.
+            (&w * g).sum(Kind::Float).backward();
+            opt.step();
+            if tensors {
+                mine.step += 1;
+                mine.step_tensors(&mut flat, g);
+            } else {
+                mine.step(&mut flat, g);
+            }
+        }
+        let diff = (&flat - &w.detach()).abs().max().double_value(&[]);
+        let moved = (&flat - &p0).abs().max().double_value(&[]);
+        // The host loop rounds as LibTorch's kernels do: bit for bit the same parameters.
+        let tol = if !tensors && t.optimizer == OptimizerKind::Adam { 0.0 } else { 1e-6 };
+        assert!(diff <= tol, "{:?} (tensors: {tensors}): differs by {diff}", t.optimizer);
+        assert!(moved > 10.0 * t.lr * 0.5, "{:?}: parameters barely moved ({moved})", t.optimizer);
+    }
+
+    #[test]
+    fn adam_matches_libtorch() {
+        let t = TrainConfig { optimizer: OptimizerKind::Adam, lr: 0.05, ..TrainConfig::default() };
+        agrees_with_tch(t.clone());
+        agrees_with_tch(TrainConfig { weight_decay: 0.1, ..t });
+    }
+
+    #[test]
+    fn sgd_matches_libtorch() {
+        let t =
+            TrainConfig { optimizer: OptimizerKind::Sgd, lr: 0.05, momentum: 0.0, ..TrainConfig::default() };
+        agrees_with_tch(t.clone());
+        agrees_with_tch(TrainConfig { momentum: 0.9, weight_decay: 0.01, ..t });
+    }
+}

@@ -1,0 +1,253 @@
+//! K reward models of one shape, stacked: all parameters in one flat tensor, a batched
+//! forward pass and a hand-derived backward pass.
+//!
+//! The layout is chosen for the CPU kernels: layer l of cell k is a block `[in + 1, out]`
+//! (its weight transposed, then its bias as the last row), so the forward pass multiplies
+//! contiguous `[N, in] · [in, out]` matrices and every intermediate is contiguous. The first
+//! layer's input carries a column of ones ([`StackedMlp::with_ones`]), which folds its bias
+//! into the matmul and its bias gradient into the weight gradient's matmul. Autograd is not
+//! used: the backward pass is a fixed sequence of batched matmuls and one activation backward
+//! per hidden layer, written into a flat gradient `[P]` that a [`crate::flat_optim`]
+//! optimizer consumes whole.
+
+use tch::{Kind, Tensor};
+
+use crate::config::Activation;
+use crate::model::activate;
+
+/// The parameters of K models with the same layer sizes.
+pub struct StackedMlp {
+    k: i64,
+    /// Every parameter, flat `[P]`; `ws` are views into it.
+    pub params: Tensor,
+    /// ∂loss/∂params `[P]`, written by [`StackedMlp::backward`]; `gws` are views into it.
+    pub grad: Tensor,
+    /// Layer l: `[K, in_l + 1, out_l]`, the last row the bias; the head (out = 1) last.
+    ws: Vec<Tensor>,
+    gws: Vec<Tensor>,
+    activation: Activation,
+}
+
+/// What the backward pass needs from a forward pass.
+pub struct Tape {
+    /// The input of every layer: `[K, N, D + 1]` (with ones) for the first, `[K, N, in_l]` after.
+    inputs: Vec<Tensor>,
+    /// Pre-activations of hidden layers, kept only for activations whose derivative needs them
+    /// (GELU, SiLU); ReLU and tanh use the layer's output.
+    pre: Vec<Option<Tensor>>,
+}
+
+impl StackedMlp {
+    /// Stacks K models given as `layers[l][k] = (weight [out, in], bias [out])`, head last.
+    pub fn new(layers: &[Vec<(Tensor, Tensor)>], activation: Activation) -> StackedMlp {
+        let k = layers[0].len() as i64;
+        let blocks: Vec<Tensor> = layers
+            .iter()
+            .map(|cells| {
+                let per_cell: Vec<Tensor> = cells
+                    .iter()
+                    .map(|(w, b)| Tensor::cat(&[w.detach().tr(), b.detach().unsqueeze(0)], 0))
+                    .collect();
+                Tensor::stack(&per_cell, 0).to_kind(Kind::Float)
+            })
+            .collect();
+        let params = Tensor::cat(&blocks.iter().map(|b| b.flatten(0, -1)).collect::<Vec<_>>(), 0);
+        let grad = params.zeros_like();
+        let views = |flat: &Tensor| {
+            let mut offset = 0;
+            blocks
+                .iter()
+                .map(|b| {
+                    let n = b.numel() as i64;
+                    let v = flat.narrow(0, offset, n).view(b.size().as_slice());
+                    offset += n;
+                    v
+                })
+                .collect::<Vec<_>>()
+        };
+        let (ws, gws) = (views(&params), views(&grad));
+        StackedMlp { k, params, grad, ws, gws, activation }
+    }
+
+    /// Features `[..., D]` with a column of ones appended, `[..., D + 1]`: the input layout of
+    /// [`StackedMlp::forward`].
+    pub fn with_ones(features: &Tensor) -> Tensor {
+        let mut size = features.size();
+        *size.last_mut().expect("features have a feature dimension") = 1;
+        Tensor::cat(&[features, &Tensor::ones(size.as_slice(), (features.kind(), features.device()))], -1)
+    }
+
+    /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones), no tape.
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        self.run(xs, false).0
+    }
+
+    /// Rewards `[K, N]` and the tape for [`StackedMlp::backward`].
+    pub fn forward_train(&self, xs: &Tensor) -> (Tensor, Tape) {
+        let (r, tape) = self.run(xs, true);
+        (r, tape.expect("taped"))
+    }
+
+    fn run(&self, xs: &Tensor, taped: bool) -> (Tensor, Option<Tape>) {
+        let n_layers = self.ws.len();
+        let mut tape = Tape { inputs: Vec::with_capacity(n_layers), pre: Vec::with_capacity(n_layers) };
+        let mut h = xs.shallow_clone();
+        for (l, w) in self.ws.iter().enumerate() {
+            let a = if l == 0 {
+                h.bmm(w)
+            } else {
+                let rows = w.size()[1] - 1;
+                w.narrow(1, rows, 1).baddbmm(&h, &w.narrow(1, 0, rows), 1.0, 1.0)
+            };
+            if taped {
+                tape.inputs.push(h);
+            }
+            if l + 1 == n_layers {
+                return (a.squeeze_dim(-1), taped.then_some(tape));
+            }
+            h = match self.activation {
+                // In place: the output alone decides the derivative.
+                Activation::Relu => {
+                    let mut a = a;
+                    a.relu_()
+                }
+                Activation::Tanh => a.tanh(),
+                Activation::Gelu | Activation::Silu => {
+                    let out = activate(&a, self.activation);
+                    if taped {
+                        tape.pre.push(Some(a));
+                    }
+                    out
+                }
+            };
+            if taped && matches!(self.activation, Activation::Relu | Activation::Tanh) {
+                tape.pre.push(None);
+            }
+        }
+        unreachable!("a stacked model has a head layer")
+    }
+
+    /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
+    ///
+    /// The gradient at every layer is carried as `diag(s) · G` with the row scale `s = dr`
+    /// kept aside: the head has one output, so below it `G` starts as the head's weights
+    /// broadcast over rows (no `[K, N, H]` product is formed), activation derivatives act
+    /// element-wise and commute with the row scale, and each weight gradient is
+    /// `(s ⊙ input)ᵀ · G`, scaling the layer's input instead of its output gradient.
+    pub fn backward(&mut self, dr: &Tensor, tape: &Tape) {
+        let s = dr.unsqueeze(-1); // [K, N, 1]
+        let head = self.ws.len() - 1;
+        let input_t = tape.inputs[head].transpose(1, 2); // [K, in(+1), N]
+        if head == 0 {
+            // A linear model: the ones column makes the last row the bias gradient.
+            let _ = input_t.bmm_out(&self.gws[0], &s);
+            return;
+        }
+        let rows = self.ws[head].size()[1] - 1;
+        let _ = input_t.bmm_out(&self.gws[head].narrow(1, 0, rows), &s);
+        let _ = s.sum_intlist_out(&self.gws[head].narrow(1, rows, 1), 1, true, Kind::Float);
+        let n = s.size()[1];
+        // ∂loss/∂(head input) = diag(s) · G with G = head weights on every row.
+        let mut g = self.ws[head].narrow(1, 0, rows).transpose(1, 2).expand([self.k, n, rows], false);
+        for l in (0..head).rev() {
+            let out = &tape.inputs[l + 1];
+            g = match (self.activation, &tape.pre[l]) {
+                (Activation::Relu, _) => out.threshold_backward(&g, 0.0),
+                (Activation::Tanh, _) => Tensor::tanh_backward(&g, out),
+                (Activation::Gelu, Some(pre)) => pre.gelu_backward(&g, "none"),
+                (Activation::Silu, Some(pre)) => pre.silu_backward(&g),
+                _ => unreachable!("pre-activations are taped for GELU and SiLU"),
+            }; // [K, N, out_l], ∂loss/∂pre_l = diag(s) · g
+            let scaled_t = (&tape.inputs[l] * &s).transpose(1, 2); // [K, in(+1), N]
+            if l == 0 {
+                // The ones column (scaled to s) makes the last row the bias gradient.
+                let _ = scaled_t.bmm_out(&self.gws[0], &g);
+            } else {
+                let rows = self.ws[l].size()[1] - 1;
+                let _ = scaled_t.bmm_out(&self.gws[l].narrow(1, 0, rows), &g);
+                let _ = s.transpose(1, 2).bmm_out(&self.gws[l].narrow(1, rows, 1), &g);
+                g = g.bmm(&self.ws[l].narrow(1, 0, rows).transpose(1, 2)); // [K, N, in_l]
+            }
+        }
+    }
+
+    /// L2 norm of each cell's head weight vector (bias excluded), `[K]`.
+    pub fn head_weight_norms(&self) -> Tensor {
+        let head = self.ws.last().expect("a head layer");
+        let rows = head.size()[1] - 1;
+        head.narrow(1, 0, rows).square().sum_dim_intlist(&[1i64, 2][..], false, Kind::Float).sqrt()
+    }
+
+    /// Number of stacked models.
+    pub fn cells(&self) -> i64 {
+        self.k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    /// Forward and backward of a stack equal each model evaluated alone with autograd.
+    #[test]
+    fn backward_matches_autograd() {
+        let cases = [
+            (&[5i64, 7, 4, 1][..], Activation::Relu),
+            (&[5, 7, 4, 1], Activation::Tanh),
+            (&[5, 7, 4, 1], Activation::Gelu),
+            (&[5, 7, 4, 1], Activation::Silu),
+            (&[5, 1], Activation::Relu),
+        ];
+        for (sizes, activation) in cases {
+            let k = 3;
+            let opts = (Kind::Float, Device::Cpu);
+            // layers[l][c] = (weight [out, in], bias [out]), requiring grad for the reference.
+            let layers: Vec<Vec<(Tensor, Tensor)>> = sizes
+                .windows(2)
+                .map(|w| {
+                    (0..k)
+                        .map(|_| {
+                            (
+                                Tensor::randn([w[1], w[0]], opts).set_requires_grad(true),
+                                Tensor::randn([w[1]], opts).set_requires_grad(true),
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut mlp = StackedMlp::new(&layers, activation);
+            let xs = Tensor::randn([k, 6, sizes[0]], opts);
+            let (r, tape) = mlp.forward_train(&StackedMlp::with_ones(&xs));
+            // A loss with a different weight per reward: Σ r · c.
+            let c = Tensor::randn([k, 6], opts);
+            mlp.backward(&c, &tape);
+            for cell in 0..k {
+                let mut h = xs.get(cell);
+                for (l, layer) in layers.iter().enumerate() {
+                    let (w, b) = &layer[cell as usize];
+                    h = h.matmul(&w.tr()) + b;
+                    if l + 1 < layers.len() {
+                        h = activate(&h, activation);
+                    }
+                }
+                let alone = h.squeeze_dim(-1);
+                let close = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]) < 1e-5;
+                assert!(close(&r.get(cell), &alone), "{activation:?}: forward, cell {cell}");
+                (&alone * c.get(cell)).sum(Kind::Float).backward();
+                for (l, layer) in layers.iter().enumerate() {
+                    let (w, b) = &layer[cell as usize];
+                    let g = mlp.gws[l].get(cell); // [in + 1, out]
+                    let rows = g.size()[0] - 1;
+                    assert!(close(&g.narrow(0, 0, rows).tr(), &w.grad()), "{activation:?}: ∂w, layer {l}");
+                    assert!(close(&g.get(rows), &b.grad()), "{activation:?}: ∂b, layer {l}");
+                }
+            }
+            let norms = mlp.head_weight_norms();
+            for cell in 0..k {
+                let expected = layers[layers.len() - 1][cell as usize].0.norm().double_value(&[]);
+                assert!((norms.double_value(&[cell]) - expected).abs() < 1e-5);
+            }
+        }
+    }
+}

@@ -64,6 +64,10 @@ test: build
     {{bin}} sweep experiments/quick.toml --db results/test/quick.sqlite
     CI=true RMLAB_NOTEBOOK_OUT=results/test/notebook scripts/run-notebook.sh results/test/quick.sqlite quick
 
+# Build device/bin/{rmlab,bench} against LibTorch 2.11 (.venv-device, tch 0.24) for the GPU machine; run scripts/device-check.sh there.
+device-build:
+    scripts/device-build.sh
+
 # Run a sweep as a SLURM job array on a real single-node SLURM cluster started here (needs root; installs slurm-wlm and munge).
 test-slurm: build
     tests/slurm/sweep.sh {{bin}}

@@ -34,8 +34,10 @@ impl MetricsSink for Discard {
     }
 }
 
+/// The checkout: `RMLAB_REPO`, else where this was built (a binary carried to another machine
+/// is pointed at its copy of the tree).
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("RMLAB_REPO").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 fn config(hidden: usize, steps: usize, eval_every: usize) -> RunConfig {
@@ -68,11 +70,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// rmlab against PyTorch eager on one MLP width; returns (rmlab s, torch s, max |Δloss|).
-fn train_vs_torch(hidden: usize, steps: usize, python: &Path, reps: usize) -> serde_json::Value {
-    let cfg = config(hidden, steps, steps);
+/// rmlab against PyTorch eager on one MLP width, both on `device`; returns (rmlab s, torch s,
+/// max |Δloss|).
+fn train_vs_torch(
+    hidden: usize,
+    steps: usize,
+    python: &Path,
+    reps: usize,
+    device: Device,
+) -> serde_json::Value {
+    let mut cfg = config(hidden, steps, steps);
+    if device != Device::Cpu {
+        cfg.model.device = rmlab::config::DeviceChoice::Cuda;
+    }
     let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
-    let data = Dataset::new(&prefs, Device::Cpu);
+    let data = Dataset::new(&prefs, device);
     let dir = tempfile::tempdir().unwrap();
     let (vs, _) = build_model(&cfg, &data, Device::Cpu);
     let vars = vs.variables();
@@ -87,6 +99,7 @@ fn train_vs_torch(hidden: usize, steps: usize, python: &Path, reps: usize) -> se
     let batches = batch_indices(cfg.seed, data.train.n_pairs, cfg.train.batch_size, steps);
     let manifest = json!({
         "threads": 1,
+        "device": if device == Device::Cpu { "cpu" } else { "cuda" },
         "lr": cfg.train.lr,
         "layers": ["hidden_0", "head"],
         "weights": weights,
@@ -109,7 +122,7 @@ fn train_vs_torch(hidden: usize, steps: usize, python: &Path, reps: usize) -> se
     };
     // Same loss curve first.
     let mut ours = Vec::with_capacity(steps);
-    train(&cfg, &data, Device::Cpu, &mut Discard, &mut |_, loss| ours.push(loss.double_value(&[]))).unwrap();
+    train(&cfg, &data, device, &mut Discard, &mut |_, loss| ours.push(loss.double_value(&[]))).unwrap();
     let theirs: Vec<f64> =
         torch(true)["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(ours.len(), theirs.len());
@@ -123,13 +136,14 @@ fn train_vs_torch(hidden: usize, steps: usize, python: &Path, reps: usize) -> se
     let (mut t_ours, mut t_theirs) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let t0 = Instant::now();
-        train(&cfg, &data, Device::Cpu, &mut Discard, &mut |_, _| {}).unwrap();
+        // train() reads the final metrics back to the host: the device is synchronised.
+        train(&cfg, &data, device, &mut Discard, &mut |_, _| {}).unwrap();
         t_ours.push(t0.elapsed().as_secs_f64());
         t_theirs.push(torch(false)["seconds"].as_f64().unwrap());
     }
     let (a, b) = (median(t_ours), median(t_theirs));
     json!({
-        "model": format!("MLP 32→{hidden}→1, batch 256, Adam, {steps} steps, 1 thread"),
+        "model": format!("MLP 32→{hidden}→1, batch 256, Adam, {steps} steps, 1 thread, {device:?}"),
         "rmlab_s": a, "torch_s": b, "rmlab_steps_per_s": steps as f64 / a, "torch_steps_per_s": steps as f64 / b,
         "speedup": b / a, "max_abs_loss_diff": max_diff, "max_abs_loss_diff_first_500": early, "reps": reps,
     })
@@ -161,8 +175,8 @@ fn sweep_scaling(bin: &Path) -> serde_json::Value {
 }
 
 /// Cells/s of `experiments/lambda.toml` on one worker thread: vectorized (25 cells as one
-/// batched program) against one cell at a time.
-fn vectorized_sweep(bin: &Path) -> serde_json::Value {
+/// batched program) against one cell at a time; `set` adds `--set` overrides (the device).
+fn vectorized_sweep(bin: &Path, set: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let spec = repo().join("experiments/lambda.toml");
     let mut secs = Vec::new();
@@ -179,12 +193,15 @@ fn vectorized_sweep(bin: &Path) -> serde_json::Value {
             "1",
         ];
         args.extend(extra);
+        for kv in set {
+            args.extend(["--set", kv]);
+        }
         let t0 = Instant::now();
         let out = Command::new(bin).args(&args).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         secs.push(t0.elapsed().as_secs_f64());
     }
-    json!({ "spec": "experiments/lambda.toml (25 cells), --jobs 1 --threads 1",
+    json!({ "spec": format!("experiments/lambda.toml (25 cells), --jobs 1 --threads 1 {set:?}"),
             "vectorized_s": secs[0], "one_at_a_time_s": secs[1],
             "vectorized_cells_per_s": 25.0 / secs[0], "one_at_a_time_cells_per_s": 25.0 / secs[1],
             "speedup": secs[1] / secs[0] })
@@ -320,17 +337,55 @@ fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value 
     json!({ "metric_rows": rows, "runs": runs, "build_s": build_s, "query_summary_s": median(times) })
 }
 
+/// The GPU suite (`--device cuda`, run by scripts/device-check.sh): training steps/s on the
+/// GPU against the same run on this machine's CPU (one thread) and against PyTorch eager on
+/// the same GPU; the lambda sweep vectorized against one cell at a time, on the GPU.
+fn device_suite(bin: &Path, python: &Path, quick: bool) -> serde_json::Value {
+    let cuda = Device::Cuda(0);
+    let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };
+    let mut report = serde_json::Map::new();
+    for (name, hidden, steps) in [("small", 64, steps), ("wide", 1024, if quick { 50 } else { 500 })] {
+        let gpu = train_vs_torch(hidden, steps, python, reps, cuda);
+        eprintln!("bench: {name} on CUDA: {gpu}");
+        let cpu = train_vs_torch(hidden, steps, python, reps, Device::Cpu);
+        eprintln!("bench: {name} on CPU: {cpu}");
+        let ratio = cpu["rmlab_s"].as_f64().unwrap() / gpu["rmlab_s"].as_f64().unwrap();
+        report.insert(name.into(), json!({ "cuda": gpu, "cpu": cpu, "rmlab_cuda_over_cpu": ratio }));
+    }
+    let vectorized = vectorized_sweep(bin, &["model.device=cuda"]);
+    eprintln!("bench: vectorized on CUDA: {vectorized}");
+    report.insert("vectorized_sweep_cuda".into(), vectorized);
+    serde_json::Value::Object(report)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .map(|i| PathBuf::from(&args[i + 1]))
-        .unwrap_or_else(|| repo().join("results/bench.json"));
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rmlab"));
-    let python = repo().join(".venv/bin/python");
+    let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+    let out = flag("--out").map_or_else(|| repo().join("results/bench.json"), PathBuf::from);
+    // A carried binary is told where the rmlab binary and a python with torch are.
+    let bin = flag("--bin").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_rmlab")), PathBuf::from);
+    let python = flag("--python").map_or_else(|| repo().join(".venv/bin/python"), PathBuf::from);
     tch::set_num_threads(1);
+    if flag("--device").as_deref() == Some("cuda") {
+        assert!(tch::Cuda::is_available(), "--device cuda: LibTorch sees no CUDA device");
+        let report = json!({
+            "machine": {
+                "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+                "torch": rmlab::runtime::TorchRuntime::detect().version,
+                "gpu": Command::new("nvidia-smi").args(["--query-gpu=name", "--format=csv,noheader"]).output().ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+                "quick": quick,
+            },
+            "device": device_suite(&bin, &python, quick),
+        });
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };
     let machine = json!({
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -339,13 +394,13 @@ fn main() {
         "quick": quick,
     });
     eprintln!("bench: machine {machine}");
-    let small = train_vs_torch(64, steps, &python, reps);
+    let small = train_vs_torch(64, steps, &python, reps, Device::Cpu);
     eprintln!("bench: MLP 64: {small}");
-    let wide = train_vs_torch(1024, if quick { 50 } else { 500 }, &python, reps);
+    let wide = train_vs_torch(1024, if quick { 50 } else { 500 }, &python, reps, Device::Cpu);
     eprintln!("bench: MLP 1024: {wide}");
     let scaling = sweep_scaling(&bin);
     eprintln!("bench: sweep scaling: {scaling}");
-    let vectorized = vectorized_sweep(&bin);
+    let vectorized = vectorized_sweep(&bin, &[]);
     eprintln!("bench: vectorized: {vectorized}");
     let logging = logging_overhead(if quick { 200 } else { 2000 }, reps);
     eprintln!("bench: logging: {logging}");

@@ -3,7 +3,8 @@
 Reads what benches/bench.rs exported (manifest.json + raw little-endian arrays): features,
 training pairs, the exact batch indices of every step and the initial weights, then trains the
 same MLP (Linear → ReLU → … → Linear(·, 1)) with the same Adam settings and the plain
-Bradley–Terry loss −log σ(r_a − r_b), batch mean. One forward over [chosen; rejected].
+Bradley–Terry loss −log σ(r_a − r_b), batch mean. One forward over [chosen; rejected]. The
+manifest's "device" (cpu or cuda) says where; CUDA timings end with a synchronisation.
 
     python benches/torch_train.py DIR [--losses]    # prints JSON: seconds (and losses)
 
@@ -30,10 +31,11 @@ def main():
     record = "--losses" in sys.argv
     m = json.loads((d / "manifest.json").read_text())
     torch.set_num_threads(m["threads"])
-    feats = load(d, m["features"], torch.float32)
-    chosen = load(d, m["chosen"], torch.int64)
-    rejected = load(d, m["rejected"], torch.int64)
-    batches = load(d, m["batches"], torch.int64)
+    dev = torch.device(m.get("device", "cpu"))
+    feats = load(d, m["features"], torch.float32).to(dev)
+    chosen = load(d, m["chosen"], torch.int64).to(dev)
+    rejected = load(d, m["rejected"], torch.int64).to(dev)
+    batches = load(d, m["batches"], torch.int64).to(dev)
     layers = []
     for name in m["layers"]:
         w = load(d, m["weights"][name + ".weight"], torch.float32)
@@ -46,7 +48,7 @@ def main():
     mods = []
     for lin in layers[:-1]:
         mods += [lin, torch.nn.ReLU()]
-    model = torch.nn.Sequential(*mods, layers[-1])
+    model = torch.nn.Sequential(*mods, layers[-1]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=m["lr"], betas=(0.9, 0.999), eps=1e-8)
     steps, b = batches.shape
     losses = []
@@ -61,6 +63,8 @@ def main():
         opt.step()
         if record:
             losses.append(loss.item())
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     print(json.dumps({"seconds": seconds, "steps": steps, "losses": losses, "torch": torch.__version__}))
 

@@ -7,9 +7,10 @@
 //! wrap) step for step: L2 weight decay added to the gradient, bias corrections
 //! `1 − βᵗ`, `denom = √v / √(1 − β₂ᵗ) + ε`, momentum buffers started from the first gradient.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::config::{OptimizerKind, TrainConfig};
+use crate::host;
 
 /// An optimizer's state for one flat parameter tensor `[P]`.
 pub struct FlatOptimizer {
@@ -115,25 +116,22 @@ fn fma_on_host(ts: &[&Tensor]) -> bool {
     {
         let n = ts[0].numel();
         std::arch::is_x86_feature_detected!("fma")
-            && ts.iter().all(|t| {
-                t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n
-            })
+            && ts.iter().all(|t| host::is_host(t, Kind::Float) && t.numel() == n)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (ts, Device::Cpu, Kind::Float);
+        let _ = (ts, Kind::Float);
         false
     }
 }
 
-/// The float32 elements of a contiguous CPU tensor.
+/// The elements of a tensor `fma_on_host` accepted.
 ///
 /// # Safety
-/// `t` is a contiguous float32 CPU tensor, and no other slice of it is alive while this one
-/// is written.
+/// As [`host::f32s_mut`].
 #[allow(clippy::mut_from_ref)]
 unsafe fn slice(t: &Tensor) -> &mut [f32] {
-    unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) }
+    unsafe { host::f32s_mut(t) }.expect("checked by fma_on_host")
 }
 
 /// Adam's moments as `torch::optim::Adam` computes them: g ← g + wd·p (`add` with alpha),
@@ -168,7 +166,7 @@ fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], step: f32, bias2_sqrt: f3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{nn, nn::OptimizerConfig};
+    use tch::{Device, nn, nn::OptimizerConfig};
 
     /// Ten steps with fixed pseudo-random gradients: the flat optimizer and tch's optimizer
     /// (LibTorch's C++ implementation) on the same values agree to float32 rounding.

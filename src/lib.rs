@@ -8,6 +8,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod flat_optim;
+pub mod host;
 pub mod loss;
 pub mod metrics;
 pub mod model;

@@ -95,6 +95,11 @@ impl StackedMlp {
         for (l, w) in self.ws.iter().enumerate() {
             let a = if l == 0 {
                 h.bmm(w)
+            } else if l + 1 == n_layers {
+                // The head (one output): the bias added to the [K, N, 1] product costs less
+                // than a fused baddbmm, whose bias broadcast MKL handles slowly at out = 1.
+                let rows = w.size()[1] - 1;
+                h.bmm(&w.narrow(1, 0, rows)) + w.narrow(1, rows, 1)
             } else {
                 let rows = w.size()[1] - 1;
                 w.narrow(1, rows, 1).baddbmm(&h, &w.narrow(1, 0, rows), 1.0, 1.0)
@@ -128,6 +133,7 @@ impl StackedMlp {
     }
 
     /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
+    /// A tape serves one backward pass (it may be overwritten).
     ///
     /// The gradient at every layer is carried as `diag(s) · G` with the row scale `s = dr`
     /// kept aside: the head has one output, so below it `G` starts as the head's weights
@@ -144,8 +150,12 @@ impl StackedMlp {
             return;
         }
         let rows = self.ws[head].size()[1] - 1;
-        let _ = input_t.bmm_out(&self.gws[head].narrow(1, 0, rows), &s);
         let _ = s.sum_intlist_out(&self.gws[head].narrow(1, rows, 1), 1, true, Kind::Float);
+        if head == 1 && self.activation == Activation::Relu {
+            self.backward_one_relu_layer(&s, tape);
+            return;
+        }
+        let _ = input_t.bmm_out(&self.gws[head].narrow(1, 0, rows), &s);
         let n = s.size()[1];
         // ∂loss/∂(head input) = diag(s) · G with G = head weights on every row.
         let mut g = self.ws[head].narrow(1, 0, rows).transpose(1, 2).expand([self.k, n, rows], false);
@@ -171,6 +181,24 @@ impl StackedMlp {
         }
     }
 
+    /// The weight gradients of `x̃ → ReLU → head` (one hidden layer) from one matmul.
+    ///
+    /// With the 0/1 mask m = [h > 0] and G = (s ⊙ x̃)ᵀ · m `[K, D + 1, H]`: the hidden layer's
+    /// gradient is G with column j scaled by the head weight w_j, and, since h = m ⊙ (x̃ · W)
+    /// for a ReLU, the head's weight gradient Σₙ sₙ hₙⱼ is Σᵢ Wᵢⱼ Gᵢⱼ. This never reads h for
+    /// the head's gradient (a pass over `[K, N, H]` saved); the head bias is done already.
+    fn backward_one_relu_layer(&mut self, s: &Tensor, tape: &Tape) {
+        // h is not needed after this: it becomes its own mask in place (no new [K, N, H]).
+        let mut mask = tape.inputs[1].shallow_clone(); // [K, N, H]
+        let _ = mask.sign_();
+        let hidden = mask.size()[2];
+        let g = (&tape.inputs[0] * s).transpose(1, 2).bmm(&mask); // [K, D + 1, H]
+        let head_w = self.ws[1].narrow(1, 0, hidden).transpose(1, 2); // [K, 1, H]
+        let _ = g.mul_out(&self.gws[0], &head_w);
+        let head_grad = (&g * &self.ws[0]).sum_dim_intlist(1, true, Kind::Float); // [K, 1, H]
+        self.gws[1].narrow(1, 0, hidden).copy_(&head_grad.transpose(1, 2));
+    }
+
     /// L2 norm of each cell's head weight vector (bias excluded), `[K]`.
     pub fn head_weight_norms(&self) -> Tensor {
         let head = self.ws.last().expect("a head layer");
@@ -194,6 +222,8 @@ mod tests {
     fn backward_matches_autograd() {
         let cases = [
             (&[5i64, 7, 4, 1][..], Activation::Relu),
+            (&[5, 7, 1], Activation::Relu),
+            (&[5, 7, 1], Activation::Tanh),
             (&[5, 7, 4, 1], Activation::Tanh),
             (&[5, 7, 4, 1], Activation::Gelu),
             (&[5, 7, 4, 1], Activation::Silu),

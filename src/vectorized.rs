@@ -15,6 +15,7 @@ use crate::config::{DataKind, RegularizerKind, RunConfig};
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
 use crate::flat_optim::FlatOptimizer;
+use crate::host;
 use crate::loss::{PenaltyKind, pairwise_loss_grad, pairwise_loss_grad_host};
 use crate::sink::MetricsSink;
 use crate::stacked::StackedMlp;
@@ -85,6 +86,10 @@ pub fn train_group(
             .collect::<Vec<_>>(),
         0,
     );
+    // On the CPU the table is read on the host into one reused batch buffer.
+    let table_host =
+        (device == Device::Cpu).then(|| Vec::<f32>::try_from(pair_table.flatten(0, -1))).transpose()?;
+    let x_buf = Tensor::zeros([k as i64, 2 * base.train.batch_size as i64, d1], (Kind::Float, device));
     // Cell k's pairs start at row k·P.
     let offsets =
         Tensor::arange_start_step(0, k as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
@@ -158,8 +163,21 @@ pub fn train_group(
     for step in 1..=base.train.steps {
         // [K, B] pair indices, each cell from its own stream, offset into its own pairs.
         let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
-        let rows = (idx + &offsets).view([-1]);
-        let x = pair_table.index_select(0, &rows).view([k as i64, 2 * b, d1]);
+        let x = match &table_host {
+            Some(table) => {
+                // On the CPU the row copies overlap their cache misses in one loop.
+                // SAFETY: `x_buf` is only read by the previous step's tape, dropped by now.
+                let buf = unsafe { host::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
+                let idx = unsafe { host::i64s(&idx) }.expect("int64 CPU indices");
+                let width = 2 * d1 as usize;
+                for (i, (&p, dst)) in idx.iter().zip(buf.chunks_exact_mut(width)).enumerate() {
+                    let row = (i / b as usize) * n_train + p as usize;
+                    dst.copy_from_slice(&table[row * width..][..width]);
+                }
+                x_buf.shallow_clone()
+            }
+            None => pair_table.index_select(0, &(idx + &offsets).view([-1])).view([k as i64, 2 * b, d1]),
+        };
         let (rr, tape) = mlp.forward_train(&x); // [K, 2B], interleaved
         // ∂L/∂rewards [K, 2B]: on the CPU one host loop beats a dozen small kernels.
         let dr = if device == Device::Cpu {

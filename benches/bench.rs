@@ -4,13 +4,16 @@
 //!    data, initial weights, batch indices, Adam, loss, one thread), after checking that both
 //!    give the same loss curve (max |Δ| ≤ 1e-4); MLP 32→64→1 and 32→1024→1, batch 256.
 //! 2. Sweep scaling: `rmlab sweep experiments/lambda.toml` with `--jobs 2` against `--jobs 1`.
-//! 3. Logging overhead: training with evaluations every 10 steps written to SQLite, against the
+//! 3. Vectorized sweeps: the same sweep trained as batched programs against one cell at a time,
+//!    with one worker and with two (in process, the sweep's own wall time).
+//! 4. Logging overhead: training with evaluations every 10 steps written to SQLite, against the
 //!    same training with the metrics discarded.
-//! 4. SQLite ingestion: metric rows/s through the store's run writer.
-//! 5. `rmlab query summary` over a store with 10 million metric rows.
+//! 5. SQLite ingestion: metric rows/s through the store's run writer.
+//! 6. `rmlab query summary` over a store with 10 million metric rows.
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
-//! smaller sizes (a smoke test of the harness, not figures to quote).
+//! smaller sizes (a smoke test of the harness, not figures to quote). `-- --device cuda` runs
+//! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,37 +177,38 @@ fn sweep_scaling(bin: &Path) -> serde_json::Value {
     json!({ "spec": "experiments/lambda.toml (25 cells), --no-vectorize", "jobs1_s": secs[0], "jobs2_s": secs[1], "speedup": secs[0] / secs[1] })
 }
 
-/// Cells/s of `experiments/lambda.toml` on one worker thread: vectorized (25 cells as one
-/// batched program) against one cell at a time; `set` adds `--set` overrides (the device).
-fn vectorized_sweep(bin: &Path, set: &[&str]) -> serde_json::Value {
+/// Cells/s of `experiments/lambda.toml` with `jobs` workers of one thread: vectorized (the 25
+/// cells as batched programs) against one cell at a time; `set` adds spec overrides (the device). Runs
+/// the sweep engine in this process and takes its own wall time (data, training, evaluation,
+/// store writes; not process start), median of `reps` alternating runs.
+fn vectorized_sweep(set: &[&str], reps: usize, jobs: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let spec = repo().join("experiments/lambda.toml");
-    let mut secs = Vec::new();
-    for (name, extra) in [("vectorized", None), ("one_at_a_time", Some("--no-vectorize"))] {
-        let db = dir.path().join(format!("{name}.sqlite"));
-        let mut args = vec![
-            "sweep",
-            spec.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--jobs",
-            "1",
-            "--threads",
-            "1",
-        ];
-        args.extend(extra);
-        for kv in set {
-            args.extend(["--set", kv]);
+    let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let spec = rmlab::spec::Spec::load(&repo().join("experiments/lambda.toml"))
+        .unwrap()
+        .with_overrides(&overrides)
+        .unwrap();
+    let (mut vec_s, mut one_s) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for vectorize in [true, false] {
+            let opts = rmlab::sweep::SweepOptions {
+                db: dir.path().join(format!("{rep}-{vectorize}.sqlite")),
+                force: false,
+                jobs: Some(jobs),
+                threads: Some(1),
+                only: Vec::new(),
+                vectorize,
+            };
+            let s = rmlab::sweep::run(&spec, &opts).unwrap();
+            assert_eq!(s.finished, s.total, "every cell of lambda.toml finishes");
+            if vectorize { &mut vec_s } else { &mut one_s }.push(s.wall.as_secs_f64());
         }
-        let t0 = Instant::now();
-        let out = Command::new(bin).args(&args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        secs.push(t0.elapsed().as_secs_f64());
     }
-    json!({ "spec": format!("experiments/lambda.toml (25 cells), --jobs 1 --threads 1 {set:?}"),
-            "vectorized_s": secs[0], "one_at_a_time_s": secs[1],
-            "vectorized_cells_per_s": 25.0 / secs[0], "one_at_a_time_cells_per_s": 25.0 / secs[1],
-            "speedup": secs[1] / secs[0] })
+    let (v, o) = (median(vec_s.clone()), median(one_s.clone()));
+    json!({ "spec": format!("experiments/lambda.toml (25 cells), --jobs {jobs} --threads 1 {set:?}"),
+            "vectorized_s": v, "one_at_a_time_s": o, "vectorized_runs_s": vec_s, "one_at_a_time_runs_s": one_s,
+            "vectorized_cells_per_s": 25.0 / v, "one_at_a_time_cells_per_s": 25.0 / o,
+            "speedup": o / v, "reps": reps })
 }
 
 /// A run of experiment `bench` claimed in `store`, as a sweep claims one.
@@ -340,7 +344,7 @@ fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value 
 /// The GPU suite (`--device cuda`, run by scripts/device-check.sh): training steps/s on the
 /// GPU against the same run on this machine's CPU (one thread) and against PyTorch eager on
 /// the same GPU; the lambda sweep vectorized against one cell at a time, on the GPU.
-fn device_suite(bin: &Path, python: &Path, quick: bool) -> serde_json::Value {
+fn device_suite(python: &Path, quick: bool) -> serde_json::Value {
     let cuda = Device::Cuda(0);
     let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };
     let mut report = serde_json::Map::new();
@@ -352,7 +356,7 @@ fn device_suite(bin: &Path, python: &Path, quick: bool) -> serde_json::Value {
         let ratio = cpu["rmlab_s"].as_f64().unwrap() / gpu["rmlab_s"].as_f64().unwrap();
         report.insert(name.into(), json!({ "cuda": gpu, "cpu": cpu, "rmlab_cuda_over_cpu": ratio }));
     }
-    let vectorized = vectorized_sweep(bin, &["model.device=cuda"]);
+    let vectorized = vectorized_sweep(&["model.device=cuda"], reps, 1);
     eprintln!("bench: vectorized on CUDA: {vectorized}");
     report.insert("vectorized_sweep_cuda".into(), vectorized);
     serde_json::Value::Object(report)
@@ -377,7 +381,7 @@ fn main() {
                     .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
                 "quick": quick,
             },
-            "device": device_suite(&bin, &python, quick),
+            "device": device_suite(&python, quick),
         });
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir).unwrap();
@@ -400,15 +404,17 @@ fn main() {
     eprintln!("bench: MLP 1024: {wide}");
     let scaling = sweep_scaling(&bin);
     eprintln!("bench: sweep scaling: {scaling}");
-    let vectorized = vectorized_sweep(&bin, &[]);
+    let vectorized = vectorized_sweep(&[], reps, 1);
     eprintln!("bench: vectorized: {vectorized}");
+    let vectorized_jobs2 = vectorized_sweep(&[], reps, 2);
+    eprintln!("bench: vectorized, --jobs 2: {vectorized_jobs2}");
     let logging = logging_overhead(if quick { 200 } else { 2000 }, reps);
     eprintln!("bench: logging: {logging}");
     let ingest = sqlite_ingest(if quick { 100_000 } else { 2_000_000 });
     eprintln!("bench: ingest: {ingest}");
     let query = if quick { query_big(&bin, 40, 2_400) } else { query_big(&bin, 2_000, 5_016) };
     eprintln!("bench: query: {query}");
-    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized,
+    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
                          "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();
@@ -433,6 +439,7 @@ fn main() {
             format!("{:.2}×", f(&vectorized, "speedup")),
             "≥ 5×",
         ),
+        ("  same, --jobs 2 on both sides".into(), format!("{:.2}×", f(&vectorized_jobs2, "speedup")), "≥ 5×"),
         (
             "metric logging overhead at eval every 10".into(),
             format!("{:.1}%", 100.0 * f(&logging, "overhead")),

@@ -53,7 +53,8 @@ pub struct HostSplit<'a> {
 }
 
 /// Truth metrics of one split from the rewards `r` of all responses (host, f64), in
-/// [`TRUTH_NAMES`] order; NaN where undefined.
+/// [`TRUTH_NAMES`] order; NaN where undefined. Everything is recomputed on each call: the
+/// plain definition, which evaluations use through [`TruthIndex`] (tested equal).
 pub fn truth_metrics(r: &[f64], s: &HostSplit) -> Vec<(&'static str, f64)> {
     let rs: Vec<f64> = s.responses.iter().map(|&i| r[i]).collect();
     let ts: Vec<f64> = s.responses.iter().map(|&i| s.true_reward[i]).collect();
@@ -96,38 +97,10 @@ pub fn truth_metrics(r: &[f64], s: &HostSplit) -> Vec<(&'static str, f64)> {
     let pearson_within = pearson_host(&rc, &tc);
     let offset_error = population_std(&offsets);
 
-    let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
-    let mut bins = [(0usize, 0.0f64, 0.0f64); 10];
-    let (mut off, mut spread) = (0.0, 0.0);
-    for &(a, b) in s.pairs {
-        let p = sigmoid(r[a] - r[b]);
-        let dt = s.true_reward[a] - s.true_reward[b];
-        let p_bt = if s.beta.is_infinite() {
-            if dt > 0.0 {
-                1.0
-            } else if dt < 0.0 {
-                0.0
-            } else {
-                0.5
-            }
-        } else {
-            sigmoid(s.beta * dt)
-        };
-        let p_true = s.flip + (1.0 - 2.0 * s.flip) * p_bt;
-        let bin = ((p * 10.0) as usize).min(9);
-        bins[bin].0 += 1;
-        bins[bin].1 += p;
-        bins[bin].2 += p_true;
-        off += ((r[a] + r[b]) / 2.0).abs();
-        spread += ((r[a] - r[b]) / 2.0).abs();
-    }
-    let n = s.pairs.len() as f64;
-    let ece = if s.pairs.is_empty() {
-        f64::NAN
-    } else {
-        bins.iter().filter(|b| b.0 > 0).map(|b| (b.1 - b.2).abs() / n).sum()
-    };
-    let v = [spearman, pearson_within, within, offset_error, ece, off / n, spread / n];
+    let t = s.true_reward;
+    let pairs = s.pairs.iter().map(|&(a, b)| (r[a], r[b], true_preference(t[a] - t[b], s.beta, s.flip)));
+    let [ece, off, spread] = pair_calibration(pairs, s.pairs.len());
+    let v = [spearman, pearson_within, within, offset_error, ece, off, spread];
     TRUTH_NAMES.iter().copied().zip(v).collect()
 }
 

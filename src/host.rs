@@ -19,6 +19,15 @@ pub unsafe fn f32s_mut(t: &Tensor) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel()) })
 }
 
+/// The float32 elements of a contiguous float32 CPU tensor; `None` otherwise.
+///
+/// # Safety
+/// Nothing writes `t`'s elements while the slice lives.
+pub unsafe fn f32s(t: &Tensor) -> Option<&[f32]> {
+    is_host(t, Kind::Float)
+        .then(|| unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel()) })
+}
+
 /// The int64 elements of a contiguous int64 CPU tensor; `None` otherwise.
 ///
 /// # Safety

@@ -13,6 +13,7 @@
 use tch::{Kind, Tensor};
 
 use crate::config::Activation;
+use crate::host;
 use crate::model::activate;
 
 /// The parameters of K models with the same layer sizes.
@@ -26,6 +27,8 @@ pub struct StackedMlp {
     ws: Vec<Tensor>,
     gws: Vec<Tensor>,
     activation: Activation,
+    /// Use the fused host kernel for one ReLU layer when the tensors are on the CPU.
+    host_kernels: bool,
 }
 
 /// What the backward pass needs from a forward pass.
@@ -35,6 +38,8 @@ pub struct Tape {
     /// Pre-activations of hidden layers, kept only for activations whose derivative needs them
     /// (GELU, SiLU); ReLU and tanh use the layer's output.
     pre: Vec<Option<Tensor>>,
+    /// `inputs[1]` holds the ReLU mask [h > 0] rather than h (the fused host kernel).
+    hidden_is_mask: bool,
 }
 
 impl StackedMlp {
@@ -66,7 +71,7 @@ impl StackedMlp {
                 .collect::<Vec<_>>()
         };
         let (ws, gws) = (views(&params), views(&grad));
-        StackedMlp { k, params, grad, ws, gws, activation }
+        StackedMlp { k, params, grad, ws, gws, activation, host_kernels: true }
     }
 
     /// Features `[..., D]` with a column of ones appended, `[..., D + 1]`: the input layout of
@@ -89,8 +94,15 @@ impl StackedMlp {
     }
 
     fn run(&self, xs: &Tensor, taped: bool) -> (Tensor, Option<Tape>) {
+        if let Some(out) = self.run_one_relu_on_host(xs, taped) {
+            return out;
+        }
         let n_layers = self.ws.len();
-        let mut tape = Tape { inputs: Vec::with_capacity(n_layers), pre: Vec::with_capacity(n_layers) };
+        let mut tape = Tape {
+            inputs: Vec::with_capacity(n_layers),
+            pre: Vec::with_capacity(n_layers),
+            hidden_is_mask: false,
+        };
         let mut h = xs.shallow_clone();
         for (l, w) in self.ws.iter().enumerate() {
             let a = if l == 0 {
@@ -130,6 +142,39 @@ impl StackedMlp {
             }
         }
         unreachable!("a stacked model has a head layer")
+    }
+
+    /// [`StackedMlp::run`] for `x̃ → ReLU → head` on the CPU: one matmul, then one host pass
+    /// over the `[K, N, H]` pre-activations that computes the rewards and leaves the ReLU
+    /// mask in their place (three kernels and their passes otherwise: ReLU, the head's
+    /// matrix-vector product, the mask). `None` where it does not apply.
+    fn run_one_relu_on_host(&self, xs: &Tensor, taped: bool) -> Option<(Tensor, Option<Tape>)> {
+        let applies = self.host_kernels
+            && self.ws.len() == 2
+            && self.activation == Activation::Relu
+            && host::is_host(xs, Kind::Float)
+            && relu_head_kernel_available();
+        if !applies {
+            return None;
+        }
+        let a = xs.bmm(&self.ws[0]); // [K, N, H], contiguous
+        let (k, n, h) = (self.k as usize, a.size()[1] as usize, a.size()[2] as usize);
+        let head = self.ws[1].contiguous(); // [K, H + 1, 1]
+        let mut r = vec![0f32; k * n];
+        // SAFETY: `a` is a fresh tensor nothing else uses; nothing writes `head` (a view of
+        // the parameters, or a copy) meanwhile.
+        unsafe {
+            let a_host = host::f32s_mut(&a)?;
+            let w_host = host::f32s(&head)?;
+            relu_head_mask(a_host, w_host, k, n, h, &mut r);
+        }
+        let r = Tensor::from_slice(&r).view([self.k, n as i64]);
+        let tape = taped.then(|| Tape {
+            inputs: vec![xs.shallow_clone(), a],
+            pre: vec![None],
+            hidden_is_mask: true,
+        });
+        Some((r, tape))
     }
 
     /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
@@ -190,7 +235,9 @@ impl StackedMlp {
     fn backward_one_relu_layer(&mut self, s: &Tensor, tape: &Tape) {
         // h is not needed after this: it becomes its own mask in place (no new [K, N, H]).
         let mut mask = tape.inputs[1].shallow_clone(); // [K, N, H]
-        let _ = mask.sign_();
+        if !tape.hidden_is_mask {
+            let _ = mask.sign_();
+        }
         let hidden = mask.size()[2];
         let g = (&tape.inputs[0] * s).transpose(1, 2).bmm(&mask); // [K, D + 1, H]
         let head_w = self.ws[1].narrow(1, 0, hidden).transpose(1, 2); // [K, 1, H]
@@ -212,6 +259,59 @@ impl StackedMlp {
     }
 }
 
+/// Whether this CPU runs [`relu_head_mask`].
+fn relu_head_kernel_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// For pre-activations `a` `[K, N, H]` and head blocks `w` `[K, H + 1]` (weights, then bias):
+/// `r[k, n] = b_k + Σⱼ relu(a[k, n, j]) · w[k, j]`, and `a` becomes the mask [a > 0]. A NaN
+/// pre-activation stays NaN through the ReLU (as LibTorch's), so divergence still shows.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA ([`relu_head_kernel_available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn relu_head_mask(a: &mut [f32], w: &[f32], k: usize, n: usize, h: usize, r: &mut [f32]) {
+    const LANES: usize = 8;
+    for cell in 0..k {
+        let (wk, bias) = (&w[cell * (h + 1)..][..h], w[cell * (h + 1) + h]);
+        for row in 0..n {
+            let ar = &mut a[(cell * n + row) * h..][..h];
+            // Eight partial sums, so the loop vectorizes.
+            let mut acc = [0f32; LANES];
+            let body = h - h % LANES;
+            for (chunk, wc) in ar[..body].chunks_exact_mut(LANES).zip(wk[..body].chunks_exact(LANES)) {
+                for i in 0..LANES {
+                    let x = chunk[i];
+                    let relu = if x < 0.0 { 0.0 } else { x };
+                    acc[i] = relu.mul_add(wc[i], acc[i]);
+                    chunk[i] = if x > 0.0 { 1.0 } else { 0.0 };
+                }
+            }
+            let mut sum = acc.iter().sum::<f32>();
+            for (x, &wj) in ar[body..].iter_mut().zip(&wk[body..]) {
+                let relu = if *x < 0.0 { 0.0 } else { *x };
+                sum = relu.mul_add(wj, sum);
+                *x = if *x > 0.0 { 1.0 } else { 0.0 };
+            }
+            r[cell * n + row] = sum + bias;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn relu_head_mask(_: &mut [f32], _: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
+    unreachable!("relu_head_kernel_available is false off x86_64")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +329,7 @@ mod tests {
             (&[5, 7, 4, 1], Activation::Silu),
             (&[5, 1], Activation::Relu),
         ];
-        for (sizes, activation) in cases {
+        for ((sizes, activation), host_kernels) in cases.iter().flat_map(|&c| [(c, true), (c, false)]) {
             let k = 3;
             let opts = (Kind::Float, Device::Cpu);
             // layers[l][c] = (weight [out, in], bias [out]), requiring grad for the reference.
@@ -247,6 +347,7 @@ mod tests {
                 })
                 .collect();
             let mut mlp = StackedMlp::new(&layers, activation);
+            mlp.host_kernels = host_kernels;
             let xs = Tensor::randn([k, 6, sizes[0]], opts);
             let (r, tape) = mlp.forward_train(&StackedMlp::with_ones(&xs));
             // A loss with a different weight per reward: Σ r · c.
@@ -263,7 +364,11 @@ mod tests {
                 }
                 let alone = h.squeeze_dim(-1);
                 let close = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]) < 1e-5;
-                assert!(close(&r.get(cell), &alone), "{activation:?}: forward, cell {cell}");
+                assert!(close(&r.get(cell), &alone), "{activation:?} {host_kernels}: forward, cell {cell}");
+                assert!(
+                    close(&mlp.forward(&StackedMlp::with_ones(&xs)).get(cell), &alone),
+                    "untaped forward"
+                );
                 (&alone * c.get(cell)).sum(Kind::Float).backward();
                 for (l, layer) in layers.iter().enumerate() {
                     let (w, b) = &layer[cell as usize];

@@ -61,7 +61,7 @@ pub fn train_group(
         return Err(Error::Run("train_group needs one sink per cell and compatible cells".into()));
     }
     let base = &cfgs[0];
-    // Data: each cell's own, stacked as [K·R, D + 1] (ones appended) with pair tables offset into it.
+    // Data: each cell's own, generated from its seed.
     let datasets: Vec<Dataset> = cfgs
         .iter()
         .map(|c| data::load(&c.data, c.seed).map(|(p, _)| Dataset::new(&p, device)))
@@ -70,8 +70,9 @@ pub fn train_group(
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
         return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
     }
+    // Every response's features, ones appended: [K, R, D + 1] (evaluation input).
     let features =
-        StackedMlp::with_ones(&Tensor::stack(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>(), 0)); // [K, R, D + 1]
+        StackedMlp::with_ones(&Tensor::stack(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>(), 0));
     let d1 = features.size()[2];
     // Training pairs as rows of a table [K·P, 2·(D + 1)], chosen then rejected features: a
     // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …).

@@ -7,7 +7,7 @@ pub mod preference_file;
 pub mod synthetic;
 pub mod text_features;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// A partition of the prompts. Every pair and response belongs to its prompt's split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,8 +111,6 @@ pub struct SplitTensors {
 pub struct Dataset {
     /// `[R, D]` float32.
     pub features: Tensor,
-    /// `[R]` float32, when the truth is known.
-    pub true_reward: Option<Tensor>,
     pub train: SplitTensors,
     pub val: SplitTensors,
     pub test: SplitTensors,
@@ -139,8 +137,6 @@ impl Dataset {
             Some(b) => Tensor::from_slice(&b.ids).view([r, b.width as i64]).to_device(device),
             None => Tensor::from_slice(&p.features).view([r, p.dim as i64]).to_device(device),
         };
-        let true_reward =
-            p.true_reward.as_ref().map(|t| Tensor::from_slice(t).to_kind(Kind::Float).to_device(device));
         let split = |s: Split| {
             let (mut chosen, mut rejected, mut margins) = (Vec::new(), Vec::new(), Vec::new());
             for (i, pair) in p.pairs.iter().enumerate().filter(|(_, q)| p.split_of_response(q.chosen) == s) {
@@ -168,7 +164,6 @@ impl Dataset {
             val: split(Split::Val),
             test: split(Split::Test),
             features,
-            true_reward,
             dim: p.dim,
             buckets: p.bags.as_ref().map(|b| b.buckets),
             prompt_of: p.prompt_of.clone(),

@@ -177,8 +177,9 @@ mod tests {
 
     /// `tensors`: force the whole-tensor path (what other devices run) instead of the host loop.
     fn agrees_with_tch_on(t: TrainConfig, tensors: bool) {
-        let p0 = Tensor::randn([1000], (Kind::Float, Device::Cpu));
-        let grads: Vec<Tensor> = (0..10).map(|_| Tensor::randn([1000], (Kind::Float, Device::Cpu))).collect();
+        let mut normal = crate::testing::Normal::new(7);
+        let p0 = normal.tensor(&[1000]);
+        let grads: Vec<Tensor> = (0..10).map(|_| normal.tensor(&[1000])).collect();
 
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().var_copy("w", &p0);

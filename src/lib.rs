@@ -23,6 +23,8 @@ pub mod spec;
 pub mod stacked;
 pub mod store;
 pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod train;
 pub mod vectorized;
 

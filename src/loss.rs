@@ -316,8 +316,9 @@ mod tests {
     #[test]
     fn stacked_gradient_matches_autograd() {
         let (k, n) = (3i64, 5i64);
-        let r_a = Tensor::randn([k, n], (Kind::Double, tch::Device::Cpu)) * 2.0;
-        let r_b = Tensor::randn([k, n], (Kind::Double, tch::Device::Cpu)) * 2.0;
+        let mut normal = crate::testing::Normal::new(3);
+        let r_a = normal.tensor(&[k, n]).to_kind(Kind::Double) * 2.0;
+        let r_b = normal.tensor(&[k, n]).to_kind(Kind::Double) * 2.0;
         let lambdas = [0.0, 0.3, 1.7];
         let lam = t(&lambdas).view([k, 1]);
         for (kind, make) in [
@@ -349,7 +350,7 @@ mod tests {
     #[test]
     fn host_gradient_matches_tensor_gradient() {
         let (k, n) = (3i64, 7i64);
-        let r = Tensor::randn([k, n, 2], (Kind::Float, tch::Device::Cpu)) * 3.0;
+        let r = crate::testing::Normal::new(4).tensor(&[k, n, 2]) * 3.0;
         let lambdas = [0.0, 0.2, 1.5];
         let lam = Tensor::from_slice(&lambdas).to_kind(Kind::Float).view([k, 1]);
         let host: Vec<f32> = Vec::try_from(r.flatten(0, -1)).unwrap();

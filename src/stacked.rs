@@ -253,6 +253,12 @@ impl StackedMlp {
         head.narrow(1, 0, rows).square().sum_dim_intlist(&[1i64, 2][..], false, Kind::Float).sqrt()
     }
 
+    /// Whether the fused host kernel may run (on by default; off runs the batched kernels that
+    /// other devices run, for tests on the CPU).
+    pub fn use_host_kernels(&mut self, on: bool) {
+        self.host_kernels = on;
+    }
+
     /// Number of stacked models.
     pub fn cells(&self) -> i64 {
         self.k

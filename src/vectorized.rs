@@ -56,6 +56,19 @@ pub fn train_group(
     sinks: &mut [&mut dyn MetricsSink],
     on_step: &mut dyn FnMut(usize),
 ) -> Result<Vec<Outcome>> {
+    train_group_with(cfgs, device, sinks, on_step, true)
+}
+
+/// [`train_group`]; `host_loops: false` keeps to tensor kernels on the CPU too (the code other
+/// devices run), so that tests here cover it.
+fn train_group_with(
+    cfgs: &[RunConfig],
+    device: Device,
+    sinks: &mut [&mut dyn MetricsSink],
+    on_step: &mut dyn FnMut(usize),
+    host_loops: bool,
+) -> Result<Vec<Outcome>> {
+    let cpu_loops = host_loops && device == Device::Cpu;
     let k = cfgs.len();
     if k == 0 || sinks.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
         return Err(Error::Run("train_group needs one sink per cell and compatible cells".into()));
@@ -88,8 +101,7 @@ pub fn train_group(
         0,
     );
     // On the CPU the table is read on the host into one reused batch buffer.
-    let table_host =
-        (device == Device::Cpu).then(|| Vec::<f32>::try_from(pair_table.flatten(0, -1))).transpose()?;
+    let table_host = cpu_loops.then(|| Vec::<f32>::try_from(pair_table.flatten(0, -1))).transpose()?;
     let x_buf = Tensor::zeros([k as i64, 2 * base.train.batch_size as i64, d1], (Kind::Float, device));
     // Cell k's pairs start at row k·P.
     let offsets =
@@ -115,8 +127,12 @@ pub fn train_group(
         })
         .collect();
     let mut mlp = StackedMlp::new(&layers, base.model.activation);
+    mlp.use_host_kernels(host_loops);
     drop((layers, models));
     let mut opt = FlatOptimizer::new(&base.train, &mlp.params);
+    if !host_loops {
+        opt = opt.without_host_loops();
+    }
     let lambda_host: Vec<f64> = cfgs.iter().map(|c| c.loss.lambda).collect();
     let lambdas = Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>())
         .to_device(device)
@@ -181,7 +197,7 @@ pub fn train_group(
         };
         let (rr, tape) = mlp.forward_train(&x); // [K, 2B], interleaved
         // ∂L/∂rewards [K, 2B]: on the CPU one host loop beats a dozen small kernels.
-        let dr = if device == Device::Cpu {
+        let dr = if cpu_loops {
             let host = Vec::<f32>::try_from(rr.view([-1]))?;
             let dr = pairwise_loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
             Tensor::from_slice(&dr).view([k as i64, 2 * b])
@@ -244,7 +260,8 @@ mod tests {
 
     /// Every metric and final reward of every cell equals the one-cell path within 1e-5: for
     /// a linear model and MLPs of one and two hidden layers, every activation, every
-    /// regularizer, a margin, Adam with weight decay and SGD with momentum.
+    /// regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
+    /// host loops and with the tensor kernels other devices run.
     #[test]
     fn equals_one_cell_at_a_time() {
         use crate::config::{Activation, OptimizerKind};
@@ -273,7 +290,10 @@ mod tests {
                 c.train.lr = 0.1;
             }),
         ];
-        for (hidden, tweak) in variants {
+        // Host loops on (what the CPU runs) and off (the kernels other devices run).
+        for ((hidden, tweak), host_loops) in
+            variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
+        {
             let cfgs: Vec<RunConfig> = [(0, 0.0), (1, 0.01), (2, 0.5)]
                 .iter()
                 .map(|&(seed, lambda)| {
@@ -282,12 +302,13 @@ mod tests {
                     c
                 })
                 .collect();
-            let what = format!("{hidden:?} {:?}", cfgs[1].model.activation);
+            let what = format!("{hidden:?} {:?} host loops {host_loops}", cfgs[1].model.activation);
             let mut batched: Vec<MemorySink> = (0..3).map(|_| MemorySink::default()).collect();
             {
                 let mut refs: Vec<&mut dyn MetricsSink> =
                     batched.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
-                let outcomes = train_group(&cfgs, Device::Cpu, &mut refs, &mut |_| {}).unwrap();
+                let outcomes =
+                    train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_| {}, host_loops).unwrap();
                 assert!(outcomes.iter().all(|o| *o == Outcome::Finished), "{what}");
             }
             for (c, got) in cfgs.iter().zip(&batched) {

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rmlab::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, RunConfig, TrainConfig};
 use rmlab::data::{self, Dataset, Split};
-use rmlab::sink::{MetricsSink, RewardRow};
+use rmlab::eval::{MetricsSink, RewardRow};
+use rmlab::experiment::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, RunConfig, TrainConfig};
 use rmlab::train::{batch_indices, build_model, train};
 use serde_json::json;
 use tch::Device;
@@ -84,7 +84,7 @@ fn train_vs_torch(
 ) -> serde_json::Value {
     let mut cfg = config(hidden, steps, steps);
     if device != Device::Cpu {
-        cfg.model.device = rmlab::config::DeviceChoice::Cuda;
+        cfg.model.device = rmlab::runtime::DeviceChoice::Cuda;
     }
     let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
     let data = Dataset::new(&prefs, device);
@@ -184,7 +184,7 @@ fn sweep_scaling(bin: &Path) -> serde_json::Value {
 fn vectorized_sweep(set: &[&str], reps: usize, jobs: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-    let spec = rmlab::spec::Spec::load(&repo().join("experiments/lambda.toml"))
+    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/lambda.toml"))
         .unwrap()
         .with_overrides(&overrides)
         .unwrap();
@@ -261,7 +261,7 @@ fn sqlite_ingest(rows: usize) -> serde_json::Value {
     let mut store = rmlab::store::Store::open(&dir.path().join("ingest.sqlite")).unwrap();
     let prov = rmlab::provenance::Provenance::default();
     let cfg = config(64, 10, 10);
-    let names: Vec<&'static str> = rmlab::metrics::all_names().collect();
+    let names: Vec<&'static str> = rmlab::experiment::metric::all_names().collect();
     let t0 = Instant::now();
     let mut w = claim(&mut store, &cfg, &prov);
     let per_eval = names.len();
@@ -269,7 +269,7 @@ fn sqlite_ingest(rows: usize) -> serde_json::Value {
     for step in 0..rows / per_eval {
         w.record(step, Split::Train, &values).unwrap();
     }
-    w.finish(&Ok(rmlab::train::Outcome::Finished), 0.0).unwrap();
+    w.finish(&Ok(rmlab::eval::Outcome::Finished), 0.0).unwrap();
     let s = t0.elapsed().as_secs_f64();
     let written = rows / per_eval * per_eval;
     json!({ "rows": written, "seconds": s, "rows_per_s": written as f64 / s })
@@ -286,7 +286,7 @@ fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value 
     let t0 = Instant::now();
     let tx = conn.transaction().unwrap();
     tx.execute("INSERT INTO experiments VALUES ('big', '', '', '', '')", []).unwrap();
-    let names: Vec<&str> = rmlab::metrics::NAMES.to_vec();
+    let names: Vec<&str> = rmlab::experiment::metric::NAMES.to_vec();
     let steps = rows_per_run / (names.len() * 2);
     {
         let mut run = tx.prepare("INSERT INTO runs (id, experiment, config_hash, config_json, format_version, seed, status, started_at, device, threads, rmlab_version, uid) VALUES (?1, 'big', ?2, '{}', ?3, ?4, 'finished', '', 'cpu', 1, '', ?2)").unwrap();
@@ -295,8 +295,13 @@ fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value 
         let mut summary =
             tx.prepare("INSERT INTO summaries VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)").unwrap();
         for r in 0..runs as i64 {
-            run.execute(rusqlite::params![r + 1, format!("{r:016x}"), rmlab::config::FORMAT_VERSION, r % 10])
-                .unwrap();
+            run.execute(rusqlite::params![
+                r + 1,
+                format!("{r:016x}"),
+                rmlab::experiment::config::FORMAT_VERSION,
+                r % 10
+            ])
+            .unwrap();
             param
                 .execute(rusqlite::params![
                     r + 1,

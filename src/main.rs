@@ -1,5 +1,5 @@
-//! The `rmlab` binary: parse the command line, call the library, map errors to exit codes
-//! (0 success, 1 a failure while running, 2 bad input).
+//! The `rmlab` binary: parse the command line, call the library, print what it returns, map
+//! errors to exit codes (0 success, 1 a failure while running, 2 bad input).
 
 mod cli;
 
@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use rmlab::analysis::{output, plot, query};
 use rmlab::error::{Error, Result};
-use rmlab::runtime::TorchRuntime;
-use rmlab::spec::Spec;
+use rmlab::experiment::Spec;
 use rmlab::store::Store;
-use rmlab::sweep::{self, CellState, SweepOptions};
+use rmlab::sweep::{self, SweepOptions};
 
 use cli::{Cli, Command, Format, QueryKind, QueryOpts, StatArg};
-use rmlab::output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -35,9 +34,10 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     match command {
         Command::Sweep { spec, db, force, dry_run, jobs, threads, only, no_vectorize, overrides } => {
-            let spec = Spec::load(&spec)?.with_overrides(&overrides)?;
+            let spec = sweep::load_spec(&spec, &overrides)?;
             if dry_run {
-                return print_plan(&spec, &db, force);
+                print!("{}", sweep::status_report(&spec, &db, force)?);
+                return Ok(());
             }
             let opts = SweepOptions {
                 db,
@@ -76,32 +76,26 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Status { spec, db } => {
-            let spec = Spec::load(&spec)?;
-            print_plan(&spec, &db, false)
+            let spec = sweep::load_spec(&spec, &[])?;
+            print!("{}", sweep::status_report(&spec, &db, false)?);
+            Ok(())
         }
         Command::Check { specs } => {
             for path in specs {
-                let spec = Spec::load(&path)?;
+                let spec = sweep::load_spec(&path, &[])?;
                 println!("{}: ok, {} cells", path.display(), spec.cells()?.len());
             }
             Ok(())
         }
-        Command::Doctor => doctor(),
-        Command::Query { what, opts } => query(what, opts),
+        Command::Doctor => {
+            print!("{}", rmlab::runtime::doctor_report()?);
+            Ok(())
+        }
+        Command::Query { what, opts } => run_query(what, opts),
         Command::Plot { specs, db, out_dir } => {
-            if !db.exists() {
-                return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
-            }
             let specs: Vec<Spec> = specs.iter().map(|p| Spec::load(p)).collect::<Result<_>>()?;
-            let store = Store::open(&db)?;
-            for spec in &specs {
-                let figures =
-                    if spec.figures.is_empty() { rmlab::plot::catalogue() } else { spec.figures.clone() };
-                let dir = out_dir.join(&spec.name);
-                let written = rmlab::plot::render_all(store.connection(), &spec.name, &figures, &dir)?;
-                for w in &written {
-                    eprintln!("{}  (+ .png, .json)", w.svg.display());
-                }
+            for w in plot::render_specs(&db, &specs, &out_dir)? {
+                eprintln!("{}  (+ .png, .json)", w.svg.display());
             }
             Ok(())
         }
@@ -117,9 +111,9 @@ fn run(command: Command) -> Result<()> {
             out,
             submit,
         } => {
-            let spec = Spec::load(&spec)?;
+            let spec = sweep::load_spec(&spec, &[])?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("results/slurm/{}.sbatch", spec.name)));
-            let opts = rmlab::slurm::SlurmOptions {
+            let opts = sweep::slurm::SlurmOptions {
                 db,
                 partition,
                 time,
@@ -129,7 +123,7 @@ fn run(command: Command) -> Result<()> {
                 cells_per_task: cells_per_task.into(),
                 out,
             };
-            let plan = rmlab::slurm::write_scripts(&spec, &opts)?;
+            let plan = sweep::slurm::write_scripts(&spec, &opts)?;
             if plan.tasks.is_empty() {
                 eprintln!(
                     "{}: all {} cells are done in {}; nothing to submit",
@@ -149,7 +143,7 @@ fn run(command: Command) -> Result<()> {
                 plan.merge_script.display()
             );
             if submit {
-                let (array, merge) = rmlab::slurm::submit(&plan)?;
+                let (array, merge) = sweep::slurm::submit(&plan)?;
                 println!("array {array}");
                 println!("merge {merge}");
             } else {
@@ -181,120 +175,33 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&rmlab::spec::json_schema()).expect("JSON"));
+            println!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
             Ok(())
         }
     }
 }
 
-/// Prints each cell with its state; with `force`, every cell is marked to run.
-fn print_plan(spec: &Spec, db: &std::path::Path, force: bool) -> Result<()> {
-    let cells = if db.exists() {
-        sweep::plan(spec, &Store::open(db)?)?
-    } else {
-        spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
+fn run_query(what: QueryKind, o: QueryOpts) -> Result<()> {
+    let req = query::QueryRequest {
+        kind: match what {
+            QueryKind::Runs => query::QueryKind::Runs,
+            QueryKind::Curves => query::QueryKind::Curves,
+            QueryKind::Summary => query::QueryKind::Summary,
+        },
+        experiment: o.experiment,
+        filters: o.filters,
+        group_by: o.group_by,
+        metrics: o.metrics,
+        split: o.split,
+        stat: match o.stat {
+            StatArg::Final => query::Stat::Final,
+            StatArg::Best => query::Stat::Best,
+        },
+        all_params: o.all_params,
+        all_runs: o.all_runs,
+        for_reading: o.format == Format::Table,
     };
-    let mut counts = std::collections::BTreeMap::new();
-    println!("{:>5}  {:<8}  {:<16}  swept values", "cell", "state", "config hash");
-    for (cell, state) in &cells {
-        let runs = force || *state != CellState::Done;
-        println!(
-            "{:>5}  {:<8}  {:<16}  {}{}",
-            cell.index,
-            state.as_str(),
-            cell.hash,
-            cell.label(),
-            if runs { "" } else { "  (skip)" }
-        );
-        *counts.entry(state.as_str()).or_insert(0) += 1;
-    }
-    let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    println!("{}: {} cells ({}) in {}", spec.name, cells.len(), counts.join(", "), db.display());
-    Ok(())
-}
-
-fn doctor() -> Result<()> {
-    // A tensor op proves LibTorch is loaded and works, not only linked.
-    let sum = std::panic::catch_unwind(|| {
-        tch::Tensor::from_slice(&[1.0f32, 2.0]).sum(tch::Kind::Float).double_value(&[])
-    });
-    let rt = TorchRuntime::detect();
-    println!("rmlab          {}", env!("CARGO_PKG_VERSION"));
-    println!("torch          {}", rt.version.as_deref().unwrap_or("unknown"));
-    println!(
-        "library path   {}",
-        rt.lib_dir.as_ref().map_or("not found in /proc/self/maps".into(), |d| d.display().to_string())
-    );
-    println!("cuda           {}", if rt.cuda_available { "available" } else { "not available" });
-    println!("cuda devices   {}", rt.cuda_devices);
-    println!("cudnn          {}", if rt.cudnn_available { "available" } else { "not available" });
-    println!("threads        {} intra-op (LibTorch default; sweeps set --threads)", rt.intra_op_threads);
-    println!("cores          {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match sum {
-        Ok(3.0) => {
-            println!("tensor check   ok");
-            Ok(())
-        }
-        Ok(v) => Err(Error::Run(format!("tensor check: 1 + 2 gave {v}"))),
-        Err(_) => Err(Error::Run("tensor check: LibTorch panicked on a CPU sum".into())),
-    }
-}
-
-fn query(what: QueryKind, o: QueryOpts) -> Result<()> {
-    use rmlab::query::{self, Filter, Selection, Stat};
-    if !o.db.exists() {
-        return Err(Error::Input(format!("{}: no such store (run a sweep first)", o.db.display())));
-    }
-    let store = Store::open(&o.db)?;
-    let sel = Selection {
-        experiment: o.experiment.clone(),
-        filters: o.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_>>()?,
-        // Runs lists every run; curves and summaries count each cell once.
-        latest_only: what != QueryKind::Runs && !o.all_runs,
-    };
-    if let Some(e) = &o.experiment {
-        let known: bool = store
-            .connection()
-            .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
-            .map_err(|err| Error::sqlite(&o.db, err))?;
-        if !known {
-            return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", o.db.display())));
-        }
-    }
-    if let Some(s) = &o.split
-        && !["train", "val", "test"].contains(&s.as_str())
-    {
-        return Err(Error::Input(format!("--split {s}: expected train, val or test")));
-    }
-    let conn = store.connection();
-    let mut df = match what {
-        QueryKind::Runs => query::runs(conn, &sel, !o.all_params)?,
-        QueryKind::Curves => query::curves(conn, &sel, &o.metrics, o.split.as_deref())?,
-        QueryKind::Summary => {
-            let stat = match o.stat {
-                StatArg::Final => Stat::Final,
-                StatArg::Best => Stat::Best,
-            };
-            query::summary(conn, &sel, &o.group_by, &o.metrics, o.split.as_deref(), stat)?
-        }
-    };
-    if o.format == Format::Table
-        && o.experiment.is_some()
-        && df.get_column_names().iter().any(|c| c.as_str() == "experiment")
-    {
-        // One experiment was asked for: the column says nothing.
-        df = df.drop("experiment").map_err(|e| Error::Run(format!("polars: {e}")))?;
-    }
-    if what == QueryKind::Runs && o.format == Format::Table && !o.all_params {
-        // The id columns a reader needs; the rest (hash, device, threads) are in csv/json output.
-        let keep: Vec<String> = df
-            .get_column_names()
-            .iter()
-            .map(|c| c.to_string())
-            .filter(|c| !["config_hash", "device", "threads"].contains(&c.as_str()))
-            .collect();
-        df = df.select(keep).map_err(|e| Error::Run(format!("polars: {e}")))?;
-    }
+    let mut df = query::answer(&o.db, &req)?;
     let format = match o.format {
         Format::Table => output::Format::Table { width: 100 },
         Format::Csv => output::Format::Csv,

@@ -2,10 +2,20 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::config::DeviceChoice;
 use crate::error::{Error, Result};
+
+/// Where tensors live. `auto` picks CUDA when LibTorch sees a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
 
 /// What `rmlab doctor` reports, and what runs record.
 #[derive(Clone, Debug)]
@@ -80,5 +90,36 @@ pub fn device_name(d: Device) -> String {
         Device::Cpu => "cpu".into(),
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// What `rmlab doctor` prints: LibTorch's version and library path, CUDA, threads, cores, and a
+/// tensor check (a CPU sum, proving LibTorch is loaded and works, not only linked). `Err` when
+/// the check fails.
+pub fn doctor_report() -> Result<String> {
+    let sum = std::panic::catch_unwind(|| {
+        tch::Tensor::from_slice(&[1.0f32, 2.0]).sum(tch::Kind::Float).double_value(&[])
+    });
+    let rt = TorchRuntime::detect();
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<15}{v}\n"));
+    line("rmlab", env!("CARGO_PKG_VERSION").to_string());
+    line("torch", rt.version.clone().unwrap_or_else(|| "unknown".into()));
+    line(
+        "library path",
+        rt.lib_dir.as_ref().map_or("not found in /proc/self/maps".into(), |d| d.display().to_string()),
+    );
+    line("cuda", if rt.cuda_available { "available" } else { "not available" }.into());
+    line("cuda devices", rt.cuda_devices.to_string());
+    line("cudnn", if rt.cudnn_available { "available" } else { "not available" }.into());
+    line("threads", format!("{} intra-op (LibTorch default; sweeps set --threads)", rt.intra_op_threads));
+    line("cores", std::thread::available_parallelism().map_or(1, |n| n.get()).to_string());
+    match sum {
+        Ok(3.0) => {
+            line("tensor check", "ok".into());
+            Ok(out)
+        }
+        Ok(v) => Err(Error::Run(format!("tensor check: 1 + 2 gave {v}"))),
+        Err(_) => Err(Error::Run("tensor check: LibTorch panicked on a CPU sum".into())),
     }
 }

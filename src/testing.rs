@@ -22,3 +22,18 @@ impl Normal {
         Tensor::from_slice(&v).view(shape).to_kind(Kind::Float)
     }
 }
+
+/// Pearson's correlation written as a plain loop: the reference for the host version.
+pub fn pearson_slow(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let mut sxy = 0.0;
+    let mut sxx = 0.0;
+    let mut syy = 0.0;
+    for i in 0..x.len() {
+        sxy += (x[i] - mx) * (y[i] - my);
+        sxx += (x[i] - mx).powi(2);
+        syy += (y[i] - my).powi(2);
+    }
+    sxy / (sxx * syy).sqrt()
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use rmlab::Error;
-use rmlab::spec::Spec;
+use rmlab::experiment::Spec;
 
 /// Parses `text` as spec `bad.toml` and checks the error's key and location.
 #[track_caller]
@@ -115,11 +115,17 @@ fn bad_rows_of_a_preference_file_are_bad_input() {
             dir.join(file).display()
         )
     };
-    let err = Spec::parse(Path::new("bad.toml"), spec("bad_json.jsonl", false)).unwrap_err();
+    // The spec names the file; the data stage checks its rows before any cell runs.
+    let load = |name: &str, text: String| -> rmlab::Result<Spec> {
+        let spec = Spec::parse(Path::new(name), text)?;
+        rmlab::data::check_files(&spec.cells()?)?;
+        Ok(spec)
+    };
+    let err = load("bad.toml", spec("bad_json.jsonl", false)).unwrap_err();
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("bad_json.jsonl:3: invalid JSON"), "{err}");
-    Spec::parse(Path::new("ok.toml"), spec("bad_json.jsonl", true)).unwrap();
-    let good = Spec::parse(Path::new("ok.toml"), spec("pairs.parquet", false)).unwrap();
+    load("ok.toml", spec("bad_json.jsonl", true)).unwrap();
+    let good = load("ok.toml", spec("pairs.parquet", false)).unwrap();
     let cells = good.cells().unwrap();
     assert_eq!(cells[0].config.data.file_sha256.as_ref().unwrap().len(), 64);
 }

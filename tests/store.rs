@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rmlab::query::{self, Filter, Selection, Stat};
+use rmlab::analysis::query::{self, Filter, Selection, Stat};
 use rmlab::store::{SCHEMA_VERSION, Store, merge};
 use rusqlite::Connection;
 

@@ -16,8 +16,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::{Pair, Preferences, Split};
-use crate::config::{DataConfig, Graph, PromptFeatures};
+use super::split::{partial_shuffle, split_prompts};
+use super::{Pair, Preferences};
+use crate::experiment::config::{DataConfig, Graph, PromptFeatures};
 
 /// Generates the data set of a validated [`DataConfig`] from `seed`.
 pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
@@ -52,7 +53,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
     }
 
     let all_pairs: Vec<(usize, usize)> = (0..k).flat_map(|i| (i + 1..k).map(move |j| (i, j))).collect();
-    let design = graph_pairs(cfg.graph, k);
+    let design = cfg.graph.pairs(k);
     let mut pairs = Vec::with_capacity(n * cfg.pairs_per_prompt);
     for x in 0..n {
         let chosen_pairs: Vec<(usize, usize)> = match cfg.graph {
@@ -97,51 +98,6 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
 /// ChaCha8 stream of the nuisance features (stream 0 draws everything else).
 const NUISANCE_STREAM: u64 = 3;
 
-/// The fixed comparison graph of a design, as pairs of response positions 0..k; empty for
-/// `random`, whose pairs are drawn per prompt.
-pub fn graph_pairs(graph: Graph, k: usize) -> Vec<(usize, usize)> {
-    let half = k.div_ceil(2);
-    let all = |range: std::ops::Range<usize>| -> Vec<(usize, usize)> {
-        range.clone().flat_map(|i| (i + 1..range.end).map(move |j| (i, j))).collect()
-    };
-    match graph {
-        Graph::Random => vec![],
-        Graph::AllPairs => all(0..k),
-        // Every pair joins the first ⌈k/2⌉ responses to the others.
-        Graph::Bipartite => (0..half).flat_map(|i| (half..k).map(move |j| (i, j))).collect(),
-        // All pairs within the first ⌈k/2⌉ and within the rest; none across.
-        Graph::Clusters => all(0..half).into_iter().chain(all(half..k)).collect(),
-    }
-}
-
-/// Assigns prompts to splits: a random `val_frac` of them to val, `test_frac` to test, the
-/// rest (at least one) to train.
-pub fn split_prompts(n: usize, val_frac: f64, test_frac: f64, rng: &mut ChaCha8Rng) -> Vec<Split> {
-    let mut order: Vec<usize> = (0..n).collect();
-    partial_shuffle(&mut order, n, rng);
-    let n_val = ((val_frac * n as f64).round() as usize).min(n - 1);
-    let n_test = ((test_frac * n as f64).round() as usize).min(n - 1 - n_val);
-    let mut split = vec![Split::Train; n];
-    for (rank, &x) in order.iter().enumerate() {
-        if rank < n_val {
-            split[x] = Split::Val;
-        } else if rank < n_val + n_test {
-            split[x] = Split::Test;
-        }
-    }
-    split
-}
-
-/// Fisher–Yates on the first `m` positions, drawing u64 indices so that the result does not
-/// depend on the platform's pointer width.
-fn partial_shuffle<T>(xs: &mut [T], m: usize, rng: &mut ChaCha8Rng) {
-    let len = xs.len();
-    for i in 0..m.min(len.saturating_sub(1)) {
-        let j = i + rng.random_range(0..(len - i) as u64) as usize;
-        xs.swap(i, j);
-    }
-}
-
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -153,6 +109,7 @@ fn sigmoid(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Split;
 
     fn cfg() -> DataConfig {
         DataConfig { n_prompts: 50, responses_per_prompt: 4, pairs_per_prompt: 3, ..DataConfig::default() }
@@ -242,10 +199,10 @@ mod tests {
 
     #[test]
     fn graph_designs() {
-        assert_eq!(graph_pairs(Graph::AllPairs, 3), [(0, 1), (0, 2), (1, 2)]);
-        assert_eq!(graph_pairs(Graph::Bipartite, 4), [(0, 2), (0, 3), (1, 2), (1, 3)]);
-        assert_eq!(graph_pairs(Graph::Clusters, 4), [(0, 1), (2, 3)]);
-        assert_eq!(graph_pairs(Graph::Clusters, 5), [(0, 1), (0, 2), (1, 2), (3, 4)]);
+        assert_eq!(Graph::AllPairs.pairs(3), [(0, 1), (0, 2), (1, 2)]);
+        assert_eq!(Graph::Bipartite.pairs(4), [(0, 2), (0, 3), (1, 2), (1, 3)]);
+        assert_eq!(Graph::Clusters.pairs(4), [(0, 1), (2, 3)]);
+        assert_eq!(Graph::Clusters.pairs(5), [(0, 1), (0, 2), (1, 2), (3, 4)]);
         let c = DataConfig { graph: Graph::Bipartite, ..cfg() }.resolved();
         assert_eq!(c.pairs_per_prompt, 4);
         let p = generate(&c, 2);

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
-use crate::config::{FORMAT_VERSION, RunConfig};
 use crate::error::{Error, Result};
+use crate::experiment::config::{FORMAT_VERSION, RunConfig};
 use crate::provenance::{Provenance, run_process_alive};
 
 mod merge;

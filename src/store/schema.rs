@@ -104,10 +104,13 @@ INSERT INTO summaries (run_id, split, name, final_step, final_value)
 fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(V2)?;
     // Best values follow each metric's goal (see metrics::goal); NULL for magnitudes.
-    for (name, goal) in crate::metrics::NAMES.iter().filter_map(|n| crate::metrics::goal(n).map(|g| (n, g))) {
+    for (name, goal) in crate::experiment::metric::NAMES
+        .iter()
+        .filter_map(|n| crate::experiment::metric::goal(n).map(|g| (n, g)))
+    {
         let order = match goal {
-            crate::metrics::Goal::Min => "ASC",
-            crate::metrics::Goal::Max => "DESC",
+            crate::experiment::metric::Goal::Min => "ASC",
+            crate::experiment::metric::Goal::Max => "DESC",
         };
         tx.execute(
             &format!(

@@ -8,9 +8,8 @@ use rusqlite::{Transaction, TransactionBehavior, params};
 use super::{NOW, Store, at};
 use crate::data::Split;
 use crate::error::Result;
-use crate::metrics::{Goal, goal};
-use crate::sink::{MetricsSink, RewardRow};
-use crate::train::Outcome;
+use crate::eval::{MetricsSink, Outcome, RewardRow};
+use crate::experiment::metric::{Goal, goal};
 
 /// Metric rows buffered before a batch is written.
 const BATCH_ROWS: usize = 8192;

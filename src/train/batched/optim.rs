@@ -7,10 +7,10 @@
 //! wrap) step for step: L2 weight decay added to the gradient, bias corrections
 //! `1 − βᵗ`, `denom = √v / √(1 − β₂ᵗ) + ε`, momentum buffers started from the first gradient.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use crate::config::{OptimizerKind, TrainConfig};
-use crate::host;
+use super::kernels::{adam_moments, adam_update, fma_on_host, slice};
+use crate::experiment::config::{OptimizerKind, TrainConfig};
 
 /// An optimizer's state for one flat parameter tensor `[P]`.
 pub struct FlatOptimizer {
@@ -68,8 +68,9 @@ impl FlatOptimizer {
                 let bias2_sqrt = (1.0 - beta2.powi(self.step)).sqrt() as f32;
                 let step_size = (-self.lr / (1.0 - beta1.powi(self.step))) as f32;
                 let (wd, eps) = (self.weight_decay as f32, *eps as f32);
-                // SAFETY: `fma_on_host` checked that the tensors are distinct contiguous
-                // float32 CPU tensors of one length and that the CPU has FMA.
+                // SAFETY: `fma_on_host` checked that the four tensors are contiguous float32 CPU
+                // tensors of one length whose elements lie apart in memory (so the slices do not
+                // alias) and that the CPU has FMA; `root` is a fresh tensor.
                 unsafe {
                     adam_moments(slice(params), slice(grad), slice(m), slice(v), coefs, wd);
                     let root = v.sqrt();
@@ -120,64 +121,10 @@ impl FlatOptimizer {
     }
 }
 
-/// Whether every tensor is a contiguous float32 CPU tensor of the same length, on a CPU with
-/// fused multiply-add.
-fn fma_on_host(ts: &[&Tensor]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let n = ts[0].numel();
-        std::arch::is_x86_feature_detected!("fma")
-            && ts.iter().all(|t| host::is_host(t, Kind::Float) && t.numel() == n)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (ts, Kind::Float);
-        false
-    }
-}
-
-/// The elements of a tensor `fma_on_host` accepted.
-///
-/// # Safety
-/// As [`host::f32s_mut`].
-#[allow(clippy::mut_from_ref)]
-unsafe fn slice(t: &Tensor) -> &mut [f32] {
-    unsafe { host::f32s_mut(t) }.expect("checked by fma_on_host")
-}
-
-/// Adam's moments as `torch::optim::Adam` computes them: g ← g + wd·p (`add` with alpha),
-/// m ← β₁m + (1 − β₁)g (`mul_`, `add_` with alpha), v ← β₂v + ((1 − β₂)g)g (`addcmul_`);
-/// LibTorch's CPU kernels fuse each "+ α·x" into one multiply-add.
-///
-/// # Safety
-/// The CPU has FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn adam_moments(p: &[f32], g: &[f32], m: &mut [f32], v: &mut [f32], coefs: [f32; 4], wd: f32) {
-    let [b1, one_minus_b1, b2, one_minus_b2] = coefs;
-    for i in 0..p.len() {
-        let gi = if wd != 0.0 { p[i].mul_add(wd, g[i]) } else { g[i] };
-        m[i] = gi.mul_add(one_minus_b1, m[i] * b1);
-        v[i] = (one_minus_b2 * gi).mul_add(gi, v[i] * b2);
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn adam_moments(_: &[f32], _: &[f32], _: &mut [f32], _: &mut [f32], _: [f32; 4], _: f32) {
-    unreachable!("only x86_64 takes the host path")
-}
-
-/// Adam's update from `root` = √v: p ← p + (step·m) / (√v / √(1 − β₂ᵗ) + ε) (`addcdiv_`).
-fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], step: f32, bias2_sqrt: f32, eps: f32) {
-    for i in 0..p.len() {
-        p[i] += step * m[i] / (root[i] / bias2_sqrt + eps);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{Device, nn, nn::OptimizerConfig};
+    use tch::{Device, Kind, nn, nn::OptimizerConfig};
 
     /// Ten steps with fixed pseudo-random gradients: the flat optimizer and tch's optimizer
     /// (LibTorch's C++ implementation) on the same values agree to float32 rounding.

@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 
 use crate::error::{Error, Result};
+use crate::eval::stats::Summary;
 
 /// A `key=value` filter on a run's params (`loss.lambda=0.1`, `seed=3`) or its `status`.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +73,7 @@ fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
         sql.push_str(&format!(
             " AND r.id IN (SELECT max(id) FROM runs WHERE status = 'finished' AND format_version = {} \
              GROUP BY experiment, config_hash)",
-            crate::config::FORMAT_VERSION
+            crate::experiment::config::FORMAT_VERSION
         ));
     }
     sql.push_str(" ORDER BY r.id");
@@ -280,8 +281,8 @@ pub fn summary(
         sel.filters.push(Filter { key: "status".into(), value: Sql::Text("finished".into()) });
     }
     for m in metrics {
-        if !crate::metrics::all_names().any(|n| n == m) {
-            let known: Vec<&str> = crate::metrics::all_names().collect();
+        if !crate::experiment::metric::all_names().any(|n| n == m) {
+            let known: Vec<&str> = crate::experiment::metric::all_names().collect();
             return Err(Error::Input(format!("--metrics {m}: unknown metric; known: {}", known.join(", "))));
         }
     }
@@ -360,62 +361,138 @@ pub fn summary(
     keys.extend(axes.iter().map(|a| col(a.as_str())));
     keys.push(col("split"));
     keys.push(col("metric"));
-    let agg = long
+    let grouped = long
         .lazy()
         .group_by(keys.clone())
-        .agg([
-            col("value").count().cast(DataType::Int64).alias("n"),
-            col("value").mean().alias("mean"),
-            col("value").std(1).alias("std"),
-        ])
+        .agg([col("value").alias("values")])
         .sort_by_exprs(keys, SortMultipleOptions::default().with_nulls_last(true))
         .collect()
         .map_err(polars_err)?;
-    with_intervals(agg)
+    with_statistics(grouped)
 }
 
-/// Adds `sem`, `ci95_lo` and `ci95_hi` to a frame with `n`, `mean` and `std`.
-fn with_intervals(mut df: DataFrame) -> Result<DataFrame> {
-    let n: Vec<Option<i64>> = df.column("n").map_err(polars_err)?.i64().map_err(polars_err)?.iter().collect();
-    let mean: Vec<Option<f64>> =
-        df.column("mean").map_err(polars_err)?.f64().map_err(polars_err)?.iter().collect();
-    let std: Vec<Option<f64>> =
-        df.column("std").map_err(polars_err)?.f64().map_err(polars_err)?.iter().collect();
-    let (mut sem, mut lo, mut hi) = (vec![], vec![], vec![]);
-    for i in 0..n.len() {
-        let (s, h) = match (n[i], mean[i], std[i]) {
-            (Some(n), Some(_), Some(sd)) if n >= 2 => {
-                let sem = sd / (n as f64).sqrt();
-                (Some(sem), Some(t95(n - 1) * sem))
-            }
-            _ => (None, None),
+/// Replaces the list column `values` of a grouped frame by its [`Summary`]: `n` (finite
+/// values), `mean`, `std`, `sem`, `ci95_lo`, `ci95_hi`. NaN (stored as NULL) and ±inf are left
+/// out, as in every figure.
+fn with_statistics(mut df: DataFrame) -> Result<DataFrame> {
+    let lists = df.column("values").map_err(polars_err)?.list().map_err(polars_err)?.clone();
+    let (mut n, mut mean, mut std, mut sem, mut lo, mut hi) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for list in lists.amortized_iter().map(|s| s.map(|s| s.as_ref().clone())) {
+        let values: Vec<f64> = match list {
+            Some(series) => series.f64().map_err(polars_err)?.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
+            None => Vec::new(),
         };
-        sem.push(s);
-        lo.push(h.and_then(|h| mean[i].map(|m| m - h)));
-        hi.push(h.and_then(|h| mean[i].map(|m| m + h)));
+        let s = Summary::of(&values);
+        n.push(s.map_or(0, |s| s.n as i64));
+        mean.push(s.map(|s| s.mean));
+        std.push(s.and_then(|s| s.std));
+        sem.push(s.and_then(|s| s.sem));
+        lo.push(s.and_then(|s| s.ci95).map(|c| c.0));
+        hi.push(s.and_then(|s| s.ci95).map(|c| c.1));
     }
-    df.with_column(Column::new("sem".into(), sem)).map_err(polars_err)?;
-    df.with_column(Column::new("ci95_lo".into(), lo)).map_err(polars_err)?;
-    df.with_column(Column::new("ci95_hi".into(), hi)).map_err(polars_err)?;
+    df = df.drop("values").map_err(polars_err)?;
+    for column in [
+        Column::new("n".into(), n),
+        Column::new("mean".into(), mean),
+        Column::new("std".into(), std),
+        Column::new("sem".into(), sem),
+        Column::new("ci95_lo".into(), lo),
+        Column::new("ci95_hi".into(), hi),
+    ] {
+        df.with_column(column).map_err(polars_err)?;
+    }
     Ok(df)
 }
 
-/// The 97.5 % quantile of Student's t with `df` degrees of freedom (two-sided 95 % interval).
-pub fn t95(df: i64) -> f64 {
-    distrs::StudentsT::ppf(0.975, df as f64)
+/// Which frame `rmlab query` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryKind {
+    /// One row per run with its params ([`runs`]).
+    Runs,
+    /// Metric values at every evaluation, long form ([`curves`]).
+    Curves,
+    /// Final (or best) values aggregated over seeds ([`summary`]).
+    Summary,
+}
+
+/// A query as the command line states it.
+#[derive(Clone, Debug)]
+pub struct QueryRequest {
+    pub kind: QueryKind,
+    pub experiment: Option<String>,
+    /// `key=value` filters, as typed.
+    pub filters: Vec<String>,
+    pub group_by: Vec<String>,
+    pub metrics: Vec<String>,
+    pub split: Option<String>,
+    pub stat: Stat,
+    /// Runs: every param, not only the swept ones.
+    pub all_params: bool,
+    /// Curves, summary: every finished run, not only the newest of each cell.
+    pub all_runs: bool,
+    /// The frame is for reading (an aligned table): columns that say nothing there are dropped.
+    pub for_reading: bool,
+}
+
+/// Answers `req` from the store at `db`: checks the experiment and split it names, runs the
+/// query, and for reading drops what a table does not need (the experiment column when one
+/// was asked for; hash, device and threads of runs).
+pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<DataFrame> {
+    if !db.exists() {
+        return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
+    }
+    let store = crate::store::Store::open(db)?;
+    let conn = store.connection();
+    let sel = Selection {
+        experiment: req.experiment.clone(),
+        filters: req.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_>>()?,
+        // Runs lists every run; curves and summaries count each cell once.
+        latest_only: req.kind != QueryKind::Runs && !req.all_runs,
+    };
+    if let Some(e) = &req.experiment {
+        let known: bool = conn
+            .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
+            .map_err(|err| Error::sqlite(db, err))?;
+        if !known {
+            return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", db.display())));
+        }
+    }
+    if let Some(s) = &req.split
+        && !["train", "val", "test"].contains(&s.as_str())
+    {
+        return Err(Error::Input(format!("--split {s}: expected train, val or test")));
+    }
+    let mut df = match req.kind {
+        QueryKind::Runs => runs(conn, &sel, !req.all_params)?,
+        QueryKind::Curves => curves(conn, &sel, &req.metrics, req.split.as_deref())?,
+        QueryKind::Summary => {
+            summary(conn, &sel, &req.group_by, &req.metrics, req.split.as_deref(), req.stat)?
+        }
+    };
+    if req.for_reading
+        && req.experiment.is_some()
+        && df.get_column_names().iter().any(|c| c.as_str() == "experiment")
+    {
+        // One experiment was asked for: the column says nothing.
+        df = df.drop("experiment").map_err(polars_err)?;
+    }
+    if req.kind == QueryKind::Runs && req.for_reading && !req.all_params {
+        // The id columns a reader needs; the rest (hash, device, threads) are in csv/json output.
+        let keep: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .filter(|c| !["config_hash", "device", "threads"].contains(&c.as_str()))
+            .collect();
+        df = df.select(keep).map_err(polars_err)?;
+    }
+    Ok(df)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn t_quantiles_match_tables() {
-        // Standard t-table values, two-sided 95 %.
-        for (df, t) in [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045), (1000, 1.962)] {
-            assert!((t95(df) - t).abs() < 1e-3, "df = {df}: {}", t95(df));
-        }
-    }
 
     #[test]
     fn filters_parse_typed_values() {

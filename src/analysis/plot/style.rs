@@ -8,6 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+pub use crate::experiment::figure::Width;
 
 /// Pixels per inch of the PNG output (and the unit of every size below).
 pub const DPI: f64 = 300.0;
@@ -37,28 +38,6 @@ pub fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// Figure width for a one- or two-column paper layout.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Width {
-    /// 3.5 in.
-    Single,
-    /// 7.16 in.
-    #[default]
-    Double,
-}
-
-impl Width {
-    pub fn inches(self) -> f64 {
-        match self {
-            Width::Single => 3.5,
-            Width::Double => 7.16,
-        }
-    }
-}
-
 /// Pixel size of a figure `w` inches wide with `rows` panel rows of `row_in` inches.
 pub fn size(width: Width, height_in: f64) -> (u32, u32) {
     ((width.inches() * DPI).round() as u32, (height_in * DPI).round() as u32)
@@ -70,7 +49,7 @@ static FONT_ONCE: Once = Once::new();
 /// Machines without system fonts render text the same way as any other.
 pub fn register_font() {
     FONT_ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        let bytes: &'static [u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
         plotters::style::register_font(FONT, FontStyle::Normal, bytes)
             .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
     });

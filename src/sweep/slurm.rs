@@ -10,10 +10,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::{CellState, plan};
 use crate::error::{Error, Result};
-use crate::spec::{Cell, Spec};
+use crate::experiment::{Cell, Spec};
 use crate::store::Store;
-use crate::sweep::{CellState, plan};
 
 /// `rmlab slurm` options.
 #[derive(Clone, Debug)]

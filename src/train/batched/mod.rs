@@ -1,25 +1,33 @@
-//! Training K cells of a sweep as one batched program.
+//! The batched engine: K cells of a sweep trained as one program, without autograd.
 //!
 //! Cells that differ only in their seed and λ (same data shape, model, optimizer, schedule)
-//! are stacked into one [`StackedMlp`]: one batched matmul per layer for all cells, a
-//! hand-derived gradient ([`pairwise_loss_grad`], then [`StackedMlp::backward`]) and one
-//! optimizer update over all parameters ([`FlatOptimizer`]). Each cell keeps its own data
-//! (generated from its seed), its own initialisation and batch stream (the same draws as
-//! [`crate::train::train`]), its own λ and, because Adam and SGD update every element on its
-//! own, its own optimizer state. Every cell reports through its own sink, as if it had been
-//! trained alone; results equal the one-cell path up to float32 rounding (a test checks 1e-5).
+//! are stacked into one [`StackedMlp`] ([`stacked`]): one batched matmul per layer for all
+//! cells, a hand-derived gradient ([`loss_grad`], then [`StackedMlp::backward`]) and one
+//! optimizer update over all parameters ([`FlatOptimizer`], [`optim`]); on the CPU, host loops
+//! ([`kernels`], the crate's only unsafe code) replace kernels where that is faster. Each cell
+//! keeps its own data (generated from its seed), its own initialisation and batch stream (the
+//! same draws as the one-cell trainer, [`super::autograd`]), its own λ and, because Adam and
+//! SGD update every element on its own, its own optimizer state. Every cell reports through
+//! its own sink, as if it had been trained alone; results equal the one-cell path up to
+//! float32 rounding (a test checks 1e-5).
+
+mod kernels;
+mod optim;
+mod stacked;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::config::{DataKind, RegularizerKind, RunConfig};
+use super::autograd::build_model;
+use super::batches::BatchStream;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::flat_optim::FlatOptimizer;
-use crate::host;
-use crate::loss::{PenaltyKind, pairwise_loss_grad, pairwise_loss_grad_host};
-use crate::sink::MetricsSink;
-use crate::stacked::StackedMlp;
-use crate::train::{BatchStream, Outcome, Truths, build_model, report_eval, report_rewards};
+use crate::eval::MetricsSink;
+use crate::eval::Outcome;
+use crate::eval::evaluator::{Truths, report_eval, report_rewards};
+use crate::experiment::config::{DataKind, Regularizer, RunConfig};
+use crate::objective::{loss_grad, loss_grad_host};
+use optim::FlatOptimizer;
+use stacked::StackedMlp;
 
 /// The part of a config that must be equal for cells to share a batched program: everything
 /// but the seed and λ (a λ = 0 cell joins the cells of any regularizer kind).
@@ -30,7 +38,7 @@ pub fn group_key(cfg: &RunConfig) -> Option<String> {
     let mut c = cfg.clone();
     c.seed = 0;
     c.loss.lambda = 0.0;
-    c.loss.regularizer = RegularizerKind::None;
+    c.loss.regularizer = Regularizer::None;
     let kind = if cfg.loss.lambda == 0.0 { None } else { Some(cfg.loss.regularizer) };
     Some(format!("{}|{kind:?}", c.canonical_json()))
 }
@@ -137,12 +145,9 @@ fn train_group_with(
     let lambdas = Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>())
         .to_device(device)
         .view([k as i64, 1]);
-    let penalty = match cfgs.iter().find(|c| c.loss.lambda != 0.0).map(|c| c.loss.regularizer) {
-        None | Some(RegularizerKind::None) => PenaltyKind::None,
-        Some(RegularizerKind::PairSumSq) => PenaltyKind::PairSumSq,
-        Some(RegularizerKind::BatchSum) => PenaltyKind::BatchSum,
-        Some(RegularizerKind::L2) => PenaltyKind::L2,
-    };
+    // The group's regularizer: that of its cells with λ > 0 (a λ = 0 cell joins any kind).
+    let penalty =
+        cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(Regularizer::None, |c| c.loss.regularizer);
     let b = base.train.batch_size as i64;
     let seeds: Vec<u64> = cfgs.iter().map(|c| c.seed).collect();
     let mut batches = BatchStream::many(&seeds, n_train, base.train.batch_size, device);
@@ -183,9 +188,10 @@ fn train_group_with(
         let x = match &table_host {
             Some(table) => {
                 // On the CPU the row copies overlap their cache misses in one loop.
-                // SAFETY: `x_buf` is only read by the previous step's tape, dropped by now.
-                let buf = unsafe { host::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
-                let idx = unsafe { host::i64s(&idx) }.expect("int64 CPU indices");
+                // SAFETY: `x_buf` is read only through the previous step's tape, dropped by now,
+                // and `idx` is a fresh row of the batch stream that nothing writes.
+                let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
+                let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
                 let width = 2 * d1 as usize;
                 for (i, (&p, dst)) in idx.iter().zip(buf.chunks_exact_mut(width)).enumerate() {
                     let row = (i / b as usize) * n_train + p as usize;
@@ -199,12 +205,12 @@ fn train_group_with(
         // ∂L/∂rewards [K, 2B]: on the CPU one host loop beats a dozen small kernels.
         let dr = if cpu_loops {
             let host = Vec::<f32>::try_from(rr.view([-1]))?;
-            let dr = pairwise_loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
+            let dr = loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
             Tensor::from_slice(&dr).view([k as i64, 2 * b])
         } else {
             let rr = rr.view([k as i64, b, 2]);
             let (d_a, d_b) =
-                pairwise_loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
+                loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
             Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
         };
         mlp.backward(&dr, &tape);
@@ -234,9 +240,11 @@ fn train_group_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig};
     use crate::data::Split;
-    use crate::sink::MemorySink;
+    use crate::eval::{MemorySink, RewardRow};
+    use crate::experiment::config::{
+        DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig,
+    };
 
     fn cfg(seed: u64, lambda: f64, hidden: Option<Vec<usize>>) -> RunConfig {
         RunConfig {
@@ -264,7 +272,7 @@ mod tests {
     /// host loops and with the tensor kernels other devices run.
     #[test]
     fn equals_one_cell_at_a_time() {
-        use crate::config::{Activation, OptimizerKind};
+        use crate::experiment::config::{Activation, OptimizerKind};
         type Tweak = fn(&mut RunConfig);
         let variants: [(Option<Vec<usize>>, Tweak); 6] = [
             (Some(vec![16]), |_| {}),
@@ -277,12 +285,12 @@ mod tests {
             }),
             (Some(vec![8]), |c| {
                 c.model.activation = Activation::Gelu;
-                c.loss.regularizer = RegularizerKind::L2;
+                c.loss.regularizer = Regularizer::L2;
                 c.loss.margin = 0.5;
             }),
             (Some(vec![8]), |c| {
                 c.model.activation = Activation::Silu;
-                c.loss.regularizer = RegularizerKind::BatchSum;
+                c.loss.regularizer = Regularizer::BatchSum;
                 c.train.weight_decay = 0.05;
             }),
             (Some(vec![8]), |c| {
@@ -342,7 +350,7 @@ mod tests {
                     );
                 }
                 assert_eq!(got.rewards.len(), alone.rewards.len());
-                let mean = |rows: &[crate::sink::RewardRow]| {
+                let mean = |rows: &[RewardRow]| {
                     if level_free {
                         rows.iter().map(|r| r.reward).sum::<f64>() / rows.len() as f64
                     } else {
@@ -368,7 +376,7 @@ mod tests {
         assert!(compatible(&a, &cfg(5, 0.1, Some(vec![16]))));
         assert!(!compatible(&a, &cfg(0, 0.1, Some(vec![32]))));
         let mut c = cfg(0, 0.1, Some(vec![16]));
-        c.loss.regularizer = RegularizerKind::L2;
+        c.loss.regularizer = Regularizer::L2;
         assert!(compatible(&a, &c), "λ = 0 joins any kind");
         assert!(!compatible(&cfg(0, 0.1, Some(vec![16])), &c), "two kinds with λ > 0 do not mix");
     }

@@ -1,6 +1,6 @@
 //! The resolved run configuration: what one training run needs, fully specified.
 //!
-//! A spec file (see [`crate::spec`]) is expanded into one [`RunConfig`] per cell. Each section
+//! A spec file (see [`super::spec`]) is expanded into one [`RunConfig`] per cell. Each section
 //! has defaults for every key, so a spec only states what differs. A config is *resolved*
 //! ([`RunConfig::resolve`]) before use: values that depend on other values are filled in, so
 //! that two configs that train the same way serialize, and hash, the same way.
@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::loss::{Objective, Regularizer};
+pub use crate::runtime::DeviceChoice;
 
 /// Bump when the data generator, model, trainer or metrics change in a way that changes
 /// results: runs finished under an older version are reported as stale and are not reused.
@@ -76,7 +76,26 @@ pub enum PromptFeatures {
     Onehot,
 }
 
-/// `[data]`: the synthetic Bradley–Terry generator (see [`crate::data::synthetic`]).
+impl Graph {
+    /// The fixed comparison graph of a design, as pairs of response positions 0..k; empty for
+    /// `random`, whose pairs are drawn per prompt.
+    pub fn pairs(self, k: usize) -> Vec<(usize, usize)> {
+        let half = k.div_ceil(2);
+        let all = |range: std::ops::Range<usize>| -> Vec<(usize, usize)> {
+            range.clone().flat_map(|i| (i + 1..range.end).map(move |j| (i, j))).collect()
+        };
+        match self {
+            Graph::Random => vec![],
+            Graph::AllPairs => all(0..k),
+            // Every pair joins the first ⌈k/2⌉ responses to the others.
+            Graph::Bipartite => (0..half).flat_map(|i| (half..k).map(move |j| (i, j))).collect(),
+            // All pairs within the first ⌈k/2⌉ and within the rest; none across.
+            Graph::Clusters => all(0..half).into_iter().chain(all(half..k)).collect(),
+        }
+    }
+}
+
+/// `[data]`: the synthetic Bradley–Terry generator (see `data::synthetic`) or a preference file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
@@ -150,8 +169,7 @@ impl DataConfig {
     /// `pairs_per_prompt` set to the pair count of a fixed graph design.
     pub fn resolved(mut self) -> DataConfig {
         if self.graph != Graph::Random && self.responses_per_prompt >= 2 {
-            self.pairs_per_prompt =
-                crate::data::synthetic::graph_pairs(self.graph, self.responses_per_prompt).len();
+            self.pairs_per_prompt = self.graph.pairs(self.responses_per_prompt).len();
         }
         self
     }
@@ -203,15 +221,6 @@ pub enum Activation {
     Tanh,
     Gelu,
     Silu,
-}
-
-/// Where tensors live. `auto` picks CUDA when LibTorch sees a GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
 }
 
 /// Default hidden sizes of an MLP.
@@ -292,7 +301,7 @@ impl Default for TrainConfig {
 /// Which penalty is added to the Bradley–Terry term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum RegularizerKind {
+pub enum Regularizer {
     None,
     /// `λ · mean((r_a + r_b)²)`.
     PairSumSq,
@@ -306,7 +315,7 @@ pub enum RegularizerKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LossConfig {
-    pub regularizer: RegularizerKind,
+    pub regularizer: Regularizer,
     /// λ ≥ 0; 0 is the unregularized loss.
     #[schemars(range(min = 0))]
     pub lambda: f64,
@@ -319,31 +328,7 @@ pub struct LossConfig {
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig {
-            regularizer: RegularizerKind::PairSumSq,
-            lambda: 0.0,
-            margin: 0.0,
-            margin_from_data: false,
-        }
-    }
-}
-
-impl LossConfig {
-    /// The runtime regularizer; λ = 0 is none whatever the kind.
-    pub fn regularizer(&self) -> Regularizer {
-        let lambda = self.lambda;
-        match self.regularizer {
-            _ if lambda == 0.0 => Regularizer::None,
-            RegularizerKind::None => Regularizer::None,
-            RegularizerKind::PairSumSq => Regularizer::PairSumSq { lambda },
-            RegularizerKind::BatchSum => Regularizer::BatchSum { lambda },
-            RegularizerKind::L2 => Regularizer::L2 { lambda },
-        }
-    }
-
-    /// The training objective: regularizer and margin.
-    pub fn objective(&self) -> Objective {
-        Objective { reg: self.regularizer(), margin: self.margin }
+        LossConfig { regularizer: Regularizer::PairSumSq, lambda: 0.0, margin: 0.0, margin_from_data: false }
     }
 }
 
@@ -380,7 +365,7 @@ impl RunConfig {
             self.model.hidden = Some(DEFAULT_HIDDEN.to_vec());
         }
         if self.loss.lambda == 0.0 {
-            self.loss.regularizer = RegularizerKind::None;
+            self.loss.regularizer = Regularizer::None;
         }
         self
     }
@@ -489,7 +474,7 @@ impl RunConfig {
                 "needs data with a margin column (kind = \"preference_file\")".into(),
             );
         }
-        if self.loss.regularizer == RegularizerKind::None && self.loss.lambda != 0.0 {
+        if self.loss.regularizer == Regularizer::None && self.loss.lambda != 0.0 {
             return bad(
                 "loss.lambda",
                 format!(
@@ -610,9 +595,9 @@ mod tests {
     fn lambda_zero_resolves_to_no_regularizer() {
         let a = base();
         let mut b = base();
-        b.loss.regularizer = RegularizerKind::None;
+        b.loss.regularizer = Regularizer::None;
         assert_eq!(a.clone().resolve().hash(), b.resolve().hash());
-        assert_eq!(a.loss.regularizer(), Regularizer::None);
+        assert_eq!(a.loss.regularizer, Regularizer::None, "λ = 0 is none whatever the kind");
     }
 
     #[test]
@@ -654,6 +639,6 @@ mod tests {
         rejects(|c| c.train.momentum = 0.9, "train.momentum");
         rejects(|c| c.train.batch_size = 0, "train.batch_size");
         rejects(|c| c.eval.every = 0, "eval.every");
-        rejects(|c| (c.loss.regularizer, c.loss.lambda) = (RegularizerKind::None, 0.1), "loss.lambda");
+        rejects(|c| (c.loss.regularizer, c.loss.lambda) = (Regularizer::None, 0.1), "loss.lambda");
     }
 }

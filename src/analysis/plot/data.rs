@@ -6,29 +6,8 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 
 use crate::error::{Error, Result};
-use crate::query::t95;
-
-/// How the band around a mean is drawn.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Band {
-    /// 95 % confidence interval of the mean over seeds (Student's t, n − 1 degrees of freedom).
-    #[default]
-    Ci95,
-    /// ± one standard error of the mean.
-    Sem,
-}
-
-impl Band {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Band::Ci95 => "95 % CI of the mean over seeds (Student t)",
-            Band::Sem => "± 1 standard error of the mean over seeds",
-        }
-    }
-}
+use crate::eval::stats::Summary;
+pub use crate::experiment::figure::Band;
 
 /// Mean over runs with a band; no band when n < 2.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,24 +17,15 @@ pub struct Stat {
     pub n: usize,
 }
 
-/// Mean and band of finite values (NaN and inf are left out).
+/// Mean and band of the finite values ([`Summary::of`]: NaN and inf are left out, as in
+/// every table).
 pub fn stat(values: &[f64], band: Band) -> Option<Stat> {
-    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    let n = v.len();
-    if n == 0 {
-        return None;
-    }
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let band = (n >= 2).then(|| {
-        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-        let sem = sd / (n as f64).sqrt();
-        let half = match band {
-            Band::Ci95 => t95(n as i64 - 1) * sem,
-            Band::Sem => sem,
-        };
-        (mean - half, mean + half)
-    });
-    Some(Stat { mean, band, n })
+    let s = Summary::of(values)?;
+    let band = match band {
+        Band::Ci95 => s.ci95,
+        Band::Sem => s.sem.map(|sem| (s.mean - sem, s.mean + sem)),
+    };
+    Some(Stat { mean: s.mean, band, n: s.n })
 }
 
 /// The values of some param keys for a run, as a sortable key.
@@ -152,7 +122,7 @@ pub fn finished_runs(
         .prepare(&format!(
             "SELECT id, seed FROM runs WHERE experiment = ?1 AND id IN (SELECT max(id) FROM runs
              WHERE status = 'finished' AND format_version = {} GROUP BY experiment, config_hash) ORDER BY id",
-            crate::config::FORMAT_VERSION
+            crate::experiment::config::FORMAT_VERSION
         ))
         .map_err(sql_err)?;
     let ids: Vec<(i64, i64)> = stmt

@@ -7,13 +7,13 @@
 //! layer's input carries a column of ones ([`StackedMlp::with_ones`]), which folds its bias
 //! into the matmul and its bias gradient into the weight gradient's matmul. Autograd is not
 //! used: the backward pass is a fixed sequence of batched matmuls and one activation backward
-//! per hidden layer, written into a flat gradient `[P]` that a [`crate::flat_optim`]
+//! per hidden layer, written into a flat gradient `[P]` that a [`super::optim`]
 //! optimizer consumes whole.
 
 use tch::{Kind, Tensor};
 
-use crate::config::Activation;
-use crate::host;
+use super::kernels::{self, relu_head_kernel_available, relu_head_mask};
+use crate::experiment::config::Activation;
 use crate::model::activate;
 
 /// The parameters of K models with the same layer sizes.
@@ -152,7 +152,7 @@ impl StackedMlp {
         let applies = self.host_kernels
             && self.ws.len() == 2
             && self.activation == Activation::Relu
-            && host::is_host(xs, Kind::Float)
+            && kernels::is_host(xs, Kind::Float)
             && relu_head_kernel_available();
         if !applies {
             return None;
@@ -162,10 +162,10 @@ impl StackedMlp {
         let head = self.ws[1].contiguous(); // [K, H + 1, 1]
         let mut r = vec![0f32; k * n];
         // SAFETY: `a` is a fresh tensor nothing else uses; nothing writes `head` (a view of
-        // the parameters, or a copy) meanwhile.
+        // the parameters, or a copy) meanwhile; `applies` checked the CPU features.
         unsafe {
-            let a_host = host::f32s_mut(&a)?;
-            let w_host = host::f32s(&head)?;
+            let a_host = kernels::f32s_mut(&a)?;
+            let w_host = kernels::f32s(&head)?;
             relu_head_mask(a_host, w_host, k, n, h, &mut r);
         }
         let r = Tensor::from_slice(&r).view([self.k, n as i64]);
@@ -258,64 +258,6 @@ impl StackedMlp {
     pub fn use_host_kernels(&mut self, on: bool) {
         self.host_kernels = on;
     }
-
-    /// Number of stacked models.
-    pub fn cells(&self) -> i64 {
-        self.k
-    }
-}
-
-/// Whether this CPU runs [`relu_head_mask`].
-fn relu_head_kernel_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// For pre-activations `a` `[K, N, H]` and head blocks `w` `[K, H + 1]` (weights, then bias):
-/// `r[k, n] = b_k + Σⱼ relu(a[k, n, j]) · w[k, j]`, and `a` becomes the mask [a > 0]. A NaN
-/// pre-activation stays NaN through the ReLU (as LibTorch's), so divergence still shows.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA ([`relu_head_kernel_available`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn relu_head_mask(a: &mut [f32], w: &[f32], k: usize, n: usize, h: usize, r: &mut [f32]) {
-    const LANES: usize = 8;
-    for cell in 0..k {
-        let (wk, bias) = (&w[cell * (h + 1)..][..h], w[cell * (h + 1) + h]);
-        for row in 0..n {
-            let ar = &mut a[(cell * n + row) * h..][..h];
-            // Eight partial sums, so the loop vectorizes.
-            let mut acc = [0f32; LANES];
-            let body = h - h % LANES;
-            for (chunk, wc) in ar[..body].chunks_exact_mut(LANES).zip(wk[..body].chunks_exact(LANES)) {
-                for i in 0..LANES {
-                    let x = chunk[i];
-                    let relu = if x < 0.0 { 0.0 } else { x };
-                    acc[i] = relu.mul_add(wc[i], acc[i]);
-                    chunk[i] = if x > 0.0 { 1.0 } else { 0.0 };
-                }
-            }
-            let mut sum = acc.iter().sum::<f32>();
-            for (x, &wj) in ar[body..].iter_mut().zip(&wk[body..]) {
-                let relu = if *x < 0.0 { 0.0 } else { *x };
-                sum = relu.mul_add(wj, sum);
-                *x = if *x > 0.0 { 1.0 } else { 0.0 };
-            }
-            r[cell * n + row] = sum + bias;
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn relu_head_mask(_: &mut [f32], _: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
-    unreachable!("relu_head_kernel_available is false off x86_64")
 }
 
 #[cfg(test)]

@@ -1,29 +1,37 @@
-//! Planning and executing the cells of a spec against a store.
+//! Stage 9, sweeps: planning and executing the cells of a spec against a store.
 //!
 //! Cells already done under the current format version are skipped (unless forced); every
-//! other cell runs, one after another in this process. A failing cell is reported when it
-//! fails, recorded as `failed`, and the sweep goes on.
+//! other cell runs on worker threads of this process, compatible cells stacked into batched
+//! programs. A failing cell is reported when it fails, recorded as `failed`, and the sweep
+//! goes on. [`slurm`] runs the same cells as a SLURM job array.
+
+mod progress;
+pub mod slurm;
 
 use std::collections::{HashMap, VecDeque};
-use std::io::IsTerminal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::config::FORMAT_VERSION;
-use crate::config::RunConfig;
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
+use crate::eval::{MetricsSink, Outcome};
+use crate::experiment::config::{FORMAT_VERSION, RunConfig};
+use crate::experiment::{Cell, Spec};
 use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
-use crate::sink::MetricsSink;
-use crate::spec::{Cell, Spec};
 use crate::store::{CellRecord, ExperimentRecord, NewRun, Store};
-use crate::train::{Outcome, train};
-use crate::vectorized;
+use crate::train::{self, train};
+use progress::Progress;
+
+/// Reads the spec at `path`, applies `--set` overrides and checks every preference file its
+/// cells read (each bad row is bad input, named by file and line, before anything runs).
+pub fn load_spec(path: &Path, overrides: &[String]) -> Result<Spec> {
+    let spec = Spec::load(path)?.with_overrides(overrides)?;
+    data::check_files(&spec.cells()?)?;
+    Ok(spec)
+}
 
 /// What the store says about a cell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,11 +291,11 @@ fn groups(todo: &[Cell], jobs: usize, vectorize: bool) -> Vec<Vec<&Cell>> {
     }
     let mut buckets: Vec<Vec<&Cell>> = Vec::new();
     for c in todo {
-        if vectorized::group_key(&c.config).is_none() {
+        if train::group_key(&c.config).is_none() {
             buckets.push(vec![c]);
             continue;
         }
-        match buckets.iter_mut().find(|b| b.iter().all(|x| vectorized::compatible(&x.config, &c.config))) {
+        match buckets.iter_mut().find(|b| b.iter().all(|x| train::compatible(&x.config, &c.config))) {
             Some(b) => b.push(c),
             None => buckets.push(vec![c]),
         }
@@ -301,7 +309,7 @@ fn groups(todo: &[Cell], jobs: usize, vectorize: bool) -> Vec<Vec<&Cell>> {
 }
 
 /// Claims and trains a group of compatible cells as one batched program
-/// ([`vectorized::train_group`]), each recorded as its own run; a cell another sweep holds is
+/// ([`train::train_group`]), each recorded as its own run; a cell another sweep holds is
 /// `Ok(None)`. Every run's `wall_seconds` is its share of the group's time.
 fn run_group<'c>(
     cells: &[&'c Cell],
@@ -344,7 +352,7 @@ fn run_group<'c>(
         catch_unwind(AssertUnwindSafe(|| {
             let mut sinks: Vec<&mut dyn MetricsSink> =
                 writers.iter_mut().map(|w| w as &mut dyn MetricsSink).collect();
-            vectorized::train_group(&cfgs, device, &mut sinks, on_step)
+            train::train_group(&cfgs, device, &mut sinks, on_step)
         }))
         .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
@@ -420,79 +428,36 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         .to_string()
 }
 
-/// Progress bars on a terminal (all cells with ETA, and one line per worker); plain lines
-/// otherwise (CI logs).
-struct Progress {
-    bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
-}
-
-impl Progress {
-    fn new(cells: usize, workers: usize, name: &str) -> Progress {
-        if !std::io::stderr().is_terminal() {
-            return Progress { bars: None };
-        }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let total = multi.add(ProgressBar::new(cells as u64));
-        total.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} cells, {elapsed} elapsed, ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        total.set_prefix(name.to_string());
-        let style = ProgressStyle::with_template("  worker {prefix}: [{bar:20}] step {pos}/{len}  {msg}")
-            .expect("valid template")
-            .progress_chars("=> ");
-        let workers = (0..workers)
-            .map(|w| {
-                let bar = multi.add(ProgressBar::new(0));
-                bar.set_style(style.clone());
-                bar.set_prefix(w.to_string());
-                bar
-            })
-            .collect();
-        Progress { bars: Some((multi, total, workers)) }
+/// The plan as a table: each cell with its state and swept values (`(skip)` where a sweep would
+/// not run it; with `force` every cell runs), then a count by state. Without a store every cell
+/// is missing.
+pub fn status_report(spec: &Spec, db: &Path, force: bool) -> Result<String> {
+    let cells = if db.exists() {
+        plan(spec, &Store::open(db)?)?
+    } else {
+        spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
+    };
+    let mut counts = std::collections::BTreeMap::new();
+    let mut out = format!("{:>5}  {:<8}  {:<16}  swept values\n", "cell", "state", "config hash");
+    for (cell, state) in &cells {
+        let runs = force || *state != CellState::Done;
+        out.push_str(&format!(
+            "{:>5}  {:<8}  {:<16}  {}{}\n",
+            cell.index,
+            state.as_str(),
+            cell.hash,
+            cell.label(),
+            if runs { "" } else { "  (skip)" }
+        ));
+        *counts.entry(state.as_str()).or_insert(0) += 1;
     }
-
-    fn say(&self, line: &str) {
-        match &self.bars {
-            Some((multi, _, _)) => {
-                let _ = multi.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn start_cell(&self, worker: usize, cell: &Cell, group: usize) {
-        if let Some((_, _, bars)) = &self.bars {
-            bars[worker].set_length(cell.config.train.steps as u64);
-            bars[worker].set_position(0);
-            let more = if group > 1 { format!(" (+{} more, vectorized)", group - 1) } else { String::new() };
-            bars[worker].set_message(format!("cell {} {}{more}", cell.index, cell.label()));
-        }
-    }
-
-    fn step(&self, worker: usize, step: usize) {
-        if let Some((_, _, bars)) = &self.bars
-            && step.is_multiple_of(16)
-        {
-            bars[worker].set_position(step as u64);
-        }
-    }
-
-    fn end_cell(&self, worker: usize) {
-        if let Some((_, total, bars)) = &self.bars {
-            bars[worker].set_message("idle");
-            total.inc(1);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some((multi, total, bars)) = &self.bars {
-            bars.iter().for_each(ProgressBar::finish_and_clear);
-            total.finish_and_clear();
-            let _ = multi.clear();
-        }
-    }
+    let counts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    out.push_str(&format!(
+        "{}: {} cells ({}) in {}\n",
+        spec.name,
+        cells.len(),
+        counts.join(", "),
+        db.display()
+    ));
+    Ok(out)
 }

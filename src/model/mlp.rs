@@ -1,10 +1,11 @@
-//! Reward models: features `[B, D]` in, one scalar reward per row `[B]` out.
+//! A linear reward model or an MLP with a linear head, optionally over a bag of n-gram
+//! embeddings.
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tch::{Tensor, nn, nn::Module};
 
-use crate::config::{Activation, ModelConfig, ModelKind};
+use crate::experiment::config::{Activation, DEFAULT_HIDDEN, ModelConfig, ModelKind};
 
 /// A linear model or an MLP with a linear head. Parameters are named `hidden_0.weight`, …,
 /// `head.weight`, `head.bias` in the VarStore.
@@ -48,7 +49,7 @@ impl RewardModel {
         };
         let sizes: &[usize] = match cfg.kind {
             ModelKind::Linear => &[],
-            ModelKind::Mlp => cfg.hidden.as_deref().unwrap_or(&crate::config::DEFAULT_HIDDEN),
+            ModelKind::Mlp => cfg.hidden.as_deref().unwrap_or(&DEFAULT_HIDDEN),
         };
         let mut hidden = Vec::with_capacity(sizes.len());
         let mut prev = in_dim;
@@ -100,7 +101,8 @@ fn linear(vs: &nn::Path, fan_in: usize, out: usize, rng: &mut ChaCha8Rng) -> nn:
     nn::Linear { ws: vs.var_copy("weight", &ws), bs: Some(vs.var_copy("bias", &bs)) }
 }
 
-pub(crate) fn activate(xs: &Tensor, a: Activation) -> Tensor {
+/// The activation `a` applied element-wise.
+pub fn activate(xs: &Tensor, a: Activation) -> Tensor {
     match a {
         Activation::Relu => xs.relu(),
         Activation::Tanh => xs.tanh(),

@@ -1,28 +1,19 @@
-//! The training loop: device → data → VarStore → model → optimizer → steps → eval.
+//! The one-cell training loop, differentiated by autograd: device → data → VarStore → model →
+//! optimizer → steps → eval. This is the reference every other trainer is tested against.
 //!
 //! Metrics leave through a [`MetricsSink`]; the loop never touches storage. The host reads
 //! tensors only at evaluation steps, so steps in between queue work without synchronising.
 
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor, nn, nn::OptimizerConfig};
 
-use crate::config::{OptimizerKind, RunConfig, TrainConfig};
-use crate::data::{Dataset, Split};
+use super::batches::{BatchStream, INIT_STREAM, stream};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::loss::{pairwise_loss, pairwise_loss_with_margins};
-use crate::metrics::{HostSplit, TruthIndex, split_metrics};
+use crate::eval::evaluator::{Truths, report_eval, report_rewards};
+use crate::eval::{MetricsSink, Outcome};
+use crate::experiment::config::{OptimizerKind, RunConfig, TrainConfig};
 use crate::model::RewardModel;
-use crate::sink::{MetricsSink, RewardRow};
-
-/// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// All steps ran and every evaluation had a finite training loss.
-    Finished,
-    /// The training loss was NaN or infinite at the evaluation after `step` steps.
-    Diverged { step: usize },
-}
+use crate::objective::Objective;
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
 /// the last step. `on_step` gets each step's number and its total loss (a scalar on the device:
@@ -47,7 +38,7 @@ pub fn train(
     let model =
         RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
     let mut opt = optimizer(&vs, &cfg.train)?;
-    let reg = cfg.loss.objective();
+    let objective = Objective::new(&cfg.loss);
     let b = cfg.train.batch_size as i64;
     let mut batches = BatchStream::new(cfg.seed, n_train, cfg.train.batch_size, device);
     let pairs = Tensor::stack(&[&data.train.chosen, &data.train.rejected], 0);
@@ -63,15 +54,8 @@ pub fn train(
         // [chosen; rejected] rows of the batch: one gather from the [2, P] pair table.
         let rows = pairs.index_select(1, &idx).view([-1]);
         let r = model.forward(&data.features.index_select(0, &rows));
-        let terms = match &train_margins {
-            Some(m) => pairwise_loss_with_margins(
-                &r.narrow(0, 0, b),
-                &r.narrow(0, b, b),
-                &m.index_select(0, &idx),
-                reg,
-            ),
-            None => pairwise_loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), reg),
-        };
+        let margins = train_margins.map(|m| m.index_select(0, &idx));
+        let terms = objective.loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), margins.as_ref());
         opt.backward_step(&terms.total);
         on_step(step, &terms.total);
 
@@ -96,22 +80,6 @@ fn finish(
     Ok(outcome)
 }
 
-/// Reports the final reward `[R]` of every response in a split with pairs.
-pub(crate) fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSink) -> Result<()> {
-    let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
-    let rows: Vec<RewardRow> = (0..rewards.len())
-        .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
-        .map(|r| RewardRow {
-            response: r,
-            prompt: data.prompt_of[r],
-            split: data.split_of[r],
-            reward: rewards[r],
-            true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
-        })
-        .collect();
-    sink.record_rewards(&rows)
-}
-
 /// Evaluates every non-empty split under no-grad and reports it; returns `Some(Diverged)` if
 /// the training loss is not finite.
 fn evaluate(
@@ -126,141 +94,12 @@ fn evaluate(
     report_eval(&rewards, model.head_weight_norm().double_value(&[]), data, truths, cfg, step, sink)
 }
 
-/// The truth index of each split of a data set with a known true reward and β (synthetic).
-pub(crate) struct Truths([Option<TruthIndex>; 3]);
-
-impl Truths {
-    pub(crate) fn new(data: &Dataset) -> Truths {
-        Truths(Split::ALL.map(|split| {
-            let s = data.split(split);
-            match (&data.true_reward_host, data.beta) {
-                (Some(t), Some(beta)) if s.n_pairs > 0 => Some(TruthIndex::new(&HostSplit {
-                    responses: &s.responses_host,
-                    pairs: &s.pairs_host,
-                    prompt_of: &data.prompt_of,
-                    true_reward: t,
-                    beta,
-                    flip: data.flip,
-                })),
-                _ => None,
-            }
-        }))
-    }
-}
-
-/// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
-/// vectorized trainer); `Some(Diverged)` if the training loss is not finite.
-pub(crate) fn report_eval(
-    rewards: &Tensor,
-    head_norm: f64,
-    data: &Dataset,
-    truths: &Truths,
-    cfg: &RunConfig,
-    step: usize,
-    sink: &mut dyn MetricsSink,
-) -> Result<Option<Outcome>> {
-    let reg = cfg.loss.objective();
-    // Every metric is computed on the host: one transfer of R rewards per evaluation.
-    let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
-    let mut diverged = false;
-    for (split, truth) in Split::ALL.into_iter().zip(&truths.0) {
-        let s = data.split(split);
-        if s.n_pairs == 0 {
-            continue;
-        }
-        let mut values =
-            split_metrics(&r, s, data.true_reward_host.as_deref(), reg, cfg.loss.margin_from_data);
-        if let Some(index) = truth {
-            values.extend(index.metrics(&r));
-        }
-        if split == Split::Train {
-            diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
-            values.push(("head_weight_norm", head_norm));
-        }
-        sink.record(step, split, &values)?;
-    }
-    Ok(diverged.then_some(Outcome::Diverged { step }))
-}
-
 /// The run's model with its initial weights (from the seed's initialisation stream).
 pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarStore, RewardModel) {
     let vs = nn::VarStore::new(device);
     let model =
         RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
     (vs, model)
-}
-
-/// The training-pair indices of the first `steps` steps, row-major `[steps, B]`: what
-/// [`train`] draws, for reproducing a run elsewhere (the PyTorch benchmark).
-pub fn batch_indices(seed: u64, n_pairs: usize, batch: usize, steps: usize) -> Vec<i64> {
-    let mut s = BatchStream::new(seed, n_pairs, batch, Device::Cpu);
-    (0..steps).flat_map(|_| Vec::<i64>::try_from(s.next()).expect("int64 indices")).collect()
-}
-
-/// ChaCha8 stream of the run's seed for model initialisation.
-const INIT_STREAM: u64 = 1;
-/// ChaCha8 stream of the run's seed for batch sampling.
-const BATCH_STREAM: u64 = 2;
-/// Steps of batch indices drawn and moved to the device at a time.
-const BATCH_CHUNK: usize = 256;
-
-fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(stream);
-    rng
-}
-
-/// Training-pair indices, B per step, drawn uniformly with replacement on the host and moved
-/// to the device `BATCH_CHUNK` steps at a time (one transfer per chunk, none per step).
-pub(crate) struct BatchStream {
-    /// One ChaCha8 stream per cell (one for a plain run).
-    rngs: Vec<ChaCha8Rng>,
-    n: u64,
-    batch: usize,
-    device: Device,
-    /// `[CHUNK, B]` for one cell, `[CHUNK, K, B]` for several.
-    chunk: Tensor,
-    next_row: i64,
-}
-
-impl BatchStream {
-    pub(crate) fn new(seed: u64, n_pairs: usize, batch: usize, device: Device) -> BatchStream {
-        BatchStream::many(&[seed], n_pairs, batch, device)
-    }
-
-    /// The streams of several cells at once: `next` gives `[K, B]`, row k what cell k alone
-    /// would have drawn.
-    pub(crate) fn many(seeds: &[u64], n_pairs: usize, batch: usize, device: Device) -> BatchStream {
-        BatchStream {
-            rngs: seeds.iter().map(|&s| stream(s, BATCH_STREAM)).collect(),
-            n: n_pairs as u64,
-            batch,
-            device,
-            chunk: Tensor::new(),
-            next_row: BATCH_CHUNK as i64,
-        }
-    }
-
-    /// The next step's indices, `[B]` int64 on the device (`[K, B]` for several cells).
-    pub(crate) fn next(&mut self) -> Tensor {
-        if self.next_row == BATCH_CHUNK as i64 {
-            let (n, b, k) = (self.n, self.batch, self.rngs.len());
-            // Laid out [CHUNK, K, B]: cell k's draws for step c at (c, k, ·), in its stream's order.
-            let mut idx = vec![0i64; BATCH_CHUNK * k * b];
-            for (cell, rng) in self.rngs.iter_mut().enumerate() {
-                for step in 0..BATCH_CHUNK {
-                    let row = &mut idx[(step * k + cell) * b..][..b];
-                    row.iter_mut().for_each(|v| *v = rng.random_range(0..n) as i64);
-                }
-            }
-            let t = Tensor::from_slice(&idx);
-            let (c, b, k) = (BATCH_CHUNK as i64, b as i64, k as i64);
-            self.chunk = if k == 1 { t.view([c, b]) } else { t.view([c, k, b]) }.to_device(self.device);
-            self.next_row = 0;
-        }
-        self.next_row += 1;
-        self.chunk.get(self.next_row - 1)
-    }
 }
 
 fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
@@ -276,9 +115,9 @@ fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig};
-    use crate::data::synthetic;
-    use crate::sink::MemorySink;
+    use crate::data::{Split, synthetic};
+    use crate::eval::MemorySink;
+    use crate::experiment::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig};
 
     fn small(seed: u64, lambda: f64) -> RunConfig {
         RunConfig {
@@ -374,7 +213,7 @@ mod tests {
     /// changing the within-prompt ranking by a point.
     #[test]
     fn lambda_pins_offsets_but_not_the_ranking() {
-        use crate::config::{Graph, ModelKind, PromptFeatures};
+        use crate::experiment::config::{Graph, ModelKind, PromptFeatures};
         let cfg = |lambda: f64| {
             RunConfig {
                 seed: 0,

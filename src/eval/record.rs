@@ -1,8 +1,18 @@
-//! Where metrics go: the training loop reports through a [`MetricsSink`] and never knows
-//! whether that is a SQLite store, memory or nothing.
+//! What a run reports and where it goes: the training loop reports metrics, final rewards and
+//! its [`Outcome`] through a [`MetricsSink`] and never knows whether that is a SQLite store,
+//! memory or nothing.
 
 use crate::data::Split;
 use crate::error::Result;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All steps ran and every evaluation had a finite training loss.
+    Finished,
+    /// The training loss was NaN or infinite at the evaluation after `step` steps.
+    Diverged { step: usize },
+}
 
 /// Receives evaluation results as they are produced.
 pub trait MetricsSink {

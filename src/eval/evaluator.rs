@@ -1,0 +1,85 @@
+//! Evaluating a run at a step: rewards of every response → the metrics of each split (with the
+//! truth metrics where the true reward is known) → its sink; and the final rewards. Shared by
+//! the one-cell and the batched trainer, so both report exactly the same numbers.
+
+use tch::{Device, Tensor};
+
+use super::metrics::split_metrics;
+use super::record::{MetricsSink, Outcome, RewardRow};
+use super::truth::{HostSplit, TruthIndex};
+use crate::data::{Dataset, Split};
+use crate::error::Result;
+use crate::experiment::RunConfig;
+use crate::objective::Objective;
+
+/// Reports the final reward `[R]` of every response in a split with pairs.
+pub fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSink) -> Result<()> {
+    let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
+    let rows: Vec<RewardRow> = (0..rewards.len())
+        .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
+        .map(|r| RewardRow {
+            response: r,
+            prompt: data.prompt_of[r],
+            split: data.split_of[r],
+            reward: rewards[r],
+            true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
+        })
+        .collect();
+    sink.record_rewards(&rows)
+}
+
+/// The truth index of each split of a data set with a known true reward and β (synthetic).
+pub struct Truths([Option<TruthIndex>; 3]);
+
+impl Truths {
+    pub fn new(data: &Dataset) -> Truths {
+        Truths(Split::ALL.map(|split| {
+            let s = data.split(split);
+            match (&data.true_reward_host, data.beta) {
+                (Some(t), Some(beta)) if s.n_pairs > 0 => Some(TruthIndex::new(&HostSplit {
+                    responses: &s.responses_host,
+                    pairs: &s.pairs_host,
+                    prompt_of: &data.prompt_of,
+                    true_reward: t,
+                    beta,
+                    flip: data.flip,
+                })),
+                _ => None,
+            }
+        }))
+    }
+}
+
+/// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
+/// vectorized trainer); `Some(Diverged)` if the training loss is not finite.
+pub fn report_eval(
+    rewards: &Tensor,
+    head_norm: f64,
+    data: &Dataset,
+    truths: &Truths,
+    cfg: &RunConfig,
+    step: usize,
+    sink: &mut dyn MetricsSink,
+) -> Result<Option<Outcome>> {
+    let objective = Objective::new(&cfg.loss);
+    // Every metric is computed on the host: one transfer of R rewards per evaluation.
+    let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
+    let mut diverged = false;
+    for (split, truth) in Split::ALL.into_iter().zip(&truths.0) {
+        let s = data.split(split);
+        if s.n_pairs == 0 {
+            continue;
+        }
+        let mut values =
+            split_metrics(&r, s, data.true_reward_host.as_deref(), &objective, cfg.loss.margin_from_data);
+        if let Some(index) = truth {
+            values.extend(index.metrics(&r));
+        }
+        if split == Split::Train {
+            diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
+            values.push(("head_weight_norm", head_norm));
+        }
+        sink.record(step, split, &values)?;
+    }
+    Ok(diverged.then_some(Outcome::Diverged { step }))
+}

@@ -1,0 +1,202 @@
+//! Figure declarations: the `[[figure]]` tables of a spec and the default catalogue. What a
+//! figure shows is decided here, with the spec; drawing it from the store is `analysis::plot`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::metric;
+
+/// What a figure shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FigureKind {
+    /// Metrics over training steps: a panel per (split, metric), a line per value of `lines`.
+    Curves,
+    /// Final metrics against the param `x` (log axis; x = 0 drawn apart as a dashed baseline),
+    /// a line per value of `lines`, error bars over seeds.
+    Final,
+    /// Final reward histograms of λ = 0 against each λ > 0, all seeds pooled.
+    Distribution,
+    /// Learned against true reward (synthetic data) for λ = 0 and the largest λ, coloured by prompt.
+    LearnedVsTrue,
+}
+
+/// A `[[figure]]` of a spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FigureSpec {
+    /// File stem under results/figures/<experiment>/.
+    pub name: String,
+    pub kind: FigureKind,
+    /// Metrics to show (curves, final); see docs/schema.md for names.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// Splits (curves: one row of panels each; other kinds use the first).
+    #[serde(default = "default_splits")]
+    pub splits: Vec<String>,
+    /// The x param of `final` figures.
+    #[serde(default = "default_x")]
+    pub x: String,
+    /// Params whose values each get a line (curves: default λ; final: default none).
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Only runs whose params have these values.
+    #[serde(default, rename = "where")]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub filters: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub band: Band,
+    #[serde(default)]
+    pub width: Width,
+    /// One sentence saying what the figure shows (goes to the sidecar and the README gallery).
+    #[serde(default)]
+    pub caption: String,
+}
+
+fn default_splits() -> Vec<String> {
+    vec!["val".into()]
+}
+
+pub fn default_x() -> String {
+    "loss.lambda".into()
+}
+
+/// The default catalogue, used for a spec that declares no figures.
+pub fn catalogue() -> Vec<FigureSpec> {
+    let base =
+        |name: &str, kind, metrics: &[&str], splits: &[&str], lines: &[&str], caption: &str| FigureSpec {
+            name: name.into(),
+            kind,
+            metrics: metrics.iter().map(|s| s.to_string()).collect(),
+            splits: splits.iter().map(|s| s.to_string()).collect(),
+            x: default_x(),
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            filters: BTreeMap::new(),
+            band: Band::Ci95,
+            width: Width::Double,
+            caption: caption.into(),
+        };
+    vec![
+        base(
+            "loss_curves",
+            FigureKind::Curves,
+            &["loss_pair", "loss_reg", "loss_total"],
+            &["train", "val"],
+            &[],
+            "Loss terms over training, train (top) and validation (bottom), one line per grid point (λ, …).",
+        ),
+        base(
+            "magnitude_curves",
+            FigureKind::Curves,
+            &["reward_max_abs", "reward_std", "pair_sum_mean"],
+            &["val"],
+            &[],
+            "Reward magnitude over training on validation responses, one line per grid point (λ, …).",
+        ),
+        base(
+            "final_vs_lambda",
+            FigureKind::Final,
+            &["accuracy", "reward_max_abs", "true_pearson"],
+            &["val"],
+            &[],
+            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line.",
+        ),
+        base(
+            "reward_distributions",
+            FigureKind::Distribution,
+            &[],
+            &["val"],
+            &[],
+            "Final rewards of validation responses, λ = 0 against each λ > 0, seeds pooled.",
+        ),
+        base(
+            "learned_vs_true",
+            FigureKind::LearnedVsTrue,
+            &[],
+            &["val"],
+            &[],
+            "Learned against true reward; coloured lines join the responses of one prompt.",
+        ),
+    ]
+}
+
+/// Checks a figure's names against the metrics and the config keys a sweep may set.
+pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Result<(), (String, String)> {
+    let bad = |k: &str, m: String| Err((format!("figure.{k}"), m));
+    if fig.name.is_empty() || !fig.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+        return bad("name", format!("`{}`: use letters, digits, '_' and '-'", fig.name));
+    }
+    for m in &fig.metrics {
+        if !metric::all_names().any(|n| n == m) {
+            let known: Vec<&str> = metric::all_names().collect();
+            return bad("metrics", format!("unknown metric `{m}`; known: {}", known.join(", ")));
+        }
+    }
+    for s in &fig.splits {
+        if !["train", "val", "test"].contains(&s.as_str()) {
+            return bad("splits", format!("unknown split `{s}`; expected train, val or test"));
+        }
+    }
+    if fig.splits.is_empty() {
+        return bad("splits", "needs at least one split".into());
+    }
+    let known = |k: &String| k == "seed" || valid_keys.contains(k);
+    for (field, keys) in [
+        ("lines", fig.lines.iter().collect::<Vec<_>>()),
+        ("x", vec![&fig.x]),
+        ("where", fig.filters.keys().collect()),
+    ] {
+        if let Some(k) = keys.into_iter().find(|k| !known(k)) {
+            return bad(field, format!("unknown config key `{k}`"));
+        }
+    }
+    if matches!(fig.kind, FigureKind::Curves | FigureKind::Final) && fig.metrics.is_empty() {
+        return bad("metrics", "this kind needs at least one metric".into());
+    }
+    Ok(())
+}
+
+/// How the band around a mean is drawn.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    /// 95 % confidence interval of the mean over seeds (Student's t, n − 1 degrees of freedom).
+    #[default]
+    Ci95,
+    /// ± one standard error of the mean.
+    Sem,
+}
+
+impl Band {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Band::Ci95 => "95 % CI of the mean over seeds (Student t)",
+            Band::Sem => "± 1 standard error of the mean over seeds",
+        }
+    }
+}
+
+/// Figure width for a one- or two-column paper layout.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Width {
+    /// 3.5 in.
+    Single,
+    /// 7.16 in.
+    #[default]
+    Double,
+}
+
+impl Width {
+    pub fn inches(self) -> f64 {
+        match self {
+            Width::Single => 3.5,
+            Width::Double => 7.16,
+        }
+    }
+}

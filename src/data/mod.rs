@@ -13,7 +13,7 @@ pub mod text_features;
 use std::collections::HashSet;
 
 pub use dataset::{Dataset, SplitTensors};
-pub use preferences::{Bags, Pair, Preferences};
+pub use preferences::{Bags, Pair, Preferences, Texts};
 pub use split::{Split, split_prompts};
 
 use crate::error::Result;
@@ -101,6 +101,14 @@ pub fn load(
                 }
             };
             let n_prompts = prompt_ids.len();
+            let mut prompts = vec![String::new(); n_prompts];
+            for (text, &x) in &prompt_ids {
+                prompts[x] = text.to_string();
+            }
+            let texts = Texts {
+                prompts,
+                responses: examples.iter().flat_map(|e| [e.chosen.clone(), e.rejected.clone()]).collect(),
+            };
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
             let split_of_prompt = split_prompts(n_prompts, cfg.val_frac, cfg.test_frac, &mut rng);
             Ok((
@@ -118,6 +126,7 @@ pub fn load(
                         .then(|| examples.iter().map(|e| e.margin.unwrap_or(0.0)).collect()),
                     pairs,
                     bags,
+                    texts: Some(texts),
                 },
                 Some(report),
             ))

@@ -31,8 +31,19 @@ pub struct Preferences {
     pub pairs: Vec<Pair>,
     /// Text data: row-major `[R, width]` n-gram ids padded with `buckets`, replacing `features`.
     pub bags: Option<Bags>,
+    /// Text data: the text of every prompt and response, for stages that read text (an
+    /// encoder).
+    pub texts: Option<Texts>,
     /// A margin per pair (a preference file's `margin` column, 0 where a row has none).
     pub margins: Option<Vec<f64>>,
+}
+
+/// The texts of a preference file's prompts and responses: response r answers prompt
+/// `prompts[prompt_of[r]]` with `responses[r]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Texts {
+    pub prompts: Vec<String>,
+    pub responses: Vec<String>,
 }
 
 /// Hashed n-gram bags of the responses.

@@ -90,6 +90,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         beta: Some(cfg.beta),
         flip: cfg.flip,
         bags: None,
+        texts: None,
         margins: None,
         pairs,
     }

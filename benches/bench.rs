@@ -226,6 +226,7 @@ fn claim<'s>(
         device: "cpu".into(),
         threads: 1,
         provenance: prov,
+        engine: rmlab::store::Engine::Autograd,
     };
     store.claim_run(&run, true).unwrap().unwrap()
 }

@@ -48,7 +48,7 @@ fn fresh_store_has_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn version_1_migrates_with_summaries_backfilled() {
     let db = dir.path().join("v1.sqlite");
     make_v1(&db);
     let store = Store::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let conn = store.connection();
     let row = |name: &str| -> (i64, f64, Option<i64>, Option<f64>) {
         conn.query_row(
@@ -74,8 +74,32 @@ fn version_1_migrates_with_summaries_backfilled() {
     assert_eq!(uid.len(), 32);
     drop(store);
     // Opening again changes nothing.
-    assert_eq!(Store::open(&db).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(Store::open(&db).unwrap().schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(count(&db, "SELECT count(*) FROM summaries"), 3);
+}
+
+/// A version-2 store (rmlab before run engines and artifacts) gains the v3 columns and table,
+/// and keeps its runs.
+#[test]
+fn version_2_migrates_to_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v2.sqlite");
+    make_v1(&db);
+    {
+        let conn = Connection::open(&db).unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        tx.execute_batch(rmlab::store::schema_v2_for_tests()).unwrap();
+        tx.execute_batch("PRAGMA user_version = 2;").unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let conn = store.connection();
+    let (engine, report): (Option<String>, Option<String>) = conn
+        .query_row("SELECT engine, data_report FROM runs WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((engine, report), (None, None), "old runs have no engine recorded");
+    assert_eq!(count(&db, "SELECT count(*) FROM artifacts"), 0);
 }
 
 #[test]
@@ -143,7 +167,10 @@ fn merge_refuses_another_schema_version_and_writes_nothing() {
     let out = rmlab(&["merge", old.to_str().unwrap(), "--into", into.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("schema version 1, but this rmlab writes version 2"), "{err}");
+    assert!(
+        err.contains(&format!("schema version 1, but this rmlab writes version {SCHEMA_VERSION}")),
+        "{err}"
+    );
     assert!(err.contains("rmlab migrate"), "{err}");
     assert!(!into.exists());
     assert_eq!(count(&old, "PRAGMA user_version"), 1, "the source is not changed");

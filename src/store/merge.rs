@@ -21,7 +21,7 @@ pub struct MergeReport {
 const RUN_COLUMNS: &str =
     "experiment, config_hash, config_json, format_version, seed, status, error, diverged_step,
     started_at, ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version,
-    torch_version, uid, data_rows, data_skipped";
+    torch_version, uid, data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report";
 
 /// Merges every source store into the store at `into` (created if missing). Sources must have
 /// this rmlab's schema version; they are opened read-only and never changed.
@@ -101,6 +101,7 @@ fn copy_runs(conn: &mut Connection) -> rusqlite::Result<(usize, usize, usize)> {
             ("metrics", "split, name, step, value"),
             ("summaries", "split, name, final_step, final_value, best_step, best_value"),
             ("rewards", "response, prompt, split, reward, true_reward"),
+            ("artifacts", "kind, path, bytes, sha256"),
         ] {
             tx.execute(
                 &format!(

@@ -22,12 +22,18 @@ mod writer;
 
 pub use merge::{MergeReport, merge};
 pub use schema::SCHEMA_VERSION;
-pub use writer::RunWriter;
+pub use writer::{Artifact, RunWriter};
 
 /// The version-1 DDL, for tests that build an old store.
 #[doc(hidden)]
 pub fn schema_v1_for_tests() -> &'static str {
     schema::V1
+}
+
+/// The DDL from version 1 to 2 (without its summary backfill), for tests that build an old store.
+#[doc(hidden)]
+pub fn schema_v2_for_tests() -> &'static str {
+    schema::V2
 }
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -49,6 +55,26 @@ pub struct NewRun<'a> {
     pub device: String,
     pub threads: usize,
     pub provenance: &'a Provenance,
+    /// Which trainer runs it.
+    pub engine: Engine,
+}
+
+/// The trainer of a run, as recorded in `runs.engine`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// One cell, differentiated by autograd (`train::train`).
+    Autograd,
+    /// A cell trained in a stacked group (`train::train_group`).
+    Batched,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Autograd => "autograd",
+            Engine::Batched => "batched",
+        }
+    }
 }
 
 /// A spec's description as stored in `experiments`.
@@ -227,9 +253,10 @@ impl Store {
         at(&path, tx.execute(
             &format!(
                 "INSERT INTO runs (experiment, config_hash, config_json, format_version, seed, status,
-                   started_at, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid)
+                   started_at, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid,
+                   engine)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running', {NOW}, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                   lower(hex(randomblob(16))))"
+                   lower(hex(randomblob(16))), ?14)"
             ),
             params![
                 run.experiment,
@@ -245,6 +272,7 @@ impl Store {
                 p.git_dirty,
                 p.rmlab_version,
                 p.torch_version,
+                run.engine.as_str(),
             ],
         ))?;
         let run_id = tx.last_insert_rowid();

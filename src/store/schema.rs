@@ -9,7 +9,7 @@ use rusqlite::Transaction;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a store from version i to i + 1.
-pub const MIGRATIONS: [fn(&Transaction) -> rusqlite::Result<()>; 2] = [v0_to_v1, v1_to_v2];
+pub const MIGRATIONS: [fn(&Transaction) -> rusqlite::Result<()>; 3] = [v0_to_v1, v1_to_v2, v2_to_v3];
 
 /// Version 1: experiments, runs, params, metrics.
 pub const V1: &str = "
@@ -125,4 +125,29 @@ fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Version 3: how each run was trained (`engine`: `autograd` for one cell, `batched` for a cell
+/// trained in a stacked group, and `batch_group`, the group's identity), why a run was flagged
+/// diverged, the step whose weights an early-stopped run kept, the data report of a run (JSON:
+/// rows read and skipped, comparison-graph statistics, texts truncated), and the files a run
+/// kept (`artifacts`: trained weights and their config, content-addressed).
+pub const V3: &str = "
+ALTER TABLE runs ADD COLUMN engine TEXT;
+ALTER TABLE runs ADD COLUMN batch_group TEXT;
+ALTER TABLE runs ADD COLUMN diverged_reason TEXT;
+ALTER TABLE runs ADD COLUMN best_step INTEGER;
+ALTER TABLE runs ADD COLUMN data_report TEXT;
+CREATE TABLE artifacts (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind   TEXT NOT NULL,
+    path   TEXT NOT NULL,
+    bytes  INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+) WITHOUT ROWID;
+";
+
+fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(V3)
 }

@@ -33,6 +33,22 @@ pub struct RunWriter<'a> {
     summaries: BTreeMap<(Split, &'static str), Summary>,
     rewards: Vec<RewardRow>,
     data_rows: Option<(usize, usize)>,
+    data_report: Option<serde_json::Value>,
+    best_step: Option<usize>,
+    batch_group: Option<String>,
+    artifacts: Vec<Artifact>,
+}
+
+/// A file a run keeps (trained weights, their config), content-addressed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Artifact {
+    /// What it is, unique within a run: `weights`, `config`, ….
+    pub kind: String,
+    /// Where it is, as written (relative to the store's directory when under it).
+    pub path: String,
+    pub bytes: u64,
+    /// SHA-256 of the file, 64 hex digits.
+    pub sha256: String,
 }
 
 impl<'a> RunWriter<'a> {
@@ -44,12 +60,36 @@ impl<'a> RunWriter<'a> {
             summaries: BTreeMap::new(),
             rewards: Vec::new(),
             data_rows: None,
+            data_report: None,
+            best_step: None,
+            batch_group: None,
+            artifacts: Vec::new(),
         }
     }
 
     /// Rows read from a preference file and rows skipped as bad, recorded with the run.
     pub fn set_data_rows(&mut self, rows: usize, skipped: usize) {
         self.data_rows = Some((rows, skipped));
+    }
+
+    /// The run's data report (JSON), stored in `runs.data_report`.
+    pub fn set_data_report(&mut self, report: serde_json::Value) {
+        self.data_report = Some(report);
+    }
+
+    /// The evaluation step whose weights the run kept (early stopping).
+    pub fn set_best_step(&mut self, step: usize) {
+        self.best_step = Some(step);
+    }
+
+    /// The identity of the stacked group the run was trained in (`runs.batch_group`).
+    pub fn set_batch_group(&mut self, group: String) {
+        self.batch_group = Some(group);
+    }
+
+    /// A file the run keeps, recorded in `artifacts` when the run finishes.
+    pub fn add_artifact(&mut self, artifact: Artifact) {
+        self.artifacts.push(artifact);
     }
 
     pub fn run_id(&self) -> i64 {
@@ -88,6 +128,7 @@ impl<'a> RunWriter<'a> {
         at(&path, Self::write_rows(&tx, self.run_id, &self.rows))?;
         at(&path, write_summaries(&tx, self.run_id, &self.summaries))?;
         at(&path, write_rewards(&tx, self.run_id, &self.rewards))?;
+        at(&path, write_artifacts(&tx, self.run_id, &self.artifacts))?;
         let (status, error, diverged_step) = match outcome {
             Ok(Outcome::Finished) => ("finished", None, None),
             Ok(Outcome::Diverged { step }) => ("diverged", None, Some(*step as i64)),
@@ -98,7 +139,8 @@ impl<'a> RunWriter<'a> {
             tx.execute(
                 &format!(
                     "UPDATE runs SET status = ?2, error = ?3, diverged_step = ?4, ended_at = {NOW},
-                     wall_seconds = ?5, data_rows = ?6, data_skipped = ?7 WHERE id = ?1"
+                     wall_seconds = ?5, data_rows = ?6, data_skipped = ?7, data_report = ?8, best_step = ?9,
+                     batch_group = ?10 WHERE id = ?1"
                 ),
                 params![
                     self.run_id,
@@ -107,7 +149,10 @@ impl<'a> RunWriter<'a> {
                     diverged_step,
                     wall_seconds,
                     self.data_rows.map(|d| d.0 as i64),
-                    self.data_rows.map(|d| d.1 as i64)
+                    self.data_rows.map(|d| d.1 as i64),
+                    self.data_report.as_ref().map(|r| r.to_string()),
+                    self.best_step.map(|s| s as i64),
+                    self.batch_group,
                 ],
             ),
         )?;
@@ -151,6 +196,16 @@ fn write_rewards(tx: &Transaction, run_id: i64, rewards: &[RewardRow]) -> rusqli
             r.reward,
             r.true_reward
         ])?;
+    }
+    Ok(())
+}
+
+fn write_artifacts(tx: &Transaction, run_id: i64, artifacts: &[Artifact]) -> rusqlite::Result<()> {
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO artifacts (run_id, kind, path, bytes, sha256) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for a in artifacts {
+        ins.execute(params![run_id, a.kind, a.path, a.bytes as i64, a.sha256])?;
     }
     Ok(())
 }

@@ -21,9 +21,10 @@ use crate::experiment::config::{FORMAT_VERSION, RunConfig};
 use crate::experiment::{Cell, Spec};
 use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
-use crate::store::{CellRecord, ExperimentRecord, NewRun, Store};
+use crate::store::{CellRecord, Engine, ExperimentRecord, NewRun, Store};
 use crate::train::{self, train};
 use progress::Progress;
+use sha2::{Digest, Sha256};
 
 /// Reads the spec at `path`, applies `--set` overrides and checks every preference file its
 /// cells read (each bad row is bad input, named by file and line, before anything runs).
@@ -334,6 +335,7 @@ fn run_group<'c>(
             device: device.as_ref().map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
             threads,
             provenance,
+            engine: Engine::Batched,
         };
         match store.claim_run(&run, force)? {
             Some(w) => {
@@ -345,6 +347,18 @@ fn run_group<'c>(
     }
     if claimed.is_empty() {
         return Ok(results);
+    }
+    // The group as trained: its members' identities, in order.
+    let group = {
+        let mut h = Sha256::new();
+        for c in &claimed {
+            h.update(c.hash.as_bytes());
+        }
+        let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("{digest}:{}", claimed.len())
+    };
+    for w in &mut writers {
+        w.set_batch_group(group.clone());
     }
     let started = Instant::now();
     let cfgs: Vec<RunConfig> = claimed.iter().map(|c| c.config.clone()).collect();
@@ -397,6 +411,7 @@ fn run_cell(
         device: device.as_ref().map_or_else(|_| "unavailable".into(), |d| device_name(*d)),
         threads,
         provenance,
+        engine: Engine::Autograd,
     };
     let Some(mut writer) = store.claim_run(&run, force)? else {
         return Ok(None);

@@ -30,7 +30,7 @@ pub enum Command {
         /// Cells trained at once (default: the number of cores).
         #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
-        /// LibTorch intra-op threads per worker (default: cores / jobs).
+        /// LibTorch intra-op threads (default 1; more can change the last bits of results).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
         /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).

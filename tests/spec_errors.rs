@@ -41,8 +41,10 @@ fn top_level() {
 
 #[test]
 fn toml_syntax() {
-    case("name = \"t\"\n[loss]\nlambda = \n", "(document)", 3, 10, "");
-    case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "(document)", 4, 1, "duplicate key");
+    case("name = \"t\"\n[loss]\nlambda = \n", "loss.lambda", 3, 10, "");
+    case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "loss.lambda", 4, 1, "duplicate key");
+    case("name = \"t\"\n[[figure]]\nname = \"a\"\nname = \"b\"\n", "figure.name", 4, 1, "duplicate key");
+    case("name = \"t\"\nname = \"u\"\n", "name", 2, 1, "duplicate key");
 }
 
 #[test]

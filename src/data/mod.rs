@@ -24,15 +24,17 @@ use crate::experiment::config::DataKind;
 /// that a bad file is bad input (exit 2, with the file and line of its first bad row) before
 /// any cell runs.
 pub fn check_files(cells: &[Cell]) -> Result<()> {
-    let mut checked: HashSet<(String, bool)> = HashSet::new();
+    let mut checked: HashSet<String> = HashSet::new();
     for cell in cells {
         let d = &cell.config.data;
         if d.kind != DataKind::PreferenceFile {
             continue;
         }
-        let (Some(path), Some(sha)) = (&d.resolved_path, &d.file_sha256) else { continue };
-        if checked.insert((sha.clone(), d.skip_bad_rows)) {
-            preference_file::read(path, d.skip_bad_rows)?;
+        // Everything that decides whether loading can fail: the file's content and how it is read.
+        let mut key = d.clone();
+        (key.val_frac, key.test_frac, key.resolved_path) = (0.0, 0.0, None);
+        if checked.insert(serde_json::to_string(&key).expect("a DataConfig serializes")) {
+            load(d, cell.config.seed)?;
         }
     }
     Ok(())
@@ -75,29 +77,21 @@ pub fn load(
                     (Vec::new(), width, Some(Bags { width, ids, buckets: cfg.buckets }))
                 }
                 TextFeatures::Embedding => {
+                    // `preference_file::read` checked that every row's embeddings share one length.
                     let mut values = Vec::new();
-                    let mut dim = None;
-                    for (i, e) in examples.iter().enumerate() {
+                    for e in &examples {
                         let Some((a, b)) = &e.embedding else {
                             return Err(crate::error::Error::Input(format!(
-                                "{}: pair {} has no embedding_chosen/embedding_rejected, but data.text_features = \"embedding\"",
+                                "{}:{}: no embedding_chosen/embedding_rejected, but data.text_features = \"embedding\"",
                                 path.display(),
-                                i + 1
+                                e.line
                             )));
                         };
-                        if *dim.get_or_insert(a.len()) != a.len() {
-                            return Err(crate::error::Error::Input(format!(
-                                "{}: pair {} has embeddings of length {}, earlier ones {}",
-                                path.display(),
-                                i + 1,
-                                a.len(),
-                                dim.unwrap_or(0)
-                            )));
-                        }
                         values.extend(a);
                         values.extend(b);
                     }
-                    (values, dim.unwrap_or(0), None)
+                    let dim = examples.first().and_then(|e| e.embedding.as_ref()).map_or(0, |(a, _)| a.len());
+                    (values, dim, None)
                 }
             };
             let n_prompts = prompt_ids.len();

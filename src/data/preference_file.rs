@@ -17,10 +17,23 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Where a row's prompt came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptFrom {
+    /// The `prompt` column.
+    Column,
+    /// The shared start of `chosen` and `rejected` (TRL's implicit prompt): no `prompt` column,
+    /// or `"prompt": null`.
+    Implicit,
+}
+
 /// One preference pair as text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// The row's line (row, for Parquet) in its file, from 1; 0 for a row parsed alone.
+    pub line: usize,
     pub prompt: String,
+    pub prompt_from: PromptFrom,
     /// The preferred response (without the prompt).
     pub chosen: String,
     pub rejected: String,
@@ -31,9 +44,34 @@ pub struct Example {
 /// What reading a file found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReadReport {
+    /// Rows read (blank lines are not rows).
     pub rows: usize,
     /// `(line, reason)` of every skipped row.
     pub skipped: Vec<(usize, String)>,
+    /// Blank lines, passed over.
+    pub blank_lines: usize,
+    /// Rows with an explicit `"prompt": ""`: kept, as comparisons under an empty prompt.
+    pub empty_prompts: usize,
+    /// Rows whose prompt was taken from the shared start of `chosen` and `rejected` (no
+    /// `prompt` column, or `"prompt": null`).
+    pub implicit_prompts: usize,
+    /// Whether the file began with a UTF-8 byte-order mark (ignored).
+    pub bom: bool,
+}
+
+impl ReadReport {
+    /// The report as JSON, as runs record it (`runs.data_report`, key `read`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rows": self.rows,
+            "skipped": self.skipped.len(),
+            "skipped_lines": self.skipped.iter().take(100).map(|(l, r)| serde_json::json!([l, r])).collect::<Vec<_>>(),
+            "blank_lines": self.blank_lines,
+            "empty_prompts": self.empty_prompts,
+            "implicit_prompts": self.implicit_prompts,
+            "bom": self.bom,
+        })
+    }
 }
 
 /// Reads every row of a preference file (format by extension: `.jsonl`, `.jsonl.gz`,
@@ -56,16 +94,39 @@ pub fn read(path: &Path, skip_bad_rows: bool) -> Result<(Vec<Example>, ReadRepor
         return Err(Error::Input(format!("{name}: unknown format; expected .jsonl, .jsonl.gz or .parquet")));
     };
     let unit = if name.ends_with(".parquet") { "row" } else { "line" };
-    let mut examples = Vec::new();
+    let mut examples: Vec<Example> = Vec::new();
     let mut report = ReadReport::default();
+    // The embedding length of the first row that has one: every other row must match it.
+    let mut width: Option<(usize, usize)> = None;
     for (line, bytes) in lines {
-        let bytes = bytes.map_err(Error::Input)?;
+        let mut bytes = bytes.map_err(Error::Input)?;
+        // A UTF-8 byte-order mark (Windows editors write one) is not part of the first row.
+        if line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            bytes.drain(..3);
+            report.bom = true;
+        }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            report.blank_lines += 1;
             continue;
         }
         report.rows += 1;
-        match parse_row(&bytes) {
-            Ok(ex) => examples.push(ex),
+        let parsed = parse_row(&bytes).and_then(|ex| match (&ex.embedding, width) {
+            (Some((a, _)), Some((w, first))) if a.len() != w => {
+                Err(format!("embeddings of length {}, but the row at {unit} {first} has length {w}", a.len()))
+            }
+            _ => Ok(ex),
+        });
+        match parsed {
+            Ok(mut ex) => {
+                ex.line = line;
+                if let (Some((a, _)), None) = (&ex.embedding, width) {
+                    width = Some((a.len(), line));
+                }
+                report.empty_prompts +=
+                    usize::from(ex.prompt_from == PromptFrom::Column && ex.prompt.is_empty());
+                report.implicit_prompts += usize::from(ex.prompt_from == PromptFrom::Implicit);
+                examples.push(ex)
+            }
             Err(reason) if skip_bad_rows => report.skipped.push((line, reason)),
             Err(reason) => {
                 return Err(Error::Input(format!(
@@ -103,9 +164,12 @@ pub fn parse_row(bytes: &[u8]) -> std::result::Result<Example, String> {
     let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
     let chosen = get("chosen").ok_or("missing column `chosen`")?;
     let rejected = get("rejected").ok_or("missing column `rejected`")?;
-    let (prompt, chosen, rejected) = match get("prompt") {
-        Some(p) => (render(p, "prompt")?, render(chosen, "chosen")?, render(rejected, "rejected")?),
-        None => split_implicit(chosen, rejected)?,
+    let ((prompt, chosen, rejected), prompt_from) = match get("prompt") {
+        Some(p) => (
+            (render(p, "prompt")?, render(chosen, "chosen")?, render(rejected, "rejected")?),
+            PromptFrom::Column,
+        ),
+        None => (split_implicit(chosen, rejected)?, PromptFrom::Implicit),
     };
     if chosen.trim().is_empty() {
         return Err("`chosen` is empty".into());
@@ -135,7 +199,7 @@ pub fn parse_row(bytes: &[u8]) -> std::result::Result<Example, String> {
         }
         _ => return Err("`embedding_chosen` and `embedding_rejected` come together".into()),
     };
-    Ok(Example { prompt, chosen, rejected, margin, embedding })
+    Ok(Example { line: 0, prompt, prompt_from, chosen, rejected, margin, embedding })
 }
 
 fn floats(v: &Value, key: &str) -> std::result::Result<Vec<f32>, String> {

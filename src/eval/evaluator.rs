@@ -5,7 +5,7 @@
 use tch::{Device, Tensor};
 
 use super::metrics::split_metrics;
-use super::record::{MetricsSink, Outcome, RewardRow};
+use super::record::{Divergence, MetricsSink, Outcome, RewardRow};
 use super::truth::{HostSplit, TruthIndex};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
@@ -51,7 +51,8 @@ impl Truths {
 }
 
 /// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
-/// vectorized trainer); `Some(Diverged)` if the training loss is not finite.
+/// vectorized trainer); `Some(Diverged)` if the training split is out of [`Divergence`]'s
+/// bounds.
 pub fn report_eval(
     rewards: &Tensor,
     head_norm: f64,
@@ -64,7 +65,7 @@ pub fn report_eval(
     let objective = Objective::new(&cfg.loss);
     // Every metric is computed on the host: one transfer of R rewards per evaluation.
     let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
-    let mut diverged = false;
+    let mut diverged = None;
     for (split, truth) in Split::ALL.into_iter().zip(&truths.0) {
         let s = data.split(split);
         if s.n_pairs == 0 {
@@ -76,10 +77,12 @@ pub fn report_eval(
             values.extend(index.metrics(&r));
         }
         if split == Split::Train {
-            diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
+            let get =
+                |metric: &str| values.iter().find(|(name, _)| *name == metric).map_or(f64::NAN, |v| v.1);
+            diverged = Divergence::check(get("loss_total"), get("reward_max_abs"));
             values.push(("head_weight_norm", head_norm));
         }
         sink.record(step, split, &values)?;
     }
-    Ok(diverged.then_some(Outcome::Diverged { step }))
+    Ok(diverged.map(|reason| Outcome::Diverged { step, reason }))
 }

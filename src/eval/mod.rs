@@ -11,4 +11,4 @@ pub mod record;
 pub mod stats;
 pub mod truth;
 
-pub use record::{MemorySink, MetricsSink, Outcome, RewardRow};
+pub use record::{Divergence, MemorySink, MetricsSink, Outcome, RewardRow};

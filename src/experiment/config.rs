@@ -168,7 +168,8 @@ impl DataConfig {
 
     /// `pairs_per_prompt` set to the pair count of a fixed graph design.
     pub fn resolved(mut self) -> DataConfig {
-        if self.graph != Graph::Random && self.responses_per_prompt >= 2 {
+        // A k beyond `validate`'s bound is left for it to reject, not expanded.
+        if self.graph != Graph::Random && (2..=10_000).contains(&self.responses_per_prompt) {
             self.pairs_per_prompt = self.graph.pairs(self.responses_per_prompt).len();
         }
         self
@@ -391,6 +392,71 @@ impl RunConfig {
             }
             _ => {}
         }
+        // Sizes first, so nothing below (or any allocation later) meets an absurd one.
+        at_most("data.n_prompts", d.n_prompts, 10_000_000)?;
+        at_most("data.responses_per_prompt", d.responses_per_prompt, 10_000)?;
+        at_most("data.feature_dim", d.feature_dim, 1 << 20)?;
+        at_most("data.nuisance_dim", d.nuisance_dim, 1 << 20)?;
+        at_most("data.buckets", d.buckets, 1 << 24)?;
+        at_most("data.max_tokens", d.max_tokens, 1 << 16)?;
+        at_most("model.embed_dim", m.embed_dim, 1 << 16)?;
+        at_most("train.batch_size", t.batch_size, 1 << 22)?;
+        at_most("train.steps", t.steps, 1_000_000_000)?;
+        at_most("eval.every", self.eval.every, 1_000_000_000)?;
+        if let Some(h) = &m.hidden {
+            at_most("model.hidden", h.len(), 64)?;
+            if let Some(&big) = h.iter().find(|&&s| s > 1 << 16) {
+                return bad("model.hidden", format!("layer sizes must be at most {}, found {big}", 1 << 16));
+            }
+        }
+        // The responses' features, as float32, must fit: 2³⁰ values (4 GiB).
+        let rows = if d.kind == DataKind::Synthetic { d.n_prompts * d.responses_per_prompt } else { 0 };
+        let values = rows as u128 * self.data.input_dim() as u128;
+        if values > 1 << 30 {
+            return bad(
+                "data.n_prompts",
+                format!(
+                    "n_prompts × responses_per_prompt × input dimension = {} × {} × {} = {values} feature values; \
+                     at most 2³⁰ (4 GiB of float32) fit",
+                    d.n_prompts,
+                    d.responses_per_prompt,
+                    self.data.input_dim()
+                ),
+            );
+        }
+        // The parameters of one model, and a batch's inputs, likewise.
+        let mut params: u128 = 0;
+        let mut fan_in =
+            if d.kind == DataKind::Synthetic { self.data.input_dim() } else { m.embed_dim } as u128;
+        for &h in m.hidden.as_deref().unwrap_or(&[]) {
+            params += (fan_in + 1) * h as u128;
+            fan_in = h as u128;
+        }
+        params += fan_in + 1;
+        if d.kind == DataKind::PreferenceFile && d.text_features == TextFeatures::Ngrams {
+            params += (d.buckets as u128 + 1) * m.embed_dim as u128;
+        }
+        if params > 1 << 28 {
+            return bad(
+                "model.hidden",
+                format!("the model would have {params} parameters; at most 2²⁸ (1 GiB of float32) fit"),
+            );
+        }
+        let batch_values = 2 * t.batch_size as u128 * self.data.input_dim() as u128;
+        if d.kind == DataKind::Synthetic && batch_values > 1 << 30 {
+            return bad(
+                "train.batch_size",
+                format!(
+                    "a batch of {} pairs holds {batch_values} input values; at most 2³⁰ (4 GiB of float32) fit",
+                    t.batch_size
+                ),
+            );
+        }
+        if let Some(b) = m.bias_init
+            && !b.is_finite()
+        {
+            return bad("model.bias_init", format!("must be a finite number, found {b}"));
+        }
         if !(1..=3).contains(&d.ngram) {
             return bad("data.ngram", format!("must be 1, 2 or 3, found {}", d.ngram));
         }
@@ -493,14 +559,29 @@ impl RunConfig {
         serde_json::to_string(self).expect("a RunConfig always serializes")
     }
 
-    /// Identity of a cell: SHA-256 of the canonical JSON, 16 hex digits. The format version is
-    /// stored beside it rather than hashed, so a run under an older version is found and
-    /// reported as stale instead of missing.
+    /// Identity of a cell: SHA-256 of the canonical JSON, 16 hex digits. A preference file
+    /// counts by its content (`data.file_sha256`), not by the path it was read from, so moving
+    /// the file or the spec (SLURM tasks run a copy elsewhere) keeps the cell. The format
+    /// version is stored beside the hash rather than hashed, so a run under an older version is
+    /// found and reported as stale instead of missing.
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
-        h.update(self.canonical_json());
+        if self.data.file_sha256.is_some() {
+            let mut c = self.clone();
+            c.data.path = None;
+            h.update(c.canonical_json());
+        } else {
+            h.update(self.canonical_json());
+        }
         h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+fn at_most(key: &str, v: usize, max: usize) -> Result<(), InvalidValue> {
+    if v > max {
+        return Err(InvalidValue { key: key.into(), message: format!("must be at most {max}, found {v}") });
+    }
+    Ok(())
 }
 
 fn positive(key: &str, v: usize) -> Result<(), InvalidValue> {

@@ -480,10 +480,7 @@ fn draw_figure<DB: DrawingBackend>(
 /// Draws the figures of each spec (its declared `[[figure]]`s, else the [`catalogue`]) from the
 /// store at `db` into `out_dir/<experiment>/`; returns what was written, spec by spec.
 pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Written>> {
-    if !db.exists() {
-        return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
-    }
-    let store = Store::open(db)?;
+    let store = Store::open_read_only(db)?;
     let mut written = Vec::new();
     for spec in specs {
         let figures = if spec.figures.is_empty() { catalogue() } else { spec.figures.clone() };

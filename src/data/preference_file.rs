@@ -338,4 +338,58 @@ mod tests {
             assert_eq!(ex.len() + 1, report.rows);
         }
     }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    /// A UTF-8 byte-order mark is not part of the first row; blank lines are not rows; empty
+    /// and null prompts are kept and counted.
+    #[test]
+    fn bom_blank_lines_and_empty_prompts_are_decided_and_counted() {
+        let rows = [
+            r#"{"prompt": "Q1", "chosen": "a", "rejected": "b"}"#,
+            "",
+            "   ",
+            r#"{"prompt": "", "chosen": "c", "rejected": "d"}"#,
+            r#"{"prompt": null, "chosen": "Q: x A: e", "rejected": "Q: x A: f"}"#,
+        ];
+        let mut bytes = vec![0xEF, 0xBB, 0xBF];
+        bytes.extend(rows.join("\n").as_bytes());
+        let (_dir, path) = temp_file("bom.jsonl", &bytes);
+        let (ex, report) = read(&path, false).unwrap();
+        assert_eq!(ex.len(), 3);
+        assert_eq!(ex[0].prompt, "Q1", "the first row reads despite the BOM");
+        assert_eq!((ex[0].line, ex[1].line, ex[2].line), (1, 4, 5));
+        assert_eq!(ex[2].prompt, "Q: x A: ");
+        assert_eq!(
+            (report.rows, report.blank_lines, report.empty_prompts, report.implicit_prompts, report.bom),
+            (3, 2, 1, 1, true)
+        );
+        assert!(report.skipped.is_empty());
+        let json = report.to_json();
+        assert_eq!((json["blank_lines"].as_u64(), json["empty_prompts"].as_u64()), (Some(2), Some(1)));
+    }
+
+    /// Rows whose embeddings differ in length from the first are bad rows, found when the file is
+    /// read (not when a run trains on it).
+    #[test]
+    fn embedding_lengths_are_checked_when_read() {
+        let text = [
+            r#"{"prompt": "p", "chosen": "a", "rejected": "b", "embedding_chosen": [1, 2], "embedding_rejected": [3, 4]}"#,
+            r#"{"prompt": "p", "chosen": "c", "rejected": "d", "embedding_chosen": [1, 2, 3], "embedding_rejected": [3, 4, 5]}"#,
+        ]
+        .join("\n");
+        let (_dir, path) = temp_file("emb.jsonl", text.as_bytes());
+        let err = read(&path, false).unwrap_err().to_string();
+        assert!(
+            err.contains("emb.jsonl:2: embeddings of length 3, but the row at line 1 has length 2"),
+            "{err}"
+        );
+        let (ex, report) = read(&path, true).unwrap();
+        assert_eq!((ex.len(), report.skipped.len()), (1, 1));
+    }
 }

@@ -67,7 +67,12 @@ fn check_source(src: &Path, into: &Path) -> Result<()> {
     let check: rusqlite::Result<String> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
     match check {
         Ok(ok) if ok == "ok" => {}
-        Ok(problem) => return bad(format!("damaged (SQLite quick_check: {problem})")),
+        Ok(problem) => {
+            return bad(format!(
+                "damaged (SQLite quick_check: {})",
+                problem.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+        }
         Err(e) => return bad(format!("not a readable SQLite store ({e})")),
     }
     let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {

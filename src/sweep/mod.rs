@@ -158,7 +158,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         name: &spec.name,
         description: &spec.description,
         spec_path: &spec.path.display().to_string(),
-        spec_text: &spec.text,
+        spec_text: &spec.stored_text(),
     })?;
     drop(store);
     let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmlab::analysis::{output, plot, query};
+use rmlab::analysis::{data_table, output, plot, query};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
 use rmlab::sweep::{self, SweepOptions};
 
-use cli::{Cli, Command, Format, QueryKind, QueryOpts, StatArg};
+use cli::{Cli, Command, DataFormat, Format, PromptSplitArg, QueryKind, QueryOpts, StatArg};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -172,6 +172,23 @@ fn run(command: Command) -> Result<()> {
             }
             let store = Store::open(&db)?;
             eprintln!("{}: schema version {}", db.display(), store.schema_version()?);
+            Ok(())
+        }
+        Command::Data { files, prompt_split, strict, format } => {
+            let rule = match prompt_split {
+                PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
+                PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
+            };
+            let reports = files
+                .iter()
+                .map(|f| rmlab::data::read_file(f, !strict, rule).map(|d| d.report))
+                .collect::<Result<Vec<_>>>()?;
+            match format {
+                DataFormat::Table => print!("{}", data_table::table(&reports)),
+                DataFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
+                }
+            }
             Ok(())
         }
         Command::Schema => {

@@ -189,21 +189,6 @@ impl Spec {
             }
             None => Vec::new(),
         };
-        let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
-        let mut names = HashSet::new();
-        for (i, fig) in figures.iter().enumerate() {
-            let at = [Step::Key("figure".into()), Step::Index(i)];
-            if let Err((key, message)) = figure::check(fig, &keys) {
-                return Err(src.error_at_path(&at, &key, &message));
-            }
-            if !names.insert(fig.name.clone()) {
-                return Err(src.error_at_path(
-                    &at,
-                    "figure.name",
-                    &format!("two figures are named `{}`", fig.name),
-                ));
-            }
-        }
         let spec = Spec {
             name,
             description,
@@ -214,7 +199,26 @@ impl Spec {
             text: text.clone(),
             figures,
         };
-        spec.cells()?;
+        let cells = spec.cells()?;
+        // Figures may show the evaluation splits of any cell besides train, val and test.
+        let mut splits: std::collections::BTreeSet<String> =
+            ["train", "val", "test"].into_iter().map(String::from).collect();
+        splits.extend(cells.iter().flat_map(|c| c.config.data.eval.iter().map(|e| e.name.clone())));
+        let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
+        let mut names = HashSet::new();
+        for (i, fig) in spec.figures.iter().enumerate() {
+            let at = [Step::Key("figure".into()), Step::Index(i)];
+            if let Err((key, message)) = figure::check(fig, &keys, &splits) {
+                return Err(src.error_at_path(&at, &key, &message));
+            }
+            if !names.insert(fig.name.clone()) {
+                return Err(src.error_at_path(
+                    &at,
+                    "figure.name",
+                    &format!("two figures are named `{}`", fig.name),
+                ));
+            }
+        }
         Ok(spec)
     }
 
@@ -305,26 +309,37 @@ impl Spec {
             .validate()
             .map_err(|InvalidValue { key, message }| src.error_at_path(&locate(&key), &key, &message))?;
         if let (DataKind::PreferenceFile, Some(p)) = (config.data.kind, config.data.path.clone()) {
-            // Relative to the spec's directory, as a spec is read wherever it is run from.
-            let full = if Path::new(&p).is_absolute() {
-                PathBuf::from(&p)
-            } else {
-                self.path.parent().unwrap_or(Path::new(".")).join(&p)
-            };
-            let bytes = std::fs::read(&full).map_err(|e| {
-                src.error_at_path(
-                    &locate("data.path"),
-                    "data.path",
-                    &format!("cannot read {}: {e}", full.display()),
-                )
-            })?;
-            // The file's rows are checked by the data stage (`data::check_files`) before a sweep
-            // runs; here it is only named by its content.
-            let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let (full, sha) = self
+                .resolve_file(&p)
+                .map_err(|message| src.error_at_path(&locate("data.path"), "data.path", &message))?;
             config.data.file_sha256 = Some(sha);
             config.data.resolved_path = Some(full);
         }
+        for (i, e) in config.data.eval.iter_mut().enumerate() {
+            let (full, sha) = self.resolve_file(&e.path).map_err(|message| {
+                let mut at = locate("data.eval");
+                at.push(Step::Index(i));
+                src.error_at_path(&at, "data.eval", &format!("`{}`: {message}", e.name))
+            })?;
+            e.file_sha256 = Some(sha);
+            e.resolved_path = Some(full);
+        }
         Ok(config)
+    }
+
+    /// A data file named in the spec: its path (relative to the spec's directory, as a spec is
+    /// read wherever it is run from) and the SHA-256 of its bytes. The file's rows are checked
+    /// by the data stage (`data::check_files`) before a sweep runs; here it is only named by
+    /// its content.
+    fn resolve_file(&self, p: &str) -> std::result::Result<(PathBuf, String), String> {
+        let full = if Path::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        };
+        let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok((full, sha))
     }
 
     /// Sets base config keys from `key=value` overrides (`--set data.path=/x.jsonl`), before

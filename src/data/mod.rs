@@ -185,3 +185,89 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<(Preferences, Option<RunDataR
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl").join(name)
+    }
+
+    fn file_config(path: &str) -> DataConfig {
+        DataConfig {
+            kind: DataKind::PreferenceFile,
+            path: Some(fixture(path).display().to_string()),
+            skip_bad_rows: true,
+            val_frac: 0.0,
+            ..DataConfig::default()
+        }
+    }
+
+    /// tests/fixtures/trl/graph.jsonl loads as the graph built by hand in its README: a repeated
+    /// response text is one response, each row one pair.
+    #[test]
+    fn repeated_responses_are_one_node() {
+        let (p, report) = load(&file_config("graph.jsonl"), 0).unwrap();
+        let t = p.texts.as_ref().unwrap();
+        assert_eq!(
+            t.prompts,
+            ["Name a primary colour.", "What is 2 + 2?", "Say hi.", "Pick a number.", "Describe the sea."]
+        );
+        let expected: [(usize, &[&str]); 5] = [
+            (0, &["Red.", "Blue.", "Green."]),
+            (1, &["4", "5", "22"]),
+            (2, &["Hi!", ""]),
+            (3, &["7", "3", "9", "1"]),
+            (4, &["Waves.", "Salt.", "Blue.", "Deep.", "Vast.", "Wet.", "Old."]),
+        ];
+        let (mut prompt_of, mut responses) = (Vec::new(), Vec::new());
+        for (x, texts) in expected {
+            prompt_of.extend(std::iter::repeat_n(x, texts.len()));
+            responses.extend(texts.iter().map(|s| s.to_string()));
+        }
+        assert_eq!(p.prompt_of, prompt_of);
+        assert_eq!(t.responses, responses);
+        let pairs: Vec<(usize, usize)> = p.pairs.iter().map(|q| (q.chosen, q.rejected)).collect();
+        // Rows 1–8, 10–13, 15–19 (9 is a tie, 14 invalid JSON), as response indices.
+        let rows = [(0, 1), (1, 2), (0, 2), (3, 4), (3, 5), (6, 7), (8, 9), (3, 4), (7, 6), (10, 11)];
+        let sea = [(12, 13), (13, 14), (14, 15), (15, 12), (16, 17), (17, 18), (18, 16)];
+        assert_eq!(pairs, rows.iter().chain(&sea).copied().collect::<Vec<_>>());
+        use ComponentKind::{Bipartite as B, OddCycle as O};
+        assert_eq!(p.pair_kind.as_deref().unwrap(), [O, O, O, B, B, B, B, B, B, B, B, B, B, B, O, O, O]);
+        assert_eq!(p.bags.as_ref().unwrap().ids.len(), 19 * p.dim, "one bag per response");
+        let r = report.unwrap();
+        assert_eq!((r.train.rows, r.train.skipped, r.train.pairs, r.train.responses), (19, 2, 17, 19));
+        assert!(r.eval.is_empty());
+    }
+
+    /// An evaluation file's prompts and responses follow the training file's as a split of
+    /// their own; the training file's split is the one it has alone.
+    #[test]
+    fn evaluation_files_are_splits_after_the_training_file() {
+        let mut cfg = file_config("pairs.jsonl");
+        cfg.val_frac = 0.25;
+        let (alone, _) = load(&cfg, 3).unwrap();
+        cfg.eval.push(crate::experiment::config::EvalFile {
+            name: "graph".into(),
+            path: fixture("graph.jsonl").display().to_string(),
+            file_sha256: None,
+            resolved_path: None,
+        });
+        let (p, report) = load(&cfg, 3).unwrap();
+        let n = alone.split_of_prompt.len();
+        assert_eq!(p.split_of_prompt[..n], alone.split_of_prompt[..]);
+        assert!(p.split_of_prompt[n..].iter().all(|&s| s == Split::eval("graph")));
+        assert_eq!(p.split_of_prompt.len(), n + 5);
+        assert_eq!(p.n_pairs(Split::eval("graph")), 17);
+        assert_eq!(p.pairs[..alone.pairs.len()], alone.pairs[..]);
+        // The training file has margins, the evaluation file none: its pairs get 0.
+        assert!(p.margins.as_ref().unwrap()[alone.pairs.len()..].iter().all(|&m| m == 0.0));
+        let r = report.unwrap();
+        assert_eq!(r.eval["graph"].pairs, 17);
+        assert_eq!(r.train.pairs, 400);
+        let ds = Dataset::new(&p, tch::Device::Cpu);
+        assert_eq!(ds.splits().map(Split::as_str).collect::<Vec<_>>(), ["train", "val", "test", "graph"]);
+        assert_eq!(ds.split(Split::eval("graph")).n_pairs, 17);
+    }
+}

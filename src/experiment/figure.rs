@@ -131,7 +131,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
 pub fn check(
     fig: &FigureSpec,
     valid_keys: &BTreeSet<String>,
-    splits: &BTreeSet<String>,
+    splits: &[String],
 ) -> std::result::Result<(), (String, String)> {
     let bad = |k: &str, m: String| Err((format!("figure.{k}"), m));
     if fig.name.is_empty() || !fig.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
@@ -161,8 +161,7 @@ pub fn check(
     }
     for s in &fig.splits {
         if !splits.contains(s) {
-            let known: Vec<&str> = splits.iter().map(String::as_str).collect();
-            return bad("splits", format!("unknown split `{s}`; this spec has {}", known.join(", ")));
+            return bad("splits", format!("unknown split `{s}`; this spec has {}", splits.join(", ")));
         }
     }
     if fig.splits.is_empty() {

@@ -201,9 +201,12 @@ impl Spec {
         };
         let cells = spec.cells()?;
         // Figures may show the evaluation splits of any cell besides train, val and test.
-        let mut splits: std::collections::BTreeSet<String> =
-            ["train", "val", "test"].into_iter().map(String::from).collect();
-        splits.extend(cells.iter().flat_map(|c| c.config.data.eval.iter().map(|e| e.name.clone())));
+        let mut splits: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
+        for e in cells.iter().flat_map(|c| &c.config.data.eval) {
+            if !splits.contains(&e.name) {
+                splits.push(e.name.clone());
+            }
+        }
         let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
         let mut names = HashSet::new();
         for (i, fig) in spec.figures.iter().enumerate() {
@@ -318,8 +321,8 @@ impl Spec {
         for (i, e) in config.data.eval.iter_mut().enumerate() {
             let (full, sha) = self.resolve_file(&e.path).map_err(|message| {
                 let mut at = locate("data.eval");
-                at.push(Step::Index(i));
-                src.error_at_path(&at, "data.eval", &format!("`{}`: {message}", e.name))
+                at.extend([Step::Index(i), Step::Key("path".into())]);
+                src.error_at_path(&at, "data.eval.path", &format!("`{}`: {message}", e.name))
             })?;
             e.file_sha256 = Some(sha);
             e.resolved_path = Some(full);

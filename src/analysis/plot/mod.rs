@@ -291,7 +291,7 @@ fn graph_kind_panels(
             let mut sources = Vec::new();
             for kind in GRAPH_KINDS {
                 for (key, members) in &groups {
-                    let what = if kind == "odd_cycle" { "odd cycle" } else { kind };
+                    let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
                     sources.push(FinalSource {
                         label: Some(if lines.is_empty() {
                             format!("{what} components")

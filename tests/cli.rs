@@ -303,7 +303,7 @@ fn preference_files_train_and_count_skipped_rows() {
             args.extend(["--set", "loss.margin_from_data=true"]);
         }
         ok(rmlab(&args));
-        assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12, "{file}");
+        assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 20, "{file}");
         assert_eq!(
             query_i64(&db, "SELECT count(*) FROM metrics WHERE name = 'true_pearson'"),
             0,

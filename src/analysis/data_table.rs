@@ -48,7 +48,7 @@ pub fn table(reports: &[DataReport]) -> String {
     ];
     let mut out = String::new();
     let cells: Vec<(String, Vec<String>)> =
-        rows.iter().map(|(label, f)| (label.to_string(), reports.iter().map(|r| f(r)).collect())).collect();
+        rows.iter().map(|(label, f)| (label.to_string(), reports.iter().map(f).collect())).collect();
     out.push_str(&aligned("", &names, &cells));
     for (title, hist) in [
         (

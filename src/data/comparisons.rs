@@ -48,8 +48,7 @@ impl Comparisons {
                 c.prompts.push(e.prompt.clone());
                 c.prompts.len() - 1
             });
-            let embedding =
-                |side: usize| e.embedding.as_ref().map(|(a, b)| if side == 0 { a } else { b }.clone());
+            let embedding = |side: usize| e.embedding.as_ref().map(|(a, b)| [a, b][side].clone());
             let [chosen, rejected] =
                 [(0, e.chosen.as_str()), (1, e.rejected.as_str())].map(|(side, text)| {
                     *response_ids.entry((x, text)).or_insert_with(|| {
@@ -96,5 +95,19 @@ mod tests {
         let pairs: Vec<(usize, usize)> = c.pairs.iter().map(|p| (p.chosen, p.rejected)).collect();
         assert_eq!(pairs, [(0, 1), (2, 3), (1, 4), (0, 1), (4, 0)]);
         assert_eq!(c.margins, None);
+    }
+
+    /// Margins stay per row (0 where a row has none); a response's embedding is that of the
+    /// first row naming it.
+    #[test]
+    fn margins_per_row_embeddings_per_response() {
+        let mut rows = [ex("p", "a", "b"), ex("p", "b", "c"), ex("p", "c", "a")];
+        rows[1].margin = Some(2.0);
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.embedding = Some((vec![i as f32, 0.0], vec![i as f32, 1.0]));
+        }
+        let c = Comparisons::new(&rows);
+        assert_eq!(c.margins, Some(vec![0.0, 2.0, 0.0]));
+        assert_eq!(c.embeddings, [Some(vec![0.0, 0.0]), Some(vec![0.0, 1.0]), Some(vec![1.0, 1.0])]);
     }
 }

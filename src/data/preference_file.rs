@@ -211,9 +211,9 @@ fn split_implicit(
             // Byte offset of the end of the common prefix; the prefix is byte-identical in `b`.
             let mut cut = a.char_indices().nth(common).map_or(a.len(), |(i, _)| i);
             if rule == PromptSplit::LastTurn {
-                let turn = a[..cut].rfind(ASSISTANT_TURN).ok_or(format!(
-                    "`chosen` and `rejected` share no `\\n\\nAssistant:` turn (data.prompt_split = \"last_turn\")"
-                ))?;
+                let turn = a[..cut].rfind(ASSISTANT_TURN).ok_or(
+                    "`chosen` and `rejected` share no `\\n\\nAssistant:` turn (data.prompt_split = \"last_turn\")",
+                )?;
                 cut = turn + ASSISTANT_TURN.len();
             }
             Ok((a[..cut].to_string(), a[cut..].to_string(), b[cut..].to_string()))
@@ -364,7 +364,11 @@ mod tests {
             ),
         );
         // An empty reply: one conversation ends where the other answers.
-        split(&row(&[q.clone()], &[q.clone(), no.clone()]), TURN, ("user: Is tea healthy?", "", answers.1));
+        split(
+            &row(std::slice::from_ref(&q), &[q.clone(), no.clone()]),
+            TURN,
+            ("user: Is tea healthy?", "", answers.1),
+        );
         let err = parse_row(row(&[msg("user", "a")], &[msg("user", "b")]).as_bytes(), TURN).unwrap_err();
         assert!(err.contains("no turn before an assistant message"), "{err}");
     }

@@ -182,7 +182,15 @@ fn run(command: Command) -> Result<()> {
             let reports = files
                 .iter()
                 .map(|f| rmlab::data::read_file(f, !strict, rule).map(|d| d.report))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| match e {
+                    // The reader's hint names the spec key; here the flag decides.
+                    Error::Input(m) => Error::Input(m.replace(
+                        "set data.skip_bad_rows = true to skip bad",
+                        "without --strict, rmlab data skips and counts bad",
+                    )),
+                    other => other,
+                })?;
             match format {
                 DataFormat::Table => print!("{}", data_table::table(&reports)),
                 DataFormat::Json => {

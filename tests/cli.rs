@@ -398,6 +398,11 @@ fn data_command_reports_the_hand_counted_graph() {
     let strict = rmlab(&["data", "tests/fixtures/trl/graph.jsonl", "--strict"]);
     assert_eq!(strict.status.code(), Some(2));
     assert!(
+        stderr(&strict).contains("(without --strict, rmlab data skips and counts bad lines)"),
+        "{}",
+        stderr(&strict)
+    );
+    assert!(
         stderr(&strict).contains("graph.jsonl:9: `chosen` and `rejected` are identical"),
         "{}",
         stderr(&strict)

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmlab::analysis::{output, plot, query};
+use rmlab::analysis::{data_table, output, plot, query};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
 use rmlab::sweep::{self, SweepOptions};
 
-use cli::{Cli, Command, Format, QueryKind, QueryOpts, StatArg};
+use cli::{Cli, Command, DataFormat, Format, PromptSplitArg, QueryKind, QueryOpts, StatArg};
 
 // Output to a closed pipe (`rmlab sweep … 2>&1 | head -2`) is dropped quietly: the work goes on
 // and no panic replaces it. Each macro is `println!`/`eprintln!` without the panic.
@@ -180,6 +180,31 @@ fn run(command: Command) -> Result<()> {
             }
             let store = Store::open(&db)?;
             errln!("{}: schema version {}", db.display(), store.schema_version()?);
+            Ok(())
+        }
+        Command::Data { files, prompt_split, strict, format } => {
+            let rule = match prompt_split {
+                PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
+                PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
+            };
+            let reports = files
+                .iter()
+                .map(|f| rmlab::data::read_file(f, !strict, rule).map(|d| d.report))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| match e {
+                    // The reader's hint names the spec key; here the flag decides.
+                    Error::Input(m) => Error::Input(m.replace(
+                        "set data.skip_bad_rows = true to skip bad",
+                        "without --strict, rmlab data skips and counts bad",
+                    )),
+                    other => other,
+                })?;
+            match format {
+                DataFormat::Table => print!("{}", data_table::table(&reports)),
+                DataFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
+                }
+            }
             Ok(())
         }
         Command::Schema => {

@@ -108,6 +108,57 @@ fn preference_files() {
     case(&d("kind = \"preference_file\"\npath = \"x.jsonl\"\nngram = 4"), "data.ngram", 5, 9, "1, 2 or 3");
 }
 
+/// `[[data.eval]]` entries: names of their own, readable files, preference-file data only;
+/// figures may name their splits and no others.
+#[test]
+fn evaluation_files() {
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl/pairs.jsonl");
+    let data = format!("[data]\nkind = \"preference_file\"\npath = \"{}\"\n", pairs.display());
+    let eval = |name: &str, path: &str| format!("[[data.eval]]\nname = \"{name}\"\npath = \"{path}\"\n");
+    let pairs = pairs.display().to_string();
+    case(&with_head(&format!("{data}{}", eval("val", &pairs))), "data.eval", 5, 1, "name `val` is taken");
+    case(&with_head(&format!("{data}{}", eval("LLM Bar", &pairs))), "data.eval", 5, 1, "lower-case letters");
+    case(
+        &with_head(&format!("{data}{}{}", eval("a", &pairs), eval("a", &pairs))),
+        "data.eval",
+        5,
+        1,
+        "entry 2: name `a` is taken",
+    );
+    case(
+        &with_head(&format!("{data}{}", eval("a", "missing.jsonl"))),
+        "data.eval.path",
+        7,
+        8,
+        "`a`: cannot read",
+    );
+    case(
+        &with_head(&format!("[[data.eval]]\nname = \"a\"\npath = \"{pairs}\"\n")),
+        "data.eval",
+        2,
+        1,
+        "kind = \"preference_file\"",
+    );
+    let figure = |split: &str| {
+        format!(
+            "[[figure]]\nname = \"f\"\nkind = \"final\"\nmetrics = [\"accuracy\"]\nsplits = [\"{split}\"]\n"
+        )
+    };
+    let ok = with_head(&format!("{data}{}{}", eval("heldout", &pairs), figure("heldout")));
+    Spec::parse(Path::new("ok.toml"), ok).unwrap();
+    case(
+        &with_head(&format!("{data}{}{}", eval("heldout", &pairs), figure("llmbar"))),
+        "figure.splits",
+        8,
+        1,
+        "unknown split `llmbar`; this spec has train, val, test, heldout",
+    );
+    let kinds = format!(
+        "{data}[[figure]]\nname = \"k\"\nkind = \"graph_kinds\"\nmetrics = [\"pair_diff_abs_mean\", \"reward_std\"]\n"
+    );
+    case(&with_head(&kinds), "figure.metrics", 5, 1, "`reward_std` has no values by component kind");
+}
+
 #[test]
 fn bad_rows_of_a_preference_file_are_bad_input() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl");

@@ -453,10 +453,25 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
             return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", db.display())));
         }
     }
-    if let Some(s) = &req.split
-        && !["train", "val", "test"].contains(&s.as_str())
-    {
-        return Err(Error::Input(format!("--split {s}: expected train, val or test")));
+    if let Some(s) = &req.split {
+        // Evaluation files are splits of their own, named in their specs: the store knows them.
+        let mut known: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT split FROM summaries ORDER BY split")
+            .map_err(|err| Error::sqlite(db, err))?;
+        let stored = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|err| Error::sqlite(db, err))?;
+        for split in stored {
+            let split = split.map_err(|err| Error::sqlite(db, err))?;
+            if !known.contains(&split) {
+                known.push(split);
+            }
+        }
+        if !known.contains(s) {
+            return Err(Error::Input(format!(
+                "--split {s}: no such split; expected one of {}",
+                known.join(", ")
+            )));
+        }
     }
     if req.kind != QueryKind::Runs {
         check_metrics(&req.metrics)?;

@@ -6,6 +6,7 @@
 //! statistics that metrics, tables and figures share.
 
 pub mod evaluator;
+pub mod graph_kind;
 pub mod metrics;
 pub mod record;
 pub mod stats;

@@ -13,6 +13,11 @@ pub use crate::runtime::DeviceChoice;
 
 /// Bump when the data generator, model, trainer or metrics change in a way that changes
 /// results: runs finished under an older version are reported as stale and are not reused.
+///
+/// Not bumped when preference files became one node per response (within a prompt, the same
+/// text is one response): the identity of every preference-file cell changed with it (a file
+/// counts by its content, not its path), so their old runs read as missing, while synthetic
+/// cells, whose results did not change, keep theirs.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// One training run, fully specified.
@@ -51,6 +56,38 @@ pub enum TextFeatures {
     Ngrams,
     /// The file's `embedding_chosen` / `embedding_rejected` columns.
     Embedding,
+}
+
+/// Where the prompt ends in a row without a `prompt` column (TRL's implicit prompt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptSplit {
+    /// TRL's rule: the longest common prefix of two strings, the common leading messages of
+    /// two conversations.
+    CommonPrefix,
+    /// At the last common turn boundary: after the last `\n\nAssistant:` the two strings share
+    /// (HH style), before the last assistant message two conversations share; so a first word
+    /// both answers happen to share stays in the answers.
+    LastTurn,
+}
+
+/// An evaluation file (`[[data.eval]]`): its pairs are a split of their own, named `name`,
+/// never trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalFile {
+    /// The split's name in metrics, summaries, queries and figures: lower-case letters,
+    /// digits, '_' and '-', not train, val or test.
+    pub name: String,
+    /// Preference file, relative to the spec's directory (same formats as `data.path`).
+    pub path: String,
+    /// SHA-256 of the file, set when the spec is loaded (part of the cell's identity).
+    #[serde(default)]
+    pub file_sha256: Option<String>,
+    /// The file as opened (not part of the identity).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved_path: Option<std::path::PathBuf>,
 }
 
 /// Which response pairs of a prompt are compared.
@@ -132,6 +169,10 @@ pub struct DataConfig {
     pub path: Option<String>,
     /// Skip bad rows of the file (counted in the run record) instead of failing.
     pub skip_bad_rows: bool,
+    /// Where the prompt ends in rows without a `prompt` column.
+    pub prompt_split: PromptSplit,
+    /// Evaluation files, each a split of its own (preference-file data only).
+    pub eval: Vec<EvalFile>,
     /// How file text becomes model input.
     pub text_features: TextFeatures,
     /// Longest word n-gram hashed.
@@ -192,6 +233,8 @@ impl Default for DataConfig {
             nuisance_dim: 0,
             path: None,
             skip_bad_rows: false,
+            prompt_split: PromptSplit::CommonPrefix,
+            eval: Vec::new(),
             text_features: TextFeatures::Ngrams,
             ngram: 2,
             buckets: 4096,
@@ -456,6 +499,38 @@ impl RunConfig {
             && !b.is_finite()
         {
             return bad("model.bias_init", format!("must be a finite number, found {b}"));
+        }
+        if !d.eval.is_empty() && d.kind != DataKind::PreferenceFile {
+            return bad("data.eval", "evaluation files need kind = \"preference_file\"".into());
+        }
+        for (i, e) in d.eval.iter().enumerate() {
+            if e.name.is_empty()
+                || !e.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+            {
+                return bad(
+                    "data.eval",
+                    format!(
+                        "entry {}: name `{}`: use lower-case letters, digits, '_' and '-'",
+                        i + 1,
+                        e.name
+                    ),
+                );
+            }
+            if ["train", "val", "test"].contains(&e.name.as_str())
+                || d.eval[..i].iter().any(|o| o.name == e.name)
+            {
+                return bad(
+                    "data.eval",
+                    format!(
+                        "entry {}: name `{}` is taken; each evaluation file needs a split name of its own, not train, val or test",
+                        i + 1,
+                        e.name
+                    ),
+                );
+            }
+            if e.path.is_empty() {
+                return bad("data.eval", format!("entry {} (`{}`): path is empty", i + 1, e.name));
+            }
         }
         if !(1..=3).contains(&d.ngram) {
             return bad("data.ngram", format!("must be 1, 2 or 3, found {}", d.ngram));

@@ -221,21 +221,6 @@ impl Spec {
             }
             None => Vec::new(),
         };
-        let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
-        let mut names = HashSet::new();
-        for (i, fig) in figures.iter().enumerate() {
-            let at = [Step::Key("figure".into()), Step::Index(i)];
-            if let Err((key, message)) = figure::check(fig, &keys) {
-                return Err(src.error_at_path(&at, &key, &message));
-            }
-            if !names.insert(fig.name.clone()) {
-                return Err(src.error_at_path(
-                    &at,
-                    "figure.name",
-                    &format!("two figures are named `{}`", fig.name),
-                ));
-            }
-        }
         let spec = Spec {
             name,
             description,
@@ -250,7 +235,29 @@ impl Spec {
         };
         spec.check_size()?;
         spec.check_hidden_base_values()?;
-        spec.cells()?;
+        let cells = spec.cells()?;
+        // Figures may show the evaluation splits of any cell besides train, val and test.
+        let mut splits: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
+        for e in cells.iter().flat_map(|c| &c.config.data.eval) {
+            if !splits.contains(&e.name) {
+                splits.push(e.name.clone());
+            }
+        }
+        let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
+        let mut names = HashSet::new();
+        for (i, fig) in spec.figures.iter().enumerate() {
+            let at = [Step::Key("figure".into()), Step::Index(i)];
+            if let Err((key, message)) = figure::check(fig, &keys, &splits) {
+                return Err(src.error_at_path(&at, &key, &message));
+            }
+            if !names.insert(fig.name.clone()) {
+                return Err(src.error_at_path(
+                    &at,
+                    "figure.name",
+                    &format!("two figures are named `{}`", fig.name),
+                ));
+            }
+        }
         Ok(spec)
     }
 
@@ -349,27 +356,20 @@ impl Spec {
             .validate()
             .map_err(|InvalidValue { key, message }| src.error_at_path(&locate(&key), &key, &message))?;
         if let (DataKind::PreferenceFile, Some(p)) = (config.data.kind, config.data.path.clone()) {
-            // Relative to the spec's directory, as a spec is read wherever it is run from.
-            let full = if Path::new(&p).is_absolute() { PathBuf::from(&p) } else { self.base_dir().join(&p) };
-            let sha = match file_hashes.get(&full) {
-                Some(sha) => sha.clone(),
-                None => {
-                    let bytes = std::fs::read(&full).map_err(|e| {
-                        src.error_at_path(
-                            &locate("data.path"),
-                            "data.path",
-                            &format!("cannot read {}: {e}", full.display()),
-                        )
-                    })?;
-                    // The file's rows are checked by the data stage (`data::check_files`) before
-                    // a sweep runs; here it is only named by its content.
-                    let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-                    file_hashes.insert(full.clone(), sha.clone());
-                    sha
-                }
-            };
+            let (full, sha) = self
+                .resolve_file(&p, file_hashes)
+                .map_err(|message| src.error_at_path(&locate("data.path"), "data.path", &message))?;
             config.data.file_sha256 = Some(sha);
             config.data.resolved_path = Some(full);
+        }
+        for (i, e) in config.data.eval.iter_mut().enumerate() {
+            let (full, sha) = self.resolve_file(&e.path, file_hashes).map_err(|message| {
+                let mut at = locate("data.eval");
+                at.extend([Step::Index(i), Step::Key("path".into())]);
+                src.error_at_path(&at, "data.eval.path", &format!("`{}`: {message}", e.name))
+            })?;
+            e.file_sha256 = Some(sha);
+            e.resolved_path = Some(full);
         }
         Ok(config)
     }
@@ -470,6 +470,25 @@ impl Spec {
             text.push_str(&format!("#   --set {o}\n"));
         }
         text
+    }
+
+    /// A data file named in the spec: its path (relative to [`Spec::base_dir`], as a spec is
+    /// read wherever it is run from) and the SHA-256 of its bytes, cached by path in
+    /// `file_hashes` within one expansion. The file's rows are checked by the data stage
+    /// (`data::check_files`) before a sweep runs; here it is only named by its content.
+    fn resolve_file(
+        &self,
+        p: &str,
+        file_hashes: &mut HashMap<PathBuf, String>,
+    ) -> std::result::Result<(PathBuf, String), String> {
+        let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { self.base_dir().join(p) };
+        if let Some(sha) = file_hashes.get(&full) {
+            return Ok((full, sha.clone()));
+        }
+        let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        file_hashes.insert(full.clone(), sha.clone());
+        Ok((full, sha))
     }
 
     /// Sets base config keys from `key=value` overrides (`--set data.path=/x.jsonl`), before

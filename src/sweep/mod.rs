@@ -426,8 +426,8 @@ fn run_cell(
         catch_unwind(AssertUnwindSafe(|| {
             let (prefs, report) = data::load(&cfg.data, cfg.seed)?;
             if let Some(r) = &report {
-                writer.set_data_rows(r.rows, r.skipped.len());
-                writer.set_data_report(serde_json::json!({ "read": r.to_json() }));
+                writer.set_data_rows(r.train.rows, r.train.skipped);
+                writer.set_data_report(serde_json::to_value(r).expect("a data report serializes"));
             }
             let data = Dataset::new(&prefs, device);
             train(cfg, &data, device, &mut writer, on_step)

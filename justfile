@@ -84,6 +84,8 @@ notebook:
 # Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json).
 fixtures:
     .venv/bin/python tests/fixtures/gen_loss_fixture.py
+    .venv/bin/python tests/fixtures/gen_schedule_fixture.py
+    .venv/bin/python tests/fixtures/gen_clip_fixture.py
 
 # Run every benchmark (rmlab vs PyTorch eager, sweep scaling, logging, SQLite, 10 M-row query); writes results/bench.json.
 bench *FLAGS: build

@@ -3,6 +3,7 @@
 //! Generators ([`synthetic`]) and readers ([`preference_file`]) produce [`Preferences`] (plain
 //! host vectors, easy to test); training moves them to a device once as a [`Dataset`].
 
+pub mod comparison_graph;
 mod dataset;
 pub mod preference_file;
 mod preferences;

@@ -13,10 +13,11 @@ use super::metric;
 pub enum FigureKind {
     /// Metrics over training steps: a panel per (split, metric), a line per value of `lines`.
     Curves,
-    /// Final metrics against the param `x` (log axis; x = 0 drawn apart as a dashed baseline),
-    /// a line per value of `lines`, error bars over seeds.
+    /// Final (or best, `stat`) metrics against the param `x` (log axis; x = 0 drawn apart as a
+    /// dashed baseline), a line per value of `lines`, error bars over seeds.
     Final,
-    /// Final reward histograms of λ = 0 against each λ > 0, all seeds pooled.
+    /// Final reward histograms, a panel per λ (and per value of the other swept keys), seeds
+    /// pooled, each panel binned over its own range on one shared y scale.
     Distribution,
     /// Learned against true reward (synthetic data) for λ = 0 and the largest λ, coloured by prompt.
     LearnedVsTrue,
@@ -49,9 +50,31 @@ pub struct FigureSpec {
     pub band: Band,
     #[serde(default)]
     pub width: Width,
-    /// One sentence saying what the figure shows (goes to the sidecar and the README gallery).
+    /// `final` figures: each run's value at the last evaluation, or its best over evaluations
+    /// (as `rmlab query summary --stat best`; only metrics that improve one way).
+    #[serde(default)]
+    pub stat: Statistic,
+    /// `curves` figures: training steps on a log axis (step 0 left out).
+    #[serde(default)]
+    pub log_x: bool,
+    /// One sentence saying what the figure shows (goes to the sidecar and the README gallery);
+    /// `{lines}` is replaced by the symbols of the keys that get a line each (`λ`, `graph, λ`).
     #[serde(default)]
     pub caption: String,
+}
+
+/// Which value of each run a `final` figure shows.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Statistic {
+    /// The value at the last evaluation.
+    #[default]
+    Final,
+    /// The best value over evaluations, on the split shown (so an optimistic estimate of what
+    /// early stopping on that split would report).
+    Best,
 }
 
 fn default_splits() -> Vec<String> {
@@ -75,6 +98,8 @@ pub fn catalogue() -> Vec<FigureSpec> {
             filters: BTreeMap::new(),
             band: Band::Ci95,
             width: Width::Double,
+            stat: Statistic::Final,
+            log_x: false,
             caption: caption.into(),
         };
     vec![
@@ -84,15 +109,15 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &["loss_pair", "loss_reg", "loss_total"],
             &["train", "val"],
             &[],
-            "Loss terms over training, train (top) and validation (bottom), one line per grid point (λ, …).",
+            "Loss terms over training, train (top) and validation (bottom), one line per {lines}.",
         ),
         base(
             "magnitude_curves",
             FigureKind::Curves,
-            &["reward_max_abs", "reward_std", "pair_sum_mean"],
+            &["reward_max_abs", "reward_std", "pair_sum_abs_mean"],
             &["val"],
             &[],
-            "Reward magnitude over training on validation responses, one line per grid point (λ, …).",
+            "Reward magnitude over training on validation responses: largest |r|, spread of r, and how far pair sums r_a + r_b stray from 0; one line per {lines}.",
         ),
         base(
             "final_vs_lambda",
@@ -100,7 +125,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &["accuracy", "reward_max_abs", "true_pearson"],
             &["val"],
             &[],
-            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line.",
+            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line with its band; dotted: the best value a model can reach when per-prompt offsets g(x) are invisible.",
         ),
         base(
             "reward_distributions",
@@ -108,7 +133,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &[],
             &["val"],
             &[],
-            "Final rewards of validation responses, λ = 0 against each λ > 0, seeds pooled.",
+            "Final rewards of validation responses, a panel per λ, seeds pooled; each panel is binned over its own range (note the x scales).",
         ),
         base(
             "learned_vs_true",
@@ -153,6 +178,23 @@ pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Re
     }
     if matches!(fig.kind, FigureKind::Curves | FigureKind::Final) && fig.metrics.is_empty() {
         return bad("metrics", "this kind needs at least one metric".into());
+    }
+    if fig.stat == Statistic::Best {
+        if fig.kind != FigureKind::Final {
+            return bad("stat", "`best` applies to kind = \"final\" only".into());
+        }
+        if let Some(m) = fig.metrics.iter().find(|m| metric::goal(m).is_none()) {
+            return bad(
+                "stat",
+                format!("`best` needs metrics that improve one way; `{m}` is a magnitude with no best value"),
+            );
+        }
+    }
+    if fig.log_x && fig.kind != FigureKind::Curves {
+        return bad(
+            "log_x",
+            "applies to kind = \"curves\" only (`final` figures already use a log axis)".into(),
+        );
     }
     Ok(())
 }

@@ -57,6 +57,10 @@ pub struct FigureSpec {
     /// `curves` figures: training steps on a log axis (step 0 left out).
     #[serde(default)]
     pub log_x: bool,
+    /// Metrics (of `metrics`) drawn on a log y axis: magnitudes that span decades. Values ≤ 0
+    /// are left out.
+    #[serde(default)]
+    pub log_y: Vec<String>,
     /// One sentence saying what the figure shows (goes to the sidecar and the README gallery);
     /// `{lines}` is replaced by the symbols of the keys that get a line each (`λ`, `graph, λ`).
     #[serde(default)]
@@ -100,6 +104,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             width: Width::Double,
             stat: Statistic::Final,
             log_x: false,
+            log_y: vec![],
             caption: caption.into(),
         };
     vec![
@@ -189,6 +194,9 @@ pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Re
                 format!("`best` needs metrics that improve one way; `{m}` is a magnitude with no best value"),
             );
         }
+    }
+    if let Some(m) = fig.log_y.iter().find(|m| !fig.metrics.contains(m)) {
+        return bad("log_y", format!("`{m}` is not one of this figure's metrics"));
     }
     if fig.log_x && fig.kind != FigureKind::Curves {
         return bad(

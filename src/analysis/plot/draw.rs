@@ -42,6 +42,8 @@ pub struct LinePanel {
     pub x_label: String,
     pub y_label: String,
     pub log_x: bool,
+    /// A log y axis: values ≤ 0 are left out and band ends below the axis are cut at it.
+    pub log_y: bool,
     /// Markers and error bars at each point (few x values) instead of a filled band.
     pub error_bars: bool,
     pub series: Vec<Series>,
@@ -114,29 +116,100 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
         }
     }
     ys.extend(p.references.iter().map(|r| r.value));
-    ys.retain(|y| y.is_finite());
+    ys.retain(|y| y.is_finite() && (!p.log_y || *y > 0.0));
     if xs.is_empty() || ys.is_empty() {
         note(area, &p.title, "no data")?;
         return Ok(false);
     }
     let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
-    let (ylo, yhi) = padded(ymin, ymax, 0.06);
+    let (ylo, yhi) = if p.log_y { (ymin / 1.25, ymax * 1.25) } else { padded(ymin, ymax, 0.06) };
+    // Points at each end sit a little inside the frame (a factor, on a log axis).
+    let pad = if p.error_bars { 2.0 } else { 1.15 };
+    let (xlo, xhi) = if p.log_x { (xmin / pad, xmax * pad) } else { padded(xmin, xmax, 0.02) };
     let mut builder = chart_builder(area, &p.title)?;
-    if p.log_x {
-        // Points at each end sit a little inside the frame (a factor, on a log axis).
-        let pad = if p.error_bars { 2.0 } else { 1.15 };
-        let (lo, hi) = (xmin / pad, xmax * pad);
-        let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, &p.x_label, &p.y_label)?;
-        draw_contents(&mut chart, p, lo, hi)?;
-    } else {
-        let (lo, hi) = padded(xmin, xmax, 0.02);
-        let mut chart = builder.build_cartesian_2d(lo..hi, ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, &p.x_label, &p.y_label)?;
-        draw_contents(&mut chart, p, lo, hi)?;
+    let frame = Frame { x_lo: xlo, x_hi: xhi, y_floor: if p.log_y { ylo } else { f64::NEG_INFINITY } };
+    let (xlog, ylog) = ((xlo..xhi).log_scale(), (ylo..yhi).log_scale());
+    match (p.log_x, p.log_y) {
+        (true, true) => {
+            let mut chart = builder
+                .build_cartesian_2d(
+                    xlog.with_key_points(log_ticks(xlo, xhi)),
+                    ylog.with_key_points(log_ticks(ylo, yhi)),
+                )
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (true, false) => {
+            let mut chart = builder
+                .build_cartesian_2d(xlog.with_key_points(log_ticks(xlo, xhi)), ylo..yhi)
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (false, true) => {
+            let mut chart = builder
+                .build_cartesian_2d(xlo..xhi, ylog.with_key_points(log_ticks(ylo, yhi)))
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (false, false) => {
+            let mut chart = builder.build_cartesian_2d(xlo..xhi, ylo..yhi).map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
     }
     Ok(true)
+}
+
+/// Tick values of a log axis over [lo, hi] (lo > 0): powers of ten, or 1-3, 1-2-5 or 1-2-3-5
+/// within each decade, the sparsest that gives at least three ticks; on a range too narrow for
+/// any of them, evenly spaced round values.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let ladders: [&[f64]; 4] = [&[1.0], &[1.0, 3.0], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 5.0]];
+    let mut best = Vec::new();
+    for ladder in ladders {
+        let mut ticks = Vec::new();
+        for e in (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32) {
+            for m in ladder {
+                // Dividing by an exact power of ten keeps 0.3 exactly 0.3.
+                let t = if e >= 0 { m * 10f64.powi(e) } else { m / 10f64.powi(-e) };
+                if t >= lo * (1.0 - 1e-12) && t <= hi * (1.0 + 1e-12) {
+                    ticks.push(t);
+                }
+            }
+        }
+        best = ticks;
+        if best.len() >= 3 {
+            return best;
+        }
+    }
+    if best.len() >= 2 {
+        return best;
+    }
+    // Steps 5, 2, 1 × 10^k from the range's order of magnitude down, the first giving three.
+    let top = (hi - lo).log10().ceil() as i32;
+    for e in (top - 3..=top).rev() {
+        for m in [5.0, 2.0, 1.0] {
+            let step = if e >= 0 { m * 10f64.powi(e) } else { m / 10f64.powi(-e) };
+            let (a, b) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+            if b - a + 1 >= 3 {
+                return (a..=b).map(|i| i as f64 * step).collect();
+            }
+        }
+    }
+    best
+}
+
+/// The x extent of a chart, and the lowest y it can show (band ends below it are cut there;
+/// −∞ on a linear axis).
+#[derive(Clone, Copy)]
+struct Frame {
+    x_lo: f64,
+    x_hi: f64,
+    y_floor: f64,
 }
 
 /// Axes, tick labels and a light grid, the same on every panel.
@@ -191,16 +264,22 @@ where
 fn draw_contents<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     p: &LinePanel,
-    x_lo: f64,
-    x_hi: f64,
+    frame: Frame,
 ) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
+    let (x_lo, x_hi) = (frame.x_lo, frame.x_hi);
+    let cut = |y: f64| y.max(frame.y_floor);
+    // A log axis shows positive values only.
+    let shown = |y: f64| y.is_finite() && (frame.y_floor == f64::NEG_INFINITY || y > 0.0);
     let stroke = 5;
     for b in &p.baselines {
-        if let Some((lo, hi)) = b.stat.band {
+        if !shown(b.stat.mean) {
+            continue;
+        }
+        if let Some((lo, hi)) = b.stat.band.map(|(lo, hi)| (cut(lo), hi)) {
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(x_lo, lo), (x_hi, hi)],
@@ -210,13 +289,17 @@ where
         }
         hline(chart, (x_lo, x_hi, b.stat.mean), Dash::Dashed, b.color.stroke_width(stroke))?;
     }
-    for r in &p.references {
+    for r in p.references.iter().filter(|r| shown(r.value)) {
         hline(chart, (x_lo, x_hi, r.value), Dash::Dotted, r.color.stroke_width(4))?;
     }
     for s in &p.series {
         let c = s.color;
-        let pts: Vec<(f64, Stat)> =
-            s.points.iter().filter(|q| q.1.mean.is_finite() && (!p.log_x || q.0 > 0.0)).copied().collect();
+        let pts: Vec<(f64, Stat)> = s
+            .points
+            .iter()
+            .filter(|q| shown(q.1.mean) && (!p.log_x || q.0 > 0.0))
+            .map(|&(x, st)| (x, Stat { band: st.band.map(|(lo, hi)| (cut(lo), hi)), ..st }))
+            .collect();
         if !p.error_bars {
             let upper: Vec<(f64, f64)> =
                 pts.iter().filter_map(|(x, st)| st.band.map(|b| (*x, b.1))).collect();
@@ -353,6 +436,18 @@ pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Scat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_ticks_are_the_sparsest_ladder_with_three_ticks() {
+        assert_eq!(log_ticks(0.0005, 2.0), [0.001, 0.01, 0.1, 1.0]);
+        assert_eq!(log_ticks(80.0, 50_000.0), [100.0, 1000.0, 10_000.0]);
+        assert_eq!(log_ticks(0.25, 4.0), [0.3, 1.0, 3.0]);
+        let narrow = log_ticks(0.6, 1.9);
+        assert_eq!(narrow.len(), 7, "{narrow:?}");
+        assert!((narrow[0] - 0.6).abs() < 1e-12 && (narrow[6] - 1.8).abs() < 1e-12, "{narrow:?}");
+        assert_eq!(log_ticks(0.011, 0.55), [0.03, 0.1, 0.3]);
+        assert_eq!(log_ticks(0.15, 0.9), [0.2, 0.3, 0.5]);
+    }
 
     #[test]
     fn histogram_fractions_by_hand() {

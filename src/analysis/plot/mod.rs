@@ -228,6 +228,12 @@ fn footer(
     s
 }
 
+/// The y-axis label of a metric: its unit, and the scale when it is a log axis.
+fn axis_label(fig: &FigureSpec, metric: &str) -> String {
+    let unit = metric_unit(metric);
+    if fig.log_y.iter().any(|m| m == metric) { format!("{unit} (log scale)") } else { unit.to_string() }
+}
+
 fn group_label(keys: &[String], values: &[OrdValue]) -> String {
     keys.iter()
         .zip(values)
@@ -301,7 +307,7 @@ fn ceiling_entry(panels: &[LinePanel]) -> Option<Entry> {
         },
         label: format!(
             "identifiable ceiling: the score of r* − g(x){}",
-            if one_colour { "" } else { ", in each line's colour" }
+            if one_colour { "" } else { " (in a line's colour where the lines' ceilings differ)" }
         ),
     })
 }
@@ -345,8 +351,9 @@ fn curve_panels(
             panels.push(LinePanel {
                 title: format!("{} ({split})", metric_title(metric)),
                 x_label: if fig.log_x { "training step (log scale)".into() } else { "training step".into() },
-                y_label: metric_unit(metric).into(),
+                y_label: axis_label(fig, metric),
                 log_x: fig.log_x,
+                log_y: fig.log_y.contains(metric),
                 error_bars: false,
                 references: references(ceilings, &groups, split, metric)?,
                 series,
@@ -367,7 +374,9 @@ fn curve_panels(
         })
         .unwrap_or_default();
     legend.extend(ceiling_entry(&panels));
-    Ok(Built { panels: Panels::Lines(panels), rows: fig.splits.len(), legend, line_keys: lines })
+    // One metric: its splits side by side rather than stacked full-width panels.
+    let rows = if fig.metrics.len() == 1 { 1 } else { fig.splits.len() };
+    Ok(Built { panels: Panels::Lines(panels), rows, legend, line_keys: lines })
 }
 
 fn final_panels(
@@ -423,8 +432,9 @@ fn final_panels(
         panels.push(LinePanel {
             title: format!("{which} {} ({split})", metric_title(metric)),
             x_label: format!("{xsym} (log scale)"),
-            y_label: metric_unit(metric).into(),
+            y_label: axis_label(fig, metric),
             log_x: true,
+            log_y: fig.log_y.contains(metric),
             error_bars: true,
             references: references(ceilings, &groups, split, metric)?,
             series,
@@ -635,10 +645,15 @@ impl Panels {
                 .map(|p| PanelRecord::Lines {
                     title: plain(&p.title),
                     y_label: p.y_label.clone(),
+                    // As drawn: a log axis shows positive values only.
                     series: p
                         .series
                         .iter()
-                        .map(|s| (plain(&s.label), s.points.iter().map(|(x, st)| (*x, st.mean)).collect()))
+                        .map(|s| {
+                            let pts = s.points.iter().map(|(x, st)| (*x, st.mean));
+                            let shown = pts.filter(|&(x, y)| (!p.log_x || x > 0.0) && (!p.log_y || y > 0.0));
+                            (plain(&s.label), shown.collect())
+                        })
                         .collect(),
                     baselines: p.baselines.iter().map(|b| b.stat.mean).collect(),
                     references: p.references.iter().map(|r| r.value).collect(),

@@ -125,7 +125,7 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
     let (ylo, yhi) = if p.log_y { (ymin / 1.25, ymax * 1.25) } else { padded(ymin, ymax, 0.06) };
     // Points at each end sit a little inside the frame (a factor, on a log axis).
-    let pad = if p.error_bars { 2.0 } else { 1.15 };
+    let pad = if p.error_bars { 2.5 } else { 1.15 };
     let (xlo, xhi) = if p.log_x { (xmin / pad, xmax * pad) } else { padded(xmin, xmax, 0.02) };
     let mut builder = chart_builder(area, &p.title)?;
     let frame = Frame { x_lo: xlo, x_hi: xhi, y_floor: if p.log_y { ylo } else { f64::NEG_INFINITY } };

@@ -517,7 +517,7 @@ fn distribution_panels(
         .map(|(k, vals)| {
             let lam = k.last().expect("λ is a key");
             let i = lambdas.iter().position(|l| l == lam).unwrap_or(0);
-            let sd = style::tick(population_sd(vals));
+            let sd = style::significant(population_sd(vals), 3);
             let others = group_label(&keys[..keys.len() - 1], &k[..k.len() - 1]);
             HistPanel {
                 title: format!(

@@ -133,6 +133,16 @@ pub fn tick(x: f64) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
+/// `x` rounded to `digits` significant digits, without trailing zeros: 18.2, 0.482, 4.01.
+pub fn significant(x: f64, digits: i32) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return tick(x);
+    }
+    let decimals = (digits - 1 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
 /// A parameter value in a legend: `inf`, `0.001`, `[64]`.
 pub fn value_label(v: &toml::Value) -> String {
     match v {
@@ -157,6 +167,20 @@ mod tests {
             assert!(!metric_title(name).contains('_'), "{name}: {}", metric_title(name));
         }
         assert_eq!(super::super::typeset::plain(&metric_title("pair_sum_abs_mean")), "mean |r_a + r_b|");
+    }
+
+    #[test]
+    fn significant_digits() {
+        for (x, s) in [
+            (18.16, "18.2"),
+            (0.4817, "0.482"),
+            (4.01, "4.01"),
+            (2.063, "2.06"),
+            (1234.5, "1235"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(significant(x, 3), s, "{x}");
+        }
     }
 
     #[test]

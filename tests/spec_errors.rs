@@ -248,7 +248,7 @@ fn figure_keys() {
     case(
         &fig("kind = \"final\"\nmetrics = [\"accuracy\"]\nstat = \"max\"\n"),
         "figure.stat",
-        5,
+        6,
         8,
         "unknown variant `max`",
     );

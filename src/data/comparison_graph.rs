@@ -126,10 +126,11 @@ mod tests {
             let p = (c..n).max_by(|&a, &b| h[a][c].abs().total_cmp(&h[b][c].abs())).unwrap();
             h.swap(c, p);
             g.swap(c, p);
+            let pivot = h[c].clone();
             for r in c + 1..n {
-                let f = h[r][c] / h[c][c];
-                for k in c..n {
-                    h[r][k] -= f * h[c][k];
+                let f = h[r][c] / pivot[c];
+                for (v, p) in h[r][c..].iter_mut().zip(&pivot[c..]) {
+                    *v -= f * p;
                 }
                 g[r] -= f * g[c];
             }

@@ -130,7 +130,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &["accuracy", "reward_max_abs", "true_pearson"],
             &["val"],
             &[],
-            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line with its band; dotted: the best value a model can reach when per-prompt offsets g(x) are invisible.",
+            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line with its band; dotted: the identifiable ceiling, what r* − g(x) scores (no comparison sees the per-prompt offset g(x)).",
         ),
         base(
             "reward_distributions",

@@ -108,6 +108,7 @@ pub fn generate_with_offsets(cfg: &DataConfig, seed: u64) -> (Preferences, Vec<f
         bags: None,
         texts: None,
         margins: None,
+        pair_kind: None,
         pairs,
     };
     (prefs, offsets)

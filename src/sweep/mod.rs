@@ -96,7 +96,7 @@ pub struct SweepOptions {
     pub force: bool,
     /// Cells trained at once (worker threads); default: the number of cores.
     pub jobs: Option<usize>,
-    /// LibTorch intra-op threads; default: cores / jobs, at least 1.
+    /// LibTorch intra-op threads (process-wide, recorded with each run); default 1.
     pub threads: Option<usize>,
     /// Only the cells with these config hashes (all when empty).
     pub only: Vec<String>,
@@ -129,8 +129,9 @@ pub fn cores() -> usize {
 /// Runs every cell of `spec` that is not done yet, `jobs` at a time, writing to `opts.db`.
 ///
 /// Workers are threads of this process, each with its own store connection; LibTorch's
-/// intra-op thread count is process-wide and set so that jobs × threads ≤ cores. A run depends
-/// only on its seed and the thread count, never on which worker trains it.
+/// intra-op thread count is process-wide (default 1, so `--jobs` never changes a number). A
+/// run's numbers depend on its config, its seed, the thread count and the machine (LibTorch
+/// build, CPU kind), never on which worker trains it.
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     let mut cells = spec.cells()?;
     if !opts.only.is_empty() {
@@ -157,11 +158,14 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         name: &spec.name,
         description: &spec.description,
         spec_path: &spec.path.display().to_string(),
-        spec_text: &spec.text,
+        spec_text: &spec.stored_text(),
     })?;
     drop(store);
     let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));
-    let threads = opts.threads.unwrap_or_else(|| (cores() / jobs).max(1));
+    // One intra-op thread unless asked for more: a cell's numbers may depend on the thread
+    // count (a reduction split across threads rounds differently), so the default must not
+    // change with --jobs. Parallelism comes from the workers.
+    let threads = opts.threads.unwrap_or(1);
     set_threads(threads);
     let runtime = TorchRuntime::detect();
     let provenance = Provenance::collect(&spec.path, runtime.version.clone());
@@ -233,11 +237,12 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                                         cell.label()
                                     ));
                                 }
-                                Ok(Some(Outcome::Diverged { step })) => {
+                                Ok(Some(Outcome::Diverged { step, reason })) => {
                                     s.diverged += 1;
                                     progress.say(&format!(
-                                        "cell {:>3} DIVERGED at step {step}   {}",
+                                        "cell {:>3} DIVERGED at step {step} ({})   {}",
                                         cell.index,
+                                        reason.as_str(),
                                         cell.label()
                                     ));
                                 }
@@ -421,7 +426,8 @@ fn run_cell(
         catch_unwind(AssertUnwindSafe(|| {
             let (prefs, report) = data::load(&cfg.data, cfg.seed)?;
             if let Some(r) = &report {
-                writer.set_data_rows(r.rows, r.skipped.len());
+                writer.set_data_rows(r.train.rows, r.train.skipped);
+                writer.set_data_report(serde_json::to_value(r).expect("a data report serializes"));
             }
             let data = Dataset::new(&prefs, device);
             train(cfg, &data, device, &mut writer, on_step)
@@ -448,7 +454,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 /// is missing.
 pub fn status_report(spec: &Spec, db: &Path, force: bool) -> Result<String> {
     let cells = if db.exists() {
-        plan(spec, &Store::open(db)?)?
+        plan(spec, &Store::open_read_only(db)?)?
     } else {
         spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
     };

@@ -33,6 +33,7 @@ use typeset::{plain, typeset};
 use crate::error::{Error, Result};
 use crate::experiment::Spec;
 use crate::experiment::figure::{FigureKind, FigureSpec, catalogue, default_x};
+use crate::experiment::metric::GRAPH_KINDS;
 use crate::store::Store;
 
 /// One written figure.
@@ -116,7 +117,9 @@ pub fn render_all(
         let stem = out_dir.join(&fig.name);
         let fig_built = match fig.kind {
             FigureKind::Curves => curve_panels(conn, fig, &runs, &mut ceilings)?,
-            FigureKind::Final => final_panels(conn, fig, &runs, &mut ceilings, &mut notes)?,
+            FigureKind::Final | FigureKind::GraphKinds => {
+                final_panels(conn, fig, &runs, &mut ceilings, &mut notes)?
+            }
             FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
         };
@@ -136,8 +139,9 @@ pub fn render_all(
                 if fig.filters.is_empty() { String::new() } else { format!(" with {:?}", fig.filters) },
                 match (fig.kind, fig.stat) {
                     (FigureKind::Curves, _) => "metrics",
-                    (FigureKind::Final, Statistic::Final) => "summaries (final_value)",
-                    (FigureKind::Final, Statistic::Best) => "summaries (best_value)",
+                    (FigureKind::Final | FigureKind::GraphKinds, Statistic::Final) =>
+                        "summaries (final_value)",
+                    (FigureKind::Final | FigureKind::GraphKinds, Statistic::Best) => "summaries (best_value)",
                     _ => "rewards",
                 }
             ),
@@ -198,14 +202,14 @@ fn footer(
         }
     };
     let mut s = match fig.kind {
-        FigureKind::Curves | FigureKind::Final if seeds.len() < 2 => {
+        FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds if seeds.len() < 2 => {
             notes.push("single seed: no band drawn".into());
             "One seed per point: no band.".to_string()
         }
         FigureKind::Curves => {
             format!("Lines: mean over {} seeds; bands: {}.", seeds.len(), fig.band.describe())
         }
-        FigureKind::Final => format!(
+        FigureKind::Final | FigureKind::GraphKinds => format!(
             "Points: mean over {} seeds of each run's {value}; bars and shaded band: {}.",
             seeds.len(),
             fig.band.describe()
@@ -379,6 +383,18 @@ fn curve_panels(
     Ok(Built { panels: Panels::Lines(panels), rows, legend, line_keys: lines })
 }
 
+/// One line of a final-value figure: some runs, and the metric suffix it reads (`graph_kinds`
+/// figures read `m_bipartite` and `m_odd_cycle` for each metric `m`).
+struct FinalSource<'r> {
+    /// Legend label; `None` for the only line of a figure without `lines`.
+    label: Option<String>,
+    suffix: Option<&'static str>,
+    runs: Vec<&'r RunInfo>,
+}
+
+/// `final` and `graph_kinds` figures: per split (a row each) and metric, final (or best)
+/// values against `fig.x` on a log axis, x = 0 drawn apart as a dashed baseline with its band,
+/// a line per source with error bars over seeds, and the metric's identifiable ceiling.
 fn final_panels(
     conn: &Connection,
     fig: &FigureSpec,
@@ -386,9 +402,37 @@ fn final_panels(
     ceilings: &mut Ceilings,
     notes: &mut Vec<String>,
 ) -> Result<Built> {
-    let split = &fig.splits[0];
     let lines = line_keys(fig, runs, true);
     let groups = groups(runs, &lines);
+    let by_kind = fig.kind == FigureKind::GraphKinds;
+    let lines_ref = &lines;
+    let sources: Vec<FinalSource> = if by_kind {
+        GRAPH_KINDS
+            .iter()
+            .flat_map(|&kind| {
+                let lines = lines_ref;
+                let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
+                groups.iter().map(move |(key, members)| FinalSource {
+                    label: Some(if lines.is_empty() {
+                        format!("{what} components")
+                    } else {
+                        format!("{what}, {}", group_label(lines, key))
+                    }),
+                    suffix: Some(kind),
+                    runs: members.clone(),
+                })
+            })
+            .collect()
+    } else {
+        groups
+            .iter()
+            .map(|(key, members)| FinalSource {
+                label: (!lines.is_empty()).then(|| group_label(&lines, key)),
+                suffix: None,
+                runs: members.clone(),
+            })
+            .collect()
+    };
     let xsym = key_symbol(&fig.x);
     let which = match fig.stat {
         Statistic::Final => "final",
@@ -396,53 +440,65 @@ fn final_panels(
     };
     let mut missing_baseline = false;
     let mut panels = Vec::new();
-    let mut labels = Vec::new();
-    for metric in &fig.metrics {
-        let values = data::summary_values(conn, runs, split, metric, fig.stat)?;
-        let mut series = Vec::new();
-        let mut baselines = Vec::new();
-        labels.clear();
-        for (i, (key, members)) in groups.iter().enumerate() {
-            let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
-            for r in members {
-                if let (Some(x), Some(v)) = (r.params.get(&fig.x), values.get(&r.id)) {
-                    by_x.entry(x.clone()).or_default().push(*v);
+    // Per source, from the first panel: n per point and n of the baseline, for the legend.
+    let mut counts: Vec<(usize, Option<usize>)> = Vec::new();
+    for split in &fig.splits {
+        for metric in &fig.metrics {
+            let mut values: BTreeMap<Option<&str>, BTreeMap<i64, f64>> = BTreeMap::new();
+            let mut series = Vec::new();
+            let mut baselines = Vec::new();
+            let mut panel_counts = Vec::new();
+            for (i, src) in sources.iter().enumerate() {
+                let vals = match values.entry(src.suffix) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let name = src.suffix.map_or(metric.clone(), |k| format!("{metric}_{k}"));
+                        e.insert(data::summary_values(conn, runs, split, &name, fig.stat)?)
+                    }
+                };
+                let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
+                for r in &src.runs {
+                    if let (Some(x), Some(v)) = (r.params.get(&fig.x), vals.get(&r.id)) {
+                        by_x.entry(x.clone()).or_default().push(*v);
+                    }
                 }
-            }
-            let mut points = Vec::new();
-            let (mut n_min, mut n_base) = (usize::MAX, None);
-            for (x, vals) in &by_x {
-                let Some(xv) = x.as_f64() else { continue };
-                let Some(st) = stat(vals, fig.band) else { continue };
-                if xv == 0.0 {
-                    n_base = Some(st.n);
-                    baselines.push(Baseline { color: color(i), stat: st });
-                } else {
-                    n_min = n_min.min(st.n);
-                    points.push((xv, st));
+                let mut points = Vec::new();
+                let (mut n_min, mut n_base) = (usize::MAX, None);
+                for (x, v) in &by_x {
+                    let Some(xv) = x.as_f64() else { continue };
+                    let Some(st) = stat(v, fig.band) else { continue };
+                    if xv == 0.0 {
+                        n_base = Some(st.n);
+                        baselines.push(Baseline { color: color(i), stat: st });
+                    } else {
+                        n_min = n_min.min(st.n);
+                        points.push((xv, st));
+                    }
                 }
+                if n_base.is_none() {
+                    missing_baseline = true;
+                }
+                panel_counts.push((if n_min == usize::MAX { 0 } else { n_min }, n_base));
+                series.push(Series { label: src.label.clone().unwrap_or_default(), color: color(i), points });
             }
-            if n_base.is_none() {
-                missing_baseline = true;
+            if counts.is_empty() {
+                counts = panel_counts;
             }
-            let n = if n_min == usize::MAX { 0 } else { n_min };
-            labels.push((i, key.clone(), n, n_base));
-            series.push(Series { label: group_label(&lines, key), color: color(i), points });
+            panels.push(LinePanel {
+                title: format!("{which} {} ({split})", metric_title(metric)),
+                x_label: format!("{xsym} (log scale)"),
+                y_label: axis_label(fig, metric),
+                log_x: true,
+                log_y: fig.log_y.contains(metric),
+                error_bars: true,
+                references: if by_kind { vec![] } else { references(ceilings, &groups, split, metric)? },
+                series,
+                baselines,
+            });
         }
-        panels.push(LinePanel {
-            title: format!("{which} {} ({split})", metric_title(metric)),
-            x_label: format!("{xsym} (log scale)"),
-            y_label: axis_label(fig, metric),
-            log_x: true,
-            log_y: fig.log_y.contains(metric),
-            error_bars: true,
-            references: references(ceilings, &groups, split, metric)?,
-            series,
-            baselines,
-        });
     }
     if missing_baseline {
-        notes.push(format!("no {xsym} = 0 runs in some groups: no unregularized baseline drawn for them"));
+        notes.push(format!("no {xsym} = 0 runs in some lines: no unregularized baseline drawn for them"));
     }
     let unregularized = if fig.x == "loss.lambda" { ", unregularized" } else { "" };
     let mut legend = Vec::new();
@@ -450,12 +506,13 @@ fn final_panels(
         swatch: Swatch::Line { color, dash, marker, band },
         label,
     };
-    if lines.is_empty() {
-        if let Some((i, _, n, n_base)) = labels.first() {
-            legend.push(line(color(*i), Dash::Solid, true, false, format!("{xsym} > 0 (n={n} per point)")));
+    match sources.first() {
+        Some(FinalSource { label: None, .. }) => {
+            let (n, n_base) = counts.first().copied().unwrap_or((0, None));
+            legend.push(line(color(0), Dash::Solid, true, false, format!("{xsym} > 0 (n={n} per point)")));
             if let Some(nb) = n_base {
                 legend.push(line(
-                    color(*i),
+                    color(0),
                     Dash::Dashed,
                     false,
                     true,
@@ -463,30 +520,27 @@ fn final_panels(
                 ));
             }
         }
-    } else {
-        for (i, key, n, _) in &labels {
-            legend.push(line(
-                color(*i),
-                Dash::Solid,
-                true,
-                false,
-                format!("{} (n={n})", group_label(&lines, key)),
-            ));
+        Some(_) => {
+            for (i, (src, (n, _))) in sources.iter().zip(&counts).enumerate() {
+                let label = format!("{} (n={n})", src.label.clone().unwrap_or_default());
+                legend.push(line(color(i), Dash::Solid, true, false, label));
+            }
+            let grey = RGBColor(90, 90, 90);
+            legend.push(line(grey, Dash::Solid, true, false, format!("{xsym} > 0")));
+            if counts.iter().any(|c| c.1.is_some()) {
+                legend.push(line(
+                    grey,
+                    Dash::Dashed,
+                    false,
+                    true,
+                    format!("{xsym} = 0{unregularized}, in each line's colour"),
+                ));
+            }
         }
-        let grey = RGBColor(90, 90, 90);
-        legend.push(line(grey, Dash::Solid, true, false, format!("{xsym} > 0")));
-        if labels.iter().any(|l| l.3.is_some()) {
-            legend.push(line(
-                grey,
-                Dash::Dashed,
-                false,
-                true,
-                format!("{xsym} = 0{unregularized}, in each line's colour"),
-            ));
-        }
+        None => {}
     }
     legend.extend(ceiling_entry(&panels));
-    Ok(Built { panels: Panels::Lines(panels), rows: 1, legend, line_keys: lines })
+    Ok(Built { panels: Panels::Lines(panels), rows: fig.splits.len(), legend, line_keys: lines })
 }
 
 /// Bins of each reward histogram.
@@ -773,10 +827,7 @@ fn draw_figure<DB: DrawingBackend>(
 /// Draws the figures of each spec (its declared `[[figure]]`s, else the [`catalogue`]) from the
 /// store at `db` into `out_dir/<experiment>/`; returns what was written, spec by spec.
 pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Written>> {
-    if !db.exists() {
-        return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
-    }
-    let store = Store::open(db)?;
+    let store = Store::open_read_only(db)?;
     let mut written = Vec::new();
     for spec in specs {
         let figures = if spec.figures.is_empty() { catalogue() } else { spec.figures.clone() };

@@ -97,12 +97,27 @@ pub fn metric_title(name: &str) -> String {
         "offset_part_abs_mean" => format!("offset part |r{a} + r{b}|/2"),
         "spread_part_abs_mean" => format!("spread part |r{a} − r{b}|/2"),
         "head_weight_norm" => "head weight norm ‖w‖".into(),
-        other => typeset(&other.replace('_', " ")),
+        "pair_diff_abs_mean" => format!("spread |r{a} − r{b}|"),
+        other => match graph_kind(other) {
+            // `m_bipartite`, `m_odd_cycle`: what `m` is, then the kind.
+            Some((base, kind)) => format!("{}, {kind}", metric_title(base)),
+            None => typeset(&other.replace('_', " ")),
+        },
     }
+}
+
+/// `(base metric, kind in words)` of a metric by comparison-graph component kind.
+fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
+    name.strip_suffix("_bipartite")
+        .map(|b| (b, "bipartite"))
+        .or_else(|| name.strip_suffix("_odd_cycle").map(|b| (b, "odd cycle")))
 }
 
 /// The unit or kind of a metric's values: its y-axis label (plain text).
 pub fn metric_unit(name: &str) -> &'static str {
+    if let Some((base, _)) = graph_kind(name) {
+        return metric_unit(base);
+    }
     match name {
         n if n.starts_with("loss_") => "nats",
         "accuracy" | "true_pair_accuracy" => "fraction of pairs",

@@ -6,6 +6,7 @@
 
 use tch::{Device, Tensor, nn, nn::OptimizerConfig};
 
+use super::batched::FlatOptimizer;
 use super::batches::{BatchStream, INIT_STREAM, stream};
 use super::clip::clip_grad_norm;
 use super::early_stopping::{EarlyStopping, Verdict};
@@ -153,14 +154,61 @@ pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarS
     (vs, model)
 }
 
-fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
-    let opt = match t.optimizer {
+fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
+    let torch = match t.optimizer {
         OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?,
         OptimizerKind::Sgd => {
             nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?
         }
     };
-    Ok(opt)
+    let vars = vs.trainable_variables();
+    let host = t.optimizer == OptimizerKind::Adam
+        && vs.device() == Device::Cpu
+        && FlatOptimizer::host_adam_available();
+    let adam = host.then(|| vars.iter().map(|v| FlatOptimizer::new(t, v)).collect());
+    Ok(Optimizer { torch, vars, adam })
+}
+
+/// The one-cell trainer's optimizer: LibTorch's, except that on a CPU with FMA Adam's update
+/// runs as the batched engine's host loops, one per parameter tensor. Those round exactly as
+/// LibTorch's Adam does (`train::batched::optim` tests it bit for bit), so results are the
+/// same, without the ~10 small kernels a parameter tensor that dominate a small model's step.
+struct Optimizer {
+    torch: nn::Optimizer,
+    vars: Vec<Tensor>,
+    /// Adam's state per parameter tensor, when the host loops run it.
+    adam: Option<Vec<FlatOptimizer>>,
+}
+
+impl Optimizer {
+    fn set_lr(&mut self, lr: f64) {
+        self.torch.set_lr(lr);
+        if let Some(states) = &mut self.adam {
+            states.iter_mut().for_each(|s| s.set_lr(lr));
+        }
+    }
+
+    /// Clears the gradients (LibTorch's, which unsets them: the next backward writes fresh).
+    fn zero_grad(&mut self) {
+        self.torch.zero_grad();
+    }
+
+    fn step(&mut self) {
+        match &mut self.adam {
+            None => self.torch.step(),
+            Some(states) => {
+                for (v, s) in self.vars.iter().zip(states) {
+                    s.step(&mut v.shallow_clone(), &v.grad());
+                }
+            }
+        }
+    }
+
+    fn backward_step(&mut self, loss: &Tensor) {
+        self.zero_grad();
+        loss.backward();
+        self.step();
+    }
 }
 
 #[cfg(test)]

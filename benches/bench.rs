@@ -10,6 +10,12 @@
 //!    same training with the metrics discarded.
 //! 5. SQLite ingestion: metric rows/s through the store's run writer.
 //! 6. `rmlab query summary` over a store with 10 million metric rows.
+//! 7. The engine on paper-scale cells: 32 cells of experiments/scale.toml (384-d inputs, MLP
+//!    [128]) trained as one batched program on one thread, in achieved GFLOP/s against
+//!    LibTorch's single-thread matmul peak (a 1024 × 1024 float32 matmul timed here).
+//! 8. Paper scale around training: planning (`sweep --dry-run`), `status`, `query summary`
+//!    and `plot` of experiments/scale.toml's 10 044 cells over the store of a finished
+//!    `just sweep scale` (`--scale-db`, default results/results.sqlite), and its bytes per cell.
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
 //! smaller sizes (a smoke test of the harness, not figures to quote). `-- --device cuda` runs
@@ -61,7 +67,7 @@ fn config(hidden: usize, steps: usize, eval_every: usize) -> RunConfig {
             ..TrainConfig::default()
         },
         loss: LossConfig::default(),
-        eval: EvalConfig { every: eval_every },
+        eval: EvalConfig { every: eval_every, ..EvalConfig::default() },
     }
     .resolve()
 }
@@ -352,6 +358,184 @@ fn query_big(bin: &Path, runs: usize, rows_per_run: usize) -> serde_json::Value 
     json!({ "metric_rows": rows, "runs": runs, "build_s": build_s, "query_summary_s": median(times) })
 }
 
+/// Floating-point operations of one MLP cell (a multiply-add counts 2): each training step a
+/// forward pass, the weight gradients and the input gradients below the first layer over the
+/// batch's 2·b rows; each evaluation (step 0, every `eval.every`, the last) and the final
+/// rewards a forward pass over all `responses`. Element-wise work is not counted.
+fn mlp_flops(cfg: &RunConfig, dim: usize, responses: usize, train_pairs: usize) -> f64 {
+    let mut dims = vec![dim];
+    dims.extend(cfg.model.hidden.clone().unwrap_or_default());
+    dims.push(1);
+    let macs: Vec<f64> = dims.windows(2).map(|w| (w[0] * w[1]) as f64).collect();
+    let total: f64 = macs.iter().sum();
+    let batch = match cfg.train.batch_size {
+        rmlab::experiment::config::BatchSize::Pairs(b) => b.min(train_pairs),
+        rmlab::experiment::config::BatchSize::All => train_pairs,
+    };
+    let rows = 2.0 * batch as f64;
+    let step = 2.0 * rows * (total + total + (total - macs[0]));
+    let (steps, every) = (cfg.train.steps, cfg.eval.every);
+    let evaluations = 1 + steps / every + usize::from(!steps.is_multiple_of(every)) + 1;
+    step * steps as f64 + evaluations as f64 * 2.0 * responses as f64 * total
+}
+
+/// LibTorch's single-thread float32 matmul rate here: 1024 × 1024 · 1024 × 1024, median of 20.
+fn matmul_peak() -> f64 {
+    let n = 1024;
+    let a = tch::Tensor::randn([n, n], (tch::Kind::Float, Device::Cpu));
+    let b = tch::Tensor::randn([n, n], (tch::Kind::Float, Device::Cpu));
+    let times: Vec<f64> = (0..23)
+        .map(|_| {
+            let t0 = Instant::now();
+            let _ = a.matmul(&b);
+            t0.elapsed().as_secs_f64()
+        })
+        .skip(3)
+        .collect();
+    2.0 * (n * n * n) as f64 / median(times) / 1e9
+}
+
+/// Cells of experiments/scale.toml, `overrides` applied, those `keep` accepts.
+fn scale_cells(overrides: &[&str], keep: impl Fn(&RunConfig) -> bool) -> Vec<RunConfig> {
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/scale.toml"))
+        .unwrap()
+        .with_overrides(&overrides)
+        .unwrap();
+    spec.cells().unwrap().into_iter().map(|c| c.config).filter(keep).collect()
+}
+
+/// The batched engine's achieved GFLOP/s on one stacked group of scale.toml's cells (pair_sum_sq
+/// at four λ, 8 seeds; 1 000 prompts, one random pair a prompt, ε = 0.1), one thread, the
+/// metrics discarded: data generation, training and evaluation, as a sweep's worker runs them.
+fn scale_engine(quick: bool, reps: usize) -> serde_json::Value {
+    use rmlab::experiment::config::{Graph, Regularizer};
+    rmlab::runtime::set_threads(1);
+    let mut cfgs: Vec<RunConfig> = scale_cells(&[], |c| {
+        c.data.flip == 0.1
+            && c.data.n_prompts == 1000
+            && c.data.graph == Graph::Random
+            && c.loss.regularizer == Regularizer::PairSumSq
+    });
+    cfgs.truncate(32);
+    if quick {
+        cfgs.iter_mut().for_each(|c| c.train.steps = 20);
+    }
+    let (prefs, _) = data::load(&cfgs[0].data, cfgs[0].seed).unwrap();
+    let train_pairs = Dataset::new(&prefs, Device::Cpu).train.n_pairs;
+    let flops: f64 = cfgs.iter().map(|c| mlp_flops(c, prefs.dim, prefs.n_responses(), train_pairs)).sum();
+    let times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let mut discards: Vec<Discard> = cfgs.iter().map(|_| Discard).collect();
+            let mut sinks: Vec<&mut dyn MetricsSink> =
+                discards.iter_mut().map(|d| d as &mut dyn MetricsSink).collect();
+            let t0 = Instant::now();
+            let outcomes = rmlab::train::train_group(&cfgs, Device::Cpu, &mut sinks, &mut |_| {}).unwrap();
+            let secs = t0.elapsed().as_secs_f64();
+            assert!(
+                outcomes.iter().all(|o| *o == rmlab::eval::Outcome::Finished),
+                "every scale cell finishes"
+            );
+            secs
+        })
+        .collect();
+    let secs = median(times.clone());
+    let peak = matmul_peak();
+    let gflops = flops / secs / 1e9;
+    json!({
+        "cells": cfgs.len(), "steps": cfgs[0].train.steps, "responses": prefs.n_responses(), "dim": prefs.dim,
+        "hidden": cfgs[0].model.hidden, "train_pairs": train_pairs, "gflop": flops / 1e9,
+        "seconds": secs, "runs_s": times, "cells_per_s": cfgs.len() as f64 / secs,
+        "gflops": gflops, "matmul_peak_gflops": peak, "fraction_of_peak": gflops / peak, "reps": reps,
+    })
+}
+
+/// Seconds of one run of `bin args`, which must succeed; returns (seconds, stdout).
+fn timed(bin: &Path, args: &[&str]) -> (f64, String) {
+    let t0 = Instant::now();
+    let out = Command::new(bin).args(args).output().unwrap();
+    assert!(out.status.success(), "rmlab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    (t0.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Planning, status, query and figures of experiments/scale.toml over `db`, a store holding a
+/// finished `just sweep scale`; its bytes per cell from a copy holding that experiment alone.
+/// Without such a store only planning is timed (against an empty store), and the report
+/// says so.
+fn scale_store(bin: &Path, db: &Path) -> serde_json::Value {
+    let spec = repo().join("experiments/scale.toml");
+    let spec = spec.to_str().unwrap();
+    let finished: i64 = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM runs WHERE experiment = 'scale' AND status = 'finished'",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0);
+    let dir = tempfile::tempdir().unwrap();
+    if finished < 10_000 {
+        let empty = dir.path().join("empty.sqlite");
+        let (plan_s, _) = timed(bin, &["sweep", spec, "--db", empty.to_str().unwrap(), "--dry-run"]);
+        return json!({ "store": db, "finished_scale_cells": finished, "plan_empty_store_s": plan_s,
+                       "note": "no finished scale sweep in this store (just sweep scale): status, query, figures and bytes not measured" });
+    }
+    let d = db.to_str().unwrap();
+    let (plan_s, _) = timed(bin, &["sweep", spec, "--db", d, "--dry-run"]);
+    let (status_s, status) = timed(bin, &["status", spec, "--db", d]);
+    let (query_s, _) = timed(bin, &["query", "summary", "--db", d, "-e", "scale"]);
+    let figures = dir.path().join("figures");
+    let (plot_s, _) = timed(bin, &["plot", spec, "--db", d, "--out-dir", figures.to_str().unwrap()]);
+    // The experiment alone: a copy, the other experiments' runs deleted, vacuumed.
+    let alone = dir.path().join("scale-only.sqlite");
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.execute("VACUUM INTO ?1", [alone.to_str().unwrap()]).unwrap();
+    drop(conn);
+    let conn = rusqlite::Connection::open(&alone).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON; DELETE FROM runs WHERE experiment != 'scale'; VACUUM;")
+        .unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let (runs, metrics, summaries, rewards) = (
+        count("SELECT count(*) FROM runs"),
+        count("SELECT count(*) FROM metrics"),
+        count("SELECT count(*) FROM summaries"),
+        count("SELECT count(*) FROM rewards"),
+    );
+    drop(conn);
+    let bytes = std::fs::metadata(&alone).unwrap().len();
+    json!({
+        "store": db, "finished_scale_cells": finished, "status_last_line": status.lines().last(),
+        "plan_s": plan_s, "status_s": status_s, "query_summary_s": query_s, "figures_s": plot_s,
+        "bytes": bytes, "runs": runs, "bytes_per_cell": bytes as f64 / runs as f64,
+        "metric_rows": metrics, "summary_rows": summaries, "reward_rows": rewards,
+    })
+}
+
+/// Cells/s of a slice of experiments/scale.toml (`set`: overrides that replace axes) run by the
+/// sweep engine in this process, vectorized, with `jobs` workers of one thread.
+fn scale_slice(set: &[&str], jobs: usize) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/scale.toml"))
+        .unwrap()
+        .with_overrides(&overrides)
+        .unwrap();
+    let opts = rmlab::sweep::SweepOptions {
+        db: dir.path().join("slice.sqlite"),
+        force: false,
+        jobs: Some(jobs),
+        threads: Some(1),
+        only: Vec::new(),
+        vectorize: true,
+    };
+    let s = rmlab::sweep::run(&spec, &opts).unwrap();
+    assert_eq!(s.finished, s.total, "every cell of the slice finishes");
+    let secs = s.wall.as_secs_f64();
+    json!({ "spec": format!("experiments/scale.toml {set:?}, --jobs {jobs} --threads 1"), "cells": s.total,
+            "seconds": secs, "cells_per_s": s.total as f64 / secs })
+}
+
 /// The GPU suite (`--device cuda`, run by scripts/device-check.sh): training steps/s on the
 /// GPU against the same run on this machine's CPU (one thread) and against PyTorch eager on
 /// the same GPU; the lambda sweep vectorized against one cell at a time, on the GPU.
@@ -370,6 +554,25 @@ fn device_suite(python: &Path, quick: bool) -> serde_json::Value {
     let vectorized = vectorized_sweep(&["model.device=cuda"], reps, 1);
     eprintln!("bench: vectorized on CUDA: {vectorized}");
     report.insert("vectorized_sweep_cuda".into(), vectorized);
+    // A 1 116-cell slice of scale.toml (1 000 prompts, one random pair a prompt): on the GPU
+    // with one worker, against the CPU with a worker a core.
+    let slice = ["data.n_prompts=1000", "data.graph=random"];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (q_steps, q_every) = ("train.steps=20", "eval.every=10");
+    let set = |device: &'static str| -> Vec<&'static str> {
+        let mut v = slice.to_vec();
+        v.push(device);
+        if quick {
+            v.extend([q_steps, q_every]);
+        }
+        v
+    };
+    let gpu = scale_slice(&set("model.device=cuda"), 1);
+    eprintln!("bench: scale slice on CUDA: {gpu}");
+    let cpu = scale_slice(&set("model.device=cpu"), cores);
+    eprintln!("bench: scale slice on CPU: {cpu}");
+    let ratio = gpu["cells_per_s"].as_f64().unwrap() / cpu["cells_per_s"].as_f64().unwrap();
+    report.insert("scale_slice".into(), json!({ "cuda": gpu, "cpu": cpu, "cuda_over_cpu": ratio }));
     serde_json::Value::Object(report)
 }
 
@@ -425,7 +628,12 @@ fn main() {
     eprintln!("bench: ingest: {ingest}");
     let query = if quick { query_big(&bin, 40, 2_400) } else { query_big(&bin, 2_000, 5_016) };
     eprintln!("bench: query: {query}");
-    let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
+    let engine = scale_engine(quick, reps);
+    eprintln!("bench: scale engine: {engine}");
+    let scale_db = flag("--scale-db").map_or_else(|| repo().join("results/results.sqlite"), PathBuf::from);
+    let scale = scale_store(&bin, &scale_db);
+    eprintln!("bench: scale store: {scale}");
+    let report = json!({ "scale_engine": engine, "scale_store": scale, "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
                          "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();
@@ -462,6 +670,32 @@ fn main() {
             format!("{:.2}s", f(&query, "query_summary_s")),
             "< 2 s",
         ),
+        (
+            "scale.toml engine, 32 cells, 1 thread (GFLOP/s)".into(),
+            format!("{:.1}", f(&engine, "gflops")),
+            "",
+        ),
+        (
+            "  ÷ single-thread matmul peak".into(),
+            format!(
+                "{:.0}% of {:.0}",
+                100.0 * f(&engine, "fraction_of_peak"),
+                f(&engine, "matmul_peak_gflops")
+            ),
+            "≥ 60 %",
+        ),
+        (
+            "scale.toml plan (sweep --dry-run)".into(),
+            format!(
+                "{:.2}s",
+                if scale["plan_s"].is_null() { f(&scale, "plan_empty_store_s") } else { f(&scale, "plan_s") }
+            ),
+            "< 5 s",
+        ),
+        ("scale.toml status".into(), format!("{:.2}s", f(&scale, "status_s")), "< 5 s"),
+        ("scale.toml query summary".into(), format!("{:.2}s", f(&scale, "query_summary_s")), "< 10 s"),
+        ("scale.toml figures".into(), format!("{:.2}s", f(&scale, "figures_s")), "< 10 s"),
+        ("scale.toml store bytes per cell".into(), format!("{:.0}", f(&scale, "bytes_per_cell")), ""),
     ];
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
     for (name, measured, target) in rows {

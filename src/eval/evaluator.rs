@@ -11,12 +11,15 @@ use super::truth::{HostSplit, TruthIndex};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
 use crate::experiment::RunConfig;
+use crate::experiment::config::KeptRewards;
 use crate::objective::Objective;
 
-/// Reports the final reward `[R]` of every response in a split with pairs; returns the rows.
+/// Reports the final reward `[R]` of every response in a split with pairs, unless `keep` is
+/// [`KeptRewards::None`]; returns the rows either way (kept models need their statistics).
 pub fn report_rewards(
     rewards: &Tensor,
     data: &Dataset,
+    keep: KeptRewards,
     sink: &mut dyn MetricsSink,
 ) -> Result<Vec<RewardRow>> {
     let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
@@ -30,7 +33,9 @@ pub fn report_rewards(
             true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
         })
         .collect();
-    sink.record_rewards(&rows)?;
+    if keep == KeptRewards::All {
+        sink.record_rewards(&rows)?;
+    }
     Ok(rows)
 }
 

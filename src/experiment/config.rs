@@ -536,12 +536,25 @@ pub struct EvalConfig {
     /// Evaluate train and val splits every this many steps (and at step 0 and the last step).
     #[schemars(range(min = 1))]
     pub every: usize,
+    /// Which final rewards the run stores, one row per response (`rewards` table). A sweep of
+    /// thousands of cells keeps `"none"`: its metrics and summaries are computed all the same.
+    pub rewards: KeptRewards,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { every: 50 }
+        EvalConfig { every: 50, rewards: KeptRewards::All }
     }
+}
+
+/// `eval.rewards`: which final rewards a run stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeptRewards {
+    /// The final reward of every response of every split with pairs.
+    All,
+    /// None: the run's metrics and summaries only.
+    None,
 }
 
 /// A config value that is out of range, by dotted key path.
@@ -891,7 +904,7 @@ impl RunConfig {
 /// Config keys added after the first stores were written, with their defaults (as canonical
 /// JSON): left out of a cell's identity while at the default. Add every new key here.
 fn later_keys() -> Vec<(&'static str, serde_json::Value)> {
-    let (d, t) = (DataConfig::default(), TrainConfig::default());
+    let (d, t, e) = (DataConfig::default(), TrainConfig::default(), EvalConfig::default());
     let json = |v: &dyn erased::Json| v.to_json();
     vec![
         ("data.prompt_split", json(&d.prompt_split)),
@@ -906,6 +919,7 @@ fn later_keys() -> Vec<(&'static str, serde_json::Value)> {
         ("train.early_stopping_split", json(&t.early_stopping_split)),
         ("train.early_stopping_patience", json(&t.early_stopping_patience)),
         ("train.save", json(&t.save)),
+        ("eval.rewards", json(&e.rewards)),
     ]
 }
 

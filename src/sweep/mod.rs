@@ -23,7 +23,7 @@ use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
 use crate::store::{CellRecord, Engine, ExperimentRecord, NewRun, Store};
 use crate::train::{self, train};
-use progress::Progress;
+use progress::{LIST_FINISHED_UP_TO, Progress};
 use sha2::{Digest, Sha256};
 
 /// Reads the spec at `path`, applies `--set` overrides and checks every preference file its
@@ -190,6 +190,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     });
     let queue = Mutex::new(groups(&todo, jobs, opts.vectorize).into_iter().collect::<VecDeque<Vec<&Cell>>>());
     let started = Instant::now();
+    let list_finished = todo.len() <= LIST_FINISHED_UP_TO;
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..jobs)
             .map(|w| {
@@ -228,6 +229,9 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                                         cell.index,
                                         cell.label()
                                     ));
+                                }
+                                Ok(Some(Outcome::Finished)) if !list_finished => {
+                                    s.finished += 1;
                                 }
                                 Ok(Some(Outcome::Finished)) => {
                                     s.finished += 1;

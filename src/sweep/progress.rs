@@ -2,6 +2,8 @@
 //! one line per worker), plain lines otherwise (CI logs).
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -11,18 +13,33 @@ use crate::experiment::Cell;
 /// otherwise (CI logs).
 pub(super) struct Progress {
     bars: Option<(MultiProgress, ProgressBar, Vec<ProgressBar>)>,
+    name: String,
+    cells: usize,
+    started: Instant,
+    /// Cells ended so far, and when the last plain progress line was written.
+    ended: Mutex<(usize, Instant)>,
 }
+
+/// How often a plain progress line is written when stderr is not a terminal.
+const PLAIN_EVERY: Duration = Duration::from_secs(30);
+
+/// Sweeps of more cells than this report each finished cell only in the progress figures; a
+/// diverged or failed cell always gets its line.
+pub(super) const LIST_FINISHED_UP_TO: usize = 200;
 
 impl Progress {
     pub(super) fn new(cells: usize, workers: usize, name: &str) -> Progress {
+        let now = Instant::now();
+        let plain =
+            Progress { bars: None, name: name.to_string(), cells, started: now, ended: Mutex::new((0, now)) };
         if !std::io::stderr().is_terminal() {
-            return Progress { bars: None };
+            return plain;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let total = multi.add(ProgressBar::new(cells as u64));
         total.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} cells, {elapsed} elapsed, ETA {eta}",
+                "{prefix} [{bar:30}] {pos}/{len} cells, {msg}, {elapsed} elapsed, ETA {eta}",
             )
             .expect("valid template")
             .progress_chars("=> "),
@@ -39,7 +56,7 @@ impl Progress {
                 bar
             })
             .collect();
-        Progress { bars: Some((multi, total, workers)) }
+        Progress { bars: Some((multi, total, workers)), ..plain }
     }
 
     pub(super) fn say(&self, line: &str) {
@@ -73,9 +90,27 @@ impl Progress {
     }
 
     pub(super) fn end_cell(&self, worker: usize) {
-        if let Some((_, total, bars)) = &self.bars {
-            bars[worker].set_message("idle");
-            total.inc(1);
+        let mut ended = self.ended.lock().expect("progress lock");
+        ended.0 += 1;
+        let rate = ended.0 as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        match &self.bars {
+            Some((_, total, bars)) => {
+                bars[worker].set_message("idle");
+                total.set_message(format!("{rate:.1} cells/s"));
+                total.inc(1);
+            }
+            None if ended.1.elapsed() >= PLAIN_EVERY && ended.0 < self.cells => {
+                ended.1 = Instant::now();
+                let eta = (self.cells - ended.0) as f64 / rate;
+                self.say(&format!(
+                    "{}: {}/{} cells, {rate:.1} cells/s, ETA {}",
+                    self.name,
+                    ended.0,
+                    self.cells,
+                    indicatif::HumanDuration(Duration::from_secs_f64(eta))
+                ));
+            }
+            None => {}
         }
     }
 

@@ -128,7 +128,7 @@ pub fn train(
         sink.record_best_step(e.best_step().expect("a snapshot is taken at the best step"))?;
     }
     let rewards = tch::no_grad(|| model.forward(&data.features));
-    let rows = report_rewards(&rewards, data, sink)?;
+    let rows = report_rewards(&rewards, data, cfg.eval.rewards, sink)?;
     if t.save != SaveModel::None && outcome == Outcome::Finished {
         let (reward_mean, reward_std) = TrainedModel::train_statistics(&rows);
         let mut tensors: Vec<(String, Tensor)> =
@@ -232,7 +232,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             loss: LossConfig { lambda, ..LossConfig::default() },
-            eval: EvalConfig { every: 50 },
+            eval: EvalConfig { every: 50, ..EvalConfig::default() },
         }
         .resolve()
     }
@@ -341,7 +341,7 @@ mod tests {
                     ..TrainConfig::default()
                 },
                 loss: LossConfig { lambda, ..LossConfig::default() },
-                eval: EvalConfig { every: 500 },
+                eval: EvalConfig { every: 500, ..EvalConfig::default() },
             }
             .resolve()
         };
@@ -485,7 +485,7 @@ mod tests {
                             ..TrainConfig::default()
                         },
                         loss: LossConfig { regularizer, lambda, ..LossConfig::default() },
-                        eval: EvalConfig { every: steps },
+                        eval: EvalConfig { every: steps, ..EvalConfig::default() },
                     }
                     .resolve();
                     let what = format!("{} {regularizer:?} λ={lambda} {optimizer:?}", file.display());

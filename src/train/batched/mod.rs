@@ -189,7 +189,7 @@ fn train_group_with(
                 watch,
             )?;
             if let Some(o) = diverged {
-                report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
+                report_rewards(&rewards.get(i as i64), &datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
                 outcomes[i] = Some(o);
             } else if let Some(e) = &mut stoppers[i] {
                 match e.observe(step, watched) {
@@ -283,7 +283,8 @@ fn train_group_with(
             done.push(d);
             continue;
         }
-        let rows = report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
+        let rows =
+            report_rewards(&rewards.get(i as i64), &datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
         if let Some(best_step) = stoppers[i].as_ref().and_then(EarlyStopping::best_step) {
             sinks[i].record_best_step(best_step)?;
         }
@@ -345,7 +346,7 @@ mod tests {
                 ..TrainConfig::default()
             },
             loss: LossConfig { lambda, ..LossConfig::default() },
-            eval: EvalConfig { every: 40 },
+            eval: EvalConfig { every: 40, ..EvalConfig::default() },
         }
         .resolve()
     }

@@ -11,8 +11,9 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval, report_rewards};
 use crate::eval::{MetricsSink, Outcome};
-use crate::experiment::config::{OptimizerKind, RunConfig, TrainConfig};
-use crate::model::RewardModel;
+use crate::experiment::config::{Finetune, ModelKind, OptimizerKind, RunConfig, TrainConfig};
+use crate::model::encoder::{Checkpoint, EncoderRewardModel};
+use crate::model::{RewardModel, Scorer};
 use crate::objective::Objective;
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
@@ -34,12 +35,11 @@ pub fn train(
         return Err(Error::Run("the training split has no pairs".into()));
     }
     // Model and optimizer.
-    let vs = nn::VarStore::new(device);
-    let model =
-        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
+    let (vs, model) = build_model(cfg, data, device)?;
     let mut opt = optimizer(&vs, &cfg.train)?;
     let objective = Objective::new(&cfg.loss);
     let b = cfg.train.batch_size as i64;
+    let accumulate = cfg.train.gradient_accumulation_steps.unwrap_or(1) as i64;
     let mut batches = BatchStream::new(cfg.seed, n_train, cfg.train.batch_size, device);
     let pairs = Tensor::stack(&[&data.train.chosen, &data.train.rejected], 0);
     let train_margins = data.train.margins.as_ref().filter(|_| cfg.loss.margin_from_data);
@@ -49,15 +49,25 @@ pub fn train(
         return finish(outcome, &model, data, sink);
     }
     for step in 1..=cfg.train.steps {
-        // Batch: B training pairs drawn with replacement; one forward over [chosen; rejected].
+        // Batch: B training pairs drawn with replacement; one forward over [chosen; rejected]
+        // per micro-batch of B / A pairs, gradients summed (each micro-batch's mean loss
+        // weighted 1 / A: the batch mean when A = 1).
         let idx = batches.next();
-        // [chosen; rejected] rows of the batch: one gather from the [2, P] pair table.
-        let rows = pairs.index_select(1, &idx).view([-1]);
-        let r = model.forward(&data.features.index_select(0, &rows));
-        let margins = train_margins.map(|m| m.index_select(0, &idx));
-        let terms = objective.loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), margins.as_ref());
-        opt.backward_step(&terms.total);
-        on_step(step, &terms.total);
+        opt.zero_grad();
+        let mut total = Tensor::zeros([], (tch::Kind::Float, device));
+        for micro in idx.chunk(accumulate, 0) {
+            let m = micro.size()[0];
+            // [chosen; rejected] rows of the micro-batch: one gather from the [2, P] pair table.
+            let rows = pairs.index_select(1, &micro).view([-1]);
+            let r = model.forward_t(&data.features.index_select(0, &rows), true);
+            let margins = train_margins.map(|t| t.index_select(0, &micro));
+            let terms = objective.loss(&r.narrow(0, 0, m), &r.narrow(0, m, m), margins.as_ref());
+            let share = &terms.total * (m as f64 / b as f64);
+            share.backward();
+            total += share.detach();
+        }
+        opt.step();
+        on_step(step, &total);
 
         if (step % cfg.eval.every == 0 || step == cfg.train.steps)
             && let Some(outcome) = evaluate(&model, data, &truths, cfg, step, sink)?
@@ -69,13 +79,8 @@ pub fn train(
 }
 
 /// Reports the final reward of every response in a split with pairs, and returns `outcome`.
-fn finish(
-    outcome: Outcome,
-    model: &RewardModel,
-    data: &Dataset,
-    sink: &mut dyn MetricsSink,
-) -> Result<Outcome> {
-    let rewards = tch::no_grad(|| model.forward(&data.features));
+fn finish(outcome: Outcome, model: &Scorer, data: &Dataset, sink: &mut dyn MetricsSink) -> Result<Outcome> {
+    let rewards = model.rewards(&data.features);
     report_rewards(&rewards, data, sink)?;
     Ok(outcome)
 }
@@ -83,23 +88,30 @@ fn finish(
 /// Evaluates every non-empty split under no-grad and reports it; returns `Some(Diverged)` if
 /// the training loss is not finite.
 fn evaluate(
-    model: &RewardModel,
+    model: &Scorer,
     data: &Dataset,
     truths: &Truths,
     cfg: &RunConfig,
     step: usize,
     sink: &mut dyn MetricsSink,
 ) -> Result<Option<Outcome>> {
-    let rewards = tch::no_grad(|| model.forward(&data.features));
+    let rewards = model.rewards(&data.features);
     report_eval(&rewards, model.head_weight_norm().double_value(&[]), data, truths, cfg, step, sink)
 }
 
-/// The run's model with its initial weights (from the seed's initialisation stream).
-pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarStore, RewardModel) {
+/// The run's model with its initial weights (from the seed's initialisation stream): a
+/// fine-tuned encoder's from its checkpoint, its head's from the stream.
+pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(nn::VarStore, Scorer)> {
     let vs = nn::VarStore::new(device);
-    let model =
-        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
-    (vs, model)
+    let mut rng = stream(cfg.seed, INIT_STREAM);
+    let model = if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() != Finetune::None {
+        let ck = Checkpoint::open(&cfg.model)
+            .map_err(|(key, message)| Error::Input(format!("{key}: {message}")))?;
+        Scorer::Encoder(EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?)
+    } else {
+        Scorer::Features(RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut rng, data.buckets))
+    };
+    Ok((vs, model))
 }
 
 fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {

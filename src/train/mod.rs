@@ -11,6 +11,7 @@ mod autograd;
 #[allow(unsafe_code)] // the batched engine's host kernels; nowhere else
 mod batched;
 mod batches;
+pub mod inputs;
 
 pub use autograd::{build_model, train};
 pub use batched::{compatible, group_key, train_group};

@@ -10,10 +10,15 @@
 //!    same training with the metrics discarded.
 //! 5. SQLite ingestion: metric rows/s through the store's run writer.
 //! 6. `rmlab query summary` over a store with 10 million metric rows.
+//! 7. The encoder (benches/encoder/suite.rs): MiniLM embedding texts/s and a tiny BERT's
+//!    fine-tuning steps/s against PyTorch eager, peak memory while embedding 10 000 texts.
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
 //! smaller sizes (a smoke test of the harness, not figures to quote). `-- --device cuda` runs
 //! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
+
+#[path = "encoder/suite.rs"]
+mod encoder;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -369,6 +374,10 @@ fn device_suite(python: &Path, quick: bool) -> serde_json::Value {
 }
 
 fn main() {
+    if let Ok(n) = std::env::var("RMLAB_BENCH_EMBED") {
+        let threads = std::env::var("RMLAB_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+        return encoder::embed_child(n.parse().expect("RMLAB_BENCH_EMBED=N"), threads);
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
@@ -388,6 +397,7 @@ fn main() {
                 "quick": quick,
             },
             "device": device_suite(&python, quick),
+            "encoder": encoder::device_suite(&python, quick),
         });
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir).unwrap();
@@ -420,8 +430,9 @@ fn main() {
     eprintln!("bench: ingest: {ingest}");
     let query = if quick { query_big(&bin, 40, 2_400) } else { query_big(&bin, 2_000, 5_016) };
     eprintln!("bench: query: {query}");
+    let enc = encoder::suite(&python, quick);
     let report = json!({ "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
-                         "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
+                         "logging": logging, "sqlite_ingest": ingest, "query_summary": query, "encoder": enc });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
@@ -456,6 +467,21 @@ fn main() {
             format!("rmlab query summary over {} metric rows", query["metric_rows"]),
             format!("{:.2}s", f(&query, "query_summary_s")),
             "< 2 s",
+        ),
+        (
+            "MiniLM embedding vs PyTorch eager (texts/s ratio)".into(),
+            format!("{:.2}×", f(&enc["embedding"], "speedup")),
+            "≥ 1.0×",
+        ),
+        (
+            "tiny BERT fine-tuning step vs PyTorch eager".into(),
+            format!("{:.2}×", f(&enc["finetune_tiny"], "speedup")),
+            "≥ 1.0×",
+        ),
+        (
+            format!("peak memory embedding {} texts", enc["embedding_memory"]["texts"]),
+            format!("{:.0} MB", f(&enc["embedding_memory"], "peak_rss_mb")),
+            "≤ 2000 MB",
         ),
     ];
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");

@@ -14,7 +14,8 @@
 //!    fine-tuning steps/s against PyTorch eager, peak memory while embedding 10 000 texts.
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
-//! smaller sizes (a smoke test of the harness, not figures to quote). `-- --device cuda` runs
+//! smaller sizes (a smoke test of the harness, not figures to quote); `-- --encoder-only` runs
+//! item 7 alone into results/bench-encoder.json. `-- --device cuda` runs
 //! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
 
 #[path = "encoder/suite.rs"]
@@ -404,6 +405,15 @@ fn main() {
         }
         std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--encoder-only") {
+        // The encoder's rows alone (they take most of the bench's time): results/bench-encoder.json.
+        let enc = encoder::suite(&python, quick);
+        let out = out.with_file_name("bench-encoder.json");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, serde_json::to_string_pretty(&enc).unwrap() + "\n").unwrap();
+        println!("{}", serde_json::to_string_pretty(&enc).unwrap());
         return;
     }
     let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };

@@ -369,7 +369,25 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
         let mut seen = std::collections::HashSet::new();
         all.into_iter().filter(|m| seen.insert((m.0.clone(), m.1.clone(), m.2.clone(), m.3))).collect()
     };
-    assert_close(&latest(&a), &latest(&b), 1e-5);
+    // At λ = 0 a linear head's bias has only rounding noise as a gradient, which Adam turns
+    // into steps of up to lr: the engines agree on reward differences there, not on the level
+    // (as in the batched engine's own equality test).
+    let level_free: Vec<String> = conn
+        .prepare("SELECT config_hash FROM runs WHERE json_extract(config_json, '$.loss.lambda') = 0")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!level_free.is_empty());
+    let level =
+        ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
+    let keep = |m: &(String, String, String, i64, f64)| {
+        !(level_free.contains(&m.0) && level.contains(&m.2.as_str()))
+    };
+    let (va, vb): (Vec<_>, Vec<_>) =
+        (latest(&a).into_iter().filter(keep).collect(), latest(&b).into_iter().filter(keep).collect());
+    assert_close(&va, &vb, 1e-5);
 }
 
 #[test]

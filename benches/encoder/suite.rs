@@ -318,7 +318,7 @@ pub fn embed_child(n: usize, threads: usize) {
 /// The CPU suite of `just bench`.
 pub fn suite(py: &Path, quick: bool) -> Value {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (n, reps) = if quick { (64, 1) } else { (512, 3) };
+    let (n, reps) = if quick { (64, 1) } else { (256, 3) };
     let embedding = embed_vs_torch(py, n, 32, 256, cores, Device::Cpu, reps);
     eprintln!("bench: encoder embedding: {embedding}");
     let tmp = tempfile::tempdir().unwrap();

@@ -885,5 +885,74 @@ mod tests {
         rejects(|c| c.train.batch_size = 0, "train.batch_size");
         rejects(|c| c.eval.every = 0, "eval.every");
         rejects(|c| (c.loss.regularizer, c.loss.lambda) = (Regularizer::None, 0.1), "loss.lambda");
+        rejects(|c| c.model.pooling = Some(Pooling::Cls), "model.pooling");
+        rejects(|c| c.train.gradient_accumulation_steps = Some(3), "train.gradient_accumulation_steps");
+        rejects(
+            |c| {
+                c.train.gradient_accumulation_steps = Some(2);
+                (c.loss.regularizer, c.loss.lambda) = (Regularizer::BatchSum, 0.1);
+            },
+            "train.gradient_accumulation_steps",
+        );
+    }
+
+    fn encoder() -> RunConfig {
+        let mut c = base();
+        c.data.kind = DataKind::PreferenceFile;
+        c.data.path = Some("prefs.jsonl".into());
+        c.model.kind = ModelKind::Encoder;
+        c.model.hidden = None;
+        c.model.encoder = Some("minilm-l6".into());
+        c.resolve()
+    }
+
+    #[test]
+    fn an_encoder_resolves_its_defaults_and_checks_its_keys() {
+        let c = encoder();
+        c.validate().unwrap();
+        let m = &c.model;
+        assert_eq!(
+            (m.head, m.pooling, m.max_length, m.finetune, m.dropout, m.precision),
+            (
+                Some(HeadKind::Linear),
+                Some(Pooling::Mean),
+                Some(256),
+                Some(Finetune::None),
+                Some(false),
+                Some(Precision::Fp32)
+            )
+        );
+        assert!(m.head_hidden().is_empty());
+        let mut mlp = encoder();
+        mlp.model.head = Some(HeadKind::Mlp);
+        mlp.model.hidden = None;
+        assert_eq!(mlp.resolve().model.head_hidden(), DEFAULT_HIDDEN);
+        #[track_caller]
+        fn refuses(edit: impl FnOnce(&mut RunConfig), key: &str) {
+            let mut c = encoder();
+            edit(&mut c);
+            assert_eq!(c.validate().expect_err("should be rejected").key, key);
+        }
+        refuses(|c| c.model.encoder = None, "model.encoder");
+        refuses(|c| (c.data.kind, c.data.path) = (DataKind::Synthetic, None), "model.kind");
+        refuses(|c| c.data.text_features = TextFeatures::Embedding, "data.text_features");
+        refuses(|c| c.model.max_length = Some(3), "model.max_length");
+        refuses(|c| c.model.dropout = Some(true), "model.dropout");
+        refuses(|c| c.model.hidden = Some(vec![8]), "model.hidden");
+    }
+
+    #[test]
+    fn finetune_reads_and_writes_its_three_forms() {
+        for (text, f) in [("none", Finetune::None), ("all", Finetune::All), ("last:2", Finetune::Last(2))] {
+            assert_eq!(Finetune::parse(text), Ok(f));
+            assert_eq!(f.as_string(), text);
+        }
+        for bad in ["last:0", "last:", "some", "last:x"] {
+            assert!(Finetune::parse(bad).unwrap_err().contains("last:K"), "{bad}");
+        }
+        let mut c = encoder();
+        c.model.finetune = Some(Finetune::Last(3));
+        let back: RunConfig = serde_json::from_str(&c.canonical_json()).unwrap();
+        assert_eq!(back.model.finetune, Some(Finetune::Last(3)));
     }
 }

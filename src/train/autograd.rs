@@ -53,20 +53,29 @@ pub fn train(
         // per micro-batch of B / A pairs, gradients summed (each micro-batch's mean loss
         // weighted 1 / A: the batch mean when A = 1).
         let idx = batches.next();
-        opt.zero_grad();
-        let mut total = Tensor::zeros([], (tch::Kind::Float, device));
-        for micro in idx.chunk(accumulate, 0) {
-            let m = micro.size()[0];
-            // [chosen; rejected] rows of the micro-batch: one gather from the [2, P] pair table.
-            let rows = pairs.index_select(1, &micro).view([-1]);
+        let loss = |idx: &Tensor| {
+            let m = idx.size()[0];
+            // [chosen; rejected] rows: one gather from the [2, P] pair table.
+            let rows = pairs.index_select(1, idx).view([-1]);
             let r = model.forward_t(&data.features.index_select(0, &rows), true);
-            let margins = train_margins.map(|t| t.index_select(0, &micro));
-            let terms = objective.loss(&r.narrow(0, 0, m), &r.narrow(0, m, m), margins.as_ref());
-            let share = &terms.total * (m as f64 / b as f64);
-            share.backward();
-            total += share.detach();
-        }
-        opt.step();
+            let margins = train_margins.map(|t| t.index_select(0, idx));
+            objective.loss(&r.narrow(0, 0, m), &r.narrow(0, m, m), margins.as_ref()).total
+        };
+        let total = if accumulate == 1 {
+            let total = loss(&idx);
+            opt.backward_step(&total);
+            total
+        } else {
+            opt.zero_grad();
+            let mut total = Tensor::zeros([], (tch::Kind::Float, device));
+            for micro in idx.chunk(accumulate, 0) {
+                let share = loss(&micro) * (micro.size()[0] as f64 / b as f64);
+                share.backward();
+                total += share.detach();
+            }
+            opt.step();
+            total
+        };
         on_step(step, &total);
 
         if (step % cfg.eval.every == 0 || step == cfg.train.steps)

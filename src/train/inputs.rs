@@ -82,11 +82,23 @@ pub fn prepare(cfgs: &[&RunConfig], progress: EmbedProgress) -> Result<()> {
         if cfg.model.kind != ModelKind::Encoder || cfg.model.finetune() != Finetune::None {
             continue;
         }
-        let (prefs, _) = data::load(&cfg.data, cfg.seed)?;
-        let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
-        let device = crate::runtime::resolve_device(cfg.model.device)?;
-        let key = key_parts(cfg, &items.unique, device, |k| k.key());
-        if done.insert(key) {
+        // A cell whose device is unavailable fails when it runs, recorded as such.
+        let Ok(device) = crate::runtime::resolve_device(cfg.model.device) else { continue };
+        // Everything the texts and the key depend on but the seed, to read each file once.
+        let (d, m) = (&cfg.data, &cfg.model);
+        let what = serde_json::to_string(&(
+            &d.file_sha256,
+            d.skip_bad_rows,
+            &m.encoder_sha256,
+            m.max_length,
+            m.pooling,
+            m.precision,
+            device.is_cuda(),
+        ))
+        .expect("plain values serialize");
+        if done.insert(what) {
+            let (prefs, _) = data::load(d, cfg.seed)?;
+            let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
             embeddings(cfg, &items.unique, device, progress)?;
         }
     }
@@ -200,8 +212,8 @@ fn embeddings(
         }
     };
     let truncated = emb.truncated.iter().filter(|&&t| t).count();
-    let file = cache::path(&dir, &key);
-    Ok((emb.clone(), json!({ "encoder": encoder_record(&cfg.model, items.len(), truncated, Some(&file)) })))
+    let report = json!({ "encoder": encoder_record(&cfg.model, items.len(), truncated, Some(&cache::path(&dir, &key))) });
+    Ok((emb, report))
 }
 
 /// One embedding pass: tokenize, load the weights, embed longest first under no-grad.

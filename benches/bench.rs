@@ -95,7 +95,7 @@ fn train_vs_torch(
     let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
     let data = Dataset::new(&prefs, device);
     let dir = tempfile::tempdir().unwrap();
-    let (vs, _) = build_model(&cfg, &data, Device::Cpu);
+    let (vs, _) = build_model(&cfg, &data, Device::Cpu).unwrap();
     let vars = vs.variables();
     let mut weights = serde_json::Map::new();
     for (name, t) in &vars {

@@ -180,17 +180,20 @@ fn tiny_checkpoint(dir: &Path) {
 /// Fine-tuning steps: rmlab's step (the one-cell trainer's: gather, forward with dynamic
 /// padding, regularized loss, backward, Adam) against PyTorch eager on the same rows,
 /// batches and initial weights. `rows` are texts tokenized at `max_length`.
-pub fn finetune_vs_torch(
-    py: &Path,
-    ckpt: &Path,
-    max_length: usize,
-    n_pairs: usize,
-    batch: usize,
-    steps: usize,
-    threads: usize,
-    device: Device,
-    reps: usize,
-) -> Value {
+/// The size of a fine-tuning benchmark.
+#[derive(Clone, Copy)]
+pub struct Steps {
+    pub max_length: usize,
+    pub n_pairs: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub threads: usize,
+    pub device: Device,
+    pub reps: usize,
+}
+
+pub fn finetune_vs_torch(py: &Path, ckpt: &Path, size: &Steps) -> Value {
+    let Steps { max_length, n_pairs, batch, steps, threads, device, reps } = *size;
     tch::set_num_threads(threads as i32);
     let cfg = model_config(ckpt, max_length, Finetune::All);
     let ck = Checkpoint::open(&cfg).unwrap();
@@ -324,7 +327,16 @@ pub fn suite(py: &Path, quick: bool) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let tiny = tmp.path().join("tiny-bert");
     tiny_checkpoint(&tiny);
-    let step = finetune_vs_torch(py, &tiny, 32, 512, 32, if quick { 20 } else { 200 }, 1, Device::Cpu, reps);
+    let size = Steps {
+        max_length: 32,
+        n_pairs: 512,
+        batch: 32,
+        steps: if quick { 20 } else { 200 },
+        threads: 1,
+        device: Device::Cpu,
+        reps,
+    };
+    let step = finetune_vs_torch(py, &tiny, &size);
     eprintln!("bench: tiny BERT fine-tuning: {step}");
     let memory = embed_memory(if quick { 500 } else { 10_000 }, cores);
     eprintln!("bench: embedding memory: {memory}");
@@ -339,8 +351,16 @@ pub fn device_suite(py: &Path, quick: bool) -> Value {
     let reps = if quick { 1 } else { 3 };
     let embedding = embed_vs_torch(py, if quick { 256 } else { 4096 }, 64, 256, 1, cuda, reps);
     eprintln!("bench: MiniLM embedding on CUDA: {embedding}");
-    let finetune =
-        finetune_vs_torch(py, &minilm(), 128, 1024, 32, if quick { 20 } else { 200 }, 1, cuda, reps);
+    let size = Steps {
+        max_length: 128,
+        n_pairs: 1024,
+        batch: 32,
+        steps: if quick { 20 } else { 200 },
+        threads: 1,
+        device: cuda,
+        reps,
+    };
+    let finetune = finetune_vs_torch(py, &minilm(), &size);
     eprintln!("bench: MiniLM fine-tuning on CUDA: {finetune}");
     json!({ "embedding_cuda": embedding, "finetune_minilm_cuda": finetune })
 }

@@ -698,7 +698,7 @@ impl RunConfig {
         positive("train.steps", t.steps)?;
         if let Some(a) = t.gradient_accumulation_steps {
             positive("train.gradient_accumulation_steps", a)?;
-            if t.batch_size % a != 0 {
+            if !t.batch_size.is_multiple_of(a) {
                 return bad(
                     "train.gradient_accumulation_steps",
                     format!("must divide batch_size = {} into equal micro-batches, found {a}", t.batch_size),

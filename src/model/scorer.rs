@@ -11,8 +11,8 @@ use super::encoder::EncoderRewardModel;
 pub enum Scorer {
     /// Features `[B, D]` (or n-gram ids `[B, L]`).
     Features(RewardModel),
-    /// Packed token rows `[B, 3, L]`.
-    Encoder(EncoderRewardModel),
+    /// Packed token rows `[B, 3, L]` (boxed: an encoder is many tensors, a head a few).
+    Encoder(Box<EncoderRewardModel>),
 }
 
 impl Scorer {

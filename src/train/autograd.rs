@@ -116,7 +116,9 @@ pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(n
     let model = if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() != Finetune::None {
         let ck = Checkpoint::open(&cfg.model)
             .map_err(|(key, message)| Error::Input(format!("{key}: {message}")))?;
-        Scorer::Encoder(EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?)
+        Scorer::Encoder(Box::new(
+            EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?,
+        ))
     } else {
         Scorer::Features(RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut rng, data.buckets))
     };

@@ -201,12 +201,15 @@ impl Bert {
         let bias = ((mask.to_kind(Kind::Float) - 1.0) * -min).view([b, 1, 1, l]).to_kind(self.compute);
         let attn_p = if train && self.dropout { self.cfg.attention_probs_dropout_prob } else { 0.0 };
         for layer in &self.layers {
-            let split = |t: Tensor| t.view([b, l, heads, h / heads]).transpose(1, 2);
-            let (q, k, v) = (
-                split(self.linear(&x, &layer.query)),
-                split(self.linear(&x, &layer.key)),
-                split(self.linear(&x, &layer.value)),
-            );
+            // Query, key and value in one matmul against their stacked weights [3H, H] (one
+            // larger GEMM runs faster than three), split as views: [3, B, heads, L, H / heads].
+            let w = Tensor::cat(&[&layer.query.w, &layer.key.w, &layer.value.w], 0);
+            let bias3 = Tensor::cat(&[&layer.query.b, &layer.key.b, &layer.value.b], 0);
+            let qkv = self
+                .linear(&x, &Linear { w, b: bias3 })
+                .view([b, l, 3, heads, h / heads])
+                .permute([2, 0, 3, 1, 4]);
+            let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
             let ctx =
                 Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&bias), attn_p, false, None, false)
                     .transpose(1, 2)

@@ -81,7 +81,10 @@ impl BertConfig {
             ));
         }
         c.act()?;
-        if c.hidden_size == 0 || c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.hidden_size == 0
+            || c.num_attention_heads == 0
+            || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+        {
             return Err(format!(
                 "hidden_size = {} is not a positive multiple of num_attention_heads = {}",
                 c.hidden_size, c.num_attention_heads

@@ -24,11 +24,19 @@ fn main() {
     println!("cargo:rustc-env=RMLAB_LIBTORCH_BUILD_DIR={lib_dir}");
 }
 
+/// What the binary is built from: an uncommitted change here makes it `.dirty`.
+const SOURCES: [&str; 5] = ["src", "build.rs", "Cargo.toml", "Cargo.lock", "assets"];
+
 /// The commit the binary is built from (`+abc1234`, `.dirty` with uncommitted changes), so runs
 /// record the code that made them rather than the state of the tree when they ran.
 fn build_commit() {
+    // The flag is about the files the binary is built from: rerun when they change, not only
+    // when a commit or `git add` moves HEAD or the index.
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -39,8 +47,9 @@ fn build_commit() {
     };
     let build = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(commit) => {
-            let dirty =
-                git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            let mut args = vec!["status", "--porcelain", "--untracked-files=no", "--"];
+            args.extend(SOURCES);
+            let dirty = git(&args).is_some_and(|s| !s.is_empty());
             format!("+{commit}{}", if dirty { ".dirty" } else { "" })
         }
         None => String::new(),

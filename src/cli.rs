@@ -30,7 +30,7 @@ pub enum Command {
         /// Cells trained at once (default: the number of cores).
         #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
         jobs: Option<u16>,
-        /// LibTorch intra-op threads per worker (default: cores / jobs).
+        /// LibTorch intra-op threads (default 1; more can change the last bits of results).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
         /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
@@ -96,6 +96,21 @@ pub enum Command {
         #[arg(long, default_value = "results/figures")]
         out_dir: PathBuf,
     },
+    /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
+    /// comparison graph (components, bipartite or with an odd cycle), duplicates,
+    /// contradictions, empty responses, text lengths.
+    Data {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Where implicit prompts end (as data.prompt_split).
+        #[arg(long, value_enum, default_value = "common_prefix")]
+        prompt_split: PromptSplitArg,
+        /// Stop at the first bad row (exit 2) instead of skipping and counting bad rows.
+        #[arg(long)]
+        strict: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: DataFormat,
+    },
     /// Print the JSON Schema of spec files (for editors).
     Schema,
     /// Query the results store into a table, CSV, JSON or Parquet.
@@ -137,6 +152,22 @@ pub enum Format {
     Parquet,
 }
 
+/// `rmlab data` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    Table,
+    Json,
+}
+
+/// `data.prompt_split`, spelled as in specs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PromptSplitArg {
+    #[value(name = "common_prefix")]
+    CommonPrefix,
+    #[value(name = "last_turn")]
+    LastTurn,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatArg {
     Final,
@@ -159,7 +190,7 @@ pub struct QueryOpts {
     /// Only these metrics, comma-separated (default: all).
     #[arg(long, value_delimiter = ',', global = true)]
     pub metrics: Vec<String>,
-    /// Only this split (train, val, test).
+    /// Only this split (train, val, test, or the name of an evaluation file).
     #[arg(long, global = true)]
     pub split: Option<String>,
     /// Summary: aggregate each run's final or best value.

@@ -7,25 +7,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmlab::analysis::{output, plot, query};
+use rmlab::analysis::{data_table, output, plot, query};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
 use rmlab::sweep::{self, SweepOptions};
 
-use cli::{Cli, Command, Format, QueryKind, QueryOpts, StatArg};
+use cli::{Cli, Command, DataFormat, Format, PromptSplitArg, QueryKind, QueryOpts, StatArg};
+
+// Output to a closed pipe (`rmlab sweep … 2>&1 | head -2`) is dropped quietly: the work goes on
+// and no panic replaces it. Each macro is `println!`/`eprintln!` without the panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{ use std::io::Write as _; let _ = writeln!(std::io::stdout(), $($arg)*); }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{ use std::io::Write as _; let _ = write!(std::io::stdout(), $($arg)*); }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{ use std::io::Write as _; let _ = writeln!(std::io::stderr(), $($arg)*); }};
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rmlab: error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            // One line: every error's text already carries its cause.
+            errln!("rmlab: error: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -36,7 +44,7 @@ fn run(command: Command) -> Result<()> {
         Command::Sweep { spec, db, force, dry_run, jobs, threads, only, no_vectorize, overrides } => {
             let spec = sweep::load_spec(&spec, &overrides)?;
             if dry_run {
-                print!("{}", sweep::status_report(&spec, &db, force)?);
+                out!("{}", sweep::status_report(&spec, &db, force)?);
                 return Ok(());
             }
             let opts = SweepOptions {
@@ -48,7 +56,7 @@ fn run(command: Command) -> Result<()> {
                 vectorize: !no_vectorize,
             };
             let s = sweep::run(&spec, &opts)?;
-            eprintln!(
+            errln!(
                 "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
                 spec.name,
                 s.total,
@@ -61,10 +69,10 @@ fn run(command: Command) -> Result<()> {
                 if s.threads == 1 { "1 thread".to_string() } else { format!("{} threads", s.threads) },
             );
             for (index, label, error) in &s.failed {
-                eprintln!("  failed: cell {index} {label}: {error}");
+                errln!("  failed: cell {index} {label}: {error}");
             }
             if s.claimed_elsewhere > 0 {
-                eprintln!(
+                errln!(
                     "  {} cells were being run by another sweep (or by a run on another host) and were not run here; \
                      `rmlab status` lists them, `--force` takes over runs whose process cannot be checked",
                     s.claimed_elsewhere
@@ -77,25 +85,25 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Status { spec, db } => {
             let spec = sweep::load_spec(&spec, &[])?;
-            print!("{}", sweep::status_report(&spec, &db, false)?);
+            out!("{}", sweep::status_report(&spec, &db, false)?);
             Ok(())
         }
         Command::Check { specs } => {
             for path in specs {
                 let spec = sweep::load_spec(&path, &[])?;
-                println!("{}: ok, {} cells", path.display(), spec.cells()?.len());
+                outln!("{}: ok, {} cells", path.display(), spec.cells()?.len());
             }
             Ok(())
         }
         Command::Doctor => {
-            print!("{}", rmlab::runtime::doctor_report()?);
+            out!("{}", rmlab::runtime::doctor_report()?);
             Ok(())
         }
         Command::Query { what, opts } => run_query(what, opts),
         Command::Plot { specs, db, out_dir } => {
             let specs: Vec<Spec> = specs.iter().map(|p| Spec::load(p)).collect::<Result<_>>()?;
             for w in plot::render_specs(&db, &specs, &out_dir)? {
-                eprintln!("{}  (+ .png, .json)", w.svg.display());
+                errln!("{}  (+ .png, .json)", w.svg.display());
             }
             Ok(())
         }
@@ -125,7 +133,7 @@ fn run(command: Command) -> Result<()> {
             };
             let plan = sweep::slurm::write_scripts(&spec, &opts)?;
             if plan.tasks.is_empty() {
-                eprintln!(
+                errln!(
                     "{}: all {} cells are done in {}; nothing to submit",
                     spec.name,
                     plan.done,
@@ -134,7 +142,7 @@ fn run(command: Command) -> Result<()> {
                 return Ok(());
             }
             let cells: usize = plan.tasks.iter().map(Vec::len).sum();
-            eprintln!(
+            errln!(
                 "{}: {cells} cells in {} array tasks ({} done, left out)\n  array: {}\n  merge: {}",
                 spec.name,
                 plan.tasks.len(),
@@ -144,10 +152,10 @@ fn run(command: Command) -> Result<()> {
             );
             if submit {
                 let (array, merge) = sweep::slurm::submit(&plan)?;
-                println!("array {array}");
-                println!("merge {merge}");
+                outln!("array {array}");
+                outln!("merge {merge}");
             } else {
-                eprintln!(
+                errln!(
                     "submit with: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
                     plan.array_script.display(),
                     plan.merge_script.display()
@@ -158,7 +166,7 @@ fn run(command: Command) -> Result<()> {
         Command::Merge { sources, into } => {
             let report = rmlab::store::merge(&sources, &into)?;
             for (src, copied, present, running) in &report.sources {
-                eprintln!(
+                errln!(
                     "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
                     src.display(),
                     into.display()
@@ -171,11 +179,36 @@ fn run(command: Command) -> Result<()> {
                 return Err(Error::Input(format!("{}: no such store", db.display())));
             }
             let store = Store::open(&db)?;
-            eprintln!("{}: schema version {}", db.display(), store.schema_version()?);
+            errln!("{}: schema version {}", db.display(), store.schema_version()?);
+            Ok(())
+        }
+        Command::Data { files, prompt_split, strict, format } => {
+            let rule = match prompt_split {
+                PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
+                PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
+            };
+            let reports = files
+                .iter()
+                .map(|f| rmlab::data::read_file(f, !strict, rule).map(|d| d.report))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| match e {
+                    // The reader's hint names the spec key; here the flag decides.
+                    Error::Input(m) => Error::Input(m.replace(
+                        "set data.skip_bad_rows = true to skip bad",
+                        "without --strict, rmlab data skips and counts bad",
+                    )),
+                    other => other,
+                })?;
+            match format {
+                DataFormat::Table => print!("{}", data_table::table(&reports)),
+                DataFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
+                }
+            }
             Ok(())
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
+            outln!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
             Ok(())
         }
     }
@@ -201,7 +234,10 @@ fn run_query(what: QueryKind, o: QueryOpts) -> Result<()> {
         all_runs: o.all_runs,
         for_reading: o.format == Format::Table,
     };
-    let mut df = query::answer(&o.db, &req)?;
+    let (mut df, notes) = query::answer(&o.db, &req)?;
+    for note in notes {
+        errln!("note: {note}");
+    }
     let format = match o.format {
         Format::Table => output::Format::Table { width: 100 },
         Format::Csv => output::Format::Csv,

@@ -53,10 +53,22 @@ pub fn host_name() -> Option<String> {
         .or_else(|| std::env::var("HOSTNAME").ok())
 }
 
-/// Whether the rmlab process that recorded a run is still alive: `Some(false)` when it ran on
-/// this host and no rmlab process has that pid any more, `None` when it cannot be told (another
-/// host, or no /proc).
-pub fn run_process_alive(host: Option<&str>, pid: Option<i64>) -> Option<bool> {
+/// A process's identity on this machine: `<boot id>:<start time>` (clock ticks since boot,
+/// from /proc), which a reused pid never repeats. `None` without /proc.
+pub fn process_identity(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so fields count from the
+    // last ')'; the start time is field 22 of the line, the 20th after it.
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some(format!("{}:{start}", boot.trim()))
+}
+
+/// Whether the process that recorded a run is still alive: `Some(false)` when it ran on this
+/// host and no process with its pid and start time exists any more, `None` when it cannot be
+/// told (another host, or no /proc). `identity` is [`process_identity`] as recorded with the
+/// run; runs recorded without one are matched by pid and an rmlab command line.
+pub fn run_process_alive(host: Option<&str>, pid: Option<i64>, identity: Option<&str>) -> Option<bool> {
     let (host, pid) = (host?, pid?);
     if host_name().as_deref() != Some(host) || !Path::new("/proc/self").exists() {
         return None;
@@ -64,7 +76,39 @@ pub fn run_process_alive(host: Option<&str>, pid: Option<i64>) -> Option<bool> {
     if pid == i64::from(std::process::id()) {
         return Some(true);
     }
-    // A reused pid belongs to some other program: then the run's own process is gone.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    Some(String::from_utf8_lossy(&cmdline).contains("rmlab"))
+    let pid = u32::try_from(pid).ok()?;
+    match identity {
+        Some(id) => Some(process_identity(pid).as_deref() == Some(id)),
+        None => {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+            Some(String::from_utf8_lossy(argv0).ends_with("rmlab"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_tells_a_live_process_from_a_reused_pid() {
+        let me = std::process::id();
+        let id = process_identity(me).expect("/proc on Linux");
+        assert_eq!(process_identity(me).as_deref(), Some(id.as_str()), "stable");
+        let host = host_name();
+        let child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id();
+        let child_id = process_identity(pid).unwrap();
+        assert_ne!(child_id, id);
+        assert_eq!(run_process_alive(host.as_deref(), Some(pid as i64), Some(&child_id)), Some(true));
+        // The same pid with another start time is another process: the run's own is gone.
+        let other = format!("{}:1", child_id.split(':').next().unwrap());
+        assert_eq!(run_process_alive(host.as_deref(), Some(pid as i64), Some(&other)), Some(false));
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(run_process_alive(host.as_deref(), Some(pid as i64), Some(&child_id)), Some(false));
+        assert_eq!(run_process_alive(Some("another-host"), Some(pid as i64), Some(&child_id)), None);
+    }
 }

@@ -303,7 +303,7 @@ fn preference_files_train_and_count_skipped_rows() {
             args.extend(["--set", "loss.margin_from_data=true"]);
         }
         ok(rmlab(&args));
-        assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 12, "{file}");
+        assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 20, "{file}");
         assert_eq!(
             query_i64(&db, "SELECT count(*) FROM metrics WHERE name = 'true_pearson'"),
             0,
@@ -350,4 +350,185 @@ fn schema_is_json_that_describes_every_section() {
     assert_eq!(schema["required"], serde_json::json!(["name"]));
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));
     assert_eq!(schema["$defs"]["LossConfig"]["properties"]["lambda"]["minimum"], serde_json::json!(0));
+}
+
+/// `rmlab data` on tests/fixtures/trl/graph.jsonl reports what its README counts by hand.
+#[test]
+fn data_command_reports_the_hand_counted_graph() {
+    let out = stdout(&ok(rmlab(&["data", "tests/fixtures/trl/graph.jsonl", "--format", "json"])));
+    let reports: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = &reports[0];
+    for (key, expected) in [
+        ("rows", 19),
+        ("skipped", 2),
+        ("ties", 1),
+        ("pairs", 17),
+        ("prompts", 5),
+        ("responses", 19),
+        ("empty_responses", 1),
+        ("comparisons", 15),
+        ("duplicates", 1),
+        ("contradictions", 1),
+        ("components", 7),
+        ("bipartite_components", 5),
+        ("odd_cycle_components", 2),
+        ("prompts_with_bipartite_component", 4),
+        ("prompts_with_odd_cycle", 2),
+        ("pairs_in_bipartite_components", 11),
+        ("pairs_in_odd_cycle_components", 6),
+    ] {
+        assert_eq!(r[key], serde_json::json!(expected), "{key}");
+    }
+    assert_eq!(r["pairs_per_prompt"], serde_json::json!({"2": 2, "3": 2, "7": 1}));
+    assert_eq!(r["responses_per_prompt"], serde_json::json!({"2": 1, "3": 2, "4": 1, "7": 1}));
+    assert_eq!(r["prompt_chars"], serde_json::json!({"min": 7, "median": 14.0, "mean": 14.8, "max": 22}));
+    assert_eq!(r["response_chars"]["median"], serde_json::json!(4.0));
+    assert!((r["response_chars"]["mean"].as_f64().unwrap() - 60.0 / 19.0).abs() < 1e-12);
+    assert_eq!(r["skipped_lines"][0][0], serde_json::json!(9));
+    assert_eq!(r["skipped_lines"][1][0], serde_json::json!(14));
+    // The table: one column a file, shares of prompts in percent.
+    let table =
+        stdout(&ok(rmlab(&["data", "tests/fixtures/trl/graph.jsonl", "tests/fixtures/trl/pairs.jsonl"])));
+    let line =
+        |label: &str| table.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("{table}"));
+    assert!(line("prompts with an odd cycle").contains("2 (40.0 %)"), "{table}");
+    assert!(line("rows read").split_whitespace().eq(["rows", "read", "19", "400"]), "{table}");
+    assert!(table.contains("line 14: invalid JSON"), "{table}");
+    // Bad rows stop it with --strict; a missing file is bad input.
+    let strict = rmlab(&["data", "tests/fixtures/trl/graph.jsonl", "--strict"]);
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(
+        stderr(&strict).contains("(without --strict, rmlab data skips and counts bad lines)"),
+        "{}",
+        stderr(&strict)
+    );
+    assert!(
+        stderr(&strict).contains("graph.jsonl:9: `chosen` and `rejected` are identical"),
+        "{}",
+        stderr(&strict)
+    );
+    assert_eq!(rmlab(&["data", "tests/fixtures/trl/missing.jsonl"]).status.code(), Some(2));
+}
+
+/// A spec with an evaluation file: its pairs are a split of their own in metrics, summaries,
+/// rewards, queries and figures, and its report is stored with each run. The stored metrics
+/// by component kind equal what the stored rewards and the hand-built graph of graph.jsonl
+/// give.
+#[test]
+fn evaluation_files_are_splits_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let trl = repo().join("tests/fixtures/trl");
+    let spec = dir.path().join("evalsplit.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"name = "evalsplit"
+[data]
+kind = "preference_file"
+path = "{}"
+skip_bad_rows = true
+val_frac = 0.25
+[[data.eval]]
+name = "graph"
+path = "{}"
+[model]
+hidden = [8]
+embed_dim = 8
+device = "cpu"
+[train]
+steps = 20
+batch_size = 16
+[eval]
+every = 10
+[sweep]
+"loss.lambda" = [0.0, 0.1]
+[[figure]]
+name = "by_kind"
+kind = "graph_kinds"
+metrics = ["pair_diff_abs_mean", "pair_sum_abs_mean"]
+splits = ["train", "graph"]
+[[figure]]
+name = "accuracy"
+kind = "final"
+metrics = ["accuracy"]
+splits = ["val", "graph"]
+"#,
+            trl.join("pairs.jsonl").display(),
+            trl.join("graph.jsonl").display()
+        ),
+    )
+    .unwrap();
+    let db = db_in(&dir, "e.sqlite");
+    let dbs = db.to_str().unwrap();
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", dbs]));
+    let n = |sql: &str| query_i64(&db, sql);
+    assert_eq!(n("SELECT count(*) FROM runs WHERE status = 'finished'"), 2);
+    // Steps 0, 10, 20: every split metric, and the six by component kind.
+    assert_eq!(n("SELECT count(*) FROM metrics WHERE split = 'graph'"), 2 * 3 * (10 + 6));
+    assert_eq!(n("SELECT count(*) FROM summaries WHERE split = 'graph' AND name = 'accuracy'"), 2);
+    assert_eq!(n("SELECT count(*) FROM rewards WHERE split = 'graph'"), 2 * 19);
+    assert_eq!(n("SELECT count(DISTINCT prompt) FROM rewards WHERE split = 'graph'"), 5);
+    let conn = Connection::open(&db).unwrap();
+    let report: String = conn.query_row("SELECT data_report FROM runs LIMIT 1", [], |r| r.get(0)).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        (report["train"]["pairs"].as_i64(), report["eval"]["graph"]["pairs"].as_i64()),
+        (Some(400), Some(17))
+    );
+    assert_eq!(report["eval"]["graph"]["odd_cycle_components"], serde_json::json!(2));
+
+    // The odd-cycle pairs of graph.jsonl (its README), as offsets from its first response.
+    let odd = [(0, 1), (1, 2), (0, 2), (16, 17), (17, 18), (18, 16)];
+    let bipartite =
+        [(3, 4), (3, 5), (6, 7), (8, 9), (3, 4), (7, 6), (10, 11), (12, 13), (13, 14), (14, 15), (15, 12)];
+    for run in [1, 2] {
+        let mut stmt = conn
+            .prepare("SELECT response, reward FROM rewards WHERE run_id = ?1 AND split = 'graph' ORDER BY response")
+            .unwrap();
+        let rewards: Vec<(i64, f64)> =
+            stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        let r: Vec<f64> = rewards.iter().map(|x| x.1).collect();
+        assert_eq!(rewards.last().unwrap().0 - rewards[0].0, 18, "19 consecutive responses");
+        let stored = |name: &str| -> f64 {
+            conn.query_row(
+                "SELECT final_value FROM summaries WHERE run_id = ?1 AND split = 'graph' AND name = ?2",
+                rusqlite::params![run, name],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        let mean = |pairs: &[(usize, usize)], f: &dyn Fn(f64, f64) -> f64| {
+            pairs.iter().map(|&(a, b)| f(r[a], r[b])).sum::<f64>() / pairs.len() as f64
+        };
+        for (name, want) in [
+            ("pair_diff_abs_mean_odd_cycle", mean(&odd, &|a, b| (a - b).abs())),
+            ("pair_sum_abs_mean_bipartite", mean(&bipartite, &|a, b| (a + b).abs())),
+            ("accuracy_odd_cycle", mean(&odd, &|a, b| f64::from(u8::from(a > b)))),
+        ] {
+            assert!((stored(name) - want).abs() < 1e-9, "run {run} {name}: {} vs {want}", stored(name));
+        }
+    }
+
+    // Queries and figures know the split by name.
+    let csv = stdout(&ok(rmlab(&[
+        "query",
+        "summary",
+        "--db",
+        dbs,
+        "--split",
+        "graph",
+        "--metrics",
+        "accuracy",
+        "--format",
+        "csv",
+    ])));
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let bad = rmlab(&["query", "summary", "--db", dbs, "--split", "llmbar"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--split llmbar: no such split; expected one of train, val, test, graph"));
+    let figures = dir.path().join("figures");
+    ok(rmlab(&["plot", spec.to_str().unwrap(), "--db", dbs, "--out-dir", figures.to_str().unwrap()]));
+    for stem in ["by_kind", "accuracy"] {
+        assert!(figures.join("evalsplit").join(format!("{stem}.png")).exists(), "{stem}");
+    }
 }

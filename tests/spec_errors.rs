@@ -41,8 +41,10 @@ fn top_level() {
 
 #[test]
 fn toml_syntax() {
-    case("name = \"t\"\n[loss]\nlambda = \n", "(document)", 3, 10, "");
-    case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "(document)", 4, 1, "duplicate key");
+    case("name = \"t\"\n[loss]\nlambda = \n", "loss.lambda", 3, 10, "");
+    case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "loss.lambda", 4, 1, "duplicate key");
+    case("name = \"t\"\n[[figure]]\nname = \"a\"\nname = \"b\"\n", "figure.name", 4, 1, "duplicate key");
+    case("name = \"t\"\nname = \"u\"\n", "name", 2, 1, "duplicate key");
 }
 
 #[test]
@@ -104,6 +106,57 @@ fn preference_files() {
     case(&d("path = \"x.jsonl\""), "data.path", 3, 8, "kind = \"synthetic\"");
     case(&d("kind = \"preference_file\"\npath = \"missing.jsonl\""), "data.path", 4, 8, "cannot read");
     case(&d("kind = \"preference_file\"\npath = \"x.jsonl\"\nngram = 4"), "data.ngram", 5, 9, "1, 2 or 3");
+}
+
+/// `[[data.eval]]` entries: names of their own, readable files, preference-file data only;
+/// figures may name their splits and no others.
+#[test]
+fn evaluation_files() {
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl/pairs.jsonl");
+    let data = format!("[data]\nkind = \"preference_file\"\npath = \"{}\"\n", pairs.display());
+    let eval = |name: &str, path: &str| format!("[[data.eval]]\nname = \"{name}\"\npath = \"{path}\"\n");
+    let pairs = pairs.display().to_string();
+    case(&with_head(&format!("{data}{}", eval("val", &pairs))), "data.eval", 5, 1, "name `val` is taken");
+    case(&with_head(&format!("{data}{}", eval("LLM Bar", &pairs))), "data.eval", 5, 1, "lower-case letters");
+    case(
+        &with_head(&format!("{data}{}{}", eval("a", &pairs), eval("a", &pairs))),
+        "data.eval",
+        5,
+        1,
+        "entry 2: name `a` is taken",
+    );
+    case(
+        &with_head(&format!("{data}{}", eval("a", "missing.jsonl"))),
+        "data.eval.path",
+        7,
+        8,
+        "`a`: cannot read",
+    );
+    case(
+        &with_head(&format!("[[data.eval]]\nname = \"a\"\npath = \"{pairs}\"\n")),
+        "data.eval",
+        2,
+        1,
+        "kind = \"preference_file\"",
+    );
+    let figure = |split: &str| {
+        format!(
+            "[[figure]]\nname = \"f\"\nkind = \"final\"\nmetrics = [\"accuracy\"]\nsplits = [\"{split}\"]\n"
+        )
+    };
+    let ok = with_head(&format!("{data}{}{}", eval("heldout", &pairs), figure("heldout")));
+    Spec::parse(Path::new("ok.toml"), ok).unwrap();
+    case(
+        &with_head(&format!("{data}{}{}", eval("heldout", &pairs), figure("llmbar"))),
+        "figure.splits",
+        8,
+        1,
+        "unknown split `llmbar`; this spec has train, val, test, heldout",
+    );
+    let kinds = format!(
+        "{data}[[figure]]\nname = \"k\"\nkind = \"graph_kinds\"\nmetrics = [\"pair_diff_abs_mean\", \"reward_std\"]\n"
+    );
+    case(&with_head(&kinds), "figure.metrics", 5, 1, "`reward_std` has no values by component kind");
 }
 
 #[test]
@@ -219,4 +272,60 @@ fn every_catalogue_spec_is_valid() {
         }
     }
     assert!(n >= 2);
+}
+
+/// Sizes that cannot fit are refused, by key, before anything is allocated for them (these
+/// aborted the process allocating hundreds of GB).
+#[test]
+fn sizes_that_cannot_fit_are_refused_before_allocating() {
+    let max = i64::MAX;
+    case(&with_head("[sweep]\nseeds = 100000000000\n"), "sweep.seeds", 3, 9, "at most 100000 seeds");
+    case(&with_head("[data]\nfeature_dim = 4294967296\n"), "data.feature_dim", 3, 15, "at most");
+    case(&with_head(&format!("[data]\nn_prompts = {max}\n")), "data.n_prompts", 3, 13, "at most");
+    case(&with_head(&format!("[model]\nhidden = [{max}]\n")), "model.hidden", 3, 10, "at most");
+    case(&with_head("[train]\nbatch_size = 1e12\n"), "train.batch_size", 3, 14, "invalid type");
+    case(&with_head("[train]\nbatch_size = 1000000000000\n"), "train.batch_size", 3, 14, "at most");
+    case(
+        &with_head("[data]\nresponses_per_prompt = 4000000000\n"),
+        "data.responses_per_prompt",
+        3,
+        24,
+        "at most",
+    );
+    case(
+        &with_head("[data]\nn_prompts = 100000\nprompt_features = \"onehot\"\n"),
+        "data.n_prompts",
+        3,
+        13,
+        "feature values",
+    );
+    case(&with_head("[model]\nhidden = [60000, 60000]\n"), "model.hidden", 3, 10, "parameters");
+    // A grid of 10⁹ cells is refused before it is expanded.
+    let axis: Vec<String> = (0..1000).map(|i| format!("{}.0", i + 1)).collect();
+    let grid = format!(
+        "[sweep]\nseeds = 1000\n\"data.offset_scale\" = [{}]\n\"train.lr\" = [{}]\n",
+        axis.join(", "),
+        axis.join(", ")
+    );
+    case(&with_head(&grid), "sweep", 2, 1, "cells");
+}
+
+/// A base value that an axis replaces is still checked, where it is written.
+#[test]
+fn base_values_hidden_by_an_axis_are_checked() {
+    case(
+        &with_head("[loss]\nlambda = -0.5\n[sweep]\n\"loss.lambda\" = [0.0, 0.1]\n"),
+        "loss.lambda",
+        3,
+        10,
+        "≥ 0",
+    );
+    case(&with_head("[train]\nlr = nan\n[sweep]\n\"train.lr\" = [0.1]\n"), "train.lr", 3, 6, "finite");
+}
+
+#[test]
+fn bias_init_must_be_finite() {
+    case(&with_head("[model]\nbias_init = nan\n"), "model.bias_init", 3, 13, "finite");
+    case(&with_head("[model]\nbias_init = inf\n"), "model.bias_init", 3, 13, "finite");
+    Spec::parse(Path::new("ok.toml"), with_head("[model]\nbias_init = -2.5\n")).unwrap();
 }

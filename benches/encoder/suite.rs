@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use rmlab::experiment::config::{Finetune, HeadKind, LossConfig, ModelConfig, ModelKind, Pooling, Precision};
+use rmlab::experiment::config::{
+    Finetune, HeadKind, LossConfig, ModelConfig, ModelKind, Pooling, Precision, PromptSplit,
+};
 use rmlab::model::encoder::{Bert, Checkpoint, EncoderRewardModel, PairTokenizer, PairTokens, embed};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor, nn, nn::OptimizerConfig};
@@ -48,7 +50,7 @@ fn texts(n: usize) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
     for f in ["tldr-comparisons", "pandalm-test", "llmbar", "llmeval2-en"] {
         let path = repo().join(format!("data/preferences/{f}.jsonl.gz"));
-        let (rows, _) = rmlab::data::preference_file::read(&path, true).unwrap();
+        let (rows, _) = rmlab::data::preference_file::read(&path, true, PromptSplit::CommonPrefix).unwrap();
         for r in rows {
             for resp in [r.chosen, r.rejected] {
                 if seen.insert((r.prompt.clone(), resp.clone())) {

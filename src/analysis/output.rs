@@ -22,28 +22,44 @@ pub enum Format {
 }
 
 /// Writes `df` in `format` to `out` (standard output when `None`). Parquet needs a file.
+/// A file is written whole or not at all (a temporary name, then a rename); standard output
+/// closed by its reader (`rmlab query … | head`) ends the output quietly.
 pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
-    let mut sink: Box<dyn Write> = match out {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?),
-        None if format == Format::Parquet => {
-            return Err(Error::Input("--format parquet needs --out FILE".into()));
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
+    if out.is_none() && format == Format::Parquet {
+        return Err(Error::Input("--format parquet needs --out FILE".into()));
+    }
+    let mut bytes = Vec::new();
     let pe = |e: PolarsError| Error::Run(format!("writing {format:?}: {e}"));
     match format {
-        Format::Table { width } => {
-            writeln!(sink, "{}", table(df, width)).map_err(|e| Error::io(out.unwrap_or(Path::new("-")), e))?
-        }
-        Format::Csv => CsvWriter::new(&mut sink).finish(df).map_err(pe)?,
+        Format::Table { width } => bytes.extend_from_slice(format!("{}\n", table(df, width)).as_bytes()),
+        Format::Csv => CsvWriter::new(&mut bytes).finish(df).map_err(pe)?,
         Format::Json => {
-            JsonWriter::new(&mut sink).with_json_format(JsonFormat::Json).finish(df).map_err(pe)?
+            JsonWriter::new(&mut bytes).with_json_format(JsonFormat::Json).finish(df).map_err(pe)?
         }
         Format::Parquet => {
-            ParquetWriter::new(&mut sink).finish(df).map_err(pe)?;
+            ParquetWriter::new(&mut bytes).finish(df).map_err(pe)?;
         }
     }
-    sink.flush().map_err(|e| Error::io(out.unwrap_or(Path::new("-")), e))
+    match out {
+        Some(path) => {
+            let tmp = path.with_file_name(format!(
+                ".{}.part",
+                path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned())
+            ));
+            std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::io(path, e)
+            })
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(|e| Error::io(Path::new("standard output"), e)),
+            }
+        }
+    }
 }
 
 /// The frame as an aligned text table of at most `width` columns, with a row count below.

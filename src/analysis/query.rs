@@ -280,12 +280,7 @@ pub fn summary(
     if !sel.filters.iter().any(|f| f.key == "status") {
         sel.filters.push(Filter { key: "status".into(), value: Sql::Text("finished".into()) });
     }
-    for m in metrics {
-        if !crate::experiment::metric::all_names().any(|n| n == m) {
-            let known: Vec<&str> = crate::experiment::metric::all_names().collect();
-            return Err(Error::Input(format!("--metrics {m}: unknown metric; known: {}", known.join(", "))));
-        }
-    }
+    check_metrics(metrics)?;
     select_into_temp(conn, &sel)?;
     let (ids, params) = param_columns(conn, false)?;
     let swept: BTreeSet<String> = {
@@ -372,12 +367,13 @@ pub fn summary(
 }
 
 /// Replaces the list column `values` of a grouped frame by its [`Summary`]: `n` (finite
-/// values), `mean`, `std`, `sem`, `ci95_lo`, `ci95_hi`. NaN (stored as NULL) and ±inf are left
-/// out, as in every figure.
+/// values), `mean`, `std`, `sem`, `ci95_lo`, `ci95_hi`, and `n_nonfinite`, the values left out
+/// as NaN (stored as NULL) or ±inf, as every figure leaves them out.
 fn with_statistics(mut df: DataFrame) -> Result<DataFrame> {
     let lists = df.column("values").map_err(polars_err)?.list().map_err(polars_err)?.clone();
     let (mut n, mut mean, mut std, mut sem, mut lo, mut hi) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut nonfinite = Vec::new();
     for list in lists.amortized_iter().map(|s| s.map(|s| s.as_ref().clone())) {
         let values: Vec<f64> = match list {
             Some(series) => series.f64().map_err(polars_err)?.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
@@ -385,6 +381,7 @@ fn with_statistics(mut df: DataFrame) -> Result<DataFrame> {
         };
         let s = Summary::of(&values);
         n.push(s.map_or(0, |s| s.n as i64));
+        nonfinite.push(s.map_or(values.len(), |s| s.n_nonfinite) as i64);
         mean.push(s.map(|s| s.mean));
         std.push(s.and_then(|s| s.std));
         sem.push(s.and_then(|s| s.sem));
@@ -399,6 +396,7 @@ fn with_statistics(mut df: DataFrame) -> Result<DataFrame> {
         Column::new("sem".into(), sem),
         Column::new("ci95_lo".into(), lo),
         Column::new("ci95_hi".into(), hi),
+        Column::new("n_nonfinite".into(), nonfinite),
     ] {
         df.with_column(column).map_err(polars_err)?;
     }
@@ -438,11 +436,8 @@ pub struct QueryRequest {
 /// Answers `req` from the store at `db`: checks the experiment and split it names, runs the
 /// query, and for reading drops what a table does not need (the experiment column when one
 /// was asked for; hash, device and threads of runs).
-pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<DataFrame> {
-    if !db.exists() {
-        return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
-    }
-    let store = crate::store::Store::open(db)?;
+pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Vec<String>)> {
+    let store = crate::store::Store::open_read_only(db)?;
     let conn = store.connection();
     let sel = Selection {
         experiment: req.experiment.clone(),
@@ -458,10 +453,33 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<DataFrame> {
             return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", db.display())));
         }
     }
-    if let Some(s) = &req.split
-        && !["train", "val", "test"].contains(&s.as_str())
-    {
-        return Err(Error::Input(format!("--split {s}: expected train, val or test")));
+    if let Some(s) = &req.split {
+        // Evaluation files are splits of their own, named in their specs: the store knows them.
+        let mut known: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
+        let mut stmt = conn
+            .prepare("SELECT DISTINCT split FROM summaries ORDER BY split")
+            .map_err(|err| Error::sqlite(db, err))?;
+        let stored = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|err| Error::sqlite(db, err))?;
+        for split in stored {
+            let split = split.map_err(|err| Error::sqlite(db, err))?;
+            if !known.contains(&split) {
+                known.push(split);
+            }
+        }
+        if !known.contains(s) {
+            return Err(Error::Input(format!(
+                "--split {s}: no such split; expected one of {}",
+                known.join(", ")
+            )));
+        }
+    }
+    if req.kind != QueryKind::Runs {
+        check_metrics(&req.metrics)?;
+    }
+    check_filter_keys(conn, req.experiment.as_deref(), &sel.filters)?;
+    let mut notes = Vec::new();
+    if req.kind == QueryKind::Summary {
+        notes.extend(left_out(conn, &sel)?);
     }
     let mut df = match req.kind {
         QueryKind::Runs => runs(conn, &sel, !req.all_params)?,
@@ -487,7 +505,87 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<DataFrame> {
             .collect();
         df = df.select(keep).map_err(polars_err)?;
     }
-    Ok(df)
+    Ok((df, notes))
+}
+
+/// Refuses metric names that no run records.
+fn check_metrics(metrics: &[String]) -> Result<()> {
+    for m in metrics {
+        if !crate::experiment::metric::all_names().any(|n| n == m) {
+            let known: Vec<&str> = crate::experiment::metric::all_names().collect();
+            return Err(Error::Input(format!("--metrics {m}: unknown metric; known: {}", known.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `--where` keys that no selected run has (a misspelt key would select nothing).
+fn check_filter_keys(conn: &Connection, experiment: Option<&str>, filters: &[Filter]) -> Result<()> {
+    if filters.iter().all(|f| f.key == "status") {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT p.key FROM params p JOIN runs r ON r.id = p.run_id
+             WHERE ?1 IS NULL OR r.experiment = ?1 ORDER BY p.key",
+        )
+        .map_err(sqlite)?;
+    let known: Vec<String> = stmt
+        .query_map([experiment], |r| r.get(0))
+        .map_err(sqlite)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sqlite)?;
+    for f in filters {
+        if f.key != "status" && !known.contains(&f.key) {
+            let hint = if known.is_empty() {
+                "the store has no runs".to_string()
+            } else {
+                format!("known: status, {}", known.join(", "))
+            };
+            return Err(Error::Input(format!("--where {}: no selected run has this key; {hint}", f.key)));
+        }
+    }
+    Ok(())
+}
+
+/// What a summary leaves out: cells (experiment, config hash) of the selection without a
+/// finished run under the current format version, counted by the status of their newest run.
+fn left_out(conn: &Connection, sel: &Selection) -> Result<Vec<String>> {
+    let all = Selection {
+        latest_only: false,
+        filters: sel.filters.iter().filter(|f| f.key != "status").cloned().collect(),
+        ..sel.clone()
+    };
+    let ids = run_ids(conn, &all)?;
+    let mut stmt = conn
+        .prepare("SELECT experiment, config_hash, status, format_version FROM runs WHERE id = ?1")
+        .map_err(sqlite)?;
+    // Per cell: (has a current finished run, status of its newest run); ids ascend.
+    let mut cells: BTreeMap<(String, String), (bool, String)> = BTreeMap::new();
+    for id in ids {
+        let (e, h, status, version): (String, String, String, i64) =
+            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(sqlite)?;
+        let current = version == crate::experiment::config::FORMAT_VERSION as i64;
+        let entry = cells.entry((e, h)).or_insert((false, String::new()));
+        entry.0 |= current && status == "finished";
+        entry.1 = if current { status } else { "stale".into() };
+    }
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    for (finished, status) in cells.values() {
+        if !finished {
+            *by_status.entry(status.clone()).or_default() += 1;
+        }
+    }
+    if by_status.is_empty() {
+        return Ok(vec![]);
+    }
+    let total: usize = by_status.values().sum();
+    let parts: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    Ok(vec![format!(
+        "{total} of {} cells left out of the summary, having no finished run: {}",
+        cells.len(),
+        parts.join(", ")
+    )])
 }
 
 #[cfg(test)]

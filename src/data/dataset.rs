@@ -3,6 +3,7 @@
 
 use tch::{Device, Tensor};
 
+use super::graph::ComponentKind;
 use super::preferences::Preferences;
 use super::split::Split;
 
@@ -24,6 +25,8 @@ pub struct SplitTensors {
     pub margins: Option<Tensor>,
     /// The same margins on the host (the float32 values, widened).
     pub margins_host: Option<Vec<f64>>,
+    /// Kind of each pair's comparison-graph component, when the data have them.
+    pub pair_kind_host: Option<Vec<ComponentKind>>,
 }
 
 /// Preferences as tensors on one device; built once per run.
@@ -34,6 +37,8 @@ pub struct Dataset {
     pub train: SplitTensors,
     pub val: SplitTensors,
     pub test: SplitTensors,
+    /// One split per evaluation file, in the spec's order.
+    pub evals: Vec<(Split, SplitTensors)>,
     /// Input width: feature dimension, or bag width for text.
     pub dim: usize,
     /// Hash buckets when the input is n-gram bags (`features` then holds int64 ids).
@@ -58,12 +63,16 @@ impl Dataset {
             None => Tensor::from_slice(&p.features).view([r, p.dim as i64]).to_device(device),
         };
         let split = |s: Split| {
-            let (mut chosen, mut rejected, mut margins) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut chosen, mut rejected, mut margins, mut kinds) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for (i, pair) in p.pairs.iter().enumerate().filter(|(_, q)| p.split_of_response(q.chosen) == s) {
                 chosen.push(pair.chosen as i64);
                 rejected.push(pair.rejected as i64);
                 if let Some(m) = &p.margins {
                     margins.push(m[i] as f32);
+                }
+                if let Some(k) = &p.pair_kind {
+                    kinds.push(k[i]);
                 }
             }
             let responses: Vec<i64> =
@@ -74,12 +83,17 @@ impl Dataset {
                 pairs_host: chosen.iter().zip(&rejected).map(|(&a, &b)| (a as usize, b as usize)).collect(),
                 margins: p.margins.as_ref().map(|_| Tensor::from_slice(&margins).to_device(device)),
                 margins_host: p.margins.as_ref().map(|_| margins.iter().map(|&m| m as f64).collect()),
+                pair_kind_host: p.pair_kind.as_ref().map(|_| kinds),
                 chosen: Tensor::from_slice(&chosen).to_device(device),
                 rejected: Tensor::from_slice(&rejected).to_device(device),
                 responses: Tensor::from_slice(&responses).to_device(device),
             }
         };
+        let mut evals: Vec<Split> =
+            p.split_of_prompt.iter().copied().filter(|s| matches!(s, Split::Eval(_))).collect();
+        evals.dedup();
         Dataset {
+            evals: evals.into_iter().map(|s| (s, split(s))).collect(),
             train: split(Split::Train),
             val: split(Split::Val),
             test: split(Split::Test),
@@ -94,11 +108,20 @@ impl Dataset {
         }
     }
 
+    /// The tensors of one of [`Dataset::splits`].
     pub fn split(&self, s: Split) -> &SplitTensors {
         match s {
             Split::Train => &self.train,
             Split::Val => &self.val,
             Split::Test => &self.test,
+            Split::Eval(_) => {
+                &self.evals.iter().find(|(e, _)| *e == s).expect("an evaluation split of this data set").1
+            }
         }
+    }
+
+    /// Every split of the data set: train, val, test, then one per evaluation file.
+    pub fn splits(&self) -> impl Iterator<Item = Split> + '_ {
+        Split::ALL.into_iter().chain(self.evals.iter().map(|(s, _)| *s))
     }
 }

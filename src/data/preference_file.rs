@@ -4,10 +4,13 @@
 //! `embedding_chosen` / `embedding_rejected` (lists of numbers). Each text value is a string
 //! or a conversation, a list of `{"role", "content"}` messages. Without `prompt` (TRL's
 //! "implicit prompt"), the prompt is what `chosen` and `rejected` share at their start: the
-//! longest common prefix of two strings, or the common leading messages of two conversations.
+//! longest common prefix of two strings, or the common leading messages of two conversations;
+//! with [`PromptSplit::LastTurn`], at the last turn boundary the two share.
 //!
-//! Every bad row is an error naming the file and line (row, for Parquet), or, with
-//! `skip_bad_rows`, is skipped and counted.
+//! An empty response is a response (HH-RLHF has rows whose preferred reply is empty: one text
+//! is a prefix of the other). Every bad row (not UTF-8, invalid JSON, a missing or mistyped
+//! column, identical `chosen` and `rejected`) is an error naming the file and line (row, for
+//! Parquet), or, with `skip_bad_rows`, is skipped and counted.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -16,11 +19,31 @@ use polars::prelude::*;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::experiment::config::PromptSplit;
+
+/// Why a row with identical `chosen` and `rejected` is bad: it states no preference (a tie).
+pub const TIE: &str = "`chosen` and `rejected` are identical (a tie states no preference)";
+
+/// The turn marker of HH-style strings (`"\n\nHuman: …\n\nAssistant: …"`).
+const ASSISTANT_TURN: &str = "\n\nAssistant:";
+
+/// Where a row's prompt came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptFrom {
+    /// The `prompt` column.
+    Column,
+    /// The shared start of `chosen` and `rejected` (TRL's implicit prompt): no `prompt` column,
+    /// or `"prompt": null`.
+    Implicit,
+}
 
 /// One preference pair as text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// The row's line (row, for Parquet) in its file, from 1; 0 for a row parsed alone.
+    pub line: usize,
     pub prompt: String,
+    pub prompt_from: PromptFrom,
     /// The preferred response (without the prompt).
     pub chosen: String,
     pub rejected: String,
@@ -31,14 +54,28 @@ pub struct Example {
 /// What reading a file found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ReadReport {
+    /// Rows read (blank lines are not rows).
     pub rows: usize,
     /// `(line, reason)` of every skipped row.
     pub skipped: Vec<(usize, String)>,
+    /// Blank lines, passed over.
+    pub blank_lines: usize,
+    /// Rows with an explicit `"prompt": ""`: kept, as comparisons under an empty prompt.
+    pub empty_prompts: usize,
+    /// Rows whose prompt was taken from the shared start of `chosen` and `rejected` (no
+    /// `prompt` column, or `"prompt": null`).
+    pub implicit_prompts: usize,
+    /// Whether the file began with a UTF-8 byte-order mark (ignored).
+    pub bom: bool,
 }
 
 /// Reads every row of a preference file (format by extension: `.jsonl`, `.jsonl.gz`,
-/// `.parquet`).
-pub fn read(path: &Path, skip_bad_rows: bool) -> Result<(Vec<Example>, ReadReport)> {
+/// `.parquet`); `prompt_split` says where implicit prompts end.
+pub fn read(
+    path: &Path,
+    skip_bad_rows: bool,
+    prompt_split: PromptSplit,
+) -> Result<(Vec<Example>, ReadReport)> {
     let name = path.display().to_string();
     let lines: Vec<(usize, std::result::Result<Vec<u8>, String>)> = if name.ends_with(".parquet") {
         parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, Ok(l))).collect()
@@ -56,16 +93,39 @@ pub fn read(path: &Path, skip_bad_rows: bool) -> Result<(Vec<Example>, ReadRepor
         return Err(Error::Input(format!("{name}: unknown format; expected .jsonl, .jsonl.gz or .parquet")));
     };
     let unit = if name.ends_with(".parquet") { "row" } else { "line" };
-    let mut examples = Vec::new();
+    let mut examples: Vec<Example> = Vec::new();
     let mut report = ReadReport::default();
+    // The embedding length of the first row that has one: every other row must match it.
+    let mut width: Option<(usize, usize)> = None;
     for (line, bytes) in lines {
-        let bytes = bytes.map_err(Error::Input)?;
+        let mut bytes = bytes.map_err(Error::Input)?;
+        // A UTF-8 byte-order mark (Windows editors write one) is not part of the first row.
+        if line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            bytes.drain(..3);
+            report.bom = true;
+        }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            report.blank_lines += 1;
             continue;
         }
         report.rows += 1;
-        match parse_row(&bytes) {
-            Ok(ex) => examples.push(ex),
+        let parsed = parse_row(&bytes, prompt_split).and_then(|ex| match (&ex.embedding, width) {
+            (Some((a, _)), Some((w, first))) if a.len() != w => {
+                Err(format!("embeddings of length {}, but the row at {unit} {first} has length {w}", a.len()))
+            }
+            _ => Ok(ex),
+        });
+        match parsed {
+            Ok(mut ex) => {
+                ex.line = line;
+                if let (Some((a, _)), None) = (&ex.embedding, width) {
+                    width = Some((a.len(), line));
+                }
+                report.empty_prompts +=
+                    usize::from(ex.prompt_from == PromptFrom::Column && ex.prompt.is_empty());
+                report.implicit_prompts += usize::from(ex.prompt_from == PromptFrom::Implicit);
+                examples.push(ex)
+            }
             Err(reason) if skip_bad_rows => report.skipped.push((line, reason)),
             Err(reason) => {
                 return Err(Error::Input(format!(
@@ -96,25 +156,22 @@ fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
 }
 
 /// One row from its JSON bytes; the error says what is wrong with it.
-pub fn parse_row(bytes: &[u8]) -> std::result::Result<Example, String> {
+pub fn parse_row(bytes: &[u8], prompt_split: PromptSplit) -> std::result::Result<Example, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 (byte {})", e.valid_up_to()))?;
     let row: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = row.as_object().ok_or("a row must be a JSON object")?;
     let get = |k: &str| obj.get(k).filter(|v| !v.is_null());
     let chosen = get("chosen").ok_or("missing column `chosen`")?;
     let rejected = get("rejected").ok_or("missing column `rejected`")?;
-    let (prompt, chosen, rejected) = match get("prompt") {
-        Some(p) => (render(p, "prompt")?, render(chosen, "chosen")?, render(rejected, "rejected")?),
-        None => split_implicit(chosen, rejected)?,
+    let ((prompt, chosen, rejected), prompt_from) = match get("prompt") {
+        Some(p) => (
+            (render(p, "prompt")?, render(chosen, "chosen")?, render(rejected, "rejected")?),
+            PromptFrom::Column,
+        ),
+        None => (split_implicit(chosen, rejected, prompt_split)?, PromptFrom::Implicit),
     };
-    if chosen.trim().is_empty() {
-        return Err("`chosen` is empty".into());
-    }
-    if rejected.trim().is_empty() {
-        return Err("`rejected` is empty".into());
-    }
     if chosen == rejected {
-        return Err("`chosen` and `rejected` are identical".into());
+        return Err(TIE.into());
     }
     let margin = match get("margin") {
         None => None,
@@ -135,7 +192,7 @@ pub fn parse_row(bytes: &[u8]) -> std::result::Result<Example, String> {
         }
         _ => return Err("`embedding_chosen` and `embedding_rejected` come together".into()),
     };
-    Ok(Example { prompt, chosen, rejected, margin, embedding })
+    Ok(Example { line: 0, prompt, prompt_from, chosen, rejected, margin, embedding })
 }
 
 fn floats(v: &Value, key: &str) -> std::result::Result<Vec<f32>, String> {
@@ -155,23 +212,29 @@ fn floats(v: &Value, key: &str) -> std::result::Result<Vec<f32>, String> {
 fn render(v: &Value, key: &str) -> std::result::Result<String, String> {
     match v {
         Value::String(s) => Ok(s.clone()),
-        Value::Array(msgs) => Ok(messages(msgs, key)?.join("\n")),
+        Value::Array(msgs) => Ok(rendered(&messages(msgs, key)?)),
         other => Err(format!("`{key}` must be a string or a list of messages, found {}", kind(other))),
     }
 }
 
-fn messages(msgs: &[Value], key: &str) -> std::result::Result<Vec<String>, String> {
+/// `(role, content)` of each message of a conversation.
+fn messages<'v>(msgs: &'v [Value], key: &str) -> std::result::Result<Vec<(&'v str, &'v str)>, String> {
     msgs.iter()
         .enumerate()
         .map(|(i, m)| {
             let role = m.get("role").and_then(Value::as_str);
             let content = m.get("content").and_then(Value::as_str);
             match (role, content) {
-                (Some(r), Some(c)) => Ok(format!("{r}: {c}")),
+                (Some(r), Some(c)) => Ok((r, c)),
                 _ => Err(format!("`{key}` message {i} must have string `role` and `content`")),
             }
         })
         .collect()
+}
+
+/// Messages as `role: content` lines.
+fn rendered(msgs: &[(&str, &str)]) -> String {
+    msgs.iter().map(|(r, c)| format!("{r}: {c}")).collect::<Vec<_>>().join("\n")
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -185,18 +248,41 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// TRL's implicit prompt: the shared start of `chosen` and `rejected`.
-fn split_implicit(chosen: &Value, rejected: &Value) -> std::result::Result<(String, String, String), String> {
+/// The implicit prompt: the shared start of `chosen` and `rejected`, cut where `rule` says.
+fn split_implicit(
+    chosen: &Value,
+    rejected: &Value,
+    rule: PromptSplit,
+) -> std::result::Result<(String, String, String), String> {
     match (chosen, rejected) {
         (Value::String(a), Value::String(b)) => {
             let common = a.char_indices().zip(b.chars()).take_while(|((_, x), y)| x == y).count();
-            let cut = a.char_indices().nth(common).map_or(a.len(), |(i, _)| i);
+            // Byte offset of the end of the common prefix; the prefix is byte-identical in `b`.
+            let mut cut = a.char_indices().nth(common).map_or(a.len(), |(i, _)| i);
+            if rule == PromptSplit::LastTurn {
+                let turn = a[..cut].rfind(ASSISTANT_TURN).ok_or(
+                    "`chosen` and `rejected` share no `\\n\\nAssistant:` turn (data.prompt_split = \"last_turn\")",
+                )?;
+                cut = turn + ASSISTANT_TURN.len();
+            }
             Ok((a[..cut].to_string(), a[cut..].to_string(), b[cut..].to_string()))
         }
         (Value::Array(a), Value::Array(b)) => {
             let (ma, mb) = (messages(a, "chosen")?, messages(b, "rejected")?);
             let common = ma.iter().zip(&mb).take_while(|(x, y)| x == y).count();
-            Ok((ma[..common].join("\n"), ma[common..].join("\n"), mb[common..].join("\n")))
+            let cut = match rule {
+                PromptSplit::CommonPrefix => common,
+                // The last common message after which both go on with an assistant turn (or
+                // end): the prompt never ends inside an exchange both answers share.
+                PromptSplit::LastTurn => {
+                    let answers =
+                        |m: &[(&str, &str)], k: usize| m.get(k).is_none_or(|(r, _)| *r == "assistant");
+                    (0..=common).rev().find(|&k| answers(&ma, k) && answers(&mb, k)).ok_or(
+                        "`chosen` and `rejected` share no turn before an assistant message (data.prompt_split = \"last_turn\")",
+                    )?
+                }
+            };
+            Ok((rendered(&ma[..cut]), rendered(&ma[cut..]), rendered(&mb[cut..])))
         }
         (a, b) => Err(format!(
             "`chosen` and `rejected` must both be strings or both conversations, found {} and {}",
@@ -209,6 +295,9 @@ fn split_implicit(chosen: &Value, rejected: &Value) -> std::result::Result<(Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PREFIX: PromptSplit = PromptSplit::CommonPrefix;
+    const TURN: PromptSplit = PromptSplit::LastTurn;
 
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl").join(name)
@@ -225,33 +314,124 @@ mod tests {
             ("conversation_implicit.parquet", 150),
             ("embeddings.jsonl", 200),
         ] {
-            let (ex, report) = read(&fixture(file), false).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let (ex, report) = read(&fixture(file), false, PREFIX).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!((ex.len(), report.rows), (rows, rows), "{file}");
             assert!(ex.iter().all(|e| !e.prompt.is_empty() && e.chosen != e.rejected), "{file}");
         }
-        let (a, _) = read(&fixture("pairs.jsonl"), false).unwrap();
-        let (b, _) = read(&fixture("pairs.parquet"), false).unwrap();
-        let (c, _) = read(&fixture("pairs.jsonl.gz"), false).unwrap();
+        let (a, _) = read(&fixture("pairs.jsonl"), false, PREFIX).unwrap();
+        let (b, _) = read(&fixture("pairs.parquet"), false, PREFIX).unwrap();
+        let (c, _) = read(&fixture("pairs.jsonl.gz"), false, PREFIX).unwrap();
         assert_eq!(a, c);
         assert_eq!(
             a.iter().map(|e| &e.chosen).collect::<Vec<_>>(),
             b.iter().map(|e| &e.chosen).collect::<Vec<_>>()
         );
-        let (e, _) = read(&fixture("embeddings.jsonl"), false).unwrap();
+        let (e, _) = read(&fixture("embeddings.jsonl"), false, PREFIX).unwrap();
         assert_eq!(e[0].embedding.as_ref().unwrap().0.len(), 16);
+    }
+
+    #[track_caller]
+    fn split(row: &str, rule: PromptSplit, expected: (&str, &str, &str)) {
+        let e = parse_row(row.as_bytes(), rule).unwrap_or_else(|err| panic!("{row}: {err}"));
+        assert_eq!((e.prompt.as_str(), e.chosen.as_str(), e.rejected.as_str()), expected, "{rule:?}");
     }
 
     #[test]
     fn implicit_prompts_are_the_shared_start() {
-        let (ex, _) = read(&fixture("implicit.jsonl"), false).unwrap();
+        let (ex, _) = read(&fixture("implicit.jsonl"), false, PREFIX).unwrap();
         assert!(ex[0].prompt.contains("Human:"), "{:?}", ex[0].prompt);
         assert!(!ex[0].chosen.contains("Human:"));
-        let row = br#"{"chosen": "Q: hi\nA: hello there", "rejected": "Q: hi\nA: go away"}"#;
-        let e = parse_row(row).unwrap();
-        assert_eq!(
-            (e.prompt.as_str(), e.chosen.as_str(), e.rejected.as_str()),
-            ("Q: hi\nA: ", "hello there", "go away")
+        split(
+            r#"{"chosen": "Q: hi\nA: hello there", "rejected": "Q: hi\nA: go away"}"#,
+            PREFIX,
+            ("Q: hi\nA: ", "hello there", "go away"),
         );
+    }
+
+    /// HH-style strings: the common prefix takes the answers' shared first word into the
+    /// prompt; the last turn leaves it in both answers and cuts after the last common
+    /// `\n\nAssistant:`, earlier exchanges included.
+    #[test]
+    fn last_turn_rule_on_hh_strings() {
+        let row = r#"{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Is tea healthy?\n\nAssistant: Sure, in moderation.",
+                      "rejected": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Is tea healthy?\n\nAssistant: Sure thing, drink ten cups."}"#;
+        let prompt = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Is tea healthy?\n\nAssistant:";
+        split(row, PREFIX, (&format!("{prompt} Sure"), ", in moderation.", " thing, drink ten cups."));
+        split(row, TURN, (prompt, " Sure, in moderation.", " Sure thing, drink ten cups."));
+        // HH-RLHF's refusals: the preferred reply is empty, one text a prefix of the other.
+        let refusal = r#"{"chosen": "\n\nHuman: How do I pick a lock?\n\nAssistant:",
+                          "rejected": "\n\nHuman: How do I pick a lock?\n\nAssistant: Take a tension wrench."}"#;
+        let prompt = "\n\nHuman: How do I pick a lock?\n\nAssistant:";
+        split(refusal, PREFIX, (prompt, "", " Take a tension wrench."));
+        split(refusal, TURN, (prompt, "", " Take a tension wrench."));
+        // Both go on past a shared reply and differ in a later human turn: the cut is after the
+        // last `\n\nAssistant:` they share, so the shared reply belongs to both answers.
+        split(
+            r#"{"chosen": "\n\nHuman: a\n\nAssistant: b\n\nHuman: c", "rejected": "\n\nHuman: a\n\nAssistant: b\n\nHuman: d"}"#,
+            TURN,
+            ("\n\nHuman: a\n\nAssistant:", " b\n\nHuman: c", " b\n\nHuman: d"),
+        );
+        let err = parse_row(br#"{"chosen": "Q: hi\nA: yes", "rejected": "Q: hi\nA: no"}"#, TURN).unwrap_err();
+        assert!(err.contains("no `\\n\\nAssistant:` turn"), "{err}");
+    }
+
+    /// Conversations: both rules cut at message boundaries; the last turn also backs off to
+    /// the last common message before an assistant message.
+    #[test]
+    fn last_turn_rule_on_conversations() {
+        let msg = |r: &str, c: &str| format!(r#"{{"role": "{r}", "content": "{c}"}}"#);
+        let row = |a: &[String], b: &[String]| {
+            format!(r#"{{"chosen": [{}], "rejected": [{}]}}"#, a.join(","), b.join(","))
+        };
+        let (sys, q) = (msg("system", "Be brief."), msg("user", "Is tea healthy?"));
+        let (yes, no) =
+            (msg("assistant", "Sure, in moderation."), msg("assistant", "Sure thing, drink ten cups."));
+        let one_turn = row(&[sys.clone(), q.clone(), yes.clone()], &[sys.clone(), q.clone(), no.clone()]);
+        let prompt = "system: Be brief.\nuser: Is tea healthy?";
+        let answers = ("assistant: Sure, in moderation.", "assistant: Sure thing, drink ten cups.");
+        split(&one_turn, PREFIX, (prompt, answers.0, answers.1));
+        split(&one_turn, TURN, (prompt, answers.0, answers.1));
+        // Both answers open with the same assistant message and differ in the user's next one.
+        let (more, other) = (msg("user", "And coffee?"), msg("user", "And milk?"));
+        let later = row(&[q.clone(), yes.clone(), more], &[q.clone(), yes.clone(), other]);
+        split(
+            &later,
+            PREFIX,
+            (
+                "user: Is tea healthy?\nassistant: Sure, in moderation.",
+                "user: And coffee?",
+                "user: And milk?",
+            ),
+        );
+        split(
+            &later,
+            TURN,
+            (
+                "user: Is tea healthy?",
+                "assistant: Sure, in moderation.\nuser: And coffee?",
+                "assistant: Sure, in moderation.\nuser: And milk?",
+            ),
+        );
+        // An empty reply: one conversation ends where the other answers.
+        split(
+            &row(std::slice::from_ref(&q), &[q.clone(), no.clone()]),
+            TURN,
+            ("user: Is tea healthy?", "", answers.1),
+        );
+        let err = parse_row(row(&[msg("user", "a")], &[msg("user", "b")]).as_bytes(), TURN).unwrap_err();
+        assert!(err.contains("no turn before an assistant message"), "{err}");
+    }
+
+    /// An empty response is a response (it used to be a bad row).
+    #[test]
+    fn empty_responses_load() {
+        let (ex, report) = read(&fixture("empty_response.jsonl"), false, PREFIX).unwrap();
+        assert_eq!((ex.len(), report.rows, report.skipped.len()), (5, 5, 0));
+        assert_eq!(ex[3].chosen, "");
+        assert!(!ex[3].rejected.is_empty());
+        let e = parse_row(br#"{"prompt": "q", "chosen": "", "rejected": " "}"#, PREFIX).unwrap();
+        assert_eq!((e.chosen.as_str(), e.rejected.as_str()), ("", " "));
+        assert_eq!(parse_row(br#"{"prompt": "q", "chosen": "", "rejected": ""}"#, PREFIX).unwrap_err(), TIE);
     }
 
     #[test]
@@ -259,19 +439,70 @@ mod tests {
         for (file, line, needle) in [
             ("bad_json.jsonl", 3, "invalid JSON"),
             ("bad_missing_column.jsonl", 2, "missing column `rejected`"),
-            ("bad_empty_text.jsonl", 4, "`chosen` is empty"),
             ("bad_identical.jsonl", 2, "identical"),
             ("bad_utf8.jsonl", 3, "not UTF-8"),
             ("bad_types.jsonl", 2, "must be a string or a list of messages"),
         ] {
-            let err = read(&fixture(file), false).unwrap_err().to_string();
+            let err = read(&fixture(file), false, PREFIX).unwrap_err().to_string();
             assert!(err.contains(&format!("{file}:{line}: ")), "{err}");
             assert!(err.contains(needle), "{err}");
-            assert_eq!(read(&fixture(file), false).unwrap_err().exit_code(), 2);
-            let (ex, report) = read(&fixture(file), true).unwrap();
+            assert_eq!(read(&fixture(file), false, PREFIX).unwrap_err().exit_code(), 2);
+            let (ex, report) = read(&fixture(file), true, PREFIX).unwrap();
             assert_eq!(report.skipped.len(), 1, "{file}");
             assert_eq!(report.skipped[0].0, line);
             assert_eq!(ex.len() + 1, report.rows);
         }
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    /// A UTF-8 byte-order mark is not part of the first row; blank lines are not rows; empty
+    /// and null prompts are kept and counted.
+    #[test]
+    fn bom_blank_lines_and_empty_prompts_are_decided_and_counted() {
+        let rows = [
+            r#"{"prompt": "Q1", "chosen": "a", "rejected": "b"}"#,
+            "",
+            "   ",
+            r#"{"prompt": "", "chosen": "c", "rejected": "d"}"#,
+            r#"{"prompt": null, "chosen": "Q: x A: e", "rejected": "Q: x A: f"}"#,
+        ];
+        let mut bytes = vec![0xEF, 0xBB, 0xBF];
+        bytes.extend(rows.join("\n").as_bytes());
+        let (_dir, path) = temp_file("bom.jsonl", &bytes);
+        let (ex, report) = read(&path, false, PREFIX).unwrap();
+        assert_eq!(ex.len(), 3);
+        assert_eq!(ex[0].prompt, "Q1", "the first row reads despite the BOM");
+        assert_eq!((ex[0].line, ex[1].line, ex[2].line), (1, 4, 5));
+        assert_eq!(ex[2].prompt, "Q: x A: ");
+        assert_eq!(
+            (report.rows, report.blank_lines, report.empty_prompts, report.implicit_prompts, report.bom),
+            (3, 2, 1, 1, true)
+        );
+        assert!(report.skipped.is_empty());
+    }
+
+    /// Rows whose embeddings differ in length from the first are bad rows, found when the file is
+    /// read (not when a run trains on it).
+    #[test]
+    fn embedding_lengths_are_checked_when_read() {
+        let text = [
+            r#"{"prompt": "p", "chosen": "a", "rejected": "b", "embedding_chosen": [1, 2], "embedding_rejected": [3, 4]}"#,
+            r#"{"prompt": "p", "chosen": "c", "rejected": "d", "embedding_chosen": [1, 2, 3], "embedding_rejected": [3, 4, 5]}"#,
+        ]
+        .join("\n");
+        let (_dir, path) = temp_file("emb.jsonl", text.as_bytes());
+        let err = read(&path, false, PREFIX).unwrap_err().to_string();
+        assert!(
+            err.contains("emb.jsonl:2: embeddings of length 3, but the row at line 1 has length 2"),
+            "{err}"
+        );
+        let (ex, report) = read(&path, true, PREFIX).unwrap();
+        assert_eq!((ex.len(), report.skipped.len()), (1, 1));
     }
 }

@@ -1,6 +1,7 @@
 //! Preferences on the host: responses with features, labelled pairs and the split of each
 //! prompt, as generators and readers produce them (plain vectors, easy to test).
 
+use super::graph::ComponentKind;
 use super::split::Split;
 
 /// One comparison: response `chosen` was preferred over `rejected` (indices into responses).
@@ -36,6 +37,9 @@ pub struct Preferences {
     pub texts: Option<Texts>,
     /// A margin per pair (a preference file's `margin` column, 0 where a row has none).
     pub margins: Option<Vec<f64>>,
+    /// Kind of the comparison-graph component each pair lies in, `[P]`, where the data's
+    /// graphs are analysed (preference files): evaluation then reports metrics by kind.
+    pub pair_kind: Option<Vec<ComponentKind>>,
 }
 
 /// The texts of a preference file's prompts and responses: response r answers prompt

@@ -1,5 +1,9 @@
-//! Splits: prompts are partitioned into train, val and test, and every response and pair
-//! belongs to its prompt's split.
+//! Splits: the prompts of the training file are partitioned into train, val and test; the
+//! prompts of each evaluation file (`[[data.eval]]`) are a split of their own, named after it.
+//! Every response and pair belongs to its prompt's split.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
@@ -10,16 +14,37 @@ pub enum Split {
     Train,
     Val,
     Test,
+    /// The pairs of an evaluation file, by its `[[data.eval]]` name (never trained on).
+    Eval(&'static str),
 }
 
 impl Split {
+    /// The splits of the training file.
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The split of the evaluation file named `name`.
+    ///
+    /// Names are interned so that a split stays a `Copy` value every stage can pass around and
+    /// key maps with: a process meets a handful of names (those of its specs' evaluation
+    /// files), each kept once for the life of the process.
+    pub fn eval(name: &str) -> Split {
+        static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+        let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&known) = names.get(name) {
+            return Split::Eval(known);
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(leaked);
+        Split::Eval(leaked)
+    }
+
+    /// The split's name in metrics, summaries, rewards and figures.
     pub fn as_str(self) -> &'static str {
         match self {
             Split::Train => "train",
             Split::Val => "val",
             Split::Test => "test",
+            Split::Eval(name) => name,
         }
     }
 }
@@ -49,5 +74,21 @@ pub(super) fn partial_shuffle<T>(xs: &mut [T], m: usize, rng: &mut ChaCha8Rng) {
     for i in 0..m.min(len.saturating_sub(1)) {
         let j = i + rng.random_range(0..(len - i) as u64) as usize;
         xs.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evaluation_splits_are_named_and_interned() {
+        let (a, b) = (Split::eval("llmbar"), Split::eval(&String::from("llmbar")));
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "llmbar");
+        let (Split::Eval(x), Split::Eval(y)) = (a, b) else { panic!("not evaluation splits") };
+        assert!(std::ptr::eq(x, y), "one copy of each name");
+        assert_ne!(Split::eval("pandalm"), a);
+        assert!(Split::Test < a, "evaluation splits sort after the training file's");
     }
 }

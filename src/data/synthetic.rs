@@ -92,6 +92,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         bags: None,
         texts: None,
         margins: None,
+        pair_kind: None,
         pairs,
     }
 }

@@ -4,8 +4,9 @@
 
 use tch::{Device, Tensor};
 
+use super::graph_kind::graph_kind_metrics;
 use super::metrics::split_metrics;
-use super::record::{MetricsSink, Outcome, RewardRow};
+use super::record::{Divergence, MetricsSink, Outcome, RewardRow};
 use super::truth::{HostSplit, TruthIndex};
 use crate::data::{Dataset, Split};
 use crate::error::Result;
@@ -28,30 +29,36 @@ pub fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSi
     sink.record_rewards(&rows)
 }
 
-/// The truth index of each split of a data set with a known true reward and β (synthetic).
-pub struct Truths([Option<TruthIndex>; 3]);
+/// The truth index of each split of a data set with a known true reward and β (synthetic), in
+/// the order of [`Dataset::splits`].
+pub struct Truths(Vec<Option<TruthIndex>>);
 
 impl Truths {
     pub fn new(data: &Dataset) -> Truths {
-        Truths(Split::ALL.map(|split| {
-            let s = data.split(split);
-            match (&data.true_reward_host, data.beta) {
-                (Some(t), Some(beta)) if s.n_pairs > 0 => Some(TruthIndex::new(&HostSplit {
-                    responses: &s.responses_host,
-                    pairs: &s.pairs_host,
-                    prompt_of: &data.prompt_of,
-                    true_reward: t,
-                    beta,
-                    flip: data.flip,
-                })),
-                _ => None,
-            }
-        }))
+        Truths(
+            data.splits()
+                .map(|split| {
+                    let s = data.split(split);
+                    match (&data.true_reward_host, data.beta) {
+                        (Some(t), Some(beta)) if s.n_pairs > 0 => Some(TruthIndex::new(&HostSplit {
+                            responses: &s.responses_host,
+                            pairs: &s.pairs_host,
+                            prompt_of: &data.prompt_of,
+                            true_reward: t,
+                            beta,
+                            flip: data.flip,
+                        })),
+                        _ => None,
+                    }
+                })
+                .collect(),
+        )
     }
 }
 
 /// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
-/// vectorized trainer); `Some(Diverged)` if the training loss is not finite.
+/// vectorized trainer); `Some(Diverged)` if the training split is out of [`Divergence`]'s
+/// bounds.
 pub fn report_eval(
     rewards: &Tensor,
     head_norm: f64,
@@ -64,8 +71,8 @@ pub fn report_eval(
     let objective = Objective::new(&cfg.loss);
     // Every metric is computed on the host: one transfer of R rewards per evaluation.
     let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
-    let mut diverged = false;
-    for (split, truth) in Split::ALL.into_iter().zip(&truths.0) {
+    let mut diverged = None;
+    for (split, truth) in data.splits().zip(&truths.0) {
         let s = data.split(split);
         if s.n_pairs == 0 {
             continue;
@@ -75,11 +82,14 @@ pub fn report_eval(
         if let Some(index) = truth {
             values.extend(index.metrics(&r));
         }
+        values.extend(graph_kind_metrics(&r, s));
         if split == Split::Train {
-            diverged = values.iter().any(|&(name, v)| name == "loss_total" && !v.is_finite());
+            let get =
+                |metric: &str| values.iter().find(|(name, _)| *name == metric).map_or(f64::NAN, |v| v.1);
+            diverged = Divergence::check(get("loss_total"), get("reward_max_abs"));
             values.push(("head_weight_norm", head_norm));
         }
         sink.record(step, split, &values)?;
     }
-    Ok(diverged.then_some(Outcome::Diverged { step }))
+    Ok(diverged.map(|reason| Outcome::Diverged { step, reason }))
 }

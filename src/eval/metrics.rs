@@ -138,6 +138,7 @@ mod tests {
             pairs_host: pairs.iter().map(|&(a, b)| (a as usize, b as usize)).collect(),
             margins: None,
             margins_host: margins,
+            pair_kind_host: None,
         }
     }
 

@@ -6,9 +6,10 @@
 //! statistics that metrics, tables and figures share.
 
 pub mod evaluator;
+pub mod graph_kind;
 pub mod metrics;
 pub mod record;
 pub mod stats;
 pub mod truth;
 
-pub use record::{MemorySink, MetricsSink, Outcome, RewardRow};
+pub use record::{Divergence, MemorySink, MetricsSink, Outcome, RewardRow};

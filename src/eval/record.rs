@@ -8,10 +8,53 @@ use crate::error::Result;
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// All steps ran and every evaluation had a finite training loss.
+    /// All steps ran and every evaluation stayed within [`Divergence`]'s bounds.
     Finished,
-    /// The training loss was NaN or infinite at the evaluation after `step` steps.
-    Diverged { step: usize },
+    /// The evaluation after `step` steps found the run out of bounds; training stopped there.
+    Diverged { step: usize, reason: Divergence },
+}
+
+/// Why a run counts as diverged, judged on the training split at an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Divergence {
+    /// The training loss is NaN or infinite.
+    NonFiniteLoss,
+    /// The training loss exceeds [`Divergence::MAX_LOSS`]: an objective this large (λ = 1e30,
+    /// say) no longer trains, whatever the optimizer does.
+    LossTooLarge,
+    /// A reward's magnitude exceeds [`Divergence::MAX_REWARD`]: beyond it float32 rewards cannot
+    /// resolve differences of 0.1, so the model's preferences are rounding noise (Adam at
+    /// lr = 1e6 sends rewards to ~1e14 without a non-finite loss).
+    RewardsTooLarge,
+}
+
+impl Divergence {
+    /// Largest training loss (nats) a run may have at an evaluation.
+    pub const MAX_LOSS: f64 = 1e12;
+    /// Largest reward magnitude a run may have at an evaluation.
+    pub const MAX_REWARD: f64 = 1e6;
+
+    /// The divergence, if any, of a training split's loss and largest reward magnitude.
+    pub fn check(loss_total: f64, reward_max_abs: f64) -> Option<Divergence> {
+        if !loss_total.is_finite() {
+            Some(Divergence::NonFiniteLoss)
+        } else if loss_total > Self::MAX_LOSS {
+            Some(Divergence::LossTooLarge)
+        } else if !(reward_max_abs <= Self::MAX_REWARD) {
+            Some(Divergence::RewardsTooLarge)
+        } else {
+            None
+        }
+    }
+
+    /// The reason as stored in `runs.diverged_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Divergence::NonFiniteLoss => "training loss not finite",
+            Divergence::LossTooLarge => "training loss above 1e12",
+            Divergence::RewardsTooLarge => "a reward beyond ±1e6 (float32 cannot resolve its differences)",
+        }
+    }
 }
 
 /// Receives evaluation results as they are produced.

@@ -13,6 +13,11 @@ pub use crate::runtime::DeviceChoice;
 
 /// Bump when the data generator, model, trainer or metrics change in a way that changes
 /// results: runs finished under an older version are reported as stale and are not reused.
+///
+/// Not bumped when preference files became one node per response (within a prompt, the same
+/// text is one response): the identity of every preference-file cell changed with it (a file
+/// counts by its content, not its path), so their old runs read as missing, while synthetic
+/// cells, whose results did not change, keep theirs.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// One training run, fully specified.
@@ -51,6 +56,38 @@ pub enum TextFeatures {
     Ngrams,
     /// The file's `embedding_chosen` / `embedding_rejected` columns.
     Embedding,
+}
+
+/// Where the prompt ends in a row without a `prompt` column (TRL's implicit prompt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptSplit {
+    /// TRL's rule: the longest common prefix of two strings, the common leading messages of
+    /// two conversations.
+    CommonPrefix,
+    /// At the last common turn boundary: after the last `\n\nAssistant:` the two strings share
+    /// (HH style), before the last assistant message two conversations share; so a first word
+    /// both answers happen to share stays in the answers.
+    LastTurn,
+}
+
+/// An evaluation file (`[[data.eval]]`): its pairs are a split of their own, named `name`,
+/// never trained on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalFile {
+    /// The split's name in metrics, summaries, queries and figures: lower-case letters,
+    /// digits, '_' and '-', not train, val or test.
+    pub name: String,
+    /// Preference file, relative to the spec's directory (same formats as `data.path`).
+    pub path: String,
+    /// SHA-256 of the file, set when the spec is loaded (part of the cell's identity).
+    #[serde(default)]
+    pub file_sha256: Option<String>,
+    /// The file as opened (not part of the identity).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved_path: Option<std::path::PathBuf>,
 }
 
 /// Which response pairs of a prompt are compared.
@@ -132,6 +169,10 @@ pub struct DataConfig {
     pub path: Option<String>,
     /// Skip bad rows of the file (counted in the run record) instead of failing.
     pub skip_bad_rows: bool,
+    /// Where the prompt ends in rows without a `prompt` column.
+    pub prompt_split: PromptSplit,
+    /// Evaluation files, each a split of its own (preference-file data only).
+    pub eval: Vec<EvalFile>,
     /// How file text becomes model input.
     pub text_features: TextFeatures,
     /// Longest word n-gram hashed.
@@ -203,7 +244,8 @@ impl DataConfig {
 
     /// `pairs_per_prompt` set to the pair count of a fixed graph design.
     pub fn resolved(mut self) -> DataConfig {
-        if self.graph != Graph::Random && self.responses_per_prompt >= 2 {
+        // A k beyond `validate`'s bound is left for it to reject, not expanded.
+        if self.graph != Graph::Random && (2..=10_000).contains(&self.responses_per_prompt) {
             self.pairs_per_prompt = self.graph.pairs(self.responses_per_prompt).len();
         }
         self
@@ -226,6 +268,8 @@ impl Default for DataConfig {
             nuisance_dim: 0,
             path: None,
             skip_bad_rows: false,
+            prompt_split: PromptSplit::CommonPrefix,
+            eval: Vec::new(),
             text_features: TextFeatures::Ngrams,
             ngram: 2,
             buckets: 4096,
@@ -582,6 +626,103 @@ impl RunConfig {
             }
             _ => {}
         }
+        // Sizes first, so nothing below (or any allocation later) meets an absurd one.
+        at_most("data.n_prompts", d.n_prompts, 10_000_000)?;
+        at_most("data.responses_per_prompt", d.responses_per_prompt, 10_000)?;
+        at_most("data.feature_dim", d.feature_dim, 1 << 20)?;
+        at_most("data.nuisance_dim", d.nuisance_dim, 1 << 20)?;
+        at_most("data.buckets", d.buckets, 1 << 24)?;
+        at_most("data.max_tokens", d.max_tokens, 1 << 16)?;
+        at_most("model.embed_dim", m.embed_dim, 1 << 16)?;
+        at_most("train.batch_size", t.batch_size, 1 << 22)?;
+        at_most("train.steps", t.steps, 1_000_000_000)?;
+        at_most("eval.every", self.eval.every, 1_000_000_000)?;
+        if let Some(h) = &m.hidden {
+            at_most("model.hidden", h.len(), 64)?;
+            if let Some(&big) = h.iter().find(|&&s| s > 1 << 16) {
+                return bad("model.hidden", format!("layer sizes must be at most {}, found {big}", 1 << 16));
+            }
+        }
+        // The responses' features, as float32, must fit: 2³⁰ values (4 GiB).
+        let rows = if d.kind == DataKind::Synthetic { d.n_prompts * d.responses_per_prompt } else { 0 };
+        let values = rows as u128 * self.data.input_dim() as u128;
+        if values > 1 << 30 {
+            return bad(
+                "data.n_prompts",
+                format!(
+                    "n_prompts × responses_per_prompt × input dimension = {} × {} × {} = {values} feature values; \
+                     at most 2³⁰ (4 GiB of float32) fit",
+                    d.n_prompts,
+                    d.responses_per_prompt,
+                    self.data.input_dim()
+                ),
+            );
+        }
+        // The parameters of one model, and a batch's inputs, likewise.
+        let mut params: u128 = 0;
+        let mut fan_in =
+            if d.kind == DataKind::Synthetic { self.data.input_dim() } else { m.embed_dim } as u128;
+        for &h in m.hidden.as_deref().unwrap_or(&[]) {
+            params += (fan_in + 1) * h as u128;
+            fan_in = h as u128;
+        }
+        params += fan_in + 1;
+        if d.kind == DataKind::PreferenceFile && d.text_features == TextFeatures::Ngrams {
+            params += (d.buckets as u128 + 1) * m.embed_dim as u128;
+        }
+        if params > 1 << 28 {
+            return bad(
+                "model.hidden",
+                format!("the model would have {params} parameters; at most 2²⁸ (1 GiB of float32) fit"),
+            );
+        }
+        let batch_values = 2 * t.batch_size as u128 * self.data.input_dim() as u128;
+        if d.kind == DataKind::Synthetic && batch_values > 1 << 30 {
+            return bad(
+                "train.batch_size",
+                format!(
+                    "a batch of {} pairs holds {batch_values} input values; at most 2³⁰ (4 GiB of float32) fit",
+                    t.batch_size
+                ),
+            );
+        }
+        if let Some(b) = m.bias_init
+            && !b.is_finite()
+        {
+            return bad("model.bias_init", format!("must be a finite number, found {b}"));
+        }
+        if !d.eval.is_empty() && d.kind != DataKind::PreferenceFile {
+            return bad("data.eval", "evaluation files need kind = \"preference_file\"".into());
+        }
+        for (i, e) in d.eval.iter().enumerate() {
+            if e.name.is_empty()
+                || !e.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c))
+            {
+                return bad(
+                    "data.eval",
+                    format!(
+                        "entry {}: name `{}`: use lower-case letters, digits, '_' and '-'",
+                        i + 1,
+                        e.name
+                    ),
+                );
+            }
+            if ["train", "val", "test"].contains(&e.name.as_str())
+                || d.eval[..i].iter().any(|o| o.name == e.name)
+            {
+                return bad(
+                    "data.eval",
+                    format!(
+                        "entry {}: name `{}` is taken; each evaluation file needs a split name of its own, not train, val or test",
+                        i + 1,
+                        e.name
+                    ),
+                );
+            }
+            if e.path.is_empty() {
+                return bad("data.eval", format!("entry {} (`{}`): path is empty", i + 1, e.name));
+            }
+        }
         if !(1..=3).contains(&d.ngram) {
             return bad("data.ngram", format!("must be 1, 2 or 3, found {}", d.ngram));
         }
@@ -738,14 +879,29 @@ impl RunConfig {
         serde_json::to_string(self).expect("a RunConfig always serializes")
     }
 
-    /// Identity of a cell: SHA-256 of the canonical JSON, 16 hex digits. The format version is
-    /// stored beside it rather than hashed, so a run under an older version is found and
-    /// reported as stale instead of missing.
+    /// Identity of a cell: SHA-256 of the canonical JSON, 16 hex digits. A preference file
+    /// counts by its content (`data.file_sha256`), not by the path it was read from, so moving
+    /// the file or the spec (SLURM tasks run a copy elsewhere) keeps the cell. The format
+    /// version is stored beside the hash rather than hashed, so a run under an older version is
+    /// found and reported as stale instead of missing.
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
-        h.update(self.canonical_json());
+        if self.data.file_sha256.is_some() {
+            let mut c = self.clone();
+            c.data.path = None;
+            h.update(c.canonical_json());
+        } else {
+            h.update(self.canonical_json());
+        }
         h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+fn at_most(key: &str, v: usize, max: usize) -> Result<(), InvalidValue> {
+    if v > max {
+        return Err(InvalidValue { key: key.into(), message: format!("must be at most {max}, found {v}") });
+    }
+    Ok(())
 }
 
 fn positive(key: &str, v: usize) -> Result<(), InvalidValue> {

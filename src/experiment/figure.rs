@@ -14,8 +14,13 @@ pub enum FigureKind {
     /// Metrics over training steps: a panel per (split, metric), a line per value of `lines`.
     Curves,
     /// Final metrics against the param `x` (log axis; x = 0 drawn apart as a dashed baseline),
-    /// a line per value of `lines`, error bars over seeds.
+    /// a line per value of `lines`, error bars over seeds; a row of panels per split.
     Final,
+    /// As `final`, by comparison-graph component kind (preference files): for each metric `m`
+    /// (`accuracy`, `pair_diff_abs_mean`, `pair_sum_abs_mean`) a panel with a line for the
+    /// pairs in bipartite components (`m_bipartite`) and one for those in components with an
+    /// odd cycle (`m_odd_cycle`).
+    GraphKinds,
     /// Final reward histograms of λ = 0 against each λ > 0, all seeds pooled.
     Distribution,
     /// Learned against true reward (synthetic data) for λ = 0 and the largest λ, coloured by prompt.
@@ -32,7 +37,7 @@ pub struct FigureSpec {
     /// Metrics to show (curves, final); see docs/schema.md for names.
     #[serde(default)]
     pub metrics: Vec<String>,
-    /// Splits (curves: one row of panels each; other kinds use the first).
+    /// Splits (curves, final, graph_kinds: one row of panels each; other kinds use the first).
     #[serde(default = "default_splits")]
     pub splits: Vec<String>,
     /// The x param of `final` figures.
@@ -121,21 +126,42 @@ pub fn catalogue() -> Vec<FigureSpec> {
     ]
 }
 
-/// Checks a figure's names against the metrics and the config keys a sweep may set.
-pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Result<(), (String, String)> {
+/// Checks a figure's names against the metrics, the config keys a sweep may set and the
+/// spec's splits (train, val, test and its evaluation files').
+pub fn check(
+    fig: &FigureSpec,
+    valid_keys: &BTreeSet<String>,
+    splits: &[String],
+) -> std::result::Result<(), (String, String)> {
     let bad = |k: &str, m: String| Err((format!("figure.{k}"), m));
     if fig.name.is_empty() || !fig.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
         return bad("name", format!("`{}`: use letters, digits, '_' and '-'", fig.name));
     }
-    for m in &fig.metrics {
+    if fig.kind == FigureKind::GraphKinds {
+        for m in &fig.metrics {
+            if !metric::GRAPH_KINDS
+                .iter()
+                .all(|k| metric::GRAPH_KIND_NAMES.contains(&format!("{m}_{k}").as_str()))
+            {
+                let bases: BTreeSet<&str> =
+                    metric::GRAPH_KIND_NAMES.iter().filter_map(|n| n.strip_suffix("_bipartite")).collect();
+                let known: Vec<&str> = bases.into_iter().collect();
+                return bad(
+                    "metrics",
+                    format!("`{m}` has no values by component kind; known: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+    for m in fig.metrics.iter().filter(|_| fig.kind != FigureKind::GraphKinds) {
         if !metric::all_names().any(|n| n == m) {
             let known: Vec<&str> = metric::all_names().collect();
             return bad("metrics", format!("unknown metric `{m}`; known: {}", known.join(", ")));
         }
     }
     for s in &fig.splits {
-        if !["train", "val", "test"].contains(&s.as_str()) {
-            return bad("splits", format!("unknown split `{s}`; expected train, val or test"));
+        if !splits.contains(s) {
+            return bad("splits", format!("unknown split `{s}`; this spec has {}", splits.join(", ")));
         }
     }
     if fig.splits.is_empty() {
@@ -151,7 +177,9 @@ pub fn check(fig: &FigureSpec, valid_keys: &BTreeSet<String>) -> std::result::Re
             return bad(field, format!("unknown config key `{k}`"));
         }
     }
-    if matches!(fig.kind, FigureKind::Curves | FigureKind::Final) && fig.metrics.is_empty() {
+    if matches!(fig.kind, FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds)
+        && fig.metrics.is_empty()
+    {
         return bad("metrics", "this kind needs at least one metric".into());
     }
     Ok(())

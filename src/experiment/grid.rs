@@ -7,6 +7,9 @@ use super::config::RunConfig;
 use super::location::{Source, Step};
 use crate::error::Result;
 
+/// Most seeds a spec may ask for.
+const MAX_SEEDS: usize = 100_000;
+
 /// Base sections a sweep axis may address.
 pub(super) const SECTIONS: [&str; 5] = ["data", "model", "train", "loss", "eval"];
 
@@ -227,6 +230,9 @@ pub(super) fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis
 fn parse_seeds(src: &Source, v: &toml::Value, path: &[Step]) -> Result<Vec<u64>> {
     let err = |p: &[Step], m: &str| src.error_at_path(p, "sweep.seeds", m);
     match v {
+        toml::Value::Integer(n) if *n > MAX_SEEDS as i64 => {
+            Err(err(path, &format!("at most {MAX_SEEDS} seeds, found {n}")))
+        }
         toml::Value::Integer(n) if *n > 0 => Ok((0..*n as u64).collect()),
         toml::Value::Integer(n) => Err(err(path, &format!("a seed count must be > 0, found {n}"))),
         toml::Value::Array(items) if items.is_empty() => Err(err(path, "the seed list is empty")),

@@ -41,12 +41,38 @@ impl Source<'_> {
     /// The dotted key path of the innermost value whose span contains `offset`.
     pub(super) fn key_at(&self, offset: usize) -> String {
         let Ok(doc) = DeTable::parse(self.text) else {
-            return "(document)".into();
+            // Not valid TOML (a syntax error, a duplicate key): read the key off its line.
+            return key_on_line(self.text, offset).unwrap_or_else(|| "(document)".into());
         };
         let mut path = Vec::new();
         find_key(doc.get_ref(), offset, &mut path);
         if path.is_empty() { "(top level)".into() } else { path.join(".") }
     }
+}
+
+/// The dotted key of the `key = value` line holding `offset`, within the last `[table]` or
+/// `[[array]]` header before it; for text that does not parse as TOML.
+fn key_on_line(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let unquote = |k: &str| k.trim().trim_matches('"').trim_matches('\'').to_string();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[').then(|| unquote(l.trim_start_matches('[').split(']').next().unwrap_or("")))
+    };
+    if let Some(h) = header(line) {
+        return Some(h);
+    }
+    let key = unquote(line.split_once('=')?.0);
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let section = text[..start].lines().rev().find_map(header);
+    Some(match section {
+        Some(s) if !s.is_empty() => format!("{s}.{key}"),
+        _ => key,
+    })
 }
 
 /// Span of the value at `path` (or of the deepest part of it that exists).

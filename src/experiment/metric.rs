@@ -30,12 +30,28 @@ pub const TRUTH_NAMES: [&str; 7] = [
     "spread_part_abs_mean", // mean |(r_a − r_b) / 2| over pairs: the part BT sees
 ];
 
+/// Metrics over the pairs of one kind of comparison-graph component (preference files), in the
+/// order `eval::graph_kind::graph_kind_metrics` returns them. A pair lies in a bipartite
+/// component (a single pair, a star, an even cycle: the pair-sum term leaves its spread free)
+/// or in one with an odd cycle (the term pins its rewards); NaN where a split has none.
+pub const GRAPH_KIND_NAMES: [&str; 6] = [
+    "accuracy_bipartite", // fraction of those pairs with r_a > r_b
+    "accuracy_odd_cycle",
+    "pair_diff_abs_mean_bipartite", // mean |r_a − r_b|: the spread
+    "pair_diff_abs_mean_odd_cycle",
+    "pair_sum_abs_mean_bipartite", // mean |r_a + r_b|
+    "pair_sum_abs_mean_odd_cycle",
+];
+
+/// The component kinds of [`GRAPH_KIND_NAMES`], as their names end.
+pub const GRAPH_KINDS: [&str; 2] = ["bipartite", "odd_cycle"];
+
 /// Metrics of the model rather than of a split, recorded with the train split.
 pub const MODEL_NAMES: [&str; 1] = ["head_weight_norm"];
 
 /// Every metric name an evaluation can record.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    NAMES.iter().chain(TRUTH_NAMES.iter()).chain(MODEL_NAMES.iter()).copied()
+    NAMES.iter().chain(TRUTH_NAMES.iter()).chain(GRAPH_KIND_NAMES.iter()).chain(MODEL_NAMES.iter()).copied()
 }
 
 /// Which way a metric improves; `None` for magnitudes, which have no better direction.
@@ -50,6 +66,8 @@ pub fn goal(name: &str) -> Option<Goal> {
     match name {
         n if n.starts_with("loss_") => Some(Goal::Min),
         "accuracy"
+        | "accuracy_bipartite"
+        | "accuracy_odd_cycle"
         | "true_pearson"
         | "true_pair_accuracy"
         | "true_spearman"

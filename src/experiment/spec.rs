@@ -15,7 +15,7 @@
 //!
 //! Every error names the key path and the file:line:column it refers to.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -41,6 +41,10 @@ struct SpecFile {
     /// The question the experiment answers.
     #[serde(default)]
     description: String,
+    /// The directory relative paths in this spec (`data.path`) are read from; default: the
+    /// spec file's own directory. `rmlab slurm` sets it in the copies of a spec its tasks run.
+    #[serde(default)]
+    paths_relative_to: Option<String>,
     #[serde(default)]
     data: DataConfig,
     #[serde(default)]
@@ -111,6 +115,10 @@ pub struct Spec {
     seeds: Vec<u64>,
     /// Declared figures (empty: use [`figure::catalogue`]).
     pub figures: Vec<FigureSpec>,
+    /// `--set key=value` overrides applied to the base, in order.
+    pub overrides: Vec<String>,
+    /// `paths_relative_to`, when the spec sets it.
+    paths_relative_to: Option<PathBuf>,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -139,9 +147,15 @@ impl Cell {
 impl Spec {
     /// Reads and checks the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec> {
+        if path.is_dir() {
+            return Err(Error::Input(format!("{}: is a directory, not a spec file", path.display())));
+        }
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Input(format!("{}: no such spec file", path.display())),
             std::io::ErrorKind::InvalidData => Error::Input(format!("{}: not UTF-8 text", path.display())),
+            std::io::ErrorKind::PermissionDenied => {
+                Error::Input(format!("{}: cannot read the spec file (permission denied)", path.display()))
+            }
             _ => Error::io(path, e),
         })?;
         Spec::parse(path, text)
@@ -162,7 +176,8 @@ impl Spec {
             return Err(src.error_at(span.clone(), &key, e.message()));
         }
         let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            src.error_at(e.span().unwrap_or(0..0), "(document)", e.message())
+            let span = e.span().unwrap_or(0..0);
+            src.error_at(span.clone(), &src.key_at(span.start), e.message())
         })?;
         let name = match doc.remove("name") {
             Some(toml::Value::String(s)) => s,
@@ -179,6 +194,23 @@ impl Spec {
             Some(toml::Value::String(s)) => s,
             _ => String::new(),
         };
+        let paths_relative_to = match doc.remove("paths_relative_to") {
+            Some(toml::Value::String(dir)) => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_absolute() || !dir.is_dir() {
+                    return Err(src.error_at_path(
+                        &[Step::Key("paths_relative_to".into())],
+                        "paths_relative_to",
+                        &format!(
+                            "must be an existing directory given by its absolute path, found {}",
+                            dir.display()
+                        ),
+                    ));
+                }
+                Some(dir)
+            }
+            _ => None,
+        };
         let sweep = match doc.remove("sweep") {
             Some(toml::Value::Table(t)) => t,
             _ => toml::Table::new(),
@@ -190,11 +222,33 @@ impl Spec {
             }
             None => Vec::new(),
         };
+        let spec = Spec {
+            name,
+            description,
+            path: path.to_path_buf(),
+            base: doc,
+            axes,
+            seeds,
+            text: text.clone(),
+            figures,
+            overrides: Vec::new(),
+            paths_relative_to,
+        };
+        spec.check_size()?;
+        spec.check_hidden_base_values()?;
+        let cells = spec.cells()?;
+        // Figures may show the evaluation splits of any cell besides train, val and test.
+        let mut splits: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
+        for e in cells.iter().flat_map(|c| &c.config.data.eval) {
+            if !splits.contains(&e.name) {
+                splits.push(e.name.clone());
+            }
+        }
         let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
         let mut names = HashSet::new();
-        for (i, fig) in figures.iter().enumerate() {
+        for (i, fig) in spec.figures.iter().enumerate() {
             let at = [Step::Key("figure".into()), Step::Index(i)];
-            if let Err((key, message)) = figure::check(fig, &keys) {
+            if let Err((key, message)) = figure::check(fig, &keys, &splits) {
                 return Err(src.error_at_path(&at, &key, &message));
             }
             if !names.insert(fig.name.clone()) {
@@ -205,17 +259,6 @@ impl Spec {
                 ));
             }
         }
-        let spec = Spec {
-            name,
-            description,
-            path: path.to_path_buf(),
-            base: doc,
-            axes,
-            seeds,
-            text: text.clone(),
-            figures,
-        };
-        spec.cells()?;
         Ok(spec)
     }
 
@@ -240,6 +283,7 @@ impl Spec {
     /// Expands the grid: axes in file order (the first varies slowest), seeds innermost.
     pub fn cells(&self) -> Result<Vec<Cell>> {
         let src = Source { file: self.path.display().to_string(), text: &self.text };
+        let mut file_hashes = HashMap::new();
         let mut cells = Vec::new();
         let mut seen: std::collections::HashMap<String, usize> = Default::default();
         let n_points: usize = self.axes.iter().map(|a| a.points.len()).product();
@@ -263,7 +307,7 @@ impl Spec {
                     }
                 }
                 table.insert("seed".into(), toml::Value::Integer(seed as i64));
-                let config = self.config_from(&src, table, &origins)?;
+                let config = self.config_from(&src, table, &origins, &mut file_hashes)?;
                 swept.push(("seed".into(), toml::Value::Integer(seed as i64)));
                 let hash = config.hash();
                 let index = cells.len();
@@ -286,17 +330,24 @@ impl Spec {
     }
 
     /// Deserializes, resolves and validates one cell's table, locating any error at the swept
-    /// value responsible or else at the base key.
+    /// value responsible or else at the base key. `file_hashes` caches the SHA-256 of each
+    /// preference file by path within one expansion.
     fn config_from(
         &self,
         src: &Source,
         table: toml::Table,
         origins: &[(String, toml::Value, Origin)],
+        file_hashes: &mut HashMap<PathBuf, String>,
     ) -> Result<RunConfig> {
         let config = match RunConfig::deserialize(toml::Value::Table(table)) {
             Ok(c) => c,
             Err(e) => {
-                // The base alone passed the typed check, so a swept value is at fault: find it.
+                // A base value at fault (an override of a wrong type) is named by its own key.
+                if let Some((key, message)) = first_bad_key(&self.base) {
+                    let at: Vec<Step> = key.split('.').map(|s| Step::Key(s.into())).collect();
+                    return Err(src.error_at_path(&at, &key, &message));
+                }
+                // Else a swept value: find it.
                 for (key, value, origin) in origins {
                     let mut probe = self.base.clone();
                     set_path(&mut probe, key, value.clone());
@@ -319,24 +370,20 @@ impl Spec {
             .validate()
             .map_err(|InvalidValue { key, message }| src.error_at_path(&locate(&key), &key, &message))?;
         if let (DataKind::PreferenceFile, Some(p)) = (config.data.kind, config.data.path.clone()) {
-            // Relative to the spec's directory, as a spec is read wherever it is run from.
-            let full = if Path::new(&p).is_absolute() {
-                PathBuf::from(&p)
-            } else {
-                self.path.parent().unwrap_or(Path::new(".")).join(&p)
-            };
-            let bytes = std::fs::read(&full).map_err(|e| {
-                src.error_at_path(
-                    &locate("data.path"),
-                    "data.path",
-                    &format!("cannot read {}: {e}", full.display()),
-                )
-            })?;
-            // The file's rows are checked by the data stage (`data::check_files`) before a sweep
-            // runs; here it is only named by its content.
-            let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let (full, sha) = self
+                .resolve_file(&p, file_hashes)
+                .map_err(|message| src.error_at_path(&locate("data.path"), "data.path", &message))?;
             config.data.file_sha256 = Some(sha);
             config.data.resolved_path = Some(full);
+        }
+        for (i, e) in config.data.eval.iter_mut().enumerate() {
+            let (full, sha) = self.resolve_file(&e.path, file_hashes).map_err(|message| {
+                let mut at = locate("data.eval");
+                at.extend([Step::Index(i), Step::Key("path".into())]);
+                src.error_at_path(&at, "data.eval.path", &format!("`{}`: {message}", e.name))
+            })?;
+            e.file_sha256 = Some(sha);
+            e.resolved_path = Some(full);
         }
         if let Some(name) = config.model.encoder.clone() {
             // Named by its content like a data file; its config, tokenizer and weights are
@@ -349,16 +396,135 @@ impl Spec {
         Ok(config)
     }
 
+    /// Refuses a grid too large to plan before anything is allocated for it.
+    fn check_size(&self) -> Result<()> {
+        let src = Source { file: self.path.display().to_string(), text: &self.text };
+        let points = self.axes.iter().try_fold(1usize, |n, a| n.checked_mul(a.points.len()));
+        let cells = points.and_then(|p| p.checked_mul(self.seeds.len()));
+        match cells {
+            Some(n) if n <= MAX_CELLS => Ok(()),
+            _ => Err(src.error_at_path(
+                &[Step::Key("sweep".into())],
+                "sweep",
+                &format!(
+                    "the grid has {} cells ({} seeds × {} grid points); at most {MAX_CELLS} fit one spec",
+                    cells.map_or("more than 2⁶⁴".to_string(), |n| n.to_string()),
+                    self.seeds.len(),
+                    points.map_or("more than 2⁶⁴".to_string(), |n| n.to_string())
+                ),
+            )),
+        }
+    }
+
+    /// Checks each base value that a sweep axis hides (`[loss] lambda = -0.5` beside a
+    /// `"loss.lambda"` axis): it never reaches a cell, but a value that is wrong on its own is
+    /// a mistake the file should not keep. Each is checked in the first cell's context.
+    fn check_hidden_base_values(&self) -> Result<()> {
+        let src = Source { file: self.path.display().to_string(), text: &self.text };
+        for axis in &self.axes {
+            for key in &axis.keys {
+                let Some(value) = get_path(&self.base, key) else { continue };
+                let mut table = self.base.clone();
+                for other in &self.axes {
+                    for (k, (v, _)) in other.keys.iter().zip(&other.points[0]) {
+                        if k != key {
+                            set_path(&mut table, k, v.clone());
+                        }
+                    }
+                }
+                set_path(&mut table, key, value.clone());
+                table.insert("seed".into(), toml::Value::Integer(0));
+                let at: Vec<Step> = key.split('.').map(|s| Step::Key(s.into())).collect();
+                let hidden = "(a base value the sweep axis replaces, but wrong on its own)";
+                let config = RunConfig::deserialize(toml::Value::Table(table))
+                    .map_err(|e| src.error_at_path(&at, key, &format!("{} {hidden}", e.message())))?;
+                if let Err(InvalidValue { key: bad, message }) = config.resolve().validate()
+                    && bad == *key
+                {
+                    return Err(src.error_at_path(&at, key, &format!("{message} {hidden}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory relative paths of the spec are read from: `paths_relative_to`, else the
+    /// spec file's directory.
+    pub fn base_dir(&self) -> PathBuf {
+        match &self.paths_relative_to {
+            Some(dir) => dir.clone(),
+            None => self
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        }
+    }
+
+    /// The spec text for a copy run elsewhere (SLURM tasks): the same, with
+    /// `paths_relative_to` set to this spec's directory, so relative data paths still resolve.
+    pub fn text_for_copy(&self) -> Result<String> {
+        if self.paths_relative_to.is_some() {
+            return Ok(self.text.clone());
+        }
+        let dir = std::path::absolute(self.base_dir()).map_err(|e| Error::io(&self.path, e))?;
+        let quoted = toml::Value::String(dir.display().to_string()).to_string();
+        Ok(format!(
+            "# rmlab: a copy of {}; relative paths below are read from its directory.\npaths_relative_to = {quoted}\n{}",
+            self.path.display(),
+            self.text
+        ))
+    }
+
+    /// The spec text as stored with its runs: the file, then the `--set` overrides applied to
+    /// it as comment lines, so the store says exactly what ran.
+    pub fn stored_text(&self) -> String {
+        if self.overrides.is_empty() {
+            return self.text.clone();
+        }
+        let mut text = self.text.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("\n# rmlab: this run applied command-line overrides to the file above:\n");
+        for o in &self.overrides {
+            text.push_str(&format!("#   --set {o}\n"));
+        }
+        text
+    }
+
+    /// A data file named in the spec: its path (relative to [`Spec::base_dir`], as a spec is
+    /// read wherever it is run from) and the SHA-256 of its bytes, cached by path in
+    /// `file_hashes` within one expansion. The file's rows are checked by the data stage
+    /// (`data::check_files`) before a sweep runs; here it is only named by its content.
+    fn resolve_file(
+        &self,
+        p: &str,
+        file_hashes: &mut HashMap<PathBuf, String>,
+    ) -> std::result::Result<(PathBuf, String), String> {
+        let full = if Path::new(p).is_absolute() { PathBuf::from(p) } else { self.base_dir().join(p) };
+        if let Some(sha) = file_hashes.get(&full) {
+            return Ok((full, sha.clone()));
+        }
+        let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        file_hashes.insert(full.clone(), sha.clone());
+        Ok((full, sha))
+    }
+
     /// Sets base config keys from `key=value` overrides (`--set data.path=/x.jsonl`), before
     /// the grid is expanded. Values are read as TOML (numbers, `inf`, `true`, `[1, 2]`), else
-    /// as text; a relative `data.path` is taken from the current directory.
+    /// as text; a relative `data.path` is taken from the current directory. Overriding a swept
+    /// key replaces its axis by the one value; a key swept in a zip group cannot be overridden
+    /// alone. Each error names the override.
     pub fn with_overrides(mut self, overrides: &[String]) -> Result<Spec> {
         let valid = sweepable_keys();
         for o in overrides {
             let Some((key, raw)) = o.split_once('=') else {
                 return Err(Error::Input(format!("--set {o}: expected key=value, e.g. loss.lambda=0.1")));
             };
-            let key = key.trim();
+            let (key, raw) = (key.trim(), raw.trim());
             if !valid.contains(key) {
                 return Err(Error::Input(format!("--set {o}: unknown config key `{key}`")));
             }
@@ -372,13 +538,70 @@ impl Spec {
                 let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
                 value = toml::Value::String(abs.display().to_string());
             }
+            match self.axes.iter().position(|a| a.keys.iter().any(|k| k == key)) {
+                Some(i) if self.axes[i].keys.len() > 1 => {
+                    let others: Vec<&String> = self.axes[i].keys.iter().filter(|k| *k != key).collect();
+                    return Err(Error::Input(format!(
+                        "--set {o}: `{key}` is swept together with {} in a [[sweep.zip]] group of {}; \
+                         edit the group in the spec",
+                        others.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                        self.path.display()
+                    )));
+                }
+                // The override replaces the axis: the sweep runs this one value.
+                Some(i) => {
+                    self.axes.remove(i);
+                }
+                None => {}
+            }
             set_path(&mut self.base, key, value);
+            if let Some((bad, message)) = first_bad_key(&self.base) {
+                return Err(Error::Input(format!("--set {o}: {bad}: {message}")));
+            }
+            self.overrides.push(format!("{key}={raw}"));
         }
         // Re-check every cell with the new base values.
         self.cells().map_err(|e| match e {
-            Error::Spec { key, message, .. } => Error::Input(format!("--set: {key}: {message}")),
+            Error::Spec { key, message, .. } => {
+                let by = overrides.iter().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key));
+                match by {
+                    Some(o) => Error::Input(format!("--set {o}: {key}: {message}")),
+                    None => Error::Input(format!("--set: {key}: {message} (with the overrides applied)")),
+                }
+            }
             other => other,
         })?;
         Ok(self)
     }
+}
+
+/// Most cells one spec may expand to.
+const MAX_CELLS: usize = 1_000_000;
+
+/// The value at `a.b.c` in a table.
+fn get_path<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    let mut parts = key.split('.');
+    let mut cur = table.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_table()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// The first base key (section order) whose value alone does not deserialize, with serde's
+/// message: type errors name no key when a whole table is deserialized, so each key is tried
+/// on its own.
+fn first_bad_key(base: &toml::Table) -> Option<(String, String)> {
+    for (section, body) in base {
+        let Some(body) = body.as_table() else { continue };
+        for (key, value) in body {
+            let mut probe = toml::Table::new();
+            set_path(&mut probe, &format!("{section}.{key}"), value.clone());
+            probe.insert("seed".into(), toml::Value::Integer(0));
+            if let Err(e) = RunConfig::deserialize(toml::Value::Table(probe)) {
+                return Some((format!("{section}.{key}"), e.message().to_string()));
+            }
+        }
+    }
+    None
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use super::{SCHEMA_VERSION, Store, at};
+use super::{SCHEMA_VERSION, Store, at, file_uri};
 use crate::error::{Error, Result};
 
 /// What a merge did, per source.
@@ -21,42 +21,82 @@ pub struct MergeReport {
 const RUN_COLUMNS: &str =
     "experiment, config_hash, config_json, format_version, seed, status, error, diverged_step,
     started_at, ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version,
-    torch_version, uid, data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report";
+    torch_version, uid, data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report, process";
 
-/// Merges every source store into the store at `into` (created if missing). Sources must have
-/// this rmlab's schema version; they are opened read-only and never changed.
+/// Merges every source store into the store at `into` (created if missing). Every source is
+/// checked first (it exists, passes SQLite's `quick_check`, and is an rmlab store of this
+/// schema version); a bad one is named and nothing is written. Sources are opened read-only
+/// and never changed.
 pub fn merge(sources: &[PathBuf], into: &Path) -> Result<MergeReport> {
-    // Check every source before writing anything.
     for src in sources {
-        if !src.exists() {
-            return Err(Error::Input(format!("{}: no such store", src.display())));
-        }
-        let conn = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| Error::sqlite(src, e))?;
-        let version: i64 = at(src, conn.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
-        if version != SCHEMA_VERSION {
-            return Err(Error::Input(format!(
-                "{}: schema version {version}, but this rmlab writes version {SCHEMA_VERSION}; \
-                 run `rmlab migrate {}` first (or merge with the rmlab that wrote it)",
-                src.display(),
-                src.display()
-            )));
-        }
-        if std::fs::canonicalize(src).ok() == std::fs::canonicalize(into).ok() {
-            return Err(Error::Input(format!("{}: cannot merge a store into itself", src.display())));
-        }
+        check_source(src, into)?;
     }
     let mut store = Store::open(into)?;
     let path = store.path.clone();
     let mut report = MergeReport::default();
     for src in sources {
-        at(&path, store.conn.execute("ATTACH DATABASE ?1 AS src", [src.display().to_string()]))?;
-        let counts = copy_runs(&mut store.conn).map_err(|e| Error::sqlite(&path, e));
+        let uri = format!("{}?mode=ro", file_uri(src));
+        at(&path, store.conn.execute("ATTACH DATABASE ?1 AS src", [uri]))?;
+        // An error here is the source's (the target passed its own checks when opened).
+        let counts = copy_runs(&mut store.conn).map_err(|e| Error::sqlite(src, e));
         at(&path, store.conn.execute("DETACH DATABASE src", []))?;
         let (copied, present, running) = counts?;
         report.sources.push((src.clone(), copied, present, running));
     }
     Ok(report)
+}
+
+/// Refuses a source that is missing, damaged, not an rmlab store, of another schema version, or
+/// the target itself, naming it.
+fn check_source(src: &Path, into: &Path) -> Result<()> {
+    if !src.is_file() {
+        return Err(Error::Input(format!("{}: no such store", src.display())));
+    }
+    if std::fs::canonicalize(src).ok() == std::fs::canonicalize(into).ok() {
+        return Err(Error::Input(format!("{}: cannot merge a store into itself", src.display())));
+    }
+    let bad =
+        |message: String| Err(Error::Input(format!("{}: {message}; nothing was merged", src.display())));
+    let conn = match Connection::open_with_flags(
+        file_uri(src),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => return bad(format!("cannot open it ({e})")),
+    };
+    let check: rusqlite::Result<String> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+    match check {
+        Ok(ok) if ok == "ok" => {}
+        Ok(problem) => {
+            return bad(format!(
+                "damaged (SQLite quick_check: {})",
+                problem.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+        }
+        Err(e) => return bad(format!("not a readable SQLite store ({e})")),
+    }
+    let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("cannot read its schema version ({e})")),
+    };
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0);
+    match version {
+        v if v == SCHEMA_VERSION && tables == 1 => Ok(()),
+        0 => bad("not an rmlab store (no schema version)".into()),
+        v if v > SCHEMA_VERSION => bad(format!(
+            "schema version {v} is newer than this rmlab's {SCHEMA_VERSION}; merge it with the rmlab that wrote it"
+        )),
+        v if v < SCHEMA_VERSION => bad(format!(
+            "schema version {v}, but this rmlab writes version {SCHEMA_VERSION}; run `rmlab migrate {}` first \
+             (or merge with the rmlab that wrote it)",
+            src.display()
+        )),
+        _ => bad("not an rmlab store (no runs table)".into()),
+    }
 }
 
 /// Copies the attached `src`'s ended runs missing from `main`, with everything that belongs to

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
 use crate::experiment::config::{FORMAT_VERSION, RunConfig};
-use crate::provenance::{Provenance, run_process_alive};
+use crate::provenance::{Provenance, process_identity, run_process_alive};
 
 mod merge;
 mod schema;
@@ -87,15 +87,45 @@ pub struct ExperimentRecord<'a> {
 }
 
 impl Store {
-    /// Opens (creating if needed, with its parent directory) and migrates the store at `path`.
+    /// Opens for writing (creating it if needed, with its parent directory) and migrates the
+    /// store at `path`. A file that cannot be written is refused here, before any work.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| Error::sqlite(path, e))?;
+        // SQLite quietly opens a write-protected file read-only; say so now, not at the first write.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(Error::Input(format!(
+                "{}: the store is read-only; this command writes results to it",
+                path.display()
+            )));
+        }
         let store = Store { conn, path: path.to_path_buf() };
         store.configure()?;
         store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only: no lock is taken, nothing is migrated or
+    /// written, and a write-protected file (or directory) is fine. The store must be at this
+    /// rmlab's schema version.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::Input(format!("{}: no such store (run a sweep first)", path.display())));
+        }
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(path, flags) {
+            Ok(c) if readable(&c) => c,
+            // A WAL store in a directory this process cannot write (no -shm to create) opens
+            // as immutable: nothing can change it while it is read-protected anyway.
+            _ => Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)
+                .map_err(|e| Error::sqlite(path, e))?,
+        };
+        let store = Store { conn, path: path.to_path_buf() };
+        store.sql(store.conn.busy_timeout(Duration::from_secs(60)))?;
+        store.check_readable_version()?;
         Ok(store)
     }
 
@@ -105,7 +135,20 @@ impl Store {
 
     fn configure(&self) -> Result<()> {
         self.sql(self.conn.busy_timeout(Duration::from_secs(60)))?;
-        let mode: String = self.sql(self.conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))?;
+        // Switching a new file to WAL takes an exclusive lock that the busy handler does not
+        // always wait for (several sweeps creating one store at once): retry it.
+        let started = std::time::Instant::now();
+        let mode: String = loop {
+            match self.conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < Duration::from_secs(60) =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break self.sql(other)?,
+            }
+        };
         if mode != "wal" {
             return Err(Error::Store {
                 path: self.path.display().to_string(),
@@ -120,8 +163,30 @@ impl Store {
         self.sql(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))
     }
 
-    fn migrate(&self) -> Result<()> {
+    /// A read-only store must be an rmlab store at this version: it cannot be migrated here.
+    fn check_readable_version(&self) -> Result<()> {
         let version = self.schema_version()?;
+        let fail = |message: String| Err(Error::Store { path: self.path.display().to_string(), message });
+        match version {
+            v if v == SCHEMA_VERSION => Ok(()),
+            v if v > SCHEMA_VERSION => {
+                fail(format!("schema version {v} is newer than this rmlab's {SCHEMA_VERSION}; upgrade rmlab"))
+            }
+            0 => fail("not an rmlab store (no schema version)".into()),
+            v => fail(format!(
+                "schema version {v} is older than this rmlab's {SCHEMA_VERSION}; `rmlab migrate {}` brings it \
+                 forward (this command only reads)",
+                self.path.display()
+            )),
+        }
+    }
+
+    fn migrate(&self) -> Result<()> {
+        // One write transaction for the check and every step, so a concurrent opener (another
+        // sweep creating the same new file) waits and then sees the migrated store, and a
+        // failed step leaves the file at its old version.
+        let tx = self.sql(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate))?;
+        let version: i64 = self.sql(tx.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
         if version > SCHEMA_VERSION {
             return Err(Error::Store {
                 path: self.path.display().to_string(),
@@ -131,11 +196,10 @@ impl Store {
             });
         }
         if version == 0 {
-            let tables: i64 = self.sql(self.conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-                [],
-                |r| r.get(0),
-            ))?;
+            let tables: i64 =
+                self.sql(
+                    tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0)),
+                )?;
             if tables > 0 {
                 return Err(Error::Store {
                     path: self.path.display().to_string(),
@@ -143,10 +207,6 @@ impl Store {
                 });
             }
         }
-        // One write transaction for all steps, so a concurrent opener waits and then sees the
-        // migrated store, and a failed step leaves the file at its old version.
-        let tx = self.sql(Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate))?;
-        let version: i64 = self.sql(tx.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
         for (from, step) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             self.sql(step(&tx)).map_err(|e| Error::Store {
                 path: self.path.display().to_string(),
@@ -186,7 +246,7 @@ impl Store {
     /// process is gone reads as `interrupted`.
     pub fn cell_statuses(&self, experiment: &str) -> Result<HashMap<String, CellRecord>> {
         let mut stmt = self.sql(self.conn.prepare(
-            "SELECT config_hash, status, format_version, id, host, pid FROM runs WHERE experiment = ?1 ORDER BY id",
+            "SELECT config_hash, status, format_version, id, host, pid, process FROM runs WHERE experiment = ?1 ORDER BY id",
         ))?;
         let rows = self.sql(stmt.query_map([experiment], |r| {
             Ok((
@@ -194,12 +254,15 @@ impl Store {
                 CellRecord { status: r.get(1)?, format_version: r.get(2)?, run_id: r.get(3)? },
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         }))?;
         let mut out = HashMap::<String, CellRecord>::new();
         for row in rows {
-            let (hash, mut rec, host, pid) = self.sql(row)?;
-            if rec.status == "running" && run_process_alive(host.as_deref(), pid) == Some(false) {
+            let (hash, mut rec, host, pid, process) = self.sql(row)?;
+            if rec.status == "running"
+                && run_process_alive(host.as_deref(), pid, process.as_deref()) == Some(false)
+            {
                 rec.status = "interrupted".into();
             }
             match out.get(&hash) {
@@ -226,23 +289,29 @@ impl Store {
             let mut stmt = at(
                 &path,
                 tx.prepare(
-                    "SELECT status, host, pid FROM runs WHERE experiment = ?1 AND config_hash = ?2
+                    "SELECT status, host, pid, process FROM runs WHERE experiment = ?1 AND config_hash = ?2
                      AND format_version = ?3 AND status IN ('finished', 'diverged', 'running')",
                 ),
             )?;
             let existing = at(
                 &path,
                 stmt.query_map(params![run.experiment, hash, FORMAT_VERSION], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, Option<i64>>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
                 }),
             )?;
             for row in existing {
-                let (status, host, pid) = at(&path, row)?;
+                let (status, host, pid, process) = at(&path, row)?;
+                let alive = run_process_alive(host.as_deref(), pid, process.as_deref());
                 let taken = match status.as_str() {
                     // A run whose process cannot be checked (another host) blocks the cell,
                     // unless forced: then only a run known to be alive does.
-                    "running" if force => run_process_alive(host.as_deref(), pid) == Some(true),
-                    "running" => run_process_alive(host.as_deref(), pid) != Some(false),
+                    "running" if force => alive == Some(true),
+                    "running" => alive != Some(false),
                     _ => !force,
                 };
                 if taken {
@@ -254,9 +323,9 @@ impl Store {
             &format!(
                 "INSERT INTO runs (experiment, config_hash, config_json, format_version, seed, status,
                    started_at, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid,
-                   engine)
+                   engine, process)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'running', {NOW}, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                   lower(hex(randomblob(16))), ?14)"
+                   lower(hex(randomblob(16))), ?14, ?15)"
             ),
             params![
                 run.experiment,
@@ -273,6 +342,7 @@ impl Store {
                 p.rmlab_version,
                 p.torch_version,
                 run.engine.as_str(),
+                process_identity(std::process::id()),
             ],
         ))?;
         let run_id = tx.last_insert_rowid();
@@ -351,4 +421,22 @@ fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
 
 fn at<T>(path: &Path, r: rusqlite::Result<T>) -> Result<T> {
     r.map_err(|e| Error::sqlite(path, e))
+}
+
+/// Whether a read-only connection can read the file (a WAL file needs its -shm).
+fn readable(conn: &Connection) -> bool {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).is_ok()
+}
+
+/// `file:` URI of a path, escaping what URIs reserve.
+pub(crate) fn file_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for b in abs.to_string_lossy().bytes() {
+        match b {
+            b'%' | b'?' | b'#' | b' ' | 0x80.. => uri.push_str(&format!("%{b:02X}")),
+            _ => uri.push(b as char),
+        }
+    }
+    uri
 }

@@ -127,7 +127,8 @@ fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Version 3: how each run was trained (`engine`: `autograd` for one cell, `batched` for a cell
+/// Version 3: the identity of the process that ran each run (boot id and start time, so a
+/// reused pid is not taken for it), how each run was trained (`engine`: `autograd` for one cell, `batched` for a cell
 /// trained in a stacked group, and `batch_group`, the group's identity), why a run was flagged
 /// diverged, the step whose weights an early-stopped run kept, the data report of a run (JSON:
 /// rows read and skipped, comparison-graph statistics, texts truncated), and the files a run
@@ -138,6 +139,7 @@ ALTER TABLE runs ADD COLUMN batch_group TEXT;
 ALTER TABLE runs ADD COLUMN diverged_reason TEXT;
 ALTER TABLE runs ADD COLUMN best_step INTEGER;
 ALTER TABLE runs ADD COLUMN data_report TEXT;
+ALTER TABLE runs ADD COLUMN process TEXT;
 CREATE TABLE artifacts (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     kind   TEXT NOT NULL,

@@ -129,10 +129,12 @@ impl<'a> RunWriter<'a> {
         at(&path, write_summaries(&tx, self.run_id, &self.summaries))?;
         at(&path, write_rewards(&tx, self.run_id, &self.rewards))?;
         at(&path, write_artifacts(&tx, self.run_id, &self.artifacts))?;
-        let (status, error, diverged_step) = match outcome {
-            Ok(Outcome::Finished) => ("finished", None, None),
-            Ok(Outcome::Diverged { step }) => ("diverged", None, Some(*step as i64)),
-            Err(e) => ("failed", Some(e.to_string()), None),
+        let (status, error, diverged_step, reason) = match outcome {
+            Ok(Outcome::Finished) => ("finished", None, None, None),
+            Ok(Outcome::Diverged { step, reason }) => {
+                ("diverged", None, Some(*step as i64), Some(reason.as_str()))
+            }
+            Err(e) => ("failed", Some(e.to_string()), None, None),
         };
         at(
             &path,
@@ -140,7 +142,7 @@ impl<'a> RunWriter<'a> {
                 &format!(
                     "UPDATE runs SET status = ?2, error = ?3, diverged_step = ?4, ended_at = {NOW},
                      wall_seconds = ?5, data_rows = ?6, data_skipped = ?7, data_report = ?8, best_step = ?9,
-                     batch_group = ?10 WHERE id = ?1"
+                     batch_group = ?10, diverged_reason = ?11 WHERE id = ?1"
                 ),
                 params![
                     self.run_id,
@@ -153,6 +155,7 @@ impl<'a> RunWriter<'a> {
                     self.data_report.as_ref().map(|r| r.to_string()),
                     self.best_step.map(|s| s as i64),
                     self.batch_group,
+                    reason,
                 ],
             ),
         )?;

@@ -99,7 +99,7 @@ pub struct SweepOptions {
     pub force: bool,
     /// Cells trained at once (worker threads); default: the number of cores.
     pub jobs: Option<usize>,
-    /// LibTorch intra-op threads; default: cores / jobs, at least 1.
+    /// LibTorch intra-op threads (process-wide, recorded with each run); default 1.
     pub threads: Option<usize>,
     /// Only the cells with these config hashes (all when empty).
     pub only: Vec<String>,
@@ -132,8 +132,9 @@ pub fn cores() -> usize {
 /// Runs every cell of `spec` that is not done yet, `jobs` at a time, writing to `opts.db`.
 ///
 /// Workers are threads of this process, each with its own store connection; LibTorch's
-/// intra-op thread count is process-wide and set so that jobs × threads ≤ cores. A run depends
-/// only on its seed and the thread count, never on which worker trains it.
+/// intra-op thread count is process-wide (default 1, so `--jobs` never changes a number). A
+/// run's numbers depend on its config, its seed, the thread count and the machine (LibTorch
+/// build, CPU kind), never on which worker trains it.
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     let mut cells = spec.cells()?;
     if !opts.only.is_empty() {
@@ -166,11 +167,14 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         name: &spec.name,
         description: &spec.description,
         spec_path: &spec.path.display().to_string(),
-        spec_text: &spec.text,
+        spec_text: &spec.stored_text(),
     })?;
     drop(store);
     let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));
-    let threads = opts.threads.unwrap_or_else(|| (cores() / jobs).max(1));
+    // One intra-op thread unless asked for more: a cell's numbers may depend on the thread
+    // count (a reduction split across threads rounds differently), so the default must not
+    // change with --jobs. Parallelism comes from the workers.
+    let threads = opts.threads.unwrap_or(1);
     set_threads(threads);
     let runtime = TorchRuntime::detect();
     let provenance = Provenance::collect(&spec.path, runtime.version.clone());
@@ -242,11 +246,12 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                                         cell.label()
                                     ));
                                 }
-                                Ok(Some(Outcome::Diverged { step })) => {
+                                Ok(Some(Outcome::Diverged { step, reason })) => {
                                     s.diverged += 1;
                                     progress.say(&format!(
-                                        "cell {:>3} DIVERGED at step {step}   {}",
+                                        "cell {:>3} DIVERGED at step {step} ({})   {}",
                                         cell.index,
+                                        reason.as_str(),
                                         cell.label()
                                     ));
                                 }
@@ -368,8 +373,15 @@ fn run_group<'c>(
     };
     for (w, c) in writers.iter_mut().zip(&claimed) {
         w.set_batch_group(group.clone());
-        if let Ok(Some(r)) = train::inputs::data_report(&c.config) {
-            w.set_data_report(r);
+        // What each cell's data held, as a run trained alone records it (train_group reads
+        // the data itself; a file that fails here fails there too).
+        if let Ok(report) = train::inputs::report(&c.config) {
+            if let Some((rows, skipped)) = report.rows {
+                w.set_data_rows(rows, skipped);
+            }
+            if let Some(r) = report.data_report {
+                w.set_data_report(r);
+            }
         }
     }
     let started = Instant::now();
@@ -462,7 +474,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 /// is missing.
 pub fn status_report(spec: &Spec, db: &Path, force: bool) -> Result<String> {
     let cells = if db.exists() {
-        plan(spec, &Store::open(db)?)?
+        plan(spec, &Store::open_read_only(db)?)?
     } else {
         spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
     };

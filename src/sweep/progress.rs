@@ -47,7 +47,11 @@ impl Progress {
             Some((multi, _, _)) => {
                 let _ = multi.println(line);
             }
-            None => eprintln!("{line}"),
+            None => {
+                // A closed stderr (a pipe whose reader left) must not stop the sweep.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
         }
     }
 

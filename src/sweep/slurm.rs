@@ -56,7 +56,7 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
         return Err(Error::Input("--cells-per-task and --cpus-per-task must be at least 1".into()));
     }
     let cells = if opts.db.exists() {
-        plan(spec, &Store::open(&opts.db)?)?
+        plan(spec, &Store::open_read_only(&opts.db)?)?
     } else {
         spec.cells()?.into_iter().map(|c| (c, CellState::Missing)).collect()
     };
@@ -86,7 +86,7 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     let rmlab_copy = plan.shared_dir.join("rmlab");
     let spec_copy = plan.shared_dir.join("spec.toml");
     std::fs::copy(&rmlab, &rmlab_copy).map_err(|e| Error::io(&rmlab_copy, e))?;
-    std::fs::write(&spec_copy, &spec.text).map_err(|e| Error::io(&spec_copy, e))?;
+    std::fs::write(&spec_copy, spec.text_for_copy()?).map_err(|e| Error::io(&spec_copy, e))?;
     let array = array_text(spec, opts, &plan, &rmlab_copy, &spec_copy, &spec_path);
     let merge = merge_text(spec, opts, &plan, &rmlab_copy, &spec_copy, &db);
     for (path, text) in [(&plan.array_script, array), (&plan.merge_script, merge)] {
@@ -159,6 +159,9 @@ fn array_text(
     let _ = writeln!(s, "#SBATCH --ntasks=1");
     let _ = writeln!(s, "#SBATCH --cpus-per-task={}", opts.cpus_per_task);
     let _ = writeln!(s, "#SBATCH --time={}", opts.time);
+    // SLURM sends the batch shell SIGTERM this long before the time limit, so the task can save
+    // the cells it finished (SIGKILL follows at the limit).
+    let _ = writeln!(s, "#SBATCH --signal=B:TERM@{}", grace_seconds(&opts.time));
     if let Some(g) = opts.gpus {
         let _ = writeln!(s, "#SBATCH --gpus={g}");
     }
@@ -183,18 +186,43 @@ fn array_text(
     let _ =
         writeln!(s, "local=\"${{SLURM_TMPDIR:-${{TMPDIR:-/tmp}}}}/rmlab-${{SLURM_ARRAY_JOB_ID}}-${{task}}\"");
     let _ = writeln!(s, "mkdir -p \"$local\" \"$SHARED\" || exit 1");
+    let _ =
+        writeln!(s, "# Near the time limit, stop rmlab: cells it finished are in the store, the one it was");
+    let _ = writeln!(s, "# training stays `running` and is not merged (the next submission reruns it).");
     let _ = writeln!(
         s,
-        "\"$RMLAB\" sweep \"$SPEC\" --db \"$local/task.sqlite\" --only \"${{CELLS[$task]}}\" --jobs {jobs} --threads {threads}"
+        "stop() {{ echo \"rmlab task $task: time limit near, saving finished cells\" >&2; kill -TERM \"$pid\" 2>/dev/null; }}"
     );
-    let _ = writeln!(s, "status=$?   # non-zero if a cell failed; its failure is recorded in the store too");
-    let _ = writeln!(s, "# Copy under a temporary name, then rename: the merge never sees half a file.");
-    let _ = writeln!(s, "if [ -f \"$local/task.sqlite\" ]; then");
-    let _ = writeln!(s, "  cp \"$local/task.sqlite\" \"$SHARED/task-$task.sqlite.part\" &&");
+    let _ = writeln!(s, "trap stop TERM");
+    let _ = writeln!(
+        s,
+        "\"$RMLAB\" sweep \"$SPEC\" --db \"$local/task.sqlite\" --only \"${{CELLS[$task]}}\" --jobs {jobs} --threads {threads} &"
+    );
+    let _ = writeln!(s, "pid=$!");
+    let _ = writeln!(s, "# `wait` returns when the trap runs; wait until rmlab itself has ended.");
+    let _ = writeln!(s, "wait \"$pid\"; status=$?");
+    let _ = writeln!(s, "while kill -0 \"$pid\" 2>/dev/null; do wait \"$pid\"; status=$?; done");
+    let _ = writeln!(
+        s,
+        "# Copy through SQLite (rows still in the -wal file come too) under a temporary name, then"
+    );
     let _ =
-        writeln!(s, "    mv \"$SHARED/task-$task.sqlite.part\" \"$SHARED/task-$task.sqlite\" || status=1");
+        writeln!(s, "# rename: the merge job never sees half a store. On failure the local store is kept.");
+    let _ = writeln!(s, "if [ -f \"$local/task.sqlite\" ]; then");
+    let _ = writeln!(
+        s,
+        "  if \"$RMLAB\" merge \"$local/task.sqlite\" --into \"$SHARED/task-$task.sqlite.part\" &&"
+    );
+    let _ = writeln!(s, "     mv \"$SHARED/task-$task.sqlite.part\" \"$SHARED/task-$task.sqlite\"; then");
+    let _ = writeln!(s, "    rm -rf \"$local\"");
+    let _ = writeln!(s, "  else");
+    let _ = writeln!(
+        s,
+        "    echo \"rmlab task $task: could not copy $local/task.sqlite to $SHARED; kept on $(hostname)\" >&2"
+    );
+    let _ = writeln!(s, "    status=1");
+    let _ = writeln!(s, "  fi");
     let _ = writeln!(s, "fi");
-    let _ = writeln!(s, "rm -rf \"$local\"");
     let _ = writeln!(s, "exit $status");
     s
 }
@@ -238,6 +266,24 @@ fn merge_text(
     s
 }
 
+/// Seconds before the time limit at which a task is told to save its work: two minutes, or a
+/// quarter of a limit shorter than eight minutes. `time` is SLURM's `[D-]HH:MM:SS`, `MM:SS` or
+/// `MM`; anything else gets the two minutes.
+fn grace_seconds(time: &str) -> u64 {
+    let (days, rest) = match time.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().unwrap_or(0), r),
+        None => (0, time),
+    };
+    let parts: Vec<u64> = rest.split(':').filter_map(|p| p.parse().ok()).collect();
+    let secs = match parts.as_slice() {
+        [h, m, s] => h * 3600 + m * 60 + s,
+        [m, s] => m * 60 + s,
+        [m] => m * 60,
+        _ => return 120,
+    } + days * 86_400;
+    if secs == 0 { 120 } else { (secs / 4).clamp(1, 120) }
+}
+
 fn shell_quote(s: &str) -> String {
     if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:=,".contains(c)) {
         s.to_string()
@@ -271,6 +317,16 @@ pub fn submit(plan: &SlurmPlan) -> Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grace_is_two_minutes_or_a_quarter_of_short_limits() {
+        assert_eq!(grace_seconds("01:00:00"), 120);
+        assert_eq!(grace_seconds("2-00:00:00"), 120);
+        assert_eq!(grace_seconds("00:02:00"), 30);
+        assert_eq!(grace_seconds("4"), 60);
+        assert_eq!(grace_seconds("1:00"), 15);
+        assert_eq!(grace_seconds("soon"), 120);
+    }
 
     #[test]
     fn quoting_leaves_plain_paths_alone() {

@@ -226,7 +226,7 @@ mod tests {
         cfg.train.optimizer = OptimizerKind::Sgd;
         cfg.train.lr = 1e30;
         let (outcome, sink) = run(&cfg);
-        assert_eq!(outcome, Outcome::Diverged { step: 50 });
+        assert_eq!(outcome, Outcome::Diverged { step: 50, reason: crate::eval::Divergence::NonFiniteLoss });
         assert!(!sink.last(Split::Train, "loss_total").unwrap().is_finite());
     }
 

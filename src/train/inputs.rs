@@ -22,8 +22,21 @@ use crate::model::encoder::{Bert, Checkpoint, PairTokens, cache, embed};
 pub struct InputsReport {
     /// Rows read and rows skipped, for a preference file.
     pub rows: Option<(usize, usize)>,
-    /// `runs.data_report`: for an encoder, `{"encoder": {texts, truncated, cache, …}}`.
+    /// `runs.data_report`: the data stage's report of a file and, for an encoder, its record
+    /// under `"encoder"` (`{texts, truncated, cache, …}`).
     pub data_report: Option<Value>,
+}
+
+impl InputsReport {
+    /// Adds the encoder's record under `"encoder"` in the data report.
+    fn add_encoder(&mut self, record: Value) {
+        match &mut self.data_report {
+            Some(Value::Object(m)) => {
+                m.insert("encoder".into(), record);
+            }
+            _ => self.data_report = Some(json!({ "encoder": record })),
+        }
+    }
 }
 
 /// Progress of an embedding pass: texts done of a total.
@@ -32,15 +45,18 @@ pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize);
 /// The cell's inputs as a dataset on `device`, and what the run record says about them.
 pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> {
     let (mut prefs, read) = data::load(&cfg.data, cfg.seed)?;
-    let mut report = InputsReport { rows: read.map(|r| (r.rows, r.skipped.len())), data_report: None };
+    let mut report = InputsReport {
+        rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
+        data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
+    };
     if cfg.model.kind != ModelKind::Encoder {
         return Ok((Dataset::new(&prefs, device), report));
     }
     let texts = prefs.texts.take();
     let items = items(texts.as_ref(), &prefs.prompt_of)?;
     if cfg.model.finetune() == Finetune::None {
-        let (emb, rep) = embeddings(cfg, &items.unique, device, &mut |_, _| {})?;
-        report.data_report = Some(rep);
+        let (emb, rec) = embeddings(cfg, &items.unique, device, &mut |_, _| {})?;
+        report.add_encoder(rec);
         prefs.bags = None;
         prefs.dim = emb.dim;
         prefs.features = items.expand(&emb.values, emb.dim);
@@ -50,8 +66,7 @@ pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> 
     let ck = open(&cfg.model)?;
     let pairs = ck.tokenizer.encode_all(&items.unique).map_err(Error::Input)?;
     let truncated = pairs.iter().filter(|p| p.truncated).count();
-    report.data_report =
-        Some(json!({ "encoder": encoder_record(&cfg.model, items.unique.len(), truncated, None) }));
+    report.add_encoder(encoder_record(&cfg.model, items.unique.len(), truncated, None));
     (prefs.bags, prefs.dim, prefs.features) = (None, 0, Vec::new());
     let mut data = Dataset::new(&prefs, device);
     let rows: Vec<&PairTokens> = items.of_response.iter().map(|&u| &pairs[u]).collect();
@@ -62,16 +77,21 @@ pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> 
     Ok((data, report))
 }
 
-/// The data report of an encoder cell whose embeddings are cached (what [`load`] records),
-/// for runs trained by the batched engine.
-pub fn data_report(cfg: &RunConfig) -> Result<Option<Value>> {
-    if cfg.model.kind != ModelKind::Encoder || cfg.model.finetune() != Finetune::None {
-        return Ok(None);
+/// What [`load`] reports for a cell, without building its dataset (the batched engine loads
+/// its cells' data itself): the data stage's report and, for a frozen encoder, the cached
+/// embeddings' record.
+pub fn report(cfg: &RunConfig) -> Result<InputsReport> {
+    let (prefs, read) = data::load(&cfg.data, cfg.seed)?;
+    let mut report = InputsReport {
+        rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
+        data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
+    };
+    if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None {
+        let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
+        let device = crate::runtime::resolve_device(cfg.model.device)?;
+        report.add_encoder(embeddings(cfg, &items.unique, device, &mut |_, _| {})?.1);
     }
-    let (prefs, _) = data::load(&cfg.data, cfg.seed)?;
-    let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
-    let device = crate::runtime::resolve_device(cfg.model.device)?;
-    Ok(Some(embeddings(cfg, &items.unique, device, &mut |_, _| {})?.1))
+    Ok(report)
 }
 
 /// Computes (or finds in the cache) the embeddings of every frozen-encoder cell, once per
@@ -192,7 +212,7 @@ fn encoder_record(m: &ModelConfig, texts: usize, truncated: usize, cache_file: O
 }
 
 /// The frozen encoder's embeddings of `items`, from the cache or computed and cached, with
-/// the run's data report.
+/// their record for the run's data report.
 fn embeddings(
     cfg: &RunConfig,
     items: &[(&str, &str)],
@@ -212,8 +232,7 @@ fn embeddings(
         }
     };
     let truncated = emb.truncated.iter().filter(|&&t| t).count();
-    let report = json!({ "encoder": encoder_record(&cfg.model, items.len(), truncated, Some(&cache::path(&dir, &key))) });
-    Ok((emb, report))
+    Ok((emb, encoder_record(&cfg.model, items.len(), truncated, Some(&cache::path(&dir, &key)))))
 }
 
 /// One embedding pass: tokenize, load the weights, embed longest first under no-grad.

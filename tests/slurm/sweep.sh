@@ -7,6 +7,10 @@
 #    waits for the merge, and checks that every cell is in the merged store exactly once.
 # 2. Deletes two runs from the store, re-submits: only those two cells run; still each once.
 # 3. With every cell done, `rmlab slurm --submit` submits nothing.
+# 4. experiments/real.toml, whose data path is relative to the spec: the tasks (which run a copy
+#    of the spec elsewhere) read it, six cells packed into each task.
+# 5. A task that reaches its time limit: SLURM's SIGTERM before the limit makes it save the cells
+#    it finished; the merge takes those and no half-trained run.
 # Needs root (to install and start SLURM). Leaves the cluster running.
 set -euo pipefail
 
@@ -29,11 +33,14 @@ fail() {
   exit 1
 }
 
-# Submits the array and merge jobs; waits until the merge job has ended.
+# Submits the array and merge jobs (SPEC, or $1 with more flags after it); waits until the merge
+# job has ended.
 submit_and_wait() {
+  local spec=${1:-$SPEC}
+  local flags=("${@:2}")
+  [ ${#flags[@]} -gt 0 ] || flags=(--cells-per-task 1 --time 00:10:00 --out "$work/quick.sbatch")
   local out
-  out=$("$RMLAB" slurm "$SPEC" --db "$db" --cells-per-task 1 --time 00:10:00 --out "$work/quick.sbatch" --submit) \
-    || fail "rmlab slurm --submit failed"
+  out=$("$RMLAB" slurm "$spec" --db "$db" "${flags[@]}" --submit) || fail "rmlab slurm --submit failed"
   echo "$out"
   local merge
   merge=$(awk '$1 == "merge" {print $2}' <<<"$out")
@@ -89,6 +96,61 @@ out=$("$RMLAB" slurm "$SPEC" --db "$db" --out "$work/again.sbatch" --submit 2>&1
 echo "$out"
 grep -q "nothing to submit" <<<"$out" || fail "expected nothing to submit"
 [ ! -e "$work/again.sbatch" ] || fail "no script should be written when nothing is left"
+
+echo "== 4. real.toml: a data path relative to the spec, six cells a task"
+submit_and_wait "$ROOT/experiments/real.toml" --cells-per-task 6 --cpus-per-task 1 --time 00:10:00 --out "$work/real.sbatch"
+grep -q 'paths_relative_to' "$work"/slurm/real-*/spec.toml || fail "the spec copy does not say where its paths are read from"
+"$ROOT/.venv/bin/python" - "$db" <<'PY' || fail "real.toml store check"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+n, total = c.execute("SELECT sum(status = 'finished'), count(*) FROM runs WHERE experiment = 'real'").fetchone()
+print(f"real: {n} finished of {total} runs")
+assert n == total and n > 0, "every real.toml cell finishes in its task"
+PY
+out=$("$RMLAB" status "$ROOT/experiments/real.toml" --db "$db" | tail -1)
+echo "$out"
+grep -q "(.* done) in" <<<"$out" && ! grep -q "missing" <<<"$out" || fail "real.toml cells are not all done: $out"
+
+echo "== 5. a task stopped at its time limit keeps the cells it finished"
+# SLURM sends the task's shell SIGTERM before its time limit (`--signal=B:TERM@…`, checked in the
+# script); here it is sent as soon as a few cells are done, with the same call SLURM makes, so
+# the test does not hang on the scheduler's signal timing. Each cell has its own learning rate,
+# so cells train one at a time and finish one by one.
+slow=$work/slow.toml
+lrs=$(seq 1 40 | awk '{printf "%s%.4f", (NR>1?", ":""), 0.01 + $1 / 10000}')
+sed -e 's/^name = "quick"/name = "slow"/' -e 's/^steps = 100/steps = 3000/' -e 's/^seeds = 2/seeds = 1/' \
+    -e "s/^\"loss.lambda\" = .*/\"train.lr\" = [$lrs]/" "$SPEC" >"$slow"
+out=$("$RMLAB" slurm "$slow" --db "$db" --cells-per-task 40 --cpus-per-task 1 --time 00:30:00 \
+      --out "$work/slow.sbatch" --submit) || fail "rmlab slurm --submit failed (slow)"
+echo "$out"
+grep -q 'SBATCH --signal=B:TERM@120' "$work/slow.sbatch" || fail "no --signal line in the array script"
+arr=$(awk '$1 == "array" {print $2}' <<<"$out")
+merge=$(awk '$1 == "merge" {print $2}' <<<"$out")
+task_db="${TMPDIR:-/tmp}/rmlab-$arr-0/task.sqlite"
+t0=$SECONDS
+until [ -f "$task_db" ] && [ "$("$ROOT/.venv/bin/python" -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT count(*) FROM runs WHERE status = 'finished'\").fetchone()[0])" "$task_db" 2>/dev/null || echo 0)" -ge 3 ]; do
+  (( SECONDS - t0 < TIMEOUT )) || fail "the slow task finished no 3 cells in ${TIMEOUT} s"
+  sleep 0.5
+done
+scancel --batch --signal=TERM "${arr}_0" || fail "scancel --signal=TERM failed"
+t0=$SECONDS
+while (( SECONDS - t0 < TIMEOUT )); do
+  state=$(scontrol show job "$merge" 2>/dev/null | grep -o 'JobState=[A-Z_]*' | cut -d= -f2 || true)
+  [ "$state" = COMPLETED ] && break
+  case "$state" in FAILED|CANCELLED|TIMEOUT) fail "merge job $merge ended $state" ;; esac
+  sleep 1
+done
+grep -h "time limit near" "$work"/slurm/slow-*/*.out || fail "the task did not stop on SIGTERM"
+[ ! -e "${TMPDIR:-/tmp}/rmlab-$arr-0" ] || fail "the task's local store was not removed after a good copy"
+"$ROOT/.venv/bin/python" - "$db" <<'PY' || fail "time-limit store check"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+finished, running = c.execute(
+    "SELECT sum(status = 'finished'), sum(status = 'running') FROM runs WHERE experiment = 'slow'").fetchone()
+print(f"slow: {finished} of 40 cells finished before SIGTERM and were merged; {running or 0} running")
+assert finished and 3 <= finished < 40, "the finished cells are kept, and the task did stop early"
+assert not running, "a half-trained run was merged"
+PY
 
 rm -rf "$work"
 echo "slurm sweep test: ok"

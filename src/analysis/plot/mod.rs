@@ -24,6 +24,7 @@ use style::{FONT, TICK_PX, color, key_symbol, metric_label, pe};
 use crate::error::{Error, Result};
 use crate::experiment::Spec;
 use crate::experiment::figure::{Band, FigureKind, FigureSpec, catalogue, default_x};
+use crate::experiment::metric::GRAPH_KINDS;
 use crate::store::Store;
 
 /// One written figure.
@@ -74,7 +75,12 @@ pub fn render_all(
         let stem = out_dir.join(&fig.name);
         let (panels, rows) = match fig.kind {
             FigureKind::Curves => (Panels::Lines(curve_panels(conn, fig, &runs)?), fig.splits.len()),
-            FigureKind::Final => (Panels::Lines(final_panels(conn, fig, &runs, &mut notes)?), 1),
+            FigureKind::Final => {
+                (Panels::Lines(final_panels(conn, fig, &runs, &mut notes)?), fig.splits.len())
+            }
+            FigureKind::GraphKinds => {
+                (Panels::Lines(graph_kind_panels(conn, fig, &runs, &mut notes)?), fig.splits.len())
+            }
             FigureKind::Distribution => {
                 (Panels::Hists(distribution_panels(conn, fig, &runs, &mut notes)?), 1)
             }
@@ -94,7 +100,7 @@ pub fn render_all(
                 if fig.filters.is_empty() { String::new() } else { format!(" with {:?}", fig.filters) },
                 match fig.kind {
                     FigureKind::Curves => "metrics",
-                    FigureKind::Final => "summaries (final_value)",
+                    FigureKind::Final | FigureKind::GraphKinds => "summaries (final_value)",
                     _ => "rewards",
                 }
             ),
@@ -136,12 +142,12 @@ fn footer(
 ) -> String {
     let seeds: BTreeSet<i64> = runs.iter().map(|r| r.seed).collect();
     let mut s = match kind {
-        FigureKind::Curves | FigureKind::Final if seeds.len() < 2 => {
+        FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds if seeds.len() < 2 => {
             notes.push("single seed: no band drawn".into());
             "One seed per point: no band.".to_string()
         }
         FigureKind::Curves => format!("Lines: mean over {} seeds; bands: {}.", seeds.len(), band.describe()),
-        FigureKind::Final => {
+        FigureKind::Final | FigureKind::GraphKinds => {
             format!("Points: mean over {} seeds; bars and shaded band: {}.", seeds.len(), band.describe())
         }
         FigureKind::Distribution => {
@@ -237,75 +243,149 @@ fn final_panels(
     runs: &[RunInfo],
     notes: &mut Vec<String>,
 ) -> Result<Vec<LinePanel>> {
-    let split = &fig.splits[0];
     let lines = line_keys(fig, runs, true);
     let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
     for r in runs {
         groups.entry(r.key(&lines)).or_default().push(r);
     }
-    let unregularized = if fig.x == "loss.lambda" { ", unregularized" } else { "" };
-    let xsym = key_symbol(&fig.x);
     let mut missing_baseline = false;
     let mut panels = Vec::new();
-    for metric in &fig.metrics {
-        let finals = data::final_values(conn, runs, split, metric)?;
-        let mut series = Vec::new();
-        let mut baselines = Vec::new();
-        for (i, (key, members)) in groups.iter().enumerate() {
-            let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
-            for r in members {
-                if let (Some(x), Some(v)) = (r.params.get(&fig.x), finals.get(&r.id)) {
-                    by_x.entry(x.clone()).or_default().push(*v);
-                }
-            }
-            let prefix =
-                if lines.is_empty() { String::new() } else { format!("{}: ", group_label(&lines, key)) };
-            let mut points = Vec::new();
-            let mut n_min = usize::MAX;
-            for (x, vals) in &by_x {
-                let Some(xv) = x.as_f64() else { continue };
-                let Some(st) = stat(vals, fig.band) else { continue };
-                n_min = n_min.min(st.n);
-                if xv == 0.0 {
-                    baselines.push(Baseline {
-                        label: if lines.is_empty() {
-                            format!("{xsym} = 0{unregularized} (n={})", st.n)
-                        } else {
-                            String::new()
-                        },
-                        color: color(i),
-                        stat: st,
-                    });
-                } else {
-                    points.push((xv, st));
-                }
-            }
-            if !by_x.keys().any(|x| x.as_f64() == Some(0.0)) {
-                missing_baseline = true;
-            }
-            let n = if n_min == usize::MAX { 0 } else { n_min };
-            let label = if lines.is_empty() {
-                format!("{xsym} > 0 (n={n} per point)")
-            } else {
-                format!("{} (n={n})", prefix.trim_end_matches(": "))
-            };
-            series.push(Series { label, color: color(i), points });
+    for split in &fig.splits {
+        for metric in &fig.metrics {
+            let sources: Vec<FinalSource> = groups
+                .iter()
+                .map(|(key, members)| FinalSource {
+                    label: (!lines.is_empty()).then(|| group_label(&lines, key)),
+                    metric: metric.clone(),
+                    runs: members.clone(),
+                })
+                .collect();
+            let legend = panels.is_empty();
+            panels.push(final_panel(conn, fig, split, metric, &sources, legend, &mut missing_baseline)?);
         }
-        panels.push(LinePanel {
-            title: format!("final {} ({split})", metric_title(metric)),
-            x_label: format!("{xsym} (log scale)"),
-            y_label: metric_label(metric),
-            log_x: true,
-            error_bars: true,
-            series,
-            baselines,
-            legend: panels.is_empty(),
-        });
     }
     if missing_baseline {
+        let xsym = key_symbol(&fig.x);
         notes.push(format!("no {xsym} = 0 runs in some groups: no unregularized baseline drawn for them"));
     }
     Ok(panels)
+}
+
+/// Final metrics by comparison-graph component kind: for each metric `m` of the figure, one
+/// panel with a line for `m_bipartite` and one for `m_odd_cycle` (and per value of `lines`).
+fn graph_kind_panels(
+    conn: &Connection,
+    fig: &FigureSpec,
+    runs: &[RunInfo],
+    notes: &mut Vec<String>,
+) -> Result<Vec<LinePanel>> {
+    let lines = line_keys(fig, runs, true);
+    let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
+    for r in runs {
+        groups.entry(r.key(&lines)).or_default().push(r);
+    }
+    let mut missing_baseline = false;
+    let mut panels = Vec::new();
+    for split in &fig.splits {
+        for metric in &fig.metrics {
+            let mut sources = Vec::new();
+            for kind in GRAPH_KINDS {
+                for (key, members) in &groups {
+                    let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
+                    sources.push(FinalSource {
+                        label: Some(if lines.is_empty() {
+                            format!("{what} components")
+                        } else {
+                            format!("{what}, {}", group_label(&lines, key))
+                        }),
+                        metric: format!("{metric}_{kind}"),
+                        runs: members.clone(),
+                    });
+                }
+            }
+            let legend = panels.is_empty();
+            panels.push(final_panel(conn, fig, split, metric, &sources, legend, &mut missing_baseline)?);
+        }
+    }
+    if missing_baseline {
+        let xsym = key_symbol(&fig.x);
+        notes.push(format!("no {xsym} = 0 runs in some lines: no unregularized baseline drawn for them"));
+    }
+    Ok(panels)
+}
+
+/// One line of a final-value panel: a metric's final values over some runs, by x.
+struct FinalSource<'r> {
+    /// Legend label; `None` for the only line of a figure without `lines`.
+    label: Option<String>,
+    metric: String,
+    runs: Vec<&'r RunInfo>,
+}
+
+/// A panel of final values against `fig.x` (log axis; x = 0 drawn apart as a dashed
+/// baseline), a line per source with error bars over seeds.
+fn final_panel(
+    conn: &Connection,
+    fig: &FigureSpec,
+    split: &str,
+    metric: &str,
+    sources: &[FinalSource],
+    legend: bool,
+    missing_baseline: &mut bool,
+) -> Result<LinePanel> {
+    let unregularized = if fig.x == "loss.lambda" { ", unregularized" } else { "" };
+    let xsym = key_symbol(&fig.x);
+    let mut series = Vec::new();
+    let mut baselines = Vec::new();
+    for (i, src) in sources.iter().enumerate() {
+        let members: Vec<RunInfo> = src.runs.iter().map(|r| (*r).clone()).collect();
+        let finals = data::final_values(conn, &members, split, &src.metric)?;
+        let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
+        for r in &src.runs {
+            if let (Some(x), Some(v)) = (r.params.get(&fig.x), finals.get(&r.id)) {
+                by_x.entry(x.clone()).or_default().push(*v);
+            }
+        }
+        let mut points = Vec::new();
+        let mut n_min = usize::MAX;
+        for (x, vals) in &by_x {
+            let Some(xv) = x.as_f64() else { continue };
+            let Some(st) = stat(vals, fig.band) else { continue };
+            n_min = n_min.min(st.n);
+            if xv == 0.0 {
+                baselines.push(Baseline {
+                    label: match &src.label {
+                        None => format!("{xsym} = 0{unregularized} (n={})", st.n),
+                        Some(_) => String::new(),
+                    },
+                    color: color(i),
+                    stat: st,
+                });
+            } else {
+                points.push((xv, st));
+            }
+        }
+        if !by_x.keys().any(|x| x.as_f64() == Some(0.0)) {
+            *missing_baseline = true;
+        }
+        let n = if n_min == usize::MAX { 0 } else { n_min };
+        let label = match &src.label {
+            None => format!("{xsym} > 0 (n={n} per point)"),
+            Some(l) => format!("{l} (n={n})"),
+        };
+        series.push(Series { label, color: color(i), points });
+    }
+    let base = metric_label(metric);
+    Ok(LinePanel {
+        title: format!("final {} ({split})", metric_title(metric)),
+        x_label: format!("{xsym} (log scale)"),
+        y_label: base,
+        log_x: true,
+        error_bars: true,
+        series,
+        baselines,
+        legend,
+    })
 }
 
 fn distribution_panels(
@@ -480,10 +560,7 @@ fn draw_figure<DB: DrawingBackend>(
 /// Draws the figures of each spec (its declared `[[figure]]`s, else the [`catalogue`]) from the
 /// store at `db` into `out_dir/<experiment>/`; returns what was written, spec by spec.
 pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Written>> {
-    if !db.exists() {
-        return Err(Error::Input(format!("{}: no such store (run a sweep first)", db.display())));
-    }
-    let store = Store::open(db)?;
+    let store = Store::open_read_only(db)?;
     let mut written = Vec::new();
     for spec in specs {
         let figures = if spec.figures.is_empty() { catalogue() } else { spec.figures.clone() };

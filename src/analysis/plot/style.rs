@@ -146,8 +146,26 @@ pub fn metric_label(name: &str) -> String {
         "offset_part_abs_mean" => "offset part |r_a + r_b|/2 (reward units)".into(),
         "spread_part_abs_mean" => "spread part |r_a − r_b|/2 (reward units)".into(),
         "head_weight_norm" => "head weight norm ‖w‖".into(),
-        other => other.replace('_', " "),
+        "pair_diff_abs_mean" => "spread |r_a − r_b| (reward units)".into(),
+        other => match graph_kind(other) {
+            // `m_bipartite`, `m_odd_cycle`: the label of `m`, the kind before its unit.
+            Some((base, kind)) => {
+                let label = metric_label(base);
+                match label.rsplit_once(" (") {
+                    Some((head, unit)) if unit.ends_with(')') => format!("{head}, {kind} ({unit}"),
+                    _ => format!("{label}, {kind}"),
+                }
+            }
+            None => other.replace('_', " "),
+        },
     }
+}
+
+/// `(base metric, kind in words)` of a metric by comparison-graph component kind.
+fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
+    name.strip_suffix("_bipartite")
+        .map(|b| (b, "bipartite"))
+        .or_else(|| name.strip_suffix("_odd_cycle").map(|b| (b, "odd cycle")))
 }
 
 /// A short tick label: 4 significant digits at most, no trailing zeros.

@@ -1,0 +1,407 @@
+//! Regressions of bad input and hard cases found by an adversarial run (issue #13): each test is
+//! named after the behaviour it pins, and runs the real binary on real SQLite files.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use rusqlite::Connection;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rmlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rmlab")).args(args).current_dir(repo()).output().expect("rmlab runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), stderr(&o));
+    o
+}
+
+/// Bad input: exit 2 and exactly one line on stderr that contains `needle`.
+#[track_caller]
+fn bad_input(o: Output, needle: &str) {
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line:\n{err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
+fn quick() -> String {
+    repo().join("experiments/quick.toml").display().to_string()
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_directory_is_not_a_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    bad_input(rmlab(&["check", dir.path().to_str().unwrap()]), "is a directory, not a spec file");
+}
+
+#[test]
+fn oversized_specs_exit_2_without_touching_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    for (name, body) in [
+        ("seeds", "[sweep]\nseeds = 100000000000\n"),
+        ("dim", "[data]\nfeature_dim = 4294967296\n"),
+        ("prompts", "[data]\nn_prompts = 9223372036854775807\n"),
+    ] {
+        let spec = write(dir.path(), &format!("{name}.toml"), &format!("name = \"x\"\n{body}"));
+        bad_input(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]), "at most");
+    }
+    assert!(!db.exists());
+}
+
+/// `--set` errors name the key that is wrong; a value that would make a cell invalid is refused
+/// even when it replaces an axis.
+#[test]
+fn set_overrides_name_their_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db = db.to_str().unwrap();
+    let sweep = |set: &str| rmlab(&["sweep", &quick(), "--db", db, "--set", set]);
+    bad_input(sweep("train.steps=-3"), "--set train.steps=-3: train.steps:");
+    bad_input(sweep("loss.lambda=nan"), "--set loss.lambda=nan: loss.lambda: must be a finite number ≥ 0");
+    bad_input(sweep("loss.lambda=-1"), "loss.lambda: must be a finite number ≥ 0, found -1");
+    bad_input(sweep("model.bias_init=inf"), "model.bias_init: must be a finite number");
+    bad_input(sweep("train.stepz=3"), "unknown config key `train.stepz`");
+}
+
+/// `--set` on a swept key replaces its axis by the one value (it used to be ignored silently),
+/// a key of a zip group cannot be set alone, and the overrides are stored with the spec text.
+#[test]
+fn set_on_a_swept_key_replaces_the_axis_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    let out =
+        ok(rmlab(&["sweep", &quick(), "--db", db_s, "--set", "loss.lambda=0.5", "--set", "train.steps=20"]));
+    assert!(stderr(&out).contains("quick: 2 cells"), "{}", stderr(&out));
+    assert_eq!(count(&db, "SELECT count(*) FROM params WHERE key = 'loss.lambda' AND value = 0.5"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM params WHERE key = 'loss.lambda' AND value != 0.5"), 0);
+    let text: String = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT spec_text FROM experiments", [], |r| r.get(0))
+        .unwrap();
+    assert!(text.contains("#   --set loss.lambda=0.5\n#   --set train.steps=20"), "{text}");
+    let noise = repo().join("experiments/noise.toml");
+    bad_input(
+        rmlab(&["sweep", noise.to_str().unwrap(), "--db", db_s, "--dry-run", "--set", "data.flip=0.2"]),
+        "swept together with `data.beta` in a [[sweep.zip]] group",
+    );
+}
+
+/// Read-only commands leave the store's bytes alone: no lock, no WAL switch, no migration.
+/// (SQLite lets a reader of a WAL store create the empty `-wal`/`-shm` companions a writer
+/// would use; the database file itself is not touched.)
+#[test]
+fn read_only_commands_do_not_write_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    let files = |d: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "sqlite"))
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(dir.path());
+    let figures = dir.path().join("fig");
+    for args in [
+        vec!["query", "summary", "--db", db_s],
+        vec!["query", "runs", "--db", db_s],
+        vec!["query", "curves", "--db", db_s, "--metrics", "accuracy"],
+        vec!["status", &quick(), "--db", db_s],
+        vec!["sweep", &quick(), "--db", db_s, "--dry-run"],
+        vec!["plot", &quick(), "--db", db_s, "--out-dir", figures.to_str().unwrap()],
+    ] {
+        ok(rmlab(&args));
+    }
+    assert_eq!(files(dir.path()), before, "a read-only command changed the store");
+
+    // A store at schema version 2 stays at version 2 under a dry run (it was migrated before).
+    let old = dir.path().join("old.sqlite");
+    {
+        let conn = Connection::open(&old).unwrap();
+        conn.execute_batch(rmlab::store::schema_v1_for_tests()).unwrap();
+        conn.execute_batch(rmlab::store::schema_v2_for_tests()).unwrap();
+        conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+    }
+    let out = rmlab(&["sweep", &quick(), "--db", old.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("schema version 2 is older than this rmlab's 3"), "{}", stderr(&out));
+    assert_eq!(count(&old, "PRAGMA user_version"), 2);
+}
+
+/// A store that cannot be written is named as read-only by writing commands and still serves
+/// reads. The file is made immutable with chattr, which binds root too; where the file system
+/// cannot do that the test says so and checks nothing more.
+#[test]
+fn a_read_only_store_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    let chattr = |flag: &str| Command::new("chattr").args([flag, db_s]).status().is_ok_and(|s| s.success());
+    if !chattr("+i") {
+        eprintln!("chattr +i is not available here: read-only store behaviour not exercised");
+        return;
+    }
+    let sweep = rmlab(&["sweep", &quick(), "--db", db_s, "--force"]);
+    let query = rmlab(&["query", "runs", "--db", db_s]);
+    chattr("-i");
+    bad_input(sweep, "the store is read-only");
+    assert!(query.status.success(), "{}", stderr(&query));
+}
+
+/// Eight processes creating and migrating one new store at once: none fails.
+#[test]
+fn concurrent_creation_of_one_store_never_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..5 {
+        let db = dir.path().join(format!("new{round}.sqlite"));
+        std::fs::write(&db, b"").unwrap();
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_rmlab"))
+                    .args(["migrate", db.to_str().unwrap()])
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        }
+        assert_eq!(count(&db, "PRAGMA user_version"), rmlab::store::SCHEMA_VERSION);
+    }
+    // Four sweeps into one new file.
+    let db = dir.path().join("sweeps.sqlite");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_rmlab"))
+                .args(["sweep", &quick(), "--db", db.to_str().unwrap(), "--jobs", "1"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
+}
+
+/// A damaged or foreign source is named, nothing is written, and no target is left behind.
+#[test]
+fn merge_checks_every_source_first_and_writes_nothing_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.sqlite");
+    ok(rmlab(&["sweep", &quick(), "--db", good.to_str().unwrap()]));
+    // A copy with its pages scrambled past the header.
+    let mut bytes = std::fs::read(&good).unwrap();
+    assert!(bytes.len() > 8192);
+    for b in &mut bytes[4096..8192] {
+        *b ^= 0x5A;
+    }
+    let corrupt = dir.path().join("corrupt.sqlite");
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let text = write(dir.path(), "notes.sqlite", "not a database at all, just text\n");
+    let target = dir.path().join("merged.sqlite");
+    for bad in [&corrupt, &text] {
+        let out = rmlab(&[
+            "merge",
+            good.to_str().unwrap(),
+            bad.to_str().unwrap(),
+            "--into",
+            target.to_str().unwrap(),
+        ]);
+        bad_input(out, &format!("{}:", bad.display()));
+        assert!(!target.exists(), "no target is created when a source is bad");
+    }
+    // Into an existing target: refused, the target unchanged.
+    ok(rmlab(&["merge", good.to_str().unwrap(), "--into", target.to_str().unwrap()]));
+    let before = count(&target, "SELECT count(*) FROM metrics");
+    bad_input(
+        rmlab(&["merge", corrupt.to_str().unwrap(), "--into", target.to_str().unwrap()]),
+        "corrupt.sqlite",
+    );
+    assert_eq!(count(&target, "SELECT count(*) FROM metrics"), before);
+    // A newer store is not sent to `rmlab migrate`, which would refuse it.
+    let newer = dir.path().join("newer.sqlite");
+    std::fs::copy(&good, &newer).unwrap();
+    Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+    let out = rmlab(&["merge", newer.to_str().unwrap(), "--into", target.to_str().unwrap()]);
+    bad_input(out, "newer than this rmlab's");
+    assert!(
+        !stderr(&rmlab(&["merge", newer.to_str().unwrap(), "--into", target.to_str().unwrap()]))
+            .contains("migrate")
+    );
+}
+
+#[test]
+fn queries_refuse_unknown_keys_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    bad_input(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lamda=0.1"]), "--where loss.lamda");
+    bad_input(rmlab(&["query", "curves", "--db", db_s, "--metrics", "acuracy"]), "--metrics acuracy");
+    ok(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lambda=0.1", "--where", "status=finished"]));
+}
+
+/// A summary says how many cells it leaves out and why; a diverged cell is flagged with its
+/// reason in the store.
+#[test]
+fn summaries_say_what_they_leave_out_and_divergence_has_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    // λ = 1e30: the loss is beyond any sane bound from the first evaluation.
+    let spec = write(
+        dir.path(),
+        "wild.toml",
+        &std::fs::read_to_string(quick())
+            .unwrap()
+            .replace("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.0, 1e30]"),
+    );
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db_s]));
+    let reason: String = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT diverged_reason FROM runs WHERE status = 'diverged' LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(reason, "training loss above 1e12");
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'diverged' AND diverged_step = 0"), 2);
+    let out = ok(rmlab(&["query", "summary", "--db", db_s, "--metrics", "accuracy"]));
+    assert!(
+        stderr(&out)
+            .contains("note: 2 of 4 cells left out of the summary, having no finished run: 2 diverged"),
+        "{}",
+        stderr(&out)
+    );
+    // Adam at lr = 1e6 drives rewards beyond what float32 resolves, with a finite loss.
+    let db2 = dir.path().join("lr.sqlite");
+    ok(rmlab(&["sweep", &quick(), "--db", db2.to_str().unwrap(), "--set", "train.lr=1e6"]));
+    let reasons: Vec<String> = {
+        let conn = Connection::open(&db2).unwrap();
+        let mut stmt = conn.prepare("SELECT DISTINCT diverged_reason FROM runs").unwrap();
+        stmt.query_map([], |r| r.get::<_, Option<String>>(0)).unwrap().filter_map(|r| r.unwrap()).collect()
+    };
+    assert!(reasons.iter().any(|r| r.starts_with("a reward beyond ±1e6")), "{reasons:?}");
+}
+
+/// A reader that closes the pipe early (`rmlab sweep … 2>&1 | head -2`) does not make rmlab
+/// panic: the sweep finishes its work and exits 0.
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["sweep", &quick(), "--db", db.to_str().unwrap(), "--jobs", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for _ in 0..2 {
+        lines.next();
+    }
+    drop(lines);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
+    let mut q = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["query", "curves", "--db", db.to_str().unwrap(), "--format", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(q.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    drop(out);
+    let o = q.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+/// A cell's numbers do not depend on how the sweep was split: one worker or two (different
+/// stacked groups), or the cells run in two halves with `--only`. The engine and group of
+/// each run are recorded.
+#[test]
+fn results_do_not_depend_on_how_a_sweep_was_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "split.toml",
+        &std::fs::read_to_string(quick())
+            .unwrap()
+            .replace("seeds = 2", "seeds = 3")
+            .replace("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.0, 0.01, 0.1]"),
+    );
+    let spec_s = spec.to_str().unwrap();
+    let dbs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("{i}.sqlite"))).collect();
+    ok(rmlab(&["sweep", spec_s, "--db", dbs[0].to_str().unwrap(), "--jobs", "1"]));
+    ok(rmlab(&["sweep", spec_s, "--db", dbs[1].to_str().unwrap(), "--jobs", "2"]));
+    let status =
+        String::from_utf8_lossy(&ok(rmlab(&["status", spec_s, "--db", "/nonexistent.sqlite"])).stdout)
+            .into_owned();
+    let hashes: Vec<&str> =
+        status.lines().filter_map(|l| l.split_whitespace().nth(2)).filter(|h| h.len() == 16).collect();
+    assert_eq!(hashes.len(), 9);
+    for part in [&hashes[..4], &hashes[4..]] {
+        ok(rmlab(&["sweep", spec_s, "--db", dbs[2].to_str().unwrap(), "--only", &part.join(",")]));
+    }
+    let values = |db: &Path| -> Vec<(String, String, String, i64, Option<f64>)> {
+        let conn = Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.config_hash, m.split, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+                 ORDER BY 1, 2, 3, 4",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let reference = values(&dbs[0]);
+    assert_eq!(reference.len(), 9 * 5 * 39);
+    for db in &dbs[1..] {
+        let other = values(db);
+        let differing = reference
+            .iter()
+            .zip(&other)
+            .filter(|(a, b)| a.4.map(f64::to_bits) != b.4.map(f64::to_bits))
+            .count();
+        assert_eq!(differing, 0, "{}: {differing} of {} metric values differ", db.display(), reference.len());
+    }
+    // Groups as trained: one group of 9 with one worker; two groups with two workers.
+    let groups =
+        |db: &Path| count(db, "SELECT count(DISTINCT batch_group) FROM runs WHERE engine = 'batched'");
+    // (Each half of the --only run is split between the two default workers.)
+    assert_eq!((groups(&dbs[0]), groups(&dbs[1]), groups(&dbs[2])), (1, 2, 4));
+}

@@ -84,6 +84,8 @@ notebook:
 # Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json; the encoder's need the Python tokenizers and transformers, installed here on first use).
 fixtures:
     .venv/bin/python tests/fixtures/gen_loss_fixture.py
+    .venv/bin/python tests/fixtures/gen_schedule_fixture.py
+    .venv/bin/python tests/fixtures/gen_clip_fixture.py
     .venv/bin/python -c "import tokenizers, transformers" 2>/dev/null || .venv/bin/pip install -q tokenizers==0.23.3 transformers==5.24.0
     .venv/bin/python tests/fixtures/gen_encoder_fixture.py
 

@@ -60,7 +60,12 @@ fn config(hidden: usize, steps: usize, eval_every: usize) -> RunConfig {
             ..DataConfig::default()
         },
         model: ModelConfig { hidden: Some(vec![hidden]), ..ModelConfig::default() },
-        train: TrainConfig { lr: 1e-3, batch_size: 256, steps, ..TrainConfig::default() },
+        train: TrainConfig {
+            lr: 1e-3,
+            batch_size: rmlab::experiment::config::BatchSize::Pairs(256),
+            steps,
+            ..TrainConfig::default()
+        },
         loss: LossConfig::default(),
         eval: EvalConfig { every: eval_every },
     }
@@ -105,7 +110,7 @@ fn train_vs_torch(
     }
     let (chosen, rejected): (Vec<i64>, Vec<i64>) =
         data.train.pairs_host.iter().map(|&(a, b)| (a as i64, b as i64)).unzip();
-    let batches = batch_indices(cfg.seed, data.train.n_pairs, cfg.train.batch_size, steps);
+    let batches = batch_indices(cfg.seed, data.train.n_pairs, 256, steps);
     let manifest = json!({
         "threads": 1,
         "device": if device == Device::Cpu { "cpu" } else { "cuda" },
@@ -115,7 +120,7 @@ fn train_vs_torch(
         "features": write_raw(dir.path(), "features.f32", &prefs.features, &[prefs.n_responses(), prefs.dim]),
         "chosen": write_raw(dir.path(), "chosen.i64", &chosen, &[chosen.len()]),
         "rejected": write_raw(dir.path(), "rejected.i64", &rejected, &[rejected.len()]),
-        "batches": write_raw(dir.path(), "batches.i64", &batches, &[steps, cfg.train.batch_size]),
+        "batches": write_raw(dir.path(), "batches.i64", &batches, &[steps, 256]),
     });
     std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
 

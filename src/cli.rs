@@ -131,6 +131,24 @@ pub enum Command {
     },
     /// Bring a store to this rmlab's schema version (stores are also migrated when opened).
     Migrate { db: PathBuf },
+    /// Score a TRL-format preference file with a model a run kept (`train.save`): print its
+    /// accuracy and reward statistics, and write every pair's rewards with --out.
+    Score {
+        /// The run: its uid (`rmlab query runs --format csv` lists them) or its id in this store.
+        #[arg(long)]
+        run: String,
+        /// The preference file (.jsonl, .jsonl.gz, .parquet).
+        file: PathBuf,
+        #[arg(long, default_value = "results/results.sqlite")]
+        db: PathBuf,
+        /// Write the per-pair rewards here (.parquet or .csv).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Normalise rewards by the mean and standard deviation of the model's rewards over its
+        /// training responses (kept with the model).
+        #[arg(long)]
+        normalize: bool,
+    },
 }
 
 /// What `rmlab query` returns.

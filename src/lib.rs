@@ -15,7 +15,7 @@
 //! | 6 | [`train`] | the training loops: one cell with autograd, or many cells as one batched program |
 //! | 7 | [`store`] | the SQLite results store: runs, metrics, summaries, rewards; merges |
 //! | 8 | [`analysis`] | store → polars tables (query, output) and figures (plot) |
-//! | 9 | [`sweep`] | planning and running the cells of a spec: worker threads, SLURM arrays |
+//! | 9 | [`sweep`], [`score`] | planning and running the cells of a spec (worker threads, SLURM arrays); scoring files with kept models |
 //!
 //! Unsafe code lives in one place, the batched engine's host kernels (`train::batched`).
 
@@ -30,6 +30,7 @@ pub mod model;
 pub mod objective;
 pub mod provenance;
 pub mod runtime;
+pub mod score;
 pub mod store;
 pub mod sweep;
 #[cfg(test)]

@@ -207,6 +207,40 @@ fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Score { run, file, db, out, normalize } => {
+            let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
+            outln!(
+                "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
+                file.display(),
+                s.pairs.height(),
+                s.run_uid,
+                s.accuracy,
+                if s.normalised {
+                    format!(" (normalised by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
+                } else {
+                    String::new()
+                },
+                s.responses,
+                s.reward_mean,
+                s.reward_std,
+                s.reward_max_abs
+            );
+            if let Some(out) = out {
+                let format = match out.extension().and_then(|e| e.to_str()) {
+                    Some("parquet") => output::Format::Parquet,
+                    Some("csv") => output::Format::Csv,
+                    _ => {
+                        return Err(Error::Input(format!(
+                            "--out {}: expected a .parquet or .csv file",
+                            out.display()
+                        )));
+                    }
+                };
+                output::write(&mut s.pairs, format, Some(&out))?;
+                errln!("{}  ({} pairs)", out.display(), s.pairs.height());
+            }
+            Ok(())
+        }
         Command::Schema => {
             outln!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
             Ok(())

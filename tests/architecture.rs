@@ -15,7 +15,7 @@ const STAGES: [&[&str]; 10] = [
     &["train"],
     &["store"],
     &["analysis"],
-    &["sweep"],
+    &["sweep", "score"],
 ];
 
 fn stage_of(module: &str) -> Option<usize> {

@@ -329,3 +329,49 @@ fn bias_init_must_be_finite() {
     case(&with_head("[model]\nbias_init = inf\n"), "model.bias_init", 3, 13, "finite");
     Spec::parse(Path::new("ok.toml"), with_head("[model]\nbias_init = -2.5\n")).unwrap();
 }
+
+/// Trainer controls: one located line for every value that cannot train.
+#[test]
+fn trainer_controls() {
+    let t = |body: &str| with_head(&format!("[train]\n{body}\n"));
+    case(&t("schedule = \"step\""), "train.schedule", 3, 12, "unknown variant `step`");
+    case(&t("steps = 100\nwarmup_steps = 100"), "train.warmup_steps", 4, 16, "shorter than training");
+    case(&t("warmup_ratio = 1.5"), "train.warmup_ratio", 3, 16, "[0, 1)");
+    case(&t("warmup_ratio = 0.1\nwarmup_steps = 5"), "train.warmup_ratio", 3, 16, "not both");
+    case(&t("max_grad_norm = -1.0"), "train.max_grad_norm", 3, 17, "≥ 0");
+    case(&t("gradient_accumulation = 0"), "train.gradient_accumulation", 3, 25, "> 0");
+    case(&t("sampling = \"shuffle\""), "train.sampling", 3, 12, "unknown variant");
+    case(&t("batch_size = \"most\""), "train.batch_size", 3, 14, "\"all\"");
+    case(
+        &t("early_stopping_metric = \"acuracy\""),
+        "train.early_stopping_metric",
+        3,
+        25,
+        "unknown metric `acuracy`",
+    );
+    case(
+        &t("early_stopping_metric = \"reward_max_abs\""),
+        "train.early_stopping_metric",
+        3,
+        25,
+        "no better direction",
+    );
+    case(
+        &t("early_stopping_metric = \"accuracy\"\nearly_stopping_split = \"dev\""),
+        "train.early_stopping_split",
+        4,
+        24,
+        "unknown split `dev`",
+    );
+    case(
+        &format!("{HEAD}[data]\nval_frac = 0.0\n[train]\nearly_stopping_metric = \"accuracy\"\n"),
+        "train.early_stopping_split",
+        4,
+        1,
+        "empty",
+    );
+    case(&t("save = \"best\""), "train.save", 3, 8, "needs train.early_stopping_metric");
+    case(&t("save = \"all\""), "train.save", 3, 8, "unknown variant");
+    Spec::parse(Path::new("ok.toml"), t("batch_size = \"all\"\nschedule = \"cosine\"\nwarmup_ratio = 0.1"))
+        .unwrap();
+}

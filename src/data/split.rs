@@ -38,6 +38,16 @@ impl Split {
         Split::Eval(leaked)
     }
 
+    /// The split a name stands for: train, val, test, or an evaluation file's split.
+    pub fn named(name: &str) -> Split {
+        match name {
+            "train" => Split::Train,
+            "val" => Split::Val,
+            "test" => Split::Test,
+            other => Split::eval(other),
+        }
+    }
+
     /// The split's name in metrics, summaries, rewards and figures.
     pub fn as_str(self) -> &'static str {
         match self {

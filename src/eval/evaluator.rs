@@ -13,8 +13,12 @@ use crate::error::Result;
 use crate::experiment::RunConfig;
 use crate::objective::Objective;
 
-/// Reports the final reward `[R]` of every response in a split with pairs.
-pub fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSink) -> Result<()> {
+/// Reports the final reward `[R]` of every response in a split with pairs; returns the rows.
+pub fn report_rewards(
+    rewards: &Tensor,
+    data: &Dataset,
+    sink: &mut dyn MetricsSink,
+) -> Result<Vec<RewardRow>> {
     let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
     let rows: Vec<RewardRow> = (0..rewards.len())
         .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
@@ -26,7 +30,8 @@ pub fn report_rewards(rewards: &Tensor, data: &Dataset, sink: &mut dyn MetricsSi
             true_reward: data.true_reward_host.as_ref().map(|t| t[r]),
         })
         .collect();
-    sink.record_rewards(&rows)
+    sink.record_rewards(&rows)?;
+    Ok(rows)
 }
 
 /// The truth index of each split of a data set with a known true reward and β (synthetic), in
@@ -68,6 +73,23 @@ pub fn report_eval(
     step: usize,
     sink: &mut dyn MetricsSink,
 ) -> Result<Option<Outcome>> {
+    Ok(report_eval_watching(rewards, head_norm, data, truths, cfg, step, sink, None)?.0)
+}
+
+/// [`report_eval`], also returning the value of one metric of one split (`watch`, for early
+/// stopping; NaN when that split has no pairs).
+#[allow(clippy::too_many_arguments)]
+pub fn report_eval_watching(
+    rewards: &Tensor,
+    head_norm: f64,
+    data: &Dataset,
+    truths: &Truths,
+    cfg: &RunConfig,
+    step: usize,
+    sink: &mut dyn MetricsSink,
+    watch: Option<(Split, &str)>,
+) -> Result<(Option<Outcome>, f64)> {
+    let mut watched = f64::NAN;
     let objective = Objective::new(&cfg.loss);
     // Every metric is computed on the host: one transfer of R rewards per evaluation.
     let r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
@@ -89,7 +111,12 @@ pub fn report_eval(
             diverged = Divergence::check(get("loss_total"), get("reward_max_abs"));
             values.push(("head_weight_norm", head_norm));
         }
+        if let Some((s, metric)) = watch
+            && s == split
+        {
+            watched = values.iter().find(|(name, _)| *name == metric).map_or(f64::NAN, |v| v.1);
+        }
         sink.record(step, split, &values)?;
     }
-    Ok(diverged.map(|reason| Outcome::Diverged { step, reason }))
+    Ok((diverged.map(|reason| Outcome::Diverged { step, reason }), watched))
 }

@@ -40,7 +40,7 @@ impl Divergence {
             Some(Divergence::NonFiniteLoss)
         } else if loss_total > Self::MAX_LOSS {
             Some(Divergence::LossTooLarge)
-        } else if !(reward_max_abs <= Self::MAX_REWARD) {
+        } else if reward_max_abs.is_nan() || reward_max_abs > Self::MAX_REWARD {
             Some(Divergence::RewardsTooLarge)
         } else {
             None
@@ -65,6 +65,48 @@ pub trait MetricsSink {
     /// The reward of every evaluated response at the end of the run (after the last
     /// evaluation, or the one that found divergence).
     fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()>;
+
+    /// The evaluation step whose weights the run kept (early stopping).
+    fn record_best_step(&mut self, _step: usize) -> Result<()> {
+        Ok(())
+    }
+
+    /// The trained model, when the run keeps it (`train.save`).
+    fn record_model(&mut self, _model: &TrainedModel) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A trained reward model a run keeps: its weights by the names of the one-cell model
+/// (`hidden_0.weight` `[out, in]`, …, `head.weight` `[1, in]`, `head.bias` `[1]`), whichever
+/// engine trained it, and what is needed to use it again.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// Float32 CPU tensors, by name.
+    pub tensors: Vec<(String, tch::Tensor)>,
+    /// The engine that trained it (`autograd` or `batched`): scoring runs that engine's
+    /// forward pass, so a kept model gives back the run's rewards bit for bit.
+    pub engine: &'static str,
+    /// The run's resolved config (canonical JSON).
+    pub config_json: String,
+    /// The step after which these weights were taken.
+    pub step: usize,
+    /// Mean and standard deviation of the model's rewards over the training responses
+    /// (normalisation statistics, as OpenRLHF keeps them with a reward model).
+    pub reward_mean: f64,
+    pub reward_std: f64,
+}
+
+impl TrainedModel {
+    /// Mean and population standard deviation of the final rewards of the training split's
+    /// responses.
+    pub fn train_statistics(rows: &[RewardRow]) -> (f64, f64) {
+        let r: Vec<f64> = rows.iter().filter(|r| r.split == Split::Train).map(|r| r.reward).collect();
+        let n = r.len().max(1) as f64;
+        let mean = r.iter().sum::<f64>() / n;
+        let std = (r.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (mean, std)
+    }
 }
 
 /// The final reward of one response.
@@ -94,6 +136,9 @@ pub struct MetricRow {
 pub struct MemorySink {
     pub rows: Vec<MetricRow>,
     pub rewards: Vec<RewardRow>,
+    pub best_step: Option<usize>,
+    /// The kept model's weights, by name.
+    pub model: Option<Vec<(String, tch::Tensor)>>,
 }
 
 impl MemorySink {
@@ -116,6 +161,16 @@ impl MetricsSink for MemorySink {
 
     fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()> {
         self.rewards = rows.to_vec();
+        Ok(())
+    }
+
+    fn record_best_step(&mut self, step: usize) -> Result<()> {
+        self.best_step = Some(step);
+        Ok(())
+    }
+
+    fn record_model(&mut self, model: &TrainedModel) -> Result<()> {
+        self.model = Some(model.tensors.iter().map(|(n, t)| (n.clone(), t.copy())).collect());
         Ok(())
     }
 }

@@ -485,6 +485,7 @@ pub enum OptimizerKind {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub optimizer: OptimizerKind,
+    /// Peak learning rate (the schedule scales it).
     pub lr: f64,
     /// L2 penalty added to the gradient by the optimizer (LibTorch's coupled weight decay).
     #[schemars(range(min = 0))]
@@ -492,16 +493,41 @@ pub struct TrainConfig {
     /// SGD momentum (must be 0 for Adam).
     #[schemars(range(min = 0, max = 1))]
     pub momentum: f64,
-    /// Pairs per step, drawn uniformly with replacement from the training pairs.
-    #[schemars(range(min = 1))]
-    pub batch_size: usize,
+    /// Pairs per micro-batch, or `"all"`: every training pair in every step (full batch).
+    pub batch_size: BatchSize,
     /// Optimizer steps.
     #[schemars(range(min = 1))]
     pub steps: usize,
-    /// Micro-batches a step's batch is split into, their gradients summed before the update
-    /// (same result as one batch, less memory; default 1). `batch_size` must divide evenly.
+    /// How batches are drawn from the training pairs.
+    pub sampling: Sampling,
+    /// Micro-batches accumulated into one optimizer step (each loss scaled by 1/this, as
+    /// Hugging Face's Trainer does): an effective batch of `batch_size` × this.
     #[schemars(range(min = 1))]
-    pub gradient_accumulation_steps: Option<usize>,
+    pub gradient_accumulation: usize,
+    /// Learning-rate schedule after the warmup.
+    pub schedule: Schedule,
+    /// Steps of linear warmup from 0 to `lr` (or set `warmup_ratio`).
+    pub warmup_steps: usize,
+    /// Warmup as a fraction of `steps` (rounded up), instead of `warmup_steps`.
+    #[schemars(range(min = 0, max = 1))]
+    pub warmup_ratio: f64,
+    /// Clip each step's gradient to this global L2 norm (`torch.nn.utils.clip_grad_norm_`; per
+    /// cell in the batched engine); 0: no clipping.
+    #[schemars(range(min = 0))]
+    pub max_grad_norm: f64,
+    /// Stop when this metric (of `early_stopping_split`) has not improved for
+    /// `early_stopping_patience` evaluations, and keep the weights of its best evaluation; its
+    /// direction is the metric's (losses fall, accuracies rise). Unset: no early stopping.
+    pub early_stopping_metric: Option<String>,
+    /// The split whose metric early stopping watches.
+    pub early_stopping_split: String,
+    /// Evaluations without improvement before stopping.
+    #[schemars(range(min = 1))]
+    pub early_stopping_patience: usize,
+    /// Keep the trained model (weights as safetensors and the resolved config, in the store's
+    /// `artifacts`): `final` (after the last step, or the restored best when early stopping),
+    /// `best` (the early-stopping metric's best evaluation), `none`.
+    pub save: SaveModel,
 }
 
 impl Default for TrainConfig {
@@ -511,11 +537,127 @@ impl Default for TrainConfig {
             lr: 1e-3,
             weight_decay: 0.0,
             momentum: 0.0,
-            batch_size: 128,
+            batch_size: BatchSize::Pairs(128),
             steps: 1000,
-            gradient_accumulation_steps: None,
+            sampling: Sampling::WithReplacement,
+            gradient_accumulation: 1,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            max_grad_norm: 0.0,
+            early_stopping_metric: None,
+            early_stopping_split: "val".into(),
+            early_stopping_patience: 3,
+            save: SaveModel::None,
         }
     }
+}
+
+impl TrainConfig {
+    /// Warmup steps: `warmup_steps`, or `warmup_ratio` of `steps` rounded up.
+    pub fn warmup(&self) -> usize {
+        if self.warmup_ratio > 0.0 {
+            (self.warmup_ratio * self.steps as f64).ceil() as usize
+        } else {
+            self.warmup_steps
+        }
+    }
+}
+
+/// Pairs per micro-batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchSize {
+    Pairs(usize),
+    /// Every training pair, in order, every step.
+    All,
+}
+
+impl BatchSize {
+    /// The pairs of a step's micro-batch for `n` training pairs.
+    pub fn pairs(self, n: usize) -> usize {
+        match self {
+            BatchSize::Pairs(b) => b,
+            BatchSize::All => n,
+        }
+    }
+}
+
+impl Serialize for BatchSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BatchSize::Pairs(b) => s.serialize_u64(*b as u64),
+            BatchSize::All => s.serialize_str("all"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Pairs(u64),
+            Word(String),
+            Other(serde::de::IgnoredAny),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Pairs(b) => usize::try_from(b)
+                .map(BatchSize::Pairs)
+                .map_err(|_| serde::de::Error::custom(format!("batch size {b} is too large"))),
+            Repr::Word(w) if w == "all" => Ok(BatchSize::All),
+            Repr::Word(w) => {
+                Err(serde::de::Error::custom(format!("expected a count of pairs or \"all\", found \"{w}\"")))
+            }
+            Repr::Other(_) => {
+                Err(serde::de::Error::custom("invalid type: expected a count of pairs or \"all\""))
+            }
+        }
+    }
+}
+
+impl JsonSchema for BatchSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BatchSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "pairs per micro-batch, or \"all\" for every training pair every step",
+            "anyOf": [{ "type": "integer", "minimum": 1 }, { "const": "all" }]
+        })
+    }
+}
+
+/// How a step's training pairs are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Uniformly with replacement, independently every step.
+    WithReplacement,
+    /// Epochs: a new permutation of the training pairs a pass, cut into batches; the last
+    /// batch of a pass is partial.
+    Epochs,
+}
+
+/// Learning-rate schedule after warmup (Hugging Face's `get_*_schedule_with_warmup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// `lr` throughout.
+    Constant,
+    /// Linear decay from `lr` to 0 at the last step.
+    Linear,
+    /// Half a cosine from `lr` to 0 at the last step.
+    Cosine,
+}
+
+/// Which trained model a run keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveModel {
+    None,
+    Final,
+    Best,
 }
 
 /// Which penalty is added to the Bradley–Terry term.
@@ -579,8 +721,7 @@ pub struct InvalidValue {
 impl RunConfig {
     /// Fills values that depend on others, so equal runs have equal configs:
     /// an MLP gets its default hidden sizes; λ = 0 becomes `regularizer = "none"`; an encoder
-    /// gets its defaults (linear head, mean pooling, 256 tokens, frozen, no dropout, fp32);
-    /// one accumulation step is none.
+    /// gets its defaults (linear head, mean pooling, 256 tokens, frozen, no dropout, fp32).
     pub fn resolve(mut self) -> Self {
         self.data = self.data.resolved();
         let m = &mut self.model;
@@ -595,9 +736,6 @@ impl RunConfig {
         let mlp_head = m.kind == ModelKind::Mlp || m.head == Some(HeadKind::Mlp);
         if mlp_head && m.hidden.is_none() {
             m.hidden = Some(DEFAULT_HIDDEN.to_vec());
-        }
-        if self.train.gradient_accumulation_steps == Some(1) {
-            self.train.gradient_accumulation_steps = None;
         }
         if self.loss.lambda == 0.0 {
             self.loss.regularizer = Regularizer::None;
@@ -634,7 +772,9 @@ impl RunConfig {
         at_most("data.buckets", d.buckets, 1 << 24)?;
         at_most("data.max_tokens", d.max_tokens, 1 << 16)?;
         at_most("model.embed_dim", m.embed_dim, 1 << 16)?;
-        at_most("train.batch_size", t.batch_size, 1 << 22)?;
+        if let BatchSize::Pairs(b) = t.batch_size {
+            at_most("train.batch_size", b, 1 << 22)?;
+        }
         at_most("train.steps", t.steps, 1_000_000_000)?;
         at_most("eval.every", self.eval.every, 1_000_000_000)?;
         if let Some(h) = &m.hidden {
@@ -676,13 +816,13 @@ impl RunConfig {
                 format!("the model would have {params} parameters; at most 2²⁸ (1 GiB of float32) fit"),
             );
         }
-        let batch_values = 2 * t.batch_size as u128 * self.data.input_dim() as u128;
+        let pairs = t.batch_size.pairs(d.n_prompts * d.pairs_per_prompt);
+        let batch_values = 2 * pairs as u128 * self.data.input_dim() as u128;
         if d.kind == DataKind::Synthetic && batch_values > 1 << 30 {
             return bad(
                 "train.batch_size",
                 format!(
-                    "a batch of {} pairs holds {batch_values} input values; at most 2³⁰ (4 GiB of float32) fit",
-                    t.batch_size
+                    "a batch of {pairs} pairs holds {batch_values} input values; at most 2³⁰ (4 GiB of float32) fit"
                 ),
             );
         }
@@ -835,22 +975,79 @@ impl RunConfig {
         if t.optimizer == OptimizerKind::Adam && t.momentum != 0.0 {
             return bad("train.momentum", "applies to optimizer = \"sgd\" only; Adam has betas".into());
         }
-        positive("train.batch_size", t.batch_size)?;
+        if let BatchSize::Pairs(b) = t.batch_size {
+            positive("train.batch_size", b)?;
+        }
         positive("train.steps", t.steps)?;
-        if let Some(a) = t.gradient_accumulation_steps {
-            positive("train.gradient_accumulation_steps", a)?;
-            if !t.batch_size.is_multiple_of(a) {
+        positive("train.gradient_accumulation", t.gradient_accumulation)?;
+        at_most("train.gradient_accumulation", t.gradient_accumulation, 1 << 16)?;
+        if !(t.warmup_ratio.is_finite() && (0.0..1.0).contains(&t.warmup_ratio)) {
+            return bad("train.warmup_ratio", format!("must be in [0, 1), found {}", t.warmup_ratio));
+        }
+        if t.warmup_ratio > 0.0 && t.warmup_steps > 0 {
+            return bad("train.warmup_ratio", "set warmup_steps or warmup_ratio, not both".into());
+        }
+        if t.warmup() >= t.steps {
+            return bad(
+                "train.warmup_steps",
+                format!(
+                    "the warmup ({} steps) must be shorter than training ({} steps)",
+                    t.warmup(),
+                    t.steps
+                ),
+            );
+        }
+        finite_non_negative("train.max_grad_norm", t.max_grad_norm)?;
+        positive("train.early_stopping_patience", t.early_stopping_patience)?;
+        if let Some(m) = &t.early_stopping_metric {
+            match crate::experiment::metric::goal(m) {
+                _ if !crate::experiment::metric::all_names().any(|n| n == m) => {
+                    let known: Vec<&str> = crate::experiment::metric::all_names()
+                        .filter(|n| crate::experiment::metric::goal(n).is_some())
+                        .collect();
+                    return bad(
+                        "train.early_stopping_metric",
+                        format!("unknown metric `{m}`; metrics with a direction: {}", known.join(", ")),
+                    );
+                }
+                None => {
+                    return bad(
+                        "train.early_stopping_metric",
+                        format!(
+                            "`{m}` is a magnitude with no better direction; choose a loss, accuracy or correlation"
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+            let split = t.early_stopping_split.as_str();
+            if !["train", "val", "test"].contains(&split) && !d.eval.iter().any(|e| e.name == split) {
                 return bad(
-                    "train.gradient_accumulation_steps",
-                    format!("must divide batch_size = {} into equal micro-batches, found {a}", t.batch_size),
+                    "train.early_stopping_split",
+                    format!(
+                        "unknown split `{split}`; expected train, val, test or the name of a [[data.eval]] file"
+                    ),
                 );
             }
-            if a > 1 && self.loss.regularizer == Regularizer::BatchSum {
+            let frac = match split {
+                "val" => Some(d.val_frac),
+                "test" => Some(d.test_frac),
+                _ => None,
+            };
+            if frac == Some(0.0) {
                 return bad(
-                    "train.gradient_accumulation_steps",
-                    "regularizer = \"batch_sum\" squares the mean of the whole batch, which micro-batches cannot sum to; use 1".into(),
+                    "train.early_stopping_split",
+                    format!(
+                        "the {split} split is empty (data.{split}_frac = 0); hold out prompts to stop on"
+                    ),
                 );
             }
+        }
+        if t.save == SaveModel::Best && t.early_stopping_metric.is_none() {
+            return bad(
+                "train.save",
+                "\"best\" needs train.early_stopping_metric, which defines best".into(),
+            );
         }
         finite_non_negative("loss.lambda", self.loss.lambda)?;
         finite_non_negative("loss.margin", self.loss.margin)?;
@@ -885,15 +1082,65 @@ impl RunConfig {
     /// version is stored beside the hash rather than hashed, so a run under an older version is
     /// found and reported as stale instead of missing.
     pub fn hash(&self) -> String {
-        let mut h = Sha256::new();
+        let mut value = serde_json::to_value(self).expect("a RunConfig always serializes");
         if self.data.file_sha256.is_some() {
-            let mut c = self.clone();
-            c.data.path = None;
-            h.update(c.canonical_json());
-        } else {
-            h.update(self.canonical_json());
+            value["data"]["path"] = serde_json::Value::Null;
         }
+        // Keys added after a store's runs were made leave them alone while at their defaults:
+        // a cell that does not use a new control keeps its identity (and its results).
+        for (key, default) in later_keys() {
+            let (section, name) = key.split_once('.').expect("section.key");
+            if let Some(obj) = value.get_mut(section).and_then(|s| s.as_object_mut())
+                && obj.get(name) == Some(&default)
+            {
+                // shift_remove keeps the other keys in their order (the canonical one).
+                obj.shift_remove(name);
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(value.to_string());
         h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Config keys added after the first stores were written, with their defaults (as canonical
+/// JSON): left out of a cell's identity while at the default. Add every new key here.
+fn later_keys() -> Vec<(&'static str, serde_json::Value)> {
+    let (d, t, m) = (DataConfig::default(), TrainConfig::default(), ModelConfig::default());
+    let json = |v: &dyn erased::Json| v.to_json();
+    vec![
+        ("data.prompt_split", json(&d.prompt_split)),
+        ("data.eval", json(&d.eval)),
+        ("train.sampling", json(&t.sampling)),
+        ("train.gradient_accumulation", json(&t.gradient_accumulation)),
+        ("train.schedule", json(&t.schedule)),
+        ("train.warmup_steps", json(&t.warmup_steps)),
+        ("train.warmup_ratio", json(&t.warmup_ratio)),
+        ("train.max_grad_norm", json(&t.max_grad_norm)),
+        ("train.early_stopping_metric", json(&t.early_stopping_metric)),
+        ("train.early_stopping_split", json(&t.early_stopping_split)),
+        ("train.early_stopping_patience", json(&t.early_stopping_patience)),
+        ("train.save", json(&t.save)),
+        ("model.encoder", json(&m.encoder)),
+        ("model.encoder_sha256", json(&m.encoder_sha256)),
+        ("model.head", json(&m.head)),
+        ("model.pooling", json(&m.pooling)),
+        ("model.max_length", json(&m.max_length)),
+        ("model.finetune", json(&m.finetune)),
+        ("model.dropout", json(&m.dropout)),
+        ("model.precision", json(&m.precision)),
+    ]
+}
+
+/// Serializing values of different types to JSON through one function pointer type.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("config values serialize")
+        }
     }
 }
 
@@ -1038,18 +1285,10 @@ mod tests {
         rejects(|c| c.model.kind = ModelKind::Linear, "model.hidden");
         rejects(|c| c.train.lr = 0.0, "train.lr");
         rejects(|c| c.train.momentum = 0.9, "train.momentum");
-        rejects(|c| c.train.batch_size = 0, "train.batch_size");
+        rejects(|c| c.train.batch_size = BatchSize::Pairs(0), "train.batch_size");
         rejects(|c| c.eval.every = 0, "eval.every");
         rejects(|c| (c.loss.regularizer, c.loss.lambda) = (Regularizer::None, 0.1), "loss.lambda");
         rejects(|c| c.model.pooling = Some(Pooling::Cls), "model.pooling");
-        rejects(|c| c.train.gradient_accumulation_steps = Some(3), "train.gradient_accumulation_steps");
-        rejects(
-            |c| {
-                c.train.gradient_accumulation_steps = Some(2);
-                (c.loss.regularizer, c.loss.lambda) = (Regularizer::BatchSum, 0.1);
-            },
-            "train.gradient_accumulation_steps",
-        );
     }
 
     fn encoder() -> RunConfig {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use sha2::Digest;
 
 use super::{SCHEMA_VERSION, Store, at, file_uri};
 use crate::error::{Error, Result};
@@ -41,9 +42,47 @@ pub fn merge(sources: &[PathBuf], into: &Path) -> Result<MergeReport> {
         let counts = copy_runs(&mut store.conn).map_err(|e| Error::sqlite(src, e));
         at(&path, store.conn.execute("DETACH DATABASE src", []))?;
         let (copied, present, running) = counts?;
+        copy_artifact_files(src, &store)?;
         report.sources.push((src.clone(), copied, present, running));
     }
     Ok(report)
+}
+
+/// Copies the files of every artifact the target lists from the source's directory, where the
+/// target does not have them yet (they are content-addressed: same name, same bytes); each is
+/// checked against its SHA-256 and written under a temporary name first.
+fn copy_artifact_files(src: &Path, store: &Store) -> Result<()> {
+    let src_root = src.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let dst_root = store.artifacts_root();
+    if std::fs::canonicalize(&src_root).ok() == std::fs::canonicalize(&dst_root).ok() {
+        return Ok(());
+    }
+    let files: Vec<(String, String)> = {
+        let mut stmt = at(&store.path, store.conn.prepare("SELECT DISTINCT path, sha256 FROM artifacts"))?;
+        at(&store.path, stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| Error::sqlite(&store.path, e))?
+    };
+    for (rel, sha) in files {
+        let (from, to) = (src_root.join(&rel), dst_root.join(&rel));
+        if to.exists() || !from.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
+        let got: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if got != sha {
+            return Err(Error::Input(format!(
+                "{}: its SHA-256 is not the one recorded; nothing more was merged",
+                from.display()
+            )));
+        }
+        let dir = to.parent().expect("artifact paths have a directory");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let tmp = dir.join(format!(".{sha}.{}.part", std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    Ok(())
 }
 
 /// Refuses a source that is missing, damaged, not an rmlab store, of another schema version, or

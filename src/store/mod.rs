@@ -227,6 +227,11 @@ impl Store {
         &self.path
     }
 
+    /// The directory artifact paths are relative to: the store file's own directory.
+    pub fn artifacts_root(&self) -> PathBuf {
+        self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf()
+    }
+
     /// Inserts or updates an experiment's description and spec text.
     pub fn upsert_experiment(&self, e: &ExperimentRecord) -> Result<()> {
         self.sql(self.conn.execute(

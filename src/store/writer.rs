@@ -7,9 +7,12 @@ use rusqlite::{Transaction, TransactionBehavior, params};
 
 use super::{NOW, Store, at};
 use crate::data::Split;
+use crate::error::Error;
 use crate::error::Result;
-use crate::eval::{MetricsSink, Outcome, RewardRow};
+use crate::eval::{MetricsSink, Outcome, RewardRow, TrainedModel};
 use crate::experiment::metric::{Goal, goal};
+use sha2::{Digest, Sha256};
+use tch::Tensor;
 
 /// Metric rows buffered before a batch is written.
 const BATCH_ROWS: usize = 8192;
@@ -213,6 +216,24 @@ fn write_artifacts(tx: &Transaction, run_id: i64, artifacts: &[Artifact]) -> rus
     Ok(())
 }
 
+impl RunWriter<'_> {
+    /// Writes `bytes` into the store's `artifacts/` directory under their SHA-256 (through a
+    /// temporary name, so no half-written file is ever there) and returns the artifact.
+    fn write_artifact(&self, kind: &str, extension: &str, bytes: &[u8]) -> Result<Artifact> {
+        let sha: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let rel = format!("artifacts/{sha}.{extension}");
+        let path = self.store.artifacts_root().join(&rel);
+        if !path.exists() {
+            let dir = path.parent().expect("artifacts/ has a parent");
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let tmp = dir.join(format!(".{sha}.{}.part", std::process::id()));
+            std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(Artifact { kind: kind.into(), path: rel, bytes: bytes.len() as u64, sha256: sha })
+    }
+}
+
 impl MetricsSink for RunWriter<'_> {
     fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
         for &(name, value) in values {
@@ -234,6 +255,38 @@ impl MetricsSink for RunWriter<'_> {
 
     fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()> {
         self.rewards = rows.to_vec();
+        Ok(())
+    }
+
+    fn record_best_step(&mut self, step: usize) -> Result<()> {
+        self.best_step = Some(step);
+        Ok(())
+    }
+
+    /// Keeps the model as two content-addressed files: the weights (safetensors) and a JSON
+    /// record of the resolved config, the engine, the step and the reward statistics, which
+    /// names the weights by their SHA-256.
+    fn record_model(&mut self, model: &TrainedModel) -> Result<()> {
+        let dir = self.store.artifacts_root().join("artifacts");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tmp = dir.join(format!(".weights-{}-{}.part", std::process::id(), self.run_id));
+        let written = Tensor::write_safetensors(&model.tensors, &tmp)
+            .map_err(Error::from)
+            .and_then(|()| std::fs::read(&tmp).map_err(|e| Error::io(&tmp, e)));
+        let _ = std::fs::remove_file(&tmp);
+        let weights = self.write_artifact("weights", "safetensors", &written?)?;
+        let record = serde_json::json!({
+            "weights": { "path": weights.path, "sha256": weights.sha256 },
+            "engine": model.engine,
+            "step": model.step,
+            "reward_mean": model.reward_mean,
+            "reward_std": model.reward_std,
+            "config": serde_json::from_str::<serde_json::Value>(&model.config_json).expect("canonical JSON"),
+        });
+        let record = serde_json::to_vec_pretty(&record).expect("a model record serializes");
+        let config = self.write_artifact("config", "json", &record)?;
+        self.add_artifact(weights);
+        self.add_artifact(config);
         Ok(())
     }
 }

@@ -19,12 +19,13 @@ use tch::{Device, Kind, Tensor};
 
 use super::autograd::build_model;
 use super::batches::BatchStream;
+use super::early_stopping::{EarlyStopping, Verdict};
+use super::schedule;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::MetricsSink;
-use crate::eval::Outcome;
-use crate::eval::evaluator::{Truths, report_eval, report_rewards};
-use crate::experiment::config::{DataKind, Finetune, ModelKind, Regularizer, RunConfig, TextFeatures};
+use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
+use crate::eval::{MetricsSink, Outcome, TrainedModel};
+use crate::experiment::config::{DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures};
 use crate::objective::{loss_grad, loss_grad_host};
 use optim::FlatOptimizer;
 use stacked::StackedMlp;
@@ -38,8 +39,7 @@ pub fn group_key(cfg: &RunConfig) -> Option<String> {
     let precomputed = cfg.data.text_features == TextFeatures::Embedding
         || (cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None);
     let file = cfg.data.kind == DataKind::PreferenceFile;
-    if (file && !precomputed) || cfg.loss.margin_from_data || cfg.train.gradient_accumulation_steps.is_some()
-    {
+    if (file && !precomputed) || cfg.loss.margin_from_data {
         return None;
     }
     let mut c = cfg.clone();
@@ -115,7 +115,6 @@ fn train_group_with(
     );
     // On the CPU the table is read on the host into one reused batch buffer.
     let table_host = cpu_loops.then(|| Vec::<f32>::try_from(pair_table.flatten(0, -1))).transpose()?;
-    let x_buf = Tensor::zeros([k as i64, 2 * base.train.batch_size as i64, d1], (Kind::Float, device));
     // Cell k's pairs start at row k·P.
     let offsets =
         Tensor::arange_start_step(0, k as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
@@ -157,15 +156,26 @@ fn train_group_with(
     // The group's regularizer: that of its cells with λ > 0 (a λ = 0 cell joins any kind).
     let penalty =
         cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(Regularizer::None, |c| c.loss.regularizer);
-    let b = base.train.batch_size as i64;
+    let t = &base.train;
     let seeds: Vec<u64> = cfgs.iter().map(|c| c.seed).collect();
-    let mut batches = BatchStream::many(&seeds, n_train, base.train.batch_size, device);
+    let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, t.sampling, device);
+    let b_full = batches.batch() as i64;
+    let x_full = Tensor::zeros([k as i64, 2 * b_full, d1], (Kind::Float, device));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
+    let mut stoppers: Vec<Option<EarlyStopping>> =
+        cfgs.iter().map(|c| EarlyStopping::new(&c.train)).collect();
+    // Each cell's parameters at its best evaluation (early stopping).
+    let mut best: Vec<Option<Vec<Tensor>>> = (0..k).map(|_| None).collect();
     let truths: Vec<Truths> = datasets.iter().map(Truths::new).collect();
+    // Gradients of the micro-batches of one step, summed (accumulation only).
+    let accumulate = t.gradient_accumulation;
+    let mut acc = (accumulate > 1).then(|| mlp.grad.zeros_like());
 
     let evaluate = |mlp: &StackedMlp,
                     step: usize,
                     outcomes: &mut Vec<Option<Outcome>>,
+                    stoppers: &mut Vec<Option<EarlyStopping>>,
+                    best: &mut Vec<Option<Vec<Tensor>>>,
                     sinks: &mut [&mut dyn MetricsSink]|
      -> Result<()> {
         let rewards = mlp.forward(&features); // [K, R]
@@ -175,7 +185,8 @@ fn train_group_with(
             if outcomes[i].is_some() {
                 continue;
             }
-            if let Some(o) = report_eval(
+            let watch = stoppers[i].as_ref().map(|e| (e.split, e.metric.as_str()));
+            let (diverged, watched) = report_eval_watching(
                 &rewards.get(i as i64),
                 norms[i],
                 &datasets[i],
@@ -183,67 +194,138 @@ fn train_group_with(
                 &cfgs[i],
                 step,
                 &mut *sinks[i],
-            )? {
+                watch,
+            )?;
+            if let Some(o) = diverged {
                 report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
                 outcomes[i] = Some(o);
+            } else if let Some(e) = &mut stoppers[i] {
+                match e.observe(step, watched) {
+                    Verdict::Improved => best[i] = Some(mlp.cell_parameters(i as i64)),
+                    Verdict::Stop => outcomes[i] = Some(Outcome::Finished),
+                    Verdict::Continue => {}
+                }
             }
         }
         Ok(())
     };
-    evaluate(&mlp, 0, &mut outcomes, sinks)?;
-    for step in 1..=base.train.steps {
-        // [K, B] pair indices, each cell from its own stream, offset into its own pairs.
-        let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
-        let x = match &table_host {
-            Some(table) => {
-                // On the CPU the row copies overlap their cache misses in one loop.
-                // SAFETY: `x_buf` is read only through the previous step's tape, dropped by now,
-                // and `idx` is a fresh row of the batch stream that nothing writes.
-                let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
-                let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
-                let width = 2 * d1 as usize;
-                for (i, (&p, dst)) in idx.iter().zip(buf.chunks_exact_mut(width)).enumerate() {
-                    let row = (i / b as usize) * n_train + p as usize;
-                    dst.copy_from_slice(&table[row * width..][..width]);
-                }
-                x_buf.shallow_clone()
-            }
-            None => pair_table.index_select(0, &(idx + &offsets).view([-1])).view([k as i64, 2 * b, d1]),
-        };
-        let (rr, tape) = mlp.forward_train(&x); // [K, 2B], interleaved
-        // ∂L/∂rewards [K, 2B]: on the CPU one host loop beats a dozen small kernels.
-        let dr = if cpu_loops {
-            let host = Vec::<f32>::try_from(rr.view([-1]))?;
-            let dr = loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
-            Tensor::from_slice(&dr).view([k as i64, 2 * b])
-        } else {
-            let rr = rr.view([k as i64, b, 2]);
-            let (d_a, d_b) =
-                loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
-            Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
-        };
-        mlp.backward(&dr, &tape);
-        opt.step(&mut mlp.params, &mlp.grad);
-        on_step(step);
-        if step % base.eval.every == 0 || step == base.train.steps {
-            evaluate(&mlp, step, &mut outcomes, sinks)?;
+    evaluate(&mlp, 0, &mut outcomes, &mut stoppers, &mut best, sinks)?;
+    let mut step = 0;
+    while step < t.steps && !outcomes.iter().all(Option::is_some) {
+        step += 1;
+        if schedule::varies(t) {
+            opt.set_lr(schedule::lr_at(t, step));
         }
-        if outcomes.iter().all(Option::is_some) {
-            break;
+        for micro in 0..accumulate {
+            // [K, b] pair indices, each cell from its own stream, offset into its own pairs.
+            let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
+            let b = idx.size()[1];
+            // A partial batch (the end of an epoch) gets a buffer of its own size.
+            let x_buf = if b == b_full {
+                x_full.shallow_clone()
+            } else {
+                Tensor::zeros([k as i64, 2 * b, d1], (Kind::Float, device))
+            };
+            let x = match &table_host {
+                Some(table) => {
+                    // On the CPU the row copies overlap their cache misses in one loop.
+                    // SAFETY: `x_buf` is read only through the previous micro-batch's tape,
+                    // dropped by now, and `idx` is a fresh tensor of the batch stream that
+                    // nothing writes.
+                    let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
+                    let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
+                    let width = 2 * d1 as usize;
+                    for (i, (&p, dst)) in idx.iter().zip(buf.chunks_exact_mut(width)).enumerate() {
+                        let row = (i / b as usize) * n_train + p as usize;
+                        dst.copy_from_slice(&table[row * width..][..width]);
+                    }
+                    x_buf
+                }
+                None => pair_table.index_select(0, &(idx + &offsets).view([-1])).view([k as i64, 2 * b, d1]),
+            };
+            let (rr, tape) = mlp.forward_train(&x); // [K, 2b], interleaved
+            // ∂L/∂rewards [K, 2b]: on the CPU one host loop beats a dozen small kernels.
+            let mut dr = if cpu_loops {
+                let host = Vec::<f32>::try_from(rr.view([-1]))?;
+                let dr = loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
+                Tensor::from_slice(&dr).view([k as i64, 2 * b])
+            } else {
+                let rr = rr.view([k as i64, b, 2]);
+                let (d_a, d_b) =
+                    loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
+                Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
+            };
+            if accumulate > 1 {
+                // Each micro-batch's loss counts 1/accumulate, as in the one-cell trainer.
+                dr /= accumulate as f64;
+            }
+            mlp.backward(&dr, &tape);
+            if let Some(acc) = &mut acc {
+                if micro == 0 {
+                    acc.copy_(&mlp.grad);
+                } else {
+                    let _ = acc.g_add_(&mlp.grad);
+                }
+            }
+        }
+        let grad = acc.as_ref().unwrap_or(&mlp.grad);
+        if t.max_grad_norm > 0.0 {
+            mlp.clip_per_cell(grad, t.max_grad_norm);
+        }
+        opt.step(&mut mlp.params, grad);
+        on_step(step);
+        if step % base.eval.every == 0 || step == t.steps {
+            evaluate(&mlp, step, &mut outcomes, &mut stoppers, &mut best, sinks)?;
+        }
+    }
+    // Early-stopped cells (and finished cells with early stopping) keep their best weights.
+    for i in 0..k {
+        if let (Some(snapshot), None | Some(Outcome::Finished)) = (&best[i], outcomes[i]) {
+            mlp.set_cell_parameters(i as i64, snapshot);
         }
     }
     let rewards = mlp.forward(&features);
     let mut done = Vec::with_capacity(k);
     for (i, o) in outcomes.into_iter().enumerate() {
-        match o {
-            Some(o) => done.push(o),
-            None => {
-                report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
-                done.push(Outcome::Finished);
-            }
+        if let Some(d @ Outcome::Diverged { .. }) = o {
+            done.push(d);
+            continue;
         }
+        let rows = report_rewards(&rewards.get(i as i64), &datasets[i], &mut *sinks[i])?;
+        if let Some(best_step) = stoppers[i].as_ref().and_then(EarlyStopping::best_step) {
+            sinks[i].record_best_step(best_step)?;
+        }
+        if cfgs[i].train.save != SaveModel::None {
+            let (reward_mean, reward_std) = TrainedModel::train_statistics(&rows);
+            sinks[i].record_model(&TrainedModel {
+                tensors: mlp.export_cell(i as i64),
+                engine: "batched",
+                config_json: cfgs[i].canonical_json(),
+                step: stoppers[i].as_ref().and_then(EarlyStopping::best_step).unwrap_or(step),
+                reward_mean,
+                reward_std,
+            })?;
+        }
+        done.push(Outcome::Finished);
     }
     Ok(done)
+}
+
+/// The rewards `[R]` of one model (the variables of `vs`, as the one-cell model names them) by
+/// the batched engine's forward pass, for features `[R, D]`.
+pub(super) fn forward_one(vs: &tch::nn::VarStore, cfg: &RunConfig, features: &Tensor) -> Tensor {
+    let vars = vs.variables();
+    let mut names: Vec<String> = vars.keys().filter(|n| n.ends_with(".weight")).cloned().collect();
+    names.sort_by_key(|n| (n.starts_with("head"), n.clone()));
+    let layers: Vec<Vec<(Tensor, Tensor)>> = names
+        .iter()
+        .map(|w| {
+            let layer = w.trim_end_matches(".weight");
+            vec![(vars[w.as_str()].shallow_clone(), vars[&format!("{layer}.bias")].shallow_clone())]
+        })
+        .collect();
+    let mlp = StackedMlp::new(&layers, cfg.model.activation);
+    mlp.forward(&StackedMlp::with_ones(&features.unsqueeze(0))).get(0)
 }
 
 #[cfg(test)]
@@ -252,7 +334,7 @@ mod tests {
     use crate::data::{self, Split};
     use crate::eval::{MemorySink, RewardRow};
     use crate::experiment::config::{
-        DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig,
+        BatchSize, DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig,
     };
 
     fn cfg(seed: u64, lambda: f64, hidden: Option<Vec<usize>>) -> RunConfig {
@@ -264,7 +346,12 @@ mod tests {
                 hidden,
                 ..ModelConfig::default()
             },
-            train: TrainConfig { steps: 120, batch_size: 32, lr: 1e-2, ..TrainConfig::default() },
+            train: TrainConfig {
+                steps: 120,
+                batch_size: BatchSize::Pairs(32),
+                lr: 1e-2,
+                ..TrainConfig::default()
+            },
             loss: LossConfig { lambda, ..LossConfig::default() },
             eval: EvalConfig { every: 40 },
         }
@@ -281,9 +368,9 @@ mod tests {
     /// host loops and with the tensor kernels other devices run.
     #[test]
     fn equals_one_cell_at_a_time() {
-        use crate::experiment::config::{Activation, OptimizerKind};
+        use crate::experiment::config::{Activation, OptimizerKind, Sampling, SaveModel, Schedule};
         type Tweak = fn(&mut RunConfig);
-        let variants: [(Option<Vec<usize>>, Tweak); 6] = [
+        let variants: [(Option<Vec<usize>>, Tweak); 8] = [
             (Some(vec![16]), |_| {}),
             (None, |_| {}),
             (Some(vec![8, 8]), |c| {
@@ -305,6 +392,28 @@ mod tests {
             (Some(vec![8]), |c| {
                 c.train.optimizer = OptimizerKind::Sgd;
                 c.train.lr = 0.1;
+            }),
+            // Every trainer control at once: a cosine schedule with warmup, clipping,
+            // accumulation, epochs, early stopping with its restored weights, a kept model.
+            (Some(vec![8]), |c| {
+                c.train.schedule = Schedule::Cosine;
+                c.train.warmup_ratio = 0.1;
+                c.train.max_grad_norm = 0.5;
+                c.train.gradient_accumulation = 2;
+                c.train.sampling = Sampling::Epochs;
+                c.train.early_stopping_metric = Some("loss_pair".into());
+                c.train.early_stopping_patience = 1;
+                c.train.save = SaveModel::Final;
+            }),
+            // Full batch, SGD, a linear decay after warmup, clipping.
+            (Some(vec![8]), |c| {
+                c.train.batch_size = BatchSize::All;
+                c.train.optimizer = OptimizerKind::Sgd;
+                c.train.lr = 0.5;
+                c.train.schedule = Schedule::Linear;
+                c.train.warmup_steps = 10;
+                c.train.max_grad_norm = 1.0;
+                c.train.save = SaveModel::Final;
             }),
         ];
         // Host loops on (what the CPU runs) and off (the kernels other devices run).
@@ -372,9 +481,53 @@ mod tests {
                     assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{what}: reward {x} vs {y}");
                 }
                 assert!(got.last(Split::Val, "accuracy").is_some());
+                assert_eq!(got.best_step, alone.best_step, "{what}: the best step");
+                assert_eq!(got.model.is_some(), c.train.save != SaveModel::None);
+                if let (Some(a), Some(b)) = (&got.model, &alone.model) {
+                    assert_eq!(
+                        a.iter().map(|t| &t.0).collect::<Vec<_>>(),
+                        b.iter().map(|t| &t.0).collect::<Vec<_>>()
+                    );
+                    for ((name, x), (_, y)) in a.iter().zip(b) {
+                        assert_eq!(x.size(), y.size(), "{what}: {name}");
+                        let scale = y.abs().max().double_value(&[]).max(1.0);
+                        let d = (x - y).abs().max().double_value(&[]);
+                        assert!(d <= 1e-5 * scale, "{what}: kept {name} differs by {d}");
+                    }
+                }
                 let first = alone.curve(Split::Train, "loss_total")[0].1;
                 let last = alone.last(Split::Train, "loss_total").unwrap();
                 assert!(last < first, "{what}: training moved the loss ({first} → {last})");
+            }
+        }
+    }
+
+    /// A model kept by the batched engine, scored by `train::kept_model_rewards`, gives back
+    /// the run's final rewards bit for bit.
+    #[test]
+    fn kept_batched_models_reproduce_their_rewards() {
+        let cfgs: Vec<RunConfig> = [(0, 0.0), (1, 0.1)]
+            .iter()
+            .map(|&(seed, lambda)| {
+                let mut c = cfg(seed, lambda, Some(vec![16]));
+                c.train.save = crate::experiment::config::SaveModel::Final;
+                c
+            })
+            .collect();
+        let mut sinks: Vec<MemorySink> = (0..2).map(|_| MemorySink::default()).collect();
+        {
+            let mut refs: Vec<&mut dyn MetricsSink> =
+                sinks.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
+            train_group(&cfgs, Device::Cpu, &mut refs, &mut |_| {}).unwrap();
+        }
+        for (c, sink) in cfgs.iter().zip(&sinks) {
+            let (p, _) = data::load(&c.data, c.seed).unwrap();
+            let ds = Dataset::new(&p, Device::Cpu);
+            let r =
+                crate::train::kept_model_rewards(c, "batched", sink.model.as_ref().unwrap(), &ds).unwrap();
+            let r = Vec::<f64>::try_from(r.to_kind(Kind::Double)).unwrap();
+            for row in &sink.rewards {
+                assert_eq!(r[row.response].to_bits(), row.reward.to_bits(), "response {}", row.response);
             }
         }
     }

@@ -53,6 +53,11 @@ impl FlatOptimizer {
         self
     }
 
+    /// Sets the learning rate of the next updates (a schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
     /// One update of `params` `[P]` in place from `grad` `[P]`.
     pub fn step(&mut self, params: &mut Tensor, grad: &Tensor) {
         self.step += 1;

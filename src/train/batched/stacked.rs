@@ -253,6 +253,67 @@ impl StackedMlp {
         head.narrow(1, 0, rows).square().sum_dim_intlist(&[1i64, 2][..], false, Kind::Float).sqrt()
     }
 
+    /// Cell `k`'s parameters, copied: one `[in + 1, out]` block per layer.
+    pub fn cell_parameters(&self, k: i64) -> Vec<Tensor> {
+        self.ws.iter().map(|w| w.get(k).copy()).collect()
+    }
+
+    /// Sets cell `k`'s parameters from blocks as [`StackedMlp::cell_parameters`] gives them.
+    pub fn set_cell_parameters(&mut self, k: i64, blocks: &[Tensor]) {
+        for (w, b) in self.ws.iter().zip(blocks) {
+            w.get(k).copy_(b);
+        }
+    }
+
+    /// Cell `k`'s weights by the one-cell model's names and shapes (`hidden_l.weight`
+    /// `[out, in]`, `hidden_l.bias` `[out]`, …, `head.weight` `[1, in]`, `head.bias` `[1]`), on
+    /// the CPU, in name order.
+    pub fn export_cell(&self, k: i64) -> Vec<(String, Tensor)> {
+        let last = self.ws.len() - 1;
+        let mut out = Vec::new();
+        for (l, w) in self.ws.iter().enumerate() {
+            let block = w.get(k).to_device(tch::Device::Cpu); // [in + 1, out]
+            let rows = block.size()[0] - 1;
+            let name = if l == last { "head".to_string() } else { format!("hidden_{l}") };
+            out.push((format!("{name}.weight"), block.narrow(0, 0, rows).tr().contiguous()));
+            out.push((format!("{name}.bias"), block.get(rows).contiguous()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Scales each cell's part of a flat gradient `grad` `[P]` (laid out as the parameters) so
+    /// that its L2 norm is at most `max_norm`, as `torch.nn.utils.clip_grad_norm_` does for one
+    /// model: by `max_norm / (norm + 1e-6)` where that is below 1.
+    pub fn clip_per_cell(&self, grad: &Tensor, max_norm: f64) {
+        let blocks = self.views_of(grad);
+        let sq = blocks
+            .iter()
+            .map(|b| b.square().sum_dim_intlist(&[1i64, 2][..], false, Kind::Float))
+            .reduce(|a, b| a + b)
+            .expect("a stacked model has layers");
+        let norm = sq.sqrt(); // [K]
+        let coef = (norm.full_like(max_norm) / (norm + 1e-6)).clamp_max(1.0).view([self.k, 1, 1]);
+        for b in blocks {
+            let mut b = b;
+            let _ = b.g_mul_(&coef);
+        }
+    }
+
+    /// A flat tensor `[P]` laid out as the parameters, viewed as their layer blocks.
+    fn views_of(&self, flat: &Tensor) -> Vec<Tensor> {
+        let mut offset = 0;
+        self.ws
+            .iter()
+            .map(|w| {
+                let n = w.numel() as i64;
+                let v = flat.narrow(0, offset, n).view(w.size().as_slice());
+                offset += n;
+                v
+            })
+            .collect()
+    }
+
     /// Whether the fused host kernel may run (on by default; off runs the batched kernels that
     /// other devices run, for tests on the CPU).
     pub fn use_host_kernels(&mut self, on: bool) {

@@ -1,0 +1,158 @@
+//! Scoring a preference file with a kept model (`rmlab score`): the run's weights and config
+//! from the store's artifacts, the file read as the run read its data, every pair's rewards.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::experiment::RunConfig;
+use crate::experiment::config::DataKind;
+use crate::store::Store;
+
+/// What `rmlab score` found.
+#[derive(Debug)]
+pub struct Scores {
+    /// One row per pair of the file: `prompt`, `chosen`, `rejected`, their response ids
+    /// (`chosen_response`, `rejected_response`, as the `rewards` table numbers responses), the
+    /// prompt's `split` under the run's seed, `reward_chosen`, `reward_rejected`.
+    pub pairs: DataFrame,
+    /// Fraction of pairs with `reward_chosen > reward_rejected`.
+    pub accuracy: f64,
+    /// The file's distinct responses, and their rewards' statistics.
+    pub responses: usize,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    pub reward_max_abs: f64,
+    /// The training-response statistics kept with the model, and whether rewards were
+    /// normalised by them.
+    pub normalisation: (f64, f64),
+    pub normalised: bool,
+    pub run_uid: String,
+}
+
+/// Scores `file` with the model kept by run `run` (its uid, or its id in this store) of the
+/// store at `db`; with `normalise`, rewards are `(r − mean) / std` by the training statistics
+/// kept with the model.
+pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Scores> {
+    let store = Store::open_read_only(db)?;
+    let conn = store.connection();
+    let found: Option<(i64, String)> = conn
+        .query_row("SELECT id, uid FROM runs WHERE uid = ?1 OR CAST(id AS TEXT) = ?1", [run], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .map_err(|e| Error::sqlite(db, e))?;
+    let Some((run_id, uid)) = found else {
+        return Err(Error::Input(format!("--run {run}: no run with this uid or id in {}", db.display())));
+    };
+    let artifact = |kind: &str| -> Result<Option<(String, String)>> {
+        conn.query_row(
+            "SELECT path, sha256 FROM artifacts WHERE run_id = ?1 AND kind = ?2",
+            rusqlite::params![run_id, kind],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+        .map_err(|e| Error::sqlite(db, e))
+    };
+    let (Some(record), Some(weights)) = (artifact("config")?, artifact("weights")?) else {
+        return Err(Error::Input(format!(
+            "--run {run}: the run kept no model (train.save = \"none\"); rerun its cell with --set train.save=\"final\""
+        )));
+    };
+    let root = store.artifacts_root();
+    let read_checked = |(rel, sha): &(String, String)| -> Result<Vec<u8>> {
+        let path = root.join(rel);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::Input(format!("{}: the kept model's file: {e}", path.display())))?;
+        if sha256(&bytes) != *sha {
+            return Err(Error::Input(format!(
+                "{}: its SHA-256 is not the one recorded; the file was changed",
+                path.display()
+            )));
+        }
+        Ok(bytes)
+    };
+    let record: serde_json::Value = serde_json::from_slice(&read_checked(&record)?)
+        .map_err(|e| Error::Input(format!("{}: not a model record: {e}", root.join(&record.0).display())))?;
+    let weights_path = root.join(&weights.0);
+    read_checked(&weights)?;
+    let tensors = tch::Tensor::read_safetensors(&weights_path)?;
+    let mut cfg: RunConfig = serde_json::from_value(record["config"].clone())
+        .map_err(|e| Error::Input(format!("the kept model's config does not read as this rmlab's: {e}")))?;
+    if cfg.data.kind != DataKind::PreferenceFile {
+        return Err(Error::Input(format!(
+            "--run {run}: the run trained on synthetic data, which has no text; score takes runs trained on preference files"
+        )));
+    }
+    let engine = record["engine"].as_str().unwrap_or("");
+    let (mean, std) =
+        (record["reward_mean"].as_f64().unwrap_or(0.0), record["reward_std"].as_f64().unwrap_or(1.0));
+
+    // The file, read as the run read its training data (same text features, same split draw).
+    let file_abs = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
+    let bytes = std::fs::read(&file_abs).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    cfg.data.path = Some(file_abs.display().to_string());
+    cfg.data.resolved_path = Some(PathBuf::from(&file_abs));
+    cfg.data.file_sha256 = Some(sha256(&bytes));
+    cfg.data.eval.clear();
+    let (prefs, _) = data::load(&cfg.data, cfg.seed)?;
+    let dataset = Dataset::new(&prefs, tch::Device::Cpu);
+    let rewards = crate::train::kept_model_rewards(&cfg, engine, &tensors, &dataset)?;
+    let mut r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double))?;
+    if normalise {
+        r.iter_mut().for_each(|v| *v = (*v - mean) / std.max(f64::MIN_POSITIVE));
+    }
+    let texts = prefs.texts.as_ref().expect("preference files keep their texts");
+    let (mut prompt, mut chosen, mut rejected, mut ci, mut ri, mut split, mut rc, mut rr) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut correct = 0usize;
+    for p in &prefs.pairs {
+        let x = prefs.prompt_of[p.chosen];
+        prompt.push(texts.prompts[x].clone());
+        chosen.push(texts.responses[p.chosen].clone());
+        rejected.push(texts.responses[p.rejected].clone());
+        ci.push(p.chosen as i64);
+        ri.push(p.rejected as i64);
+        split.push(prefs.split_of_response(p.chosen).as_str().to_string());
+        rc.push(r[p.chosen]);
+        rr.push(r[p.rejected]);
+        correct += usize::from(r[p.chosen] > r[p.rejected]);
+    }
+    let n = prefs.pairs.len();
+    let columns = vec![
+        Column::new("prompt".into(), prompt),
+        Column::new("chosen".into(), chosen),
+        Column::new("rejected".into(), rejected),
+        Column::new("chosen_response".into(), ci),
+        Column::new("rejected_response".into(), ri),
+        Column::new("split".into(), split),
+        Column::new("reward_chosen".into(), rc),
+        Column::new("reward_rejected".into(), rr),
+    ];
+    let pairs = DataFrame::new(n, columns).map_err(|e| Error::Run(format!("polars: {e}")))?;
+    let responses: BTreeSet<usize> = prefs.pairs.iter().flat_map(|p| [p.chosen, p.rejected]).collect();
+    let vals: Vec<f64> = responses.iter().map(|&i| r[i]).collect();
+    let m = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+    let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len().max(1) as f64).sqrt();
+    Ok(Scores {
+        pairs,
+        accuracy: correct as f64 / n.max(1) as f64,
+        responses: vals.len(),
+        reward_mean: m,
+        reward_std: sd,
+        reward_max_abs: vals.iter().fold(0.0, |a: f64, v| a.max(v.abs())),
+        normalisation: (mean, std),
+        normalised: normalise,
+        run_uid: uid,
+    })
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -25,7 +25,9 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
 use crate::eval::{MetricsSink, Outcome, TrainedModel};
-use crate::experiment::config::{DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures};
+use crate::experiment::config::{
+    DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
+};
 use crate::objective::{loss_grad, loss_grad_host};
 use optim::FlatOptimizer;
 use stacked::StackedMlp;

@@ -145,3 +145,167 @@ fn no_baseline_single_seed_and_diverged_runs_render_with_notes() {
     assert!(notes.contains("no λ = 0 runs"), "{notes}");
     assert!(notes.contains("diverged"), "{notes}");
 }
+
+fn sidecar(dir: &Path, stem: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{stem}.json"))).unwrap()).unwrap()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Pearson correlation, written out (the test's own, not the crate's).
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let (mx, my) = (mean(x), mean(y));
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx * vy).sqrt()
+}
+
+/// What the catalogue figures draw, checked against the store: typeset titles, captions
+/// without placeholders, the legend of a final figure, the identifiable ceiling of the
+/// Pearson panel, and reward histograms binned per λ on one y scale.
+#[test]
+fn catalogue_figures_draw_what_the_store_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.sqlite");
+    let s = spec(dir.path(), "cat", &[]);
+    ok(rmlab(&["sweep", s.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let out = dir.path().join("figs");
+    plot(&s, &db, &out);
+    let figs = out.join("cat");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+
+    let mag = sidecar(&figs, "magnitude_curves");
+    let titles: Vec<&str> =
+        mag["panels"].as_array().unwrap().iter().map(|p| p["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["max |r| (val)", "std of r (val)", "mean |r_a + r_b| (val)"]);
+    let caption = mag["caption"].as_str().unwrap();
+    assert!(
+        caption.contains("one line per λ") && !caption.contains('{') && !caption.contains('…'),
+        "{caption}"
+    );
+    let svg = std::fs::read_to_string(figs.join("magnitude_curves.svg")).unwrap();
+    assert!(svg.contains("<tspan") && !svg.contains("r_a"), "subscripts are typeset, never raw");
+
+    let fin = sidecar(&figs, "final_vs_lambda");
+    let legend: Vec<&str> = fin["legend"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(legend.len(), 3, "{legend:?}");
+    assert!(legend[0].starts_with("λ > 0") && legend[1].starts_with("λ = 0, unregularized"), "{legend:?}");
+    assert!(legend[2].starts_with("identifiable ceiling"), "{legend:?}");
+    // The Pearson panel's ceiling: the mean over runs of corr(r* − g(x), r*) over val responses,
+    // with g(x) generated again from each run's config here and r* read from the store.
+    let panels = fin["panels"].as_array().unwrap();
+    let pearson_panel = panels.iter().find(|p| p["title"].as_str().unwrap().contains("Pearson")).unwrap();
+    let drawn = pearson_panel["references"].as_array().unwrap();
+    assert_eq!(drawn.len(), 1);
+    let mut expected = Vec::new();
+    let mut stmt = conn.prepare("SELECT id, config_json FROM runs WHERE status = 'finished'").unwrap();
+    let runs: Vec<(i64, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    for (id, json) in runs {
+        let cfg: rmlab::experiment::config::RunConfig = serde_json::from_str(&json).unwrap();
+        let (_, g) = rmlab::data::synthetic::generate_with_offsets(&cfg.data, cfg.seed);
+        let rows: Vec<(i64, f64)> = conn
+            .prepare("SELECT prompt, true_reward FROM rewards WHERE run_id = ?1 AND split = 'val'")
+            .unwrap()
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let t: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        let identifiable: Vec<f64> = rows.iter().map(|&(p, t)| t - g[p as usize]).collect();
+        expected.push(pearson(&identifiable, &t));
+    }
+    let value = drawn[0].as_f64().unwrap();
+    assert!((value - mean(&expected)).abs() < 1e-9, "{value} vs {}", mean(&expected));
+    assert!(value > 0.0 && value < 1.0);
+    // No ceiling where there is none: magnitudes.
+    assert!(
+        panels
+            .iter()
+            .filter(|p| !p["title"].as_str().unwrap().contains("Pearson"))
+            .all(|p| p["references"] == serde_json::json!([]))
+    );
+
+    // Reward histograms: a panel per λ, each over the range of its own rewards, one y scale.
+    let dist = sidecar(&figs, "reward_distributions");
+    let hists = dist["panels"].as_array().unwrap();
+    assert_eq!(hists.len(), 2);
+    for (h, lambda) in hists.iter().zip([0.0, 0.1]) {
+        assert!(h["title"].as_str().unwrap().starts_with(&format!("λ = {lambda}")), "{h}");
+        let (lo, hi): (f64, f64) = conn
+            .query_row(
+                "SELECT min(w.reward), max(w.reward) FROM rewards w JOIN params p ON p.run_id = w.run_id
+                 AND p.key = 'loss.lambda' WHERE w.split = 'val' AND p.value = ?1",
+                [lambda],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let pad = (hi - lo) * 0.02;
+        assert!((h["range"][0].as_f64().unwrap() - (lo - pad)).abs() < 1e-9, "{h}");
+        assert!((h["range"][1].as_f64().unwrap() - (hi + pad)).abs() < 1e-9, "{h}");
+    }
+    assert_eq!(hists[0]["y_max"], hists[1]["y_max"]);
+}
+
+/// `stat = "best"` draws the best value of each run (as `rmlab query summary --stat best`),
+/// and a log step axis leaves step 0 out.
+#[test]
+fn best_values_and_log_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.sqlite");
+    let figures = r#"
+[[figure]]
+name = "best"
+kind = "final"
+metrics = ["accuracy"]
+stat = "best"
+
+[[figure]]
+name = "logcurves"
+kind = "curves"
+metrics = ["accuracy", "reward_max_abs"]
+log_x = true
+log_y = ["reward_max_abs"]
+"#;
+    let s = spec(dir.path(), "stats", &[("[eval]\nevery = 25\n", &format!("[eval]\nevery = 25\n{figures}"))]);
+    ok(rmlab(&["sweep", s.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let out = dir.path().join("figs");
+    plot(&s, &db, &out);
+    let best = sidecar(&out.join("stats"), "best");
+    assert!(best["query"].as_str().unwrap().contains("best_value"));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let panel = &best["panels"][0];
+    assert!(panel["title"].as_str().unwrap().starts_with("best pair accuracy"));
+    let expected: f64 = conn
+        .query_row(
+            "SELECT avg(s.best_value) FROM summaries s JOIN params p ON p.run_id = s.run_id AND p.key = 'loss.lambda'
+             WHERE s.split = 'val' AND s.name = 'accuracy' AND p.value = 0.1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let point = &panel["series"][0][1][0];
+    assert_eq!(point[0].as_f64().unwrap(), 0.1);
+    assert!((point[1].as_f64().unwrap() - expected).abs() < 1e-12);
+    let baseline: f64 = conn
+        .query_row(
+            "SELECT avg(s.best_value) FROM summaries s JOIN params p ON p.run_id = s.run_id AND p.key = 'loss.lambda'
+             WHERE s.split = 'val' AND s.name = 'accuracy' AND p.value = 0.0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!((panel["baselines"][0].as_f64().unwrap() - baseline).abs() < 1e-12);
+
+    let curves = sidecar(&out.join("stats"), "logcurves");
+    for p in curves["panels"].as_array().unwrap() {
+        for line in p["series"].as_array().unwrap() {
+            let xs: Vec<f64> = line[1].as_array().unwrap().iter().map(|q| q[0].as_f64().unwrap()).collect();
+            assert_eq!(xs.first(), Some(&25.0), "step 0 is not on a log axis: {xs:?}");
+        }
+    }
+    assert_eq!(curves["panels"][1]["y_label"], "reward units (log scale)");
+}

@@ -274,6 +274,47 @@ fn every_catalogue_spec_is_valid() {
     assert!(n >= 2);
 }
 
+#[test]
+fn figure_keys() {
+    let fig = |body: &str| with_head(&format!("[[figure]]\nname = \"f\"\n{body}"));
+    case(
+        &fig("kind = \"final\"\nmetrics = [\"accuracy\", \"reward_max_abs\"]\nstat = \"best\"\n"),
+        "figure.stat",
+        2,
+        1,
+        "`reward_max_abs` is a magnitude with no best value",
+    );
+    case(
+        &fig("kind = \"curves\"\nmetrics = [\"accuracy\"]\nstat = \"best\"\n"),
+        "figure.stat",
+        2,
+        1,
+        "kind = \"final\" only",
+    );
+    case(
+        &fig("kind = \"final\"\nmetrics = [\"accuracy\"]\nlog_x = true\n"),
+        "figure.log_x",
+        2,
+        1,
+        "kind = \"curves\" only",
+    );
+    case(
+        &fig("kind = \"final\"\nmetrics = [\"accuracy\"]\nstat = \"max\"\n"),
+        "figure.stat",
+        6,
+        8,
+        "unknown variant `max`",
+    );
+}
+
+#[test]
+fn figure_log_y_names_a_metric_of_the_figure() {
+    let text = with_head(
+        "[[figure]]\nname = \"f\"\nkind = \"curves\"\nmetrics = [\"accuracy\"]\nlog_y = [\"reward_std\"]\n",
+    );
+    case(&text, "figure.log_y", 2, 1, "`reward_std` is not one of this figure's metrics");
+}
+
 /// Sizes that cannot fit are refused, by key, before anything is allocated for them (these
 /// aborted the process allocating hundreds of GB).
 #[test]

@@ -3,7 +3,9 @@
 //! pairs Σ (r_a + r_b)² is rᵀ(D + A)r, the signless Laplacian form, which is singular exactly
 //! on the bipartite components. On a bipartite component (a single pair, a star, an even
 //! cycle) adding +t to one side and −t to the other leaves every pair sum unchanged, so the
-//! term leaves the spread r_a − r_b free; a component with an odd cycle pins every reward.
+//! term does not pin its rewards; whether the spread r_a − r_b is then free depends on the
+//! labels' directions too (free only when every winner sits on one side:
+//! [`super::comparison_graph`]). A component with an odd cycle pins every reward.
 
 use std::collections::HashSet;
 
@@ -15,7 +17,8 @@ use super::preferences::Pair;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ComponentKind {
-    /// Two-colourable: the pair-sum term leaves the spread free.
+    /// Two-colourable: the pair-sum term does not pin the rewards (the spread is free when every
+    /// winner sits on one side).
     Bipartite,
     /// Contains an odd cycle: the pair-sum term pins every reward.
     OddCycle,

@@ -5,6 +5,7 @@
 //! rows become [`Comparisons`] (one node per response), whose per-prompt comparison graphs
 //! ([`graph`]) and statistics ([`DataReport`]) are what `rmlab data` shows.
 
+pub mod comparison_graph;
 mod comparisons;
 mod dataset;
 pub mod graph;

@@ -55,7 +55,7 @@ pub struct DataReport {
     /// `k → prompts with k responses`.
     pub responses_per_prompt: BTreeMap<usize, usize>,
     pub components: usize,
-    /// Components that are two-colourable: the pair-sum term leaves their spread free.
+    /// Components that are two-colourable: the pair-sum term does not pin their rewards.
     pub bipartite_components: usize,
     /// Components with an odd cycle: the pair-sum term pins their rewards.
     pub odd_cycle_components: usize,

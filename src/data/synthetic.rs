@@ -7,7 +7,8 @@
 //! one wins, ties by a fair coin) and is then flipped with probability ε.
 //!
 //! g(x) cancels in every comparison, so no preference data can identify it: it is the
-//! underdetermined part of r* that the regularizer acts on.
+//! underdetermined part of r* that the regularizer acts on. [`generate_with_offsets`] also
+//! returns g, for the identifiable ceilings of the truth metrics (`eval::truth`).
 //!
 //! Every random draw comes from one ChaCha8 stream seeded with the run's seed, in a fixed
 //! order, so the data are identical on every platform and every run.
@@ -22,6 +23,12 @@ use crate::experiment::config::{DataConfig, Graph, PromptFeatures};
 
 /// Generates the data set of a validated [`DataConfig`] from `seed`.
 pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
+    generate_with_offsets(cfg, seed).0
+}
+
+/// [`generate`], and the per-prompt offset g(x) of every prompt, `[n_prompts]`: the part of
+/// r* that no comparison sees. Same draws, same data.
+pub fn generate_with_offsets(cfg: &DataConfig, seed: u64) -> (Preferences, Vec<f64>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, k, d) = (cfg.n_prompts, cfg.responses_per_prompt, cfg.feature_dim);
 
@@ -37,8 +44,10 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
     let mut features = Vec::with_capacity(n * k * dim);
     let mut true_reward = Vec::with_capacity(n * k);
     let mut prompt_of = Vec::with_capacity(n * k);
+    let mut offsets = Vec::with_capacity(n);
     for x in 0..n {
         let g: f64 = cfg.offset_scale * rng.sample::<f64, _>(StandardNormal);
+        offsets.push(g);
         let nuisance: Vec<f64> = (0..cfg.nuisance_dim).map(|_| nuisance_rng.sample(StandardNormal)).collect();
         for _ in 0..k {
             let phi: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
@@ -63,6 +72,13 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
                 order.truncate(cfg.pairs_per_prompt);
                 order
             }
+            // Design positions are ranks by true reward (ties by index): the path joins
+            // neighbours in that order.
+            Graph::RankedPath => {
+                let mut order: Vec<usize> = (0..k).collect();
+                order.sort_by(|&i, &j| true_reward[x * k + i].total_cmp(&true_reward[x * k + j]));
+                design.iter().map(|&(i, j)| (order[i], order[j])).collect()
+            }
             _ => design.clone(),
         };
         for &(i, j) in &chosen_pairs {
@@ -81,7 +97,7 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         }
     }
 
-    Preferences {
+    let prefs = Preferences {
         dim,
         features,
         prompt_of,
@@ -94,7 +110,8 @@ pub fn generate(cfg: &DataConfig, seed: u64) -> Preferences {
         margins: None,
         pair_kind: None,
         pairs,
-    }
+    };
+    (prefs, offsets)
 }
 
 /// ChaCha8 stream of the nuisance features (stream 0 draws everything else).
@@ -212,6 +229,43 @@ mod tests {
         for q in &p.pairs {
             let (a, b) = (q.chosen % 4, q.rejected % 4);
             assert!((a < 2) != (b < 2), "a bipartite pair joins the two groups");
+        }
+    }
+
+    /// The offsets returned are exactly the part of r* that offset_scale scales: r* − g(x) is
+    /// the true reward of the same seed drawn with offset_scale = 0.
+    #[test]
+    fn returned_offsets_are_g() {
+        let (with, g) = generate_with_offsets(&DataConfig { offset_scale: 3.0, ..cfg() }, 5);
+        let without = generate(&DataConfig { offset_scale: 0.0, ..cfg() }, 5);
+        assert_eq!(g.len(), 50);
+        let (a, b) = (with.true_reward.unwrap(), without.true_reward.unwrap());
+        for i in 0..a.len() {
+            assert!((a[i] - g[with.prompt_of[i]] - b[i]).abs() < 1e-12);
+        }
+        assert_eq!(with.pairs, generate(&DataConfig { offset_scale: 3.0, ..cfg() }, 5).pairs);
+    }
+
+    /// A ranked path joins each response to its neighbours in order of true reward.
+    #[test]
+    fn ranked_path_joins_neighbours_by_true_reward() {
+        let c = DataConfig { graph: Graph::RankedPath, beta: f64::INFINITY, ..cfg() }.resolved();
+        assert_eq!(c.pairs_per_prompt, 3);
+        let p = generate(&c, 9);
+        let t = p.true_reward.as_ref().unwrap();
+        for x in 0..50 {
+            let mut order: Vec<usize> = (4 * x..4 * x + 4).collect();
+            order.sort_by(|&i, &j| t[i].total_cmp(&t[j]));
+            let mut expected: Vec<(usize, usize)> = order.windows(2).map(|w| (w[1], w[0])).collect();
+            let mut got: Vec<(usize, usize)> = p
+                .pairs
+                .iter()
+                .filter(|q| p.prompt_of[q.chosen] == x)
+                .map(|q| (q.chosen, q.rejected))
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "prompt {x}: the better neighbour wins each pair");
         }
     }
 

@@ -152,6 +152,39 @@ impl TruthIndex {
     }
 }
 
+/// The identifiable ceiling of the agreement metrics on one split: their values for
+/// r° = r* − g(x), the true reward without its per-prompt offset `offsets[prompt]` = g(x),
+/// which cancels in every comparison. It is what a model that recovers everything the
+/// comparisons identify scores when its offsets carry no knowledge of g (the best such model
+/// for the across-prompt correlations; see the README's ceilings table).
+///
+/// Returns `(name, value)` for `true_pearson`, `true_pair_accuracy`, `true_spearman`,
+/// `true_pearson_within`, `true_within_prompt_accuracy` and `offset_error` (for which it is a
+/// floor: the population sd over the split's prompts of g(x)). Within-prompt metrics see no
+/// offset, so their ceiling is 1. `ece`, `offset_part_abs_mean` and `spread_part_abs_mean`
+/// have none: they depend on the reward's scale, which separable data leave free.
+pub fn identifiable_ceilings(s: &HostSplit, offsets: &[f64]) -> Vec<(&'static str, f64)> {
+    let t = s.true_reward;
+    let r: Vec<f64> = t.iter().zip(s.prompt_of).map(|(t, &x)| t - offsets[x]).collect();
+    let rs: Vec<f64> = s.responses.iter().map(|&i| r[i]).collect();
+    let ts: Vec<f64> = s.responses.iter().map(|&i| t[i]).collect();
+    let agree = s.pairs.iter().filter(|&&(a, b)| (r[a] - r[b]) * (t[a] - t[b]) > 0.0).count();
+    let pair_accuracy = if s.pairs.is_empty() { f64::NAN } else { agree as f64 / s.pairs.len() as f64 };
+    let mut out = vec![("true_pearson", pearson_host(&rs, &ts)), ("true_pair_accuracy", pair_accuracy)];
+    out.extend(truth_metrics(&r, s).into_iter().filter(|(n, _)| CEILING_NAMES[2..].contains(n)));
+    out
+}
+
+/// The metrics [`identifiable_ceilings`] returns, in its order.
+pub const CEILING_NAMES: [&str; 6] = [
+    "true_pearson",
+    "true_pair_accuracy",
+    "true_spearman",
+    "true_pearson_within",
+    "true_within_prompt_accuracy",
+    "offset_error",
+];
+
 /// The true P(a ≻ b) given r*_a − r*_b: ε + (1 − 2ε) σ(β Δr*), a step at β = ∞.
 fn true_preference(dt: f64, beta: f64, flip: f64) -> f64 {
     let p_bt = if beta.is_infinite() {
@@ -223,6 +256,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The ceilings on a hand-worked case. Two prompts, r* = [1, 0, −1 | 2, 0], g = [0.5, −1],
+    /// so r° = [0.5, −0.5, −1.5 | 3, 1]; pairs (0, 1), (2, 1), (3, 4).
+    #[test]
+    fn identifiable_ceilings_by_hand() {
+        let t = [1.0, 0.0, -1.0, 2.0, 0.0];
+        let s = HostSplit {
+            responses: &[0, 1, 2, 3, 4],
+            pairs: &[(0, 1), (2, 1), (3, 4)],
+            prompt_of: &[0, 0, 0, 1, 1],
+            true_reward: &t,
+            beta: f64::INFINITY,
+            flip: 0.0,
+        };
+        let ceilings = identifiable_ceilings(&s, &[0.5, -1.0]);
+        assert_eq!(ceilings.iter().map(|c| c.0).collect::<Vec<_>>(), CEILING_NAMES);
+        let m: std::collections::HashMap<&str, f64> = ceilings.into_iter().collect();
+        let r0 = [0.5, -0.5, -1.5, 3.0, 1.0];
+        assert!((m["true_pearson"] - crate::testing::pearson_slow(&r0, &t)).abs() < 1e-12);
+        // Every pair keeps its true order (the label of (2, 1) is wrong, the truth is not).
+        assert_eq!(m["true_pair_accuracy"], 1.0);
+        assert_eq!(m["true_within_prompt_accuracy"], 1.0);
+        assert!((m["true_pearson_within"] - 1.0).abs() < 1e-12);
+        // Ranks of r° [3, 2, 1, 5, 4] against those of r* [4, 2.5, 1, 5, 2.5].
+        let spearman = crate::testing::pearson_slow(&[3.0, 2.0, 1.0, 5.0, 4.0], &[4.0, 2.5, 1.0, 5.0, 2.5]);
+        assert!((m["true_spearman"] - spearman).abs() < 1e-12);
+        // Offsets mean r° − mean r* = −g = [−0.5, 1]: population sd 0.75.
+        assert!((m["offset_error"] - 0.75).abs() < 1e-12);
+    }
+
+    /// With r* = w·φ + g(x), w a unit vector, φ ~ N(0, I) and g ~ N(0, 1) (lambda.toml's data),
+    /// corr(r*, r* − g) = 1/√2: the Pearson ceiling on 8 000 responses is within 0.02 of it.
+    #[test]
+    fn pearson_ceiling_is_one_over_root_two_for_unit_offsets() {
+        let cfg = crate::experiment::config::DataConfig {
+            n_prompts: 2000,
+            responses_per_prompt: 4,
+            feature_dim: 16,
+            offset_scale: 1.0,
+            ..Default::default()
+        };
+        let (p, g) = crate::data::synthetic::generate_with_offsets(&cfg, 3);
+        let responses: Vec<usize> = (0..p.n_responses()).collect();
+        let pairs: Vec<(usize, usize)> = p.pairs.iter().map(|q| (q.chosen, q.rejected)).collect();
+        let s = HostSplit {
+            responses: &responses,
+            pairs: &pairs,
+            prompt_of: &p.prompt_of,
+            true_reward: p.true_reward.as_ref().unwrap(),
+            beta: cfg.beta,
+            flip: 0.0,
+        };
+        let m: std::collections::HashMap<&str, f64> = identifiable_ceilings(&s, &g).into_iter().collect();
+        assert!((m["true_pearson"] - 0.5f64.sqrt()).abs() < 0.02, "{}", m["true_pearson"]);
+        assert!((m["offset_error"] - 1.0).abs() < 0.05, "{}", m["offset_error"]);
     }
 
     /// Every truth metric on a tiny hand-worked case.

@@ -102,6 +102,10 @@ pub enum Graph {
     Bipartite,
     /// All pairs within the first ⌈k/2⌉ responses and within the rest, none across.
     Clusters,
+    /// A path through the k responses in order of true reward, y(1)–y(2)–…–y(k), k − 1 pairs:
+    /// bipartite, yet on noise-free labels every inner response wins one comparison and loses
+    /// one, so winners sit on both sides and the pair-sum term bounds the spread.
+    RankedPath,
 }
 
 /// Prompt features the model sees besides the response features.
@@ -114,8 +118,9 @@ pub enum PromptFeatures {
 }
 
 impl Graph {
-    /// The fixed comparison graph of a design, as pairs of response positions 0..k; empty for
-    /// `random`, whose pairs are drawn per prompt.
+    /// The fixed comparison graph of a design, as pairs of response positions 0..k (for
+    /// `ranked_path`, positions in order of true reward); empty for `random`, whose pairs are
+    /// drawn per prompt.
     pub fn pairs(self, k: usize) -> Vec<(usize, usize)> {
         let half = k.div_ceil(2);
         let all = |range: std::ops::Range<usize>| -> Vec<(usize, usize)> {
@@ -128,6 +133,7 @@ impl Graph {
             Graph::Bipartite => (0..half).flat_map(|i| (half..k).map(move |j| (i, j))).collect(),
             // All pairs within the first ⌈k/2⌉ and within the rest; none across.
             Graph::Clusters => all(0..half).into_iter().chain(all(half..k)).collect(),
+            Graph::RankedPath => (1..k).map(|i| (i - 1, i)).collect(),
         }
     }
 }

@@ -13,15 +13,17 @@ use super::metric;
 pub enum FigureKind {
     /// Metrics over training steps: a panel per (split, metric), a line per value of `lines`.
     Curves,
-    /// Final metrics against the param `x` (log axis; x = 0 drawn apart as a dashed baseline),
-    /// a line per value of `lines`, error bars over seeds; a row of panels per split.
+    /// Final (or best, `stat`) metrics against the param `x` (log axis; x = 0 drawn apart as a
+    /// dashed baseline), a line per value of `lines`, error bars over seeds; a row of panels
+    /// per split.
     Final,
     /// As `final`, by comparison-graph component kind (preference files): for each metric `m`
     /// (`accuracy`, `pair_diff_abs_mean`, `pair_sum_abs_mean`) a panel with a line for the
     /// pairs in bipartite components (`m_bipartite`) and one for those in components with an
     /// odd cycle (`m_odd_cycle`).
     GraphKinds,
-    /// Final reward histograms of λ = 0 against each λ > 0, all seeds pooled.
+    /// Final reward histograms, a panel per λ (and per value of the other swept keys), seeds
+    /// pooled, each panel binned over its own range on one shared y scale.
     Distribution,
     /// Learned against true reward (synthetic data) for λ = 0 and the largest λ, coloured by prompt.
     LearnedVsTrue,
@@ -54,9 +56,35 @@ pub struct FigureSpec {
     pub band: Band,
     #[serde(default)]
     pub width: Width,
-    /// One sentence saying what the figure shows (goes to the sidecar and the README gallery).
+    /// `final` figures: each run's value at the last evaluation, or its best over evaluations
+    /// (as `rmlab query summary --stat best`; only metrics that improve one way).
+    #[serde(default)]
+    pub stat: Statistic,
+    /// `curves` figures: training steps on a log axis (step 0 left out).
+    #[serde(default)]
+    pub log_x: bool,
+    /// Metrics (of `metrics`) drawn on a log y axis: magnitudes that span decades. Values ≤ 0
+    /// are left out.
+    #[serde(default)]
+    pub log_y: Vec<String>,
+    /// One sentence saying what the figure shows (goes to the sidecar and the README gallery);
+    /// `{lines}` is replaced by the symbols of the keys that get a line each (`λ`, `graph, λ`).
     #[serde(default)]
     pub caption: String,
+}
+
+/// Which value of each run a `final` figure shows.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Statistic {
+    /// The value at the last evaluation.
+    #[default]
+    Final,
+    /// The best value over evaluations, on the split shown (so an optimistic estimate of what
+    /// early stopping on that split would report).
+    Best,
 }
 
 fn default_splits() -> Vec<String> {
@@ -80,6 +108,9 @@ pub fn catalogue() -> Vec<FigureSpec> {
             filters: BTreeMap::new(),
             band: Band::Ci95,
             width: Width::Double,
+            stat: Statistic::Final,
+            log_x: false,
+            log_y: vec![],
             caption: caption.into(),
         };
     vec![
@@ -89,15 +120,15 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &["loss_pair", "loss_reg", "loss_total"],
             &["train", "val"],
             &[],
-            "Loss terms over training, train (top) and validation (bottom), one line per grid point (λ, …).",
+            "Loss terms over training, train (top) and validation (bottom), one line per {lines}.",
         ),
         base(
             "magnitude_curves",
             FigureKind::Curves,
-            &["reward_max_abs", "reward_std", "pair_sum_mean"],
+            &["reward_max_abs", "reward_std", "pair_sum_abs_mean"],
             &["val"],
             &[],
-            "Reward magnitude over training on validation responses, one line per grid point (λ, …).",
+            "Reward magnitude over training on validation responses: largest |r|, spread of r, and how far pair sums r_a + r_b stray from 0; one line per {lines}.",
         ),
         base(
             "final_vs_lambda",
@@ -105,7 +136,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &["accuracy", "reward_max_abs", "true_pearson"],
             &["val"],
             &[],
-            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line.",
+            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line with its band; dotted: the identifiable ceiling, what r* − g(x) scores (no comparison sees the per-prompt offset g(x)).",
         ),
         base(
             "reward_distributions",
@@ -113,7 +144,7 @@ pub fn catalogue() -> Vec<FigureSpec> {
             &[],
             &["val"],
             &[],
-            "Final rewards of validation responses, λ = 0 against each λ > 0, seeds pooled.",
+            "Final rewards of validation responses, a panel per λ, seeds pooled; each panel is binned over its own range (note the x scales).",
         ),
         base(
             "learned_vs_true",
@@ -181,6 +212,26 @@ pub fn check(
         && fig.metrics.is_empty()
     {
         return bad("metrics", "this kind needs at least one metric".into());
+    }
+    if fig.stat == Statistic::Best {
+        if fig.kind != FigureKind::Final {
+            return bad("stat", "`best` applies to kind = \"final\" only".into());
+        }
+        if let Some(m) = fig.metrics.iter().find(|m| metric::goal(m).is_none()) {
+            return bad(
+                "stat",
+                format!("`best` needs metrics that improve one way; `{m}` is a magnitude with no best value"),
+            );
+        }
+    }
+    if let Some(m) = fig.log_y.iter().find(|m| !fig.metrics.contains(m)) {
+        return bad("log_y", format!("`{m}` is not one of this figure's metrics"));
+    }
+    if fig.log_x && fig.kind != FigureKind::Curves {
+        return bad(
+            "log_x",
+            "applies to kind = \"curves\" only (`final` figures already use a log axis)".into(),
+        );
     }
     Ok(())
 }

@@ -32,7 +32,8 @@ pub const TRUTH_NAMES: [&str; 7] = [
 
 /// Metrics over the pairs of one kind of comparison-graph component (preference files), in the
 /// order `eval::graph_kind::graph_kind_metrics` returns them. A pair lies in a bipartite
-/// component (a single pair, a star, an even cycle: the pair-sum term leaves its spread free)
+/// component (a single pair, a star, an even cycle: the pair-sum term does not pin its rewards,
+/// and leaves its spread free when every winner sits on one side; `data::comparison_graph`)
 /// or in one with an odd cycle (the term pins its rewards); NaN where a split has none.
 pub const GRAPH_KIND_NAMES: [&str; 6] = [
     "accuracy_bipartite", // fraction of those pairs with r_a > r_b

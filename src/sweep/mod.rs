@@ -304,23 +304,48 @@ fn groups(todo: &[Cell], jobs: usize, vectorize: bool) -> Vec<Vec<&Cell>> {
     if !vectorize {
         return todo.iter().map(|c| vec![c]).collect();
     }
-    let mut buckets: Vec<Vec<&Cell>> = Vec::new();
-    for c in todo {
-        if train::group_key(&c.config).is_none() {
-            buckets.push(vec![c]);
-            continue;
-        }
-        match buckets.iter_mut().find(|b| b.iter().all(|x| train::compatible(&x.config, &c.config))) {
-            Some(b) => b.push(c),
-            None => buckets.push(vec![c]),
-        }
-    }
     let mut out = Vec::new();
-    for b in buckets {
+    for b in compatible_buckets(todo) {
         let size = b.len().div_ceil(jobs).clamp(1, MAX_GROUP);
         out.extend(b.chunks(size).map(<[&Cell]>::to_vec));
     }
     out
+}
+
+/// The cells in buckets that can each train as one batched program ([`train::compatible`]),
+/// in order of first appearance; a cell the batched engine cannot train is a bucket alone.
+/// Each cell's group key is computed once, so planning stays linear in the number of cells.
+pub(crate) fn compatible_buckets(cells: &[Cell]) -> Vec<Vec<&Cell>> {
+    // (regularizer kind of the bucket's cells with λ > 0, if any yet; members)
+    let mut buckets: Vec<(Option<String>, Vec<&Cell>)> = Vec::new();
+    let mut by_base: HashMap<String, Vec<usize>> = HashMap::new();
+    for c in cells {
+        let Some(key) = train::group_key(&c.config) else {
+            buckets.push((None, vec![c]));
+            continue;
+        };
+        let (base, kind) = key.rsplit_once('|').expect("a group key ends in |kind");
+        // A λ = 0 cell (kind None) joins any bucket of its base; others need their kind.
+        let kind = (kind != "None").then(|| kind.to_string());
+        let candidates = by_base.entry(base.to_string()).or_default();
+        let found = candidates.iter().copied().find(|&i| match (&buckets[i].0, &kind) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        });
+        match found {
+            Some(i) => {
+                if buckets[i].0.is_none() {
+                    buckets[i].0 = kind;
+                }
+                buckets[i].1.push(c);
+            }
+            None => {
+                candidates.push(buckets.len());
+                buckets.push((kind, vec![c]));
+            }
+        }
+    }
+    buckets.into_iter().map(|b| b.1).collect()
 }
 
 /// Claims and trains a group of compatible cells as one batched program

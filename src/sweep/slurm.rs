@@ -62,7 +62,11 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     };
     let done = cells.iter().filter(|(_, s)| *s == CellState::Done).count();
     let todo: Vec<Cell> = cells.into_iter().filter(|(_, s)| *s != CellState::Done).map(|(c, _)| c).collect();
-    let tasks: Vec<Vec<Cell>> = todo.chunks(opts.cells_per_task).map(|c| c.to_vec()).collect();
+    // Compatible cells are made adjacent before the cells are cut into tasks, so that a task
+    // trains its cells as few batched programs, not one at a time; the number of tasks stays
+    // ⌈cells / cells_per_task⌉.
+    let ordered: Vec<Cell> = super::compatible_buckets(&todo).into_iter().flatten().cloned().collect();
+    let tasks: Vec<Vec<Cell>> = ordered.chunks(opts.cells_per_task).map(<[Cell]>::to_vec).collect();
     let array_script = absolute(&opts.out)?;
     let stem = array_script.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep").to_string();
     let merge_script = array_script.with_file_name(format!("{stem}-merge.sbatch"));

@@ -6,6 +6,7 @@
 
 use tch::{Device, Tensor, nn, nn::OptimizerConfig};
 
+use super::batched::FlatOptimizer;
 use super::batches::{BatchStream, INIT_STREAM, stream};
 use super::clip::clip_grad_norm;
 use super::early_stopping::{EarlyStopping, Verdict};
@@ -161,14 +162,70 @@ pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(n
     Ok((vs, model))
 }
 
-fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
-    let opt = match t.optimizer {
+fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
+    let torch = match t.optimizer {
         OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?,
         OptimizerKind::Sgd => {
             nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?
         }
     };
-    Ok(opt)
+    let vars = vs.trainable_variables();
+    let host = t.optimizer == OptimizerKind::Adam
+        && vs.device() == Device::Cpu
+        && FlatOptimizer::host_adam_available();
+    let adam = host.then(|| vars.iter().map(|v| FlatOptimizer::new(t, v)).collect());
+    Ok(Optimizer { torch, vars, adam })
+}
+
+/// The one-cell trainer's optimizer: LibTorch's, except that on a CPU with FMA Adam's update
+/// runs as the batched engine's host loops, one per parameter tensor. Those round exactly as
+/// LibTorch's Adam does (`train::batched::optim` tests it bit for bit), so results are the
+/// same, without the ~10 small kernels a parameter tensor that dominate a small model's step.
+///
+/// A fine-tuned encoder goes through it too: its trainable tensors (the layers
+/// `model.finetune` trains, and the head) are float32 variables of one VarStore on one device,
+/// so each gets a host Adam state on the CPU (frozen layers are not trainable variables and get
+/// none); on CUDA LibTorch's Adam runs. A parameter without a gradient in a step (one the
+/// forward did not use) is skipped, as LibTorch's Adam skips it.
+struct Optimizer {
+    torch: nn::Optimizer,
+    vars: Vec<Tensor>,
+    /// Adam's state per parameter tensor, when the host loops run it.
+    adam: Option<Vec<FlatOptimizer>>,
+}
+
+impl Optimizer {
+    fn set_lr(&mut self, lr: f64) {
+        self.torch.set_lr(lr);
+        if let Some(states) = &mut self.adam {
+            states.iter_mut().for_each(|s| s.set_lr(lr));
+        }
+    }
+
+    /// Clears the gradients (LibTorch's, which unsets them: the next backward writes fresh).
+    fn zero_grad(&mut self) {
+        self.torch.zero_grad();
+    }
+
+    fn step(&mut self) {
+        match &mut self.adam {
+            None => self.torch.step(),
+            Some(states) => {
+                for (v, s) in self.vars.iter().zip(states) {
+                    let grad = v.grad();
+                    if grad.defined() {
+                        s.step(&mut v.shallow_clone(), &grad);
+                    }
+                }
+            }
+        }
+    }
+
+    fn backward_step(&mut self, loss: &Tensor) {
+        self.zero_grad();
+        loss.backward();
+        self.step();
+    }
 }
 
 #[cfg(test)]
@@ -478,6 +535,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The host Adam drives parameters shaped as a fine-tuned encoder's do as LibTorch's Adam
+    /// does, bit for bit: an embedding table read by rows, a matrix, a frozen tensor (no
+    /// trainable variable, no state) and a trainable one the forward never uses (no gradient:
+    /// skipped, as LibTorch skips it), with weight decay and a changing learning rate.
+    #[test]
+    fn host_adam_equals_libtorch_adam_on_encoder_shaped_parameters() {
+        use tch::Kind;
+        if !FlatOptimizer::host_adam_available() {
+            return;
+        }
+        let t = TrainConfig { lr: 1e-2, weight_decay: 0.01, ..TrainConfig::default() };
+        let opts = (Kind::Float, Device::Cpu);
+        let run = |host: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let p = vs.root();
+            let table = p.var_copy("table", &Tensor::arange(60, opts).sin().view([12, 5]));
+            let w = p.var_copy("w", &Tensor::arange(10, opts).cos().view([2, 5]));
+            let frozen = p.zeros_no_train("frozen", &[5]);
+            let _ = tch::no_grad(|| frozen.shallow_clone().fill_(0.25));
+            let _unused = p.var_copy("unused", &Tensor::ones([3], opts));
+            let mut opt = optimizer(&vs, &t).unwrap();
+            assert_eq!(opt.vars.len(), 3, "the frozen tensor is not trainable");
+            assert!(opt.adam.is_some());
+            if !host {
+                opt.adam = None;
+            }
+            for s in 0..12i64 {
+                opt.set_lr(1e-2 / (1.0 + s as f64));
+                let ids = Tensor::from_slice(&[s % 12, (5 * s + 3) % 12]);
+                let x = table.index_select(0, &ids) + &frozen;
+                let loss = x.matmul(&w.tr()).tanh().square().sum(Kind::Float);
+                opt.backward_step(&loss);
+            }
+            let mut named = vs.variables().into_iter().collect::<Vec<_>>();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named
+                .into_iter()
+                .map(|(name, v)| (name, Vec::<f32>::try_from(v.detach().flatten(0, -1)).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let (host, torch) = (run(true), run(false));
+        for ((name, a), (_, b)) in host.iter().zip(&torch) {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{name}");
+        }
+        let unused = &host.iter().find(|(n, _)| n == "unused").unwrap().1;
+        assert_eq!(unused, &[1.0; 3], "no gradient, no update (weight decay included)");
+        let table = &host.iter().find(|(n, _)| n == "table").unwrap().1;
+        assert_ne!(table[0], 0.0f32.sin(), "the table trains");
     }
 
     /// Early stopping keeps exactly the weights of its best evaluation: a run stopped early

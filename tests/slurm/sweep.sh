@@ -11,6 +11,7 @@
 #    of the spec elsewhere) read it, six cells packed into each task.
 # 5. A task that reaches its time limit: SLURM's SIGTERM before the limit makes it save the cells
 #    it finished; the merge takes those and no half-trained run.
+# 6. A packed task: quick.toml's four compatible cells in one task, trained as one batched group.
 # Needs root (to install and start SLURM). Leaves the cluster running.
 set -euo pipefail
 
@@ -150,6 +151,20 @@ finished, running = c.execute(
 print(f"slow: {finished} of 40 cells finished before SIGTERM and were merged; {running or 0} running")
 assert finished and 3 <= finished < 40, "the finished cells are kept, and the task did stop early"
 assert not running, "a half-trained run was merged"
+PY
+
+echo "== 6. a packed task: four compatible cells trained as one batched group"
+db=$work/packed.sqlite
+submit_and_wait "$SPEC" --cells-per-task 4 --cpus-per-task 1 --time 00:10:00 --out "$work/packed.sbatch"
+grep -q 'SBATCH --array=0-0$' "$work/packed.sbatch" || fail "expected one task for four cells"
+check_once 4
+"$ROOT/.venv/bin/python" - "$db" <<'PY' || fail "packed task store check"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+groups = c.execute("SELECT DISTINCT engine, batch_group FROM runs WHERE experiment = 'quick'").fetchall()
+print(f"packed: engine and group of the four runs: {groups}")
+assert len(groups) == 1 and groups[0][0] == "batched" and groups[0][1].endswith(":4"), \
+    "the task's four cells were not trained as one batched group"
 PY
 
 rm -rf "$work"

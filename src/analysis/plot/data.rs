@@ -7,7 +7,7 @@ use rusqlite::types::Value as Sql;
 
 use crate::error::{Error, Result};
 use crate::eval::stats::Summary;
-pub use crate::experiment::figure::Band;
+pub use crate::experiment::figure::{Band, Statistic};
 
 /// Mean over runs with a band; no band when n < 2.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -194,16 +194,22 @@ pub fn metric_curves(
     Ok(out)
 }
 
-/// Final value of one metric per run (summaries table).
-pub fn final_values(
+/// Final or best value of one metric per run (summaries table, the columns `rmlab query
+/// summary --stat final|best` reads).
+pub fn summary_values(
     conn: &Connection,
     runs: &[RunInfo],
     split: &str,
     metric: &str,
+    stat: Statistic,
 ) -> Result<BTreeMap<i64, f64>> {
     let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let column = match stat {
+        Statistic::Final => "final_value",
+        Statistic::Best => "best_value",
+    };
     let mut stmt = conn
-        .prepare("SELECT final_value FROM summaries WHERE run_id = ?1 AND split = ?2 AND name = ?3")
+        .prepare(&format!("SELECT {column} FROM summaries WHERE run_id = ?1 AND split = ?2 AND name = ?3"))
         .map_err(sql_err)?;
     let mut out = BTreeMap::new();
     for r in runs {

@@ -1,10 +1,14 @@
-//! Drawing panels with plotters, generic over the backend (SVG and bitmap share one code path).
+//! Drawing panels with plotters: lines with bands or error bars, baselines, reference lines,
+//! histograms, scatter plots. Legends are the figure's ([`super::legend`]), never inside a
+//! panel.
 
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::Stat;
+use super::legend::Dash;
 use super::style::{FONT, LABEL_PX, TICK_PX, TITLE_PX, pe, tick};
 use crate::error::Result;
 
@@ -16,26 +20,35 @@ pub struct Series {
     pub points: Vec<(f64, Stat)>,
 }
 
-/// A horizontal reference across the panel (λ = 0, which a log axis cannot place).
+/// A horizontal line with its band across the panel (λ = 0, which a log axis cannot place).
 #[derive(Clone, Debug)]
 pub struct Baseline {
-    pub label: String,
     pub color: RGBColor,
     pub stat: Stat,
+}
+
+/// A horizontal reference value without a band (an identifiable ceiling), dotted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    pub color: RGBColor,
+    pub value: f64,
 }
 
 /// A panel of lines over a numeric x.
 #[derive(Clone, Debug, Default)]
 pub struct LinePanel {
+    /// Title (subscripts marked).
     pub title: String,
     pub x_label: String,
     pub y_label: String,
     pub log_x: bool,
+    /// A log y axis: values ≤ 0 are left out and band ends below the axis are cut at it.
+    pub log_y: bool,
     /// Markers and error bars at each point (few x values) instead of a filled band.
     pub error_bars: bool,
     pub series: Vec<Series>,
     pub baselines: Vec<Baseline>,
-    pub legend: bool,
+    pub references: Vec<Reference>,
 }
 
 fn font(px: f64) -> TextStyle<'static> {
@@ -54,26 +67,42 @@ fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
     (lo - d, hi + d)
 }
 
-/// A chart with the panel title and room for axis labels, the same on every panel.
+/// Height of a panel's title strip, in pixels.
+const TITLE_STRIP_PX: f64 = TITLE_PX * 1.6;
+
+/// Draws the panel title centred in a strip at the top of `area` and returns a chart builder
+/// on the rest, with room for axis labels, the same on every panel. The top margin keeps the
+/// highest y tick label (centred on the frame's top edge) clear of the title.
 fn chart_builder<'a, 'b, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     title: &str,
-) -> ChartBuilder<'a, 'b, DB> {
+) -> Result<ChartBuilder<'a, 'b, DB>> {
+    let (w, _) = area.dim_in_pixel();
+    let style = font(TITLE_PX).pos(Pos::new(HPos::Center, VPos::Center));
+    area.draw(&Text::new(title.to_string(), (w as i32 / 2, (TITLE_STRIP_PX * 0.55) as i32), style))
+        .map_err(pe)?;
     let mut b = ChartBuilder::on(area);
-    b.caption(title, font(TITLE_PX))
-        .margin(18)
+    b.margin(18)
+        .margin_top(TITLE_STRIP_PX + TICK_PX * 0.7)
         .x_label_area_size(LABEL_PX * 2.6)
         .y_label_area_size(LABEL_PX * 3.6);
-    b
+    Ok(b)
 }
 
 /// Draws a panel; `Ok(false)` (and a note in the panel) when it has nothing to show.
 pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePanel) -> Result<bool> {
-    let xs: Vec<f64> =
-        p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0)).filter(|x| x.is_finite()).collect();
+    let xs: Vec<f64> = p
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|q| q.0))
+        .filter(|x| x.is_finite() && (!p.log_x || *x > 0.0))
+        .collect();
     let mut ys: Vec<f64> = Vec::new();
     for s in &p.series {
-        for (_, st) in &s.points {
+        for (x, st) in &s.points {
+            if p.log_x && *x <= 0.0 {
+                continue;
+            }
             ys.push(st.mean);
             if let Some((lo, hi)) = st.band {
                 ys.extend([lo, hi]);
@@ -86,29 +115,101 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
             ys.extend([lo, hi]);
         }
     }
-    ys.retain(|y| y.is_finite());
+    ys.extend(p.references.iter().map(|r| r.value));
+    ys.retain(|y| y.is_finite() && (!p.log_y || *y > 0.0));
     if xs.is_empty() || ys.is_empty() {
         note(area, &p.title, "no data")?;
         return Ok(false);
     }
     let (xmin, xmax) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
     let (ymin, ymax) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| (a.min(y), b.max(y)));
-    let (ylo, yhi) = padded(ymin, ymax, 0.06);
-    let mut builder = chart_builder(area, &p.title);
-    if p.log_x {
-        let (lo, hi) = (xmin / 2.0, xmax * 2.0);
-        let mut chart = builder.build_cartesian_2d((lo..hi).log_scale(), ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, &p.x_label, &p.y_label)?;
-        draw_contents(&mut chart, p, lo, hi)?;
-        legend(&mut chart, p)?;
-    } else {
-        let (lo, hi) = padded(xmin, xmax, 0.02);
-        let mut chart = builder.build_cartesian_2d(lo..hi, ylo..yhi).map_err(pe)?;
-        mesh(&mut chart, &p.x_label, &p.y_label)?;
-        draw_contents(&mut chart, p, lo, hi)?;
-        legend(&mut chart, p)?;
+    let (ylo, yhi) = if p.log_y { (ymin / 1.25, ymax * 1.25) } else { padded(ymin, ymax, 0.06) };
+    // Points at each end sit a little inside the frame (a factor, on a log axis).
+    let pad = if p.error_bars { 2.5 } else { 1.15 };
+    let (xlo, xhi) = if p.log_x { (xmin / pad, xmax * pad) } else { padded(xmin, xmax, 0.02) };
+    let mut builder = chart_builder(area, &p.title)?;
+    let frame = Frame { x_lo: xlo, x_hi: xhi, y_floor: if p.log_y { ylo } else { f64::NEG_INFINITY } };
+    let (xlog, ylog) = ((xlo..xhi).log_scale(), (ylo..yhi).log_scale());
+    match (p.log_x, p.log_y) {
+        (true, true) => {
+            let mut chart = builder
+                .build_cartesian_2d(
+                    xlog.with_key_points(log_ticks(xlo, xhi)),
+                    ylog.with_key_points(log_ticks(ylo, yhi)),
+                )
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (true, false) => {
+            let mut chart = builder
+                .build_cartesian_2d(xlog.with_key_points(log_ticks(xlo, xhi)), ylo..yhi)
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (false, true) => {
+            let mut chart = builder
+                .build_cartesian_2d(xlo..xhi, ylog.with_key_points(log_ticks(ylo, yhi)))
+                .map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
+        (false, false) => {
+            let mut chart = builder.build_cartesian_2d(xlo..xhi, ylo..yhi).map_err(pe)?;
+            mesh(&mut chart, &p.x_label, &p.y_label)?;
+            draw_contents(&mut chart, p, frame)?;
+        }
     }
     Ok(true)
+}
+
+/// Tick values of a log axis over [lo, hi] (lo > 0): powers of ten, or 1-3, 1-2-5 or 1-2-3-5
+/// within each decade, the sparsest that gives at least three ticks; on a range too narrow for
+/// any of them, evenly spaced round values.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let ladders: [&[f64]; 4] = [&[1.0], &[1.0, 3.0], &[1.0, 2.0, 5.0], &[1.0, 2.0, 3.0, 5.0]];
+    let mut best = Vec::new();
+    for ladder in ladders {
+        let mut ticks = Vec::new();
+        for e in (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32) {
+            for m in ladder {
+                // Dividing by an exact power of ten keeps 0.3 exactly 0.3.
+                let t = if e >= 0 { m * 10f64.powi(e) } else { m / 10f64.powi(-e) };
+                if t >= lo * (1.0 - 1e-12) && t <= hi * (1.0 + 1e-12) {
+                    ticks.push(t);
+                }
+            }
+        }
+        best = ticks;
+        if best.len() >= 3 {
+            return best;
+        }
+    }
+    if best.len() >= 2 {
+        return best;
+    }
+    // Steps 5, 2, 1 × 10^k from the range's order of magnitude down, the first giving three.
+    let top = (hi - lo).log10().ceil() as i32;
+    for e in (top - 3..=top).rev() {
+        for m in [5.0, 2.0, 1.0] {
+            let step = if e >= 0 { m * 10f64.powi(e) } else { m / 10f64.powi(-e) };
+            let (a, b) = ((lo / step).ceil() as i64, (hi / step).floor() as i64);
+            if b - a + 1 >= 3 {
+                return (a..=b).map(|i| i as f64 * step).collect();
+            }
+        }
+    }
+    best
+}
+
+/// The x extent of a chart, and the lowest y it can show (band ends below it are cut there;
+/// −∞ on a linear axis).
+#[derive(Clone, Copy)]
+struct Frame {
+    x_lo: f64,
+    x_hi: f64,
+    y_floor: f64,
 }
 
 /// Axes, tick labels and a light grid, the same on every panel.
@@ -138,19 +239,47 @@ where
         .map_err(pe)
 }
 
-fn draw_contents<'a, DB: DrawingBackend + 'a, X, Y>(
+/// A horizontal line from `x_lo` to `x_hi` at `y`, stroked as `dash`.
+fn hline<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    p: &LinePanel,
-    x_lo: f64,
-    x_hi: f64,
+    (x_lo, x_hi, y): (f64, f64, f64),
+    dash: Dash,
+    style: ShapeStyle,
 ) -> Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
+    match dash.pattern() {
+        None => {
+            chart.draw_series(LineSeries::new([(x_lo, y), (x_hi, y)], style)).map_err(pe)?;
+        }
+        Some((on, off)) => {
+            chart.draw_series(DashedLineSeries::new([(x_lo, y), (x_hi, y)], on, off, style)).map_err(pe)?;
+        }
+    }
+    Ok(())
+}
+
+fn draw_contents<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    p: &LinePanel,
+    frame: Frame,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let (x_lo, x_hi) = (frame.x_lo, frame.x_hi);
+    let cut = |y: f64| y.max(frame.y_floor);
+    // A log axis shows positive values only.
+    let shown = |y: f64| y.is_finite() && (frame.y_floor == f64::NEG_INFINITY || y > 0.0);
     let stroke = 5;
     for b in &p.baselines {
-        if let Some((lo, hi)) = b.stat.band {
+        if !shown(b.stat.mean) {
+            continue;
+        }
+        if let Some((lo, hi)) = b.stat.band.map(|(lo, hi)| (cut(lo), hi)) {
             chart
                 .draw_series(std::iter::once(Rectangle::new(
                     [(x_lo, lo), (x_hi, hi)],
@@ -158,24 +287,19 @@ where
                 )))
                 .map_err(pe)?;
         }
-        let c = b.color;
-        let drawn = chart
-            .draw_series(DashedLineSeries::new(
-                [(x_lo, b.stat.mean), (x_hi, b.stat.mean)],
-                18,
-                12,
-                c.stroke_width(stroke),
-            ))
-            .map_err(pe)?;
-        if !b.label.is_empty() {
-            drawn
-                .label(&b.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(stroke)));
-        }
+        hline(chart, (x_lo, x_hi, b.stat.mean), Dash::Dashed, b.color.stroke_width(stroke))?;
+    }
+    for r in p.references.iter().filter(|r| shown(r.value)) {
+        hline(chart, (x_lo, x_hi, r.value), Dash::Dotted, r.color.stroke_width(4))?;
     }
     for s in &p.series {
         let c = s.color;
-        let pts: Vec<(f64, Stat)> = s.points.iter().filter(|q| q.1.mean.is_finite()).copied().collect();
+        let pts: Vec<(f64, Stat)> = s
+            .points
+            .iter()
+            .filter(|q| shown(q.1.mean) && (!p.log_x || q.0 > 0.0))
+            .map(|&(x, st)| (x, Stat { band: st.band.map(|(lo, hi)| (cut(lo), hi)), ..st }))
+            .collect();
         if !p.error_bars {
             let upper: Vec<(f64, f64)> =
                 pts.iter().filter_map(|(x, st)| st.band.map(|b| (*x, b.1))).collect();
@@ -197,23 +321,7 @@ where
         }
         chart
             .draw_series(LineSeries::new(pts.iter().map(|(x, st)| (*x, st.mean)), c.stroke_width(stroke)))
-            .map_err(pe)?
-            .label(&s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(stroke)));
-    }
-    Ok(())
-}
-
-fn legend<'a, DB: DrawingBackend + 'a, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    p: &LinePanel,
-) -> Result<()>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    if p.legend {
-        legend_box(chart)?;
+            .map_err(pe)?;
     }
     Ok(())
 }
@@ -226,76 +334,59 @@ pub fn note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, text
     Ok(())
 }
 
-/// Overlaid density histograms of two samples on a shared binning.
+/// A histogram of one sample over its own range, as the fraction of values per bin, on a y
+/// scale shared with the figure's other panels.
 #[derive(Clone, Debug)]
 pub struct HistPanel {
     pub title: String,
     pub x_label: String,
-    /// `(label, colour, values)`; the first is drawn first (underneath).
-    pub samples: Vec<(String, RGBColor, Vec<f64>)>,
+    pub color: RGBColor,
+    pub values: Vec<f64>,
     pub bins: usize,
+    /// Upper end of the y axis, the same on every panel.
+    pub y_max: f64,
+}
+
+impl HistPanel {
+    /// The range binned: the finite values' range, padded by 2 %.
+    pub fn range(&self) -> Option<(f64, f64)> {
+        let v: Vec<f64> = self.values.iter().copied().filter(|v| v.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(padded(lo, hi, 0.02))
+    }
+
+    /// The fraction of the finite values in each of `bins` equal bins over [`Self::range`].
+    pub fn fractions(&self) -> Vec<f64> {
+        let Some((lo, hi)) = self.range() else { return vec![] };
+        let width = (hi - lo) / self.bins as f64;
+        let finite: Vec<f64> = self.values.iter().copied().filter(|v| v.is_finite()).collect();
+        let mut out = vec![0.0; self.bins];
+        for v in &finite {
+            out[(((v - lo) / width) as usize).min(self.bins - 1)] += 1.0 / finite.len() as f64;
+        }
+        out
+    }
 }
 
 pub fn hist_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &HistPanel) -> Result<()> {
-    let all: Vec<f64> =
-        p.samples.iter().flat_map(|s| s.2.iter().copied()).filter(|v| v.is_finite()).collect();
-    if all.is_empty() {
+    let Some((lo, hi)) = p.range() else {
         return note(area, &p.title, "no rewards stored");
-    }
-    let (lo, hi) = padded(
-        all.iter().copied().fold(f64::INFINITY, f64::min),
-        all.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        0.02,
-    );
+    };
     let width = (hi - lo) / p.bins as f64;
-    let densities: Vec<Vec<f64>> = p
-        .samples
-        .iter()
-        .map(|(_, _, vals)| {
-            let mut counts = vec![0.0; p.bins];
-            let n = vals.iter().filter(|v| v.is_finite()).count().max(1) as f64;
-            for v in vals.iter().filter(|v| v.is_finite()) {
-                let i = (((v - lo) / width) as usize).min(p.bins - 1);
-                counts[i] += 1.0 / (n * width);
-            }
-            counts
-        })
-        .collect();
-    let ymax = densities.iter().flatten().copied().fold(0.0, f64::max) * 1.08;
-    let mut chart =
-        chart_builder(area, &p.title).build_cartesian_2d(lo..hi, 0.0..ymax.max(1e-9)).map_err(pe)?;
-    mesh(&mut chart, &p.x_label, "density")?;
-    for ((label, color, _), dens) in p.samples.iter().zip(&densities) {
-        let c = *color;
-        chart
-            .draw_series(dens.iter().enumerate().map(|(i, d)| {
-                let x0 = lo + i as f64 * width;
-                Rectangle::new([(x0, 0.0), (x0 + width, *d)], c.mix(0.45).filled())
-            }))
-            .map_err(pe)?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 8), (x + 20, y + 8)], c.mix(0.45).filled()));
-    }
-    legend_box(&mut chart)
-}
-
-/// The legend of the series labelled in a chart, top right, the same on every panel.
-fn legend_box<'a, DB: DrawingBackend + 'a, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-) -> Result<()>
-where
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
+    let mut chart = chart_builder(area, &p.title)?.build_cartesian_2d(lo..hi, 0.0..p.y_max).map_err(pe)?;
+    mesh(&mut chart, &p.x_label, "fraction of responses")?;
+    let c = p.color;
     chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(TICK_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .margin(10)
-        .draw()
-        .map_err(pe)
+        .draw_series(p.fractions().iter().enumerate().map(|(i, f)| {
+            let x0 = lo + i as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width, *f)], c.mix(0.55).filled())
+        }))
+        .map_err(pe)?;
+    Ok(())
 }
 
 /// One highlighted prompt: label, colour and its responses' (true, learned) points.
@@ -327,7 +418,7 @@ pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Scat
         pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
         0.04,
     );
-    let mut chart = chart_builder(area, &p.title).build_cartesian_2d(x0..x1, y0..y1).map_err(pe)?;
+    let mut chart = chart_builder(area, &p.title)?.build_cartesian_2d(x0..x1, y0..y1).map_err(pe)?;
     mesh(&mut chart, "true reward r* (units of r*)", "learned reward r (reward units)")?;
     chart
         .draw_series(
@@ -342,26 +433,35 @@ pub fn scatter_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Scat
     Ok(())
 }
 
-/// A legend beside the panels: a line sample and a label per entry `(colour, dashed, label)`.
-pub fn legend_strip<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    entries: &[(RGBColor, bool, String)],
-) -> Result<()> {
-    let step = (TICK_PX * 1.5) as i32;
-    let mut y = (TITLE_PX * 2.0) as i32;
-    for (c, dashed, label) in entries {
-        let x0 = 10;
-        if *dashed {
-            for k in 0..3 {
-                let a = x0 + k * 16;
-                area.draw(&PathElement::new(vec![(a, y), (a + 9, y)], c.stroke_width(5))).map_err(pe)?;
-            }
-        } else {
-            area.draw(&PathElement::new(vec![(x0, y), (x0 + 41, y)], c.stroke_width(5))).map_err(pe)?;
-        }
-        area.draw(&Text::new(label.clone(), (x0 + 52, y - (TICK_PX * 0.55) as i32), font(TICK_PX)))
-            .map_err(pe)?;
-        y += step;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_the_sparsest_ladder_with_three_ticks() {
+        assert_eq!(log_ticks(0.0005, 2.0), [0.001, 0.01, 0.1, 1.0]);
+        assert_eq!(log_ticks(80.0, 50_000.0), [100.0, 1000.0, 10_000.0]);
+        assert_eq!(log_ticks(0.25, 4.0), [0.3, 1.0, 3.0]);
+        let narrow = log_ticks(0.6, 1.9);
+        assert_eq!(narrow.len(), 7, "{narrow:?}");
+        assert!((narrow[0] - 0.6).abs() < 1e-12 && (narrow[6] - 1.8).abs() < 1e-12, "{narrow:?}");
+        assert_eq!(log_ticks(0.011, 0.55), [0.03, 0.1, 0.3]);
+        assert_eq!(log_ticks(0.15, 0.9), [0.2, 0.3, 0.5]);
     }
-    Ok(())
+
+    #[test]
+    fn histogram_fractions_by_hand() {
+        // Values 0, 1, 1, 3 over [−0.06, 3.06] in 4 bins of 0.78: bins 0, 1, 1, 3.
+        let p = HistPanel {
+            title: String::new(),
+            x_label: String::new(),
+            color: BLACK,
+            values: vec![0.0, 1.0, 1.0, 3.0, f64::NAN],
+            bins: 4,
+            y_max: 1.0,
+        };
+        let (lo, hi) = p.range().unwrap();
+        assert!((lo + 0.06).abs() < 1e-12 && (hi - 3.06).abs() < 1e-12);
+        assert_eq!(p.fractions(), [0.25, 0.5, 0.0, 0.25]);
+    }
 }

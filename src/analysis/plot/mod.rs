@@ -2,11 +2,17 @@
 //! default catalogue, written as SVG and 300-dpi PNG with a JSON sidecar.
 //!
 //! Figures compare regularized and unregularized training; every mean is over the seeds of a
-//! cell's grid point (finished runs only), with its band stated in the figure's footer.
+//! cell's grid point (finished runs only), with its band stated in the figure's footer. A
+//! figure is laid out top to bottom as its legend (never over data), its panels, and its
+//! caption with the footer; the sidecar records what each panel drew.
 
+pub mod ceiling;
 pub mod data;
 pub mod draw;
+pub mod legend;
+pub mod render;
 pub mod style;
+pub mod typeset;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,13 +23,16 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde::Serialize;
 
-use data::{OrdValue, RunInfo, stat};
-use draw::{Baseline, HistPanel, LinePanel, ScatterPanel, Series};
-use style::{FONT, TICK_PX, color, key_symbol, metric_label, pe};
+use ceiling::Ceilings;
+use data::{OrdValue, RunInfo, Statistic, stat};
+use draw::{Baseline, HistPanel, LinePanel, Reference, ScatterPanel, Series};
+use legend::{Dash, Entry, Swatch};
+use style::{DPI, FONT, TICK_PX, color, key_symbol, metric_title, metric_unit, pe};
+use typeset::{plain, typeset};
 
 use crate::error::{Error, Result};
 use crate::experiment::Spec;
-use crate::experiment::figure::{Band, FigureKind, FigureSpec, catalogue, default_x};
+use crate::experiment::figure::{FigureKind, FigureSpec, catalogue, default_x};
 use crate::experiment::metric::GRAPH_KINDS;
 use crate::store::Store;
 
@@ -35,18 +44,49 @@ pub struct Written {
     pub sidecar: PathBuf,
 }
 
-/// The sidecar JSON of a figure: how it was made, from which runs.
+/// The sidecar JSON of a figure: how it was made, from which runs, and what it drew.
 #[derive(Debug, Serialize)]
 struct Sidecar<'a> {
     figure: &'a FigureSpec,
     experiment: &'a str,
     rmlab_version: &'static str,
+    /// The caption as drawn (`{lines}` filled in).
+    caption: String,
     query: String,
     band: &'static str,
     run_ids: Vec<i64>,
     seeds: Vec<i64>,
     runs_left_out: &'a BTreeMap<String, i64>,
+    legend: Vec<String>,
+    panels: Vec<PanelRecord>,
     notes: Vec<String>,
+}
+
+/// What one panel drew, in plain text (subscripts as `r_a`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum PanelRecord {
+    Lines {
+        title: String,
+        y_label: String,
+        /// Each line's label and its (x, mean) points.
+        series: Vec<(String, Vec<(f64, f64)>)>,
+        /// Means of the dashed x = 0 baselines.
+        baselines: Vec<f64>,
+        /// Values of the dotted identifiable-ceiling references.
+        references: Vec<f64>,
+    },
+    Histogram {
+        title: String,
+        range: (f64, f64),
+        bins: usize,
+        y_max: f64,
+        n: usize,
+    },
+    Scatter {
+        title: String,
+        points: usize,
+    },
 }
 
 /// Renders every figure of `experiment` into `out_dir`. Fails (with a clear message) when the
@@ -65,42 +105,43 @@ pub fn render_all(
         )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    style::register_font();
     let mut written = Vec::new();
+    let mut ceilings = Ceilings::new(conn);
     for fig in figures {
         let filters: BTreeMap<String, Sql> =
             fig.filters.iter().map(|(k, v)| (k.clone(), toml_to_sql(v))).collect();
         let (runs, left_out) = data::finished_runs(conn, experiment, &filters)?;
         let mut notes = Vec::new();
-        let footer = footer(fig.kind, &runs, &left_out, fig.band, &mut notes);
+        let footer = footer(fig, &runs, &left_out, &mut notes);
         let stem = out_dir.join(&fig.name);
-        let (panels, rows) = match fig.kind {
-            FigureKind::Curves => (Panels::Lines(curve_panels(conn, fig, &runs)?), fig.splits.len()),
-            FigureKind::Final => {
-                (Panels::Lines(final_panels(conn, fig, &runs, &mut notes)?), fig.splits.len())
+        let fig_built = match fig.kind {
+            FigureKind::Curves => curve_panels(conn, fig, &runs, &mut ceilings)?,
+            FigureKind::Final | FigureKind::GraphKinds => {
+                final_panels(conn, fig, &runs, &mut ceilings, &mut notes)?
             }
-            FigureKind::GraphKinds => {
-                (Panels::Lines(graph_kind_panels(conn, fig, &runs, &mut notes)?), fig.splits.len())
-            }
-            FigureKind::Distribution => {
-                (Panels::Hists(distribution_panels(conn, fig, &runs, &mut notes)?), 1)
-            }
-            FigureKind::LearnedVsTrue => (Panels::Scatters(scatter_panels(conn, fig, &runs, &mut notes)?), 1),
+            FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
+            FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
         };
-        let size = style::size(fig.width, rows as f64 * ROW_IN + FOOTER_IN);
-        let title = if fig.caption.is_empty() { fig.name.clone() } else { fig.caption.clone() };
-        style::render_both(&stem, size, &|a| draw_figure(a, &panels, rows, &footer, &title), &|a| {
-            draw_figure(a, &panels, rows, &footer, &title)
-        })?;
+        notes.append(&mut ceilings.notes);
+        let caption = caption(fig, &fig_built.line_keys);
+        let width_px = (fig.width.inches() * DPI).round() as u32;
+        let layout = Layout::new(&fig_built, &caption, &footer, width_px);
+        let size = (width_px, layout.height());
+        render::render_both(&stem, size, &|a| draw_figure(a, &fig_built, &layout))?;
         let sidecar = Sidecar {
             figure: fig,
             experiment,
             rmlab_version: env!("CARGO_PKG_VERSION"),
+            caption: plain(&caption),
             query: format!(
                 "finished runs of experiment `{experiment}`{}; metric values from table `{}`",
                 if fig.filters.is_empty() { String::new() } else { format!(" with {:?}", fig.filters) },
-                match fig.kind {
-                    FigureKind::Curves => "metrics",
-                    FigureKind::Final | FigureKind::GraphKinds => "summaries (final_value)",
+                match (fig.kind, fig.stat) {
+                    (FigureKind::Curves, _) => "metrics",
+                    (FigureKind::Final | FigureKind::GraphKinds, Statistic::Final) =>
+                        "summaries (final_value)",
+                    (FigureKind::Final | FigureKind::GraphKinds, Statistic::Best) => "summaries (best_value)",
                     _ => "rewards",
                 }
             ),
@@ -108,11 +149,13 @@ pub fn render_all(
             run_ids: runs.iter().map(|r| r.id).collect(),
             seeds: runs.iter().map(|r| r.seed).collect::<BTreeSet<_>>().into_iter().collect(),
             runs_left_out: &left_out,
+            legend: fig_built.legend.iter().map(|e| plain(&e.label)).collect(),
+            panels: fig_built.panels.records(),
             notes,
         };
         let json = serde_json::to_string_pretty(&sidecar).expect("sidecar serializes") + "\n";
         let sidecar_path = stem.with_extension("json");
-        style::write_atomic(&sidecar_path, json.as_bytes())?;
+        render::write_atomic(&sidecar_path, json.as_bytes())?;
         written.push(Written {
             svg: stem.with_extension("svg"),
             png: stem.with_extension("png"),
@@ -132,27 +175,50 @@ fn toml_to_sql(v: &toml::Value) -> Sql {
     }
 }
 
-/// The line under every figure: what the band is, n, and which runs were left out.
+/// The caption as drawn: `{lines}` becomes the symbols of the keys with a line each, and the
+/// pair notation is typeset.
+fn caption(fig: &FigureSpec, line_keys: &[String]) -> String {
+    let lines = if line_keys.is_empty() {
+        "configuration".to_string()
+    } else {
+        line_keys.iter().map(|k| key_symbol(k)).collect::<Vec<_>>().join(", ")
+    };
+    let text = if fig.caption.is_empty() { fig.name.clone() } else { fig.caption.replace("{lines}", &lines) };
+    typeset(&text)
+}
+
+/// The line under every figure: what the points and bands are, n, and which runs were left out.
 fn footer(
-    kind: FigureKind,
+    fig: &FigureSpec,
     runs: &[RunInfo],
     left_out: &BTreeMap<String, i64>,
-    band: Band,
     notes: &mut Vec<String>,
 ) -> String {
     let seeds: BTreeSet<i64> = runs.iter().map(|r| r.seed).collect();
-    let mut s = match kind {
+    let value = match fig.stat {
+        Statistic::Final => "final value",
+        Statistic::Best => {
+            "best value over its evaluations on the split shown (optimistic: chosen on that split)"
+        }
+    };
+    let mut s = match fig.kind {
         FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds if seeds.len() < 2 => {
             notes.push("single seed: no band drawn".into());
             "One seed per point: no band.".to_string()
         }
-        FigureKind::Curves => format!("Lines: mean over {} seeds; bands: {}.", seeds.len(), band.describe()),
-        FigureKind::Final | FigureKind::GraphKinds => {
-            format!("Points: mean over {} seeds; bars and shaded band: {}.", seeds.len(), band.describe())
+        FigureKind::Curves => {
+            format!("Lines: mean over {} seeds; bands: {}.", seeds.len(), fig.band.describe())
         }
-        FigureKind::Distribution => {
-            format!("Histograms of final rewards, density, all {} seeds of each λ pooled.", seeds.len())
-        }
+        FigureKind::Final | FigureKind::GraphKinds => format!(
+            "Points: mean over {} seeds of each run's {value}; bars and shaded band: {}.",
+            seeds.len(),
+            fig.band.describe()
+        ),
+        FigureKind::Distribution => format!(
+            "Final rewards, all {} seeds of each panel pooled, {DIST_BINS} bins over each panel's own range; \
+             y: fraction of responses per bin, one scale for all panels.",
+            seeds.len()
+        ),
         FigureKind::LearnedVsTrue => {
             "One run per panel (lowest seed). Grey: every response; colour: 6 prompts, each joined by a line."
                 .to_string()
@@ -166,13 +232,10 @@ fn footer(
     s
 }
 
-/// A metric's label without its unit, for panel titles.
-fn metric_title(metric: &str) -> String {
-    let label = metric_label(metric);
-    match label.rsplit_once(" (") {
-        Some((head, unit)) if unit.ends_with(')') && !head.is_empty() => head.to_string(),
-        _ => label,
-    }
+/// The y-axis label of a metric: its unit, and the scale when it is a log axis.
+fn axis_label(fig: &FigureSpec, metric: &str) -> String {
+    let unit = metric_unit(metric);
+    if fig.log_y.iter().any(|m| m == metric) { format!("{unit} (log scale)") } else { unit.to_string() }
 }
 
 fn group_label(keys: &[String], values: &[OrdValue]) -> String {
@@ -196,12 +259,79 @@ fn line_keys(fig: &FigureSpec, runs: &[RunInfo], except_x: bool) -> Vec<String> 
         .collect()
 }
 
-fn curve_panels(conn: &Connection, fig: &FigureSpec, runs: &[RunInfo]) -> Result<Vec<LinePanel>> {
-    let lines = line_keys(fig, runs, false);
+fn groups<'r>(runs: &'r [RunInfo], keys: &[String]) -> BTreeMap<Vec<OrdValue>, Vec<&'r RunInfo>> {
     let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
     for r in runs {
-        groups.entry(r.key(&lines)).or_default().push(r);
+        groups.entry(r.key(keys)).or_default().push(r);
     }
+    groups
+}
+
+/// The identifiable ceiling of `metric` on `split` for each group (mean over its runs), as
+/// dotted references: one black line when every group has the same ceiling, else one per group
+/// in its colour.
+fn references(
+    ceilings: &mut Ceilings,
+    groups: &BTreeMap<Vec<OrdValue>, Vec<&RunInfo>>,
+    split: &str,
+    metric: &str,
+) -> Result<Vec<Reference>> {
+    let mut per_group = Vec::new();
+    for (i, members) in groups.values().enumerate() {
+        let mut v = Vec::new();
+        for r in members {
+            if let Some(c) = ceilings.of(r.id, split, metric)? {
+                v.push(c);
+            }
+        }
+        if !v.is_empty() {
+            per_group.push(Reference { color: color(i), value: v.iter().sum::<f64>() / v.len() as f64 });
+        }
+    }
+    let first = per_group.first().map(|r| r.value);
+    if let Some(f) = first
+        && per_group.iter().all(|r| (r.value - f).abs() <= 1e-9 * f.abs().max(1.0))
+    {
+        return Ok(vec![Reference { color: BLACK, value: f }]);
+    }
+    Ok(per_group)
+}
+
+/// The legend entry of the ceiling references drawn in `panels`, if any.
+fn ceiling_entry(panels: &[LinePanel]) -> Option<Entry> {
+    let refs: Vec<&Reference> = panels.iter().flat_map(|p| &p.references).collect();
+    let first = refs.first()?;
+    let one_colour = refs.iter().all(|r| r.color == BLACK);
+    Some(Entry {
+        swatch: Swatch::Line {
+            color: if one_colour { first.color } else { RGBColor(90, 90, 90) },
+            dash: Dash::Dotted,
+            marker: false,
+            band: false,
+        },
+        label: format!(
+            "identifiable ceiling: the score of r* − g(x){}",
+            if one_colour { "" } else { " (in a line's colour where the lines' ceilings differ)" }
+        ),
+    })
+}
+
+/// A figure's panels and legend, ready to draw.
+struct Built {
+    panels: Panels,
+    rows: usize,
+    legend: Vec<Entry>,
+    line_keys: Vec<String>,
+}
+
+fn curve_panels(
+    conn: &Connection,
+    fig: &FigureSpec,
+    runs: &[RunInfo],
+    ceilings: &mut Ceilings,
+) -> Result<Built> {
+    let lines = line_keys(fig, runs, false);
+    let groups = groups(runs, &lines);
     let mut panels = Vec::new();
     for split in &fig.splits {
         for metric in &fig.metrics {
@@ -224,202 +354,255 @@ fn curve_panels(conn: &Connection, fig: &FigureSpec, runs: &[RunInfo]) -> Result
             }
             panels.push(LinePanel {
                 title: format!("{} ({split})", metric_title(metric)),
-                x_label: "training step".into(),
-                y_label: metric_label(metric),
-                log_x: false,
+                x_label: if fig.log_x { "training step (log scale)".into() } else { "training step".into() },
+                y_label: axis_label(fig, metric),
+                log_x: fig.log_x,
+                log_y: fig.log_y.contains(metric),
                 error_bars: false,
+                references: references(ceilings, &groups, split, metric)?,
                 series,
                 baselines: vec![],
-                legend: panels.is_empty(),
             });
         }
     }
-    Ok(panels)
+    let mut legend: Vec<Entry> = panels
+        .first()
+        .map(|p| {
+            p.series
+                .iter()
+                .map(|s| Entry {
+                    swatch: Swatch::Line { color: s.color, dash: Dash::Solid, marker: false, band: true },
+                    label: s.label.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    legend.extend(ceiling_entry(&panels));
+    // One metric: its splits side by side rather than stacked full-width panels.
+    let rows = if fig.metrics.len() == 1 { 1 } else { fig.splits.len() };
+    Ok(Built { panels: Panels::Lines(panels), rows, legend, line_keys: lines })
 }
 
+/// One line of a final-value figure: some runs, and the metric suffix it reads (`graph_kinds`
+/// figures read `m_bipartite` and `m_odd_cycle` for each metric `m`).
+struct FinalSource<'r> {
+    /// Legend label; `None` for the only line of a figure without `lines`.
+    label: Option<String>,
+    suffix: Option<&'static str>,
+    runs: Vec<&'r RunInfo>,
+}
+
+/// `final` and `graph_kinds` figures: per split (a row each) and metric, final (or best)
+/// values against `fig.x` on a log axis, x = 0 drawn apart as a dashed baseline with its band,
+/// a line per source with error bars over seeds, and the metric's identifiable ceiling.
 fn final_panels(
     conn: &Connection,
     fig: &FigureSpec,
     runs: &[RunInfo],
+    ceilings: &mut Ceilings,
     notes: &mut Vec<String>,
-) -> Result<Vec<LinePanel>> {
+) -> Result<Built> {
     let lines = line_keys(fig, runs, true);
-    let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
-    for r in runs {
-        groups.entry(r.key(&lines)).or_default().push(r);
-    }
-    let mut missing_baseline = false;
-    let mut panels = Vec::new();
-    for split in &fig.splits {
-        for metric in &fig.metrics {
-            let sources: Vec<FinalSource> = groups
-                .iter()
-                .map(|(key, members)| FinalSource {
-                    label: (!lines.is_empty()).then(|| group_label(&lines, key)),
-                    metric: metric.clone(),
+    let groups = groups(runs, &lines);
+    let by_kind = fig.kind == FigureKind::GraphKinds;
+    let lines_ref = &lines;
+    let sources: Vec<FinalSource> = if by_kind {
+        GRAPH_KINDS
+            .iter()
+            .flat_map(|&kind| {
+                let lines = lines_ref;
+                let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
+                groups.iter().map(move |(key, members)| FinalSource {
+                    label: Some(if lines.is_empty() {
+                        format!("{what} components")
+                    } else {
+                        format!("{what}, {}", group_label(lines, key))
+                    }),
+                    suffix: Some(kind),
                     runs: members.clone(),
                 })
-                .collect();
-            let legend = panels.is_empty();
-            panels.push(final_panel(conn, fig, split, metric, &sources, legend, &mut missing_baseline)?);
-        }
-    }
-    if missing_baseline {
-        let xsym = key_symbol(&fig.x);
-        notes.push(format!("no {xsym} = 0 runs in some groups: no unregularized baseline drawn for them"));
-    }
-    Ok(panels)
-}
-
-/// Final metrics by comparison-graph component kind: for each metric `m` of the figure, one
-/// panel with a line for `m_bipartite` and one for `m_odd_cycle` (and per value of `lines`).
-fn graph_kind_panels(
-    conn: &Connection,
-    fig: &FigureSpec,
-    runs: &[RunInfo],
-    notes: &mut Vec<String>,
-) -> Result<Vec<LinePanel>> {
-    let lines = line_keys(fig, runs, true);
-    let mut groups: BTreeMap<Vec<OrdValue>, Vec<&RunInfo>> = BTreeMap::new();
-    for r in runs {
-        groups.entry(r.key(&lines)).or_default().push(r);
-    }
+            })
+            .collect()
+    } else {
+        groups
+            .iter()
+            .map(|(key, members)| FinalSource {
+                label: (!lines.is_empty()).then(|| group_label(&lines, key)),
+                suffix: None,
+                runs: members.clone(),
+            })
+            .collect()
+    };
+    let xsym = key_symbol(&fig.x);
+    let which = match fig.stat {
+        Statistic::Final => "final",
+        Statistic::Best => "best",
+    };
     let mut missing_baseline = false;
     let mut panels = Vec::new();
+    // Per source, from the first panel: n per point and n of the baseline, for the legend.
+    let mut counts: Vec<(usize, Option<usize>)> = Vec::new();
     for split in &fig.splits {
         for metric in &fig.metrics {
-            let mut sources = Vec::new();
-            for kind in GRAPH_KINDS {
-                for (key, members) in &groups {
-                    let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
-                    sources.push(FinalSource {
-                        label: Some(if lines.is_empty() {
-                            format!("{what} components")
-                        } else {
-                            format!("{what}, {}", group_label(&lines, key))
-                        }),
-                        metric: format!("{metric}_{kind}"),
-                        runs: members.clone(),
-                    });
+            let mut values: BTreeMap<Option<&str>, BTreeMap<i64, f64>> = BTreeMap::new();
+            let mut series = Vec::new();
+            let mut baselines = Vec::new();
+            let mut panel_counts = Vec::new();
+            for (i, src) in sources.iter().enumerate() {
+                let vals = match values.entry(src.suffix) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let name = src.suffix.map_or(metric.clone(), |k| format!("{metric}_{k}"));
+                        e.insert(data::summary_values(conn, runs, split, &name, fig.stat)?)
+                    }
+                };
+                let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
+                for r in &src.runs {
+                    if let (Some(x), Some(v)) = (r.params.get(&fig.x), vals.get(&r.id)) {
+                        by_x.entry(x.clone()).or_default().push(*v);
+                    }
                 }
+                let mut points = Vec::new();
+                let (mut n_min, mut n_base) = (usize::MAX, None);
+                for (x, v) in &by_x {
+                    let Some(xv) = x.as_f64() else { continue };
+                    let Some(st) = stat(v, fig.band) else { continue };
+                    if xv == 0.0 {
+                        n_base = Some(st.n);
+                        baselines.push(Baseline { color: color(i), stat: st });
+                    } else {
+                        n_min = n_min.min(st.n);
+                        points.push((xv, st));
+                    }
+                }
+                if n_base.is_none() {
+                    missing_baseline = true;
+                }
+                panel_counts.push((if n_min == usize::MAX { 0 } else { n_min }, n_base));
+                series.push(Series { label: src.label.clone().unwrap_or_default(), color: color(i), points });
             }
-            let legend = panels.is_empty();
-            panels.push(final_panel(conn, fig, split, metric, &sources, legend, &mut missing_baseline)?);
+            if counts.is_empty() {
+                counts = panel_counts;
+            }
+            panels.push(LinePanel {
+                title: format!("{which} {} ({split})", metric_title(metric)),
+                x_label: format!("{xsym} (log scale)"),
+                y_label: axis_label(fig, metric),
+                log_x: true,
+                log_y: fig.log_y.contains(metric),
+                error_bars: true,
+                references: if by_kind { vec![] } else { references(ceilings, &groups, split, metric)? },
+                series,
+                baselines,
+            });
         }
     }
     if missing_baseline {
-        let xsym = key_symbol(&fig.x);
         notes.push(format!("no {xsym} = 0 runs in some lines: no unregularized baseline drawn for them"));
     }
-    Ok(panels)
-}
-
-/// One line of a final-value panel: a metric's final values over some runs, by x.
-struct FinalSource<'r> {
-    /// Legend label; `None` for the only line of a figure without `lines`.
-    label: Option<String>,
-    metric: String,
-    runs: Vec<&'r RunInfo>,
-}
-
-/// A panel of final values against `fig.x` (log axis; x = 0 drawn apart as a dashed
-/// baseline), a line per source with error bars over seeds.
-fn final_panel(
-    conn: &Connection,
-    fig: &FigureSpec,
-    split: &str,
-    metric: &str,
-    sources: &[FinalSource],
-    legend: bool,
-    missing_baseline: &mut bool,
-) -> Result<LinePanel> {
     let unregularized = if fig.x == "loss.lambda" { ", unregularized" } else { "" };
-    let xsym = key_symbol(&fig.x);
-    let mut series = Vec::new();
-    let mut baselines = Vec::new();
-    for (i, src) in sources.iter().enumerate() {
-        let members: Vec<RunInfo> = src.runs.iter().map(|r| (*r).clone()).collect();
-        let finals = data::final_values(conn, &members, split, &src.metric)?;
-        let mut by_x: BTreeMap<OrdValue, Vec<f64>> = BTreeMap::new();
-        for r in &src.runs {
-            if let (Some(x), Some(v)) = (r.params.get(&fig.x), finals.get(&r.id)) {
-                by_x.entry(x.clone()).or_default().push(*v);
+    let mut legend = Vec::new();
+    let line = |color, dash, marker, band, label: String| Entry {
+        swatch: Swatch::Line { color, dash, marker, band },
+        label,
+    };
+    match sources.first() {
+        Some(FinalSource { label: None, .. }) => {
+            let (n, n_base) = counts.first().copied().unwrap_or((0, None));
+            legend.push(line(color(0), Dash::Solid, true, false, format!("{xsym} > 0 (n={n} per point)")));
+            if let Some(nb) = n_base {
+                legend.push(line(
+                    color(0),
+                    Dash::Dashed,
+                    false,
+                    true,
+                    format!("{xsym} = 0{unregularized} (n={nb})"),
+                ));
             }
         }
-        let mut points = Vec::new();
-        let mut n_min = usize::MAX;
-        for (x, vals) in &by_x {
-            let Some(xv) = x.as_f64() else { continue };
-            let Some(st) = stat(vals, fig.band) else { continue };
-            n_min = n_min.min(st.n);
-            if xv == 0.0 {
-                baselines.push(Baseline {
-                    label: match &src.label {
-                        None => format!("{xsym} = 0{unregularized} (n={})", st.n),
-                        Some(_) => String::new(),
-                    },
-                    color: color(i),
-                    stat: st,
-                });
-            } else {
-                points.push((xv, st));
+        Some(_) => {
+            for (i, (src, (n, _))) in sources.iter().zip(&counts).enumerate() {
+                let label = format!("{} (n={n})", src.label.clone().unwrap_or_default());
+                legend.push(line(color(i), Dash::Solid, true, false, label));
+            }
+            let grey = RGBColor(90, 90, 90);
+            legend.push(line(grey, Dash::Solid, true, false, format!("{xsym} > 0")));
+            if counts.iter().any(|c| c.1.is_some()) {
+                legend.push(line(
+                    grey,
+                    Dash::Dashed,
+                    false,
+                    true,
+                    format!("{xsym} = 0{unregularized}, in each line's colour"),
+                ));
             }
         }
-        if !by_x.keys().any(|x| x.as_f64() == Some(0.0)) {
-            *missing_baseline = true;
-        }
-        let n = if n_min == usize::MAX { 0 } else { n_min };
-        let label = match &src.label {
-            None => format!("{xsym} > 0 (n={n} per point)"),
-            Some(l) => format!("{l} (n={n})"),
-        };
-        series.push(Series { label, color: color(i), points });
+        None => {}
     }
-    let base = metric_label(metric);
-    Ok(LinePanel {
-        title: format!("final {} ({split})", metric_title(metric)),
-        x_label: format!("{xsym} (log scale)"),
-        y_label: base,
-        log_x: true,
-        error_bars: true,
-        series,
-        baselines,
-        legend,
-    })
+    legend.extend(ceiling_entry(&panels));
+    Ok(Built { panels: Panels::Lines(panels), rows: fig.splits.len(), legend, line_keys: lines })
 }
+
+/// Bins of each reward histogram.
+const DIST_BINS: usize = 30;
+/// Most panels in one row of a distribution figure.
+const DIST_COLS: usize = 5;
 
 fn distribution_panels(
     conn: &Connection,
     fig: &FigureSpec,
     runs: &[RunInfo],
     notes: &mut Vec<String>,
-) -> Result<Vec<HistPanel>> {
+) -> Result<Built> {
     let split = &fig.splits[0];
-    let key = vec![default_x()];
-    let mut by_lambda: BTreeMap<Vec<OrdValue>, Vec<f64>> = BTreeMap::new();
+    let lambda = default_x();
+    // λ last, so that panels of one setting of the other keys sit together, in λ order.
+    let mut keys: Vec<String> = line_keys(fig, runs, true);
+    keys.push(lambda.clone());
+    let lambdas: BTreeSet<OrdValue> =
+        runs.iter().map(|r| r.params.get(&lambda).cloned().unwrap_or(OrdValue::Missing)).collect();
+    let mut by_key: BTreeMap<Vec<OrdValue>, Vec<f64>> = BTreeMap::new();
     for r in runs {
         let vals = data::rewards(conn, r.id, split)?;
-        by_lambda.entry(r.key(&key)).or_default().extend(vals.iter().map(|v| v.1));
+        by_key.entry(r.key(&keys)).or_default().extend(vals.iter().map(|v| v.1));
     }
-    let zero = vec![OrdValue::Num(0.0)];
-    let Some(base) = by_lambda.get(&zero).cloned() else {
-        notes.push("no λ = 0 runs: nothing to compare against".into());
-        return Ok(vec![]);
-    };
-    Ok(by_lambda
+    let mut panels: Vec<HistPanel> = by_key
         .iter()
-        .filter(|(k, _)| **k != zero)
-        .enumerate()
-        .map(|(i, (k, vals))| HistPanel {
-            title: format!("λ = 0 vs λ = {} ({split})", k[0].label()),
-            x_label: "final reward r (reward units)".into(),
-            samples: vec![
-                ("λ = 0".into(), RGBColor(110, 110, 110), base.clone()),
-                (format!("λ = {}", k[0].label()), color(i + 1), vals.clone()),
-            ],
-            bins: 40,
+        .map(|(k, vals)| {
+            let lam = k.last().expect("λ is a key");
+            let i = lambdas.iter().position(|l| l == lam).unwrap_or(0);
+            let sd = style::significant(population_sd(vals), 3);
+            let others = group_label(&keys[..keys.len() - 1], &k[..k.len() - 1]);
+            HistPanel {
+                title: format!(
+                    "{}λ = {} (sd {sd})",
+                    if others.is_empty() { String::new() } else { format!("{others}, ") },
+                    lam.label()
+                ),
+                x_label: format!("final reward r ({split})"),
+                // λ = 0 in grey, the others in palette order, the same in every figure.
+                color: if lam.as_f64() == Some(0.0) { RGBColor(110, 110, 110) } else { color(i) },
+                values: vals.clone(),
+                bins: DIST_BINS,
+                y_max: 1.0,
+            }
         })
-        .collect())
+        .collect();
+    let y_max = panels.iter().flat_map(|p| p.fractions()).fold(0.0, f64::max) * 1.08;
+    for p in &mut panels {
+        p.y_max = y_max.max(1e-9);
+    }
+    if panels.is_empty() {
+        notes.push("no rewards stored for these runs".into());
+    }
+    let rows = panels.len().div_ceil(DIST_COLS).max(1);
+    keys.pop();
+    Ok(Built { panels: Panels::Hists(panels), rows, legend: vec![], line_keys: keys })
+}
+
+fn population_sd(v: &[f64]) -> f64 {
+    let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    crate::eval::stats::population_std(&f)
 }
 
 fn scatter_panels(
@@ -427,18 +610,28 @@ fn scatter_panels(
     fig: &FigureSpec,
     runs: &[RunInfo],
     notes: &mut Vec<String>,
-) -> Result<Vec<ScatterPanel>> {
+) -> Result<Built> {
     let split = &fig.splits[0];
     let key = vec![default_x()];
-    // The lowest seed of λ = 0 and of the largest λ.
+    let others = line_keys(fig, runs, true);
+    // The lowest seed of λ = 0 and of the largest λ, at the first setting of the other keys.
+    let first_other = runs.iter().map(|r| r.key(&others)).min();
+    let eligible: Vec<&RunInfo> = runs.iter().filter(|r| Some(r.key(&others)) == first_other).collect();
     let mut picks: Vec<&RunInfo> = Vec::new();
-    let lambdas: BTreeSet<Vec<OrdValue>> = runs.iter().map(|r| r.key(&key)).collect();
+    let lambdas: BTreeSet<Vec<OrdValue>> = eligible.iter().map(|r| r.key(&key)).collect();
     for lam in [lambdas.first(), lambdas.last()].into_iter().flatten() {
-        if let Some(r) = runs.iter().filter(|r| &r.key(&key) == lam).min_by_key(|r| r.seed)
+        if let Some(r) = eligible.iter().filter(|r| &r.key(&key) == lam).min_by_key(|r| r.seed)
             && !picks.iter().any(|p| p.id == r.id)
         {
             picks.push(r);
         }
+    }
+    if !others.is_empty() {
+        notes.push(format!(
+            "panels show {} only (other settings of {} not drawn)",
+            group_label(&others, first_other.as_deref().unwrap_or(&[])),
+            others.iter().map(|k| key_symbol(k)).collect::<Vec<_>>().join(", ")
+        ));
     }
     let mut panels = Vec::new();
     for r in picks {
@@ -461,18 +654,27 @@ fn scatter_panels(
                 (format!("prompt {p}"), color(i), pts)
             })
             .collect();
+        let other = group_label(&others, &r.key(&others));
         panels.push(ScatterPanel {
-            title: format!("λ = {}, seed {} ({split})", r.key(&key)[0].label(), r.seed),
+            title: format!(
+                "{}λ = {}, seed {} ({split})",
+                if other.is_empty() { String::new() } else { format!("{other}, ") },
+                r.key(&key)[0].label(),
+                r.seed
+            ),
             background: with_truth.iter().map(|x| (x.1, x.2)).collect(),
             highlighted,
         });
     }
-    Ok(panels)
+    Ok(Built { panels: Panels::Scatters(panels), rows: 1, legend: vec![], line_keys: others })
 }
 
-/// Height of one row of panels, and of the footer line, in inches.
+/// Height of one row of panels in inches.
 const ROW_IN: f64 = 2.4;
-const FOOTER_IN: f64 = 0.3;
+/// Left margin of the legend and footer text, in pixels.
+const TEXT_LEFT_PX: i32 = 24;
+/// Line height of caption and footer text.
+const TEXT_LINE_PX: f64 = TICK_PX * 1.35;
 
 /// The panels of one figure.
 enum Panels {
@@ -489,66 +691,131 @@ impl Panels {
             Panels::Scatters(p) => p.len(),
         }
     }
-}
 
-/// Legend entries of a panel: `(colour, dashed, label)`.
-fn legend_entries(p: &LinePanel) -> Vec<(RGBColor, bool, String)> {
-    let mut v: Vec<(RGBColor, bool, String)> =
-        p.series.iter().map(|s| (s.color, false, s.label.clone())).collect();
-    if !p.baselines.is_empty() {
-        let x = p.x_label.replace(" (log scale)", "");
-        v.push((RGBColor(90, 90, 90), false, format!("solid: {x} > 0")));
-        v.push((RGBColor(90, 90, 90), true, format!("dashed: {x} = 0")));
+    fn records(&self) -> Vec<PanelRecord> {
+        match self {
+            Panels::Lines(ps) => ps
+                .iter()
+                .map(|p| PanelRecord::Lines {
+                    title: plain(&p.title),
+                    y_label: p.y_label.clone(),
+                    // As drawn: a log axis shows positive values only.
+                    series: p
+                        .series
+                        .iter()
+                        .map(|s| {
+                            let pts = s.points.iter().map(|(x, st)| (*x, st.mean));
+                            let shown = pts.filter(|&(x, y)| (!p.log_x || x > 0.0) && (!p.log_y || y > 0.0));
+                            (plain(&s.label), shown.collect())
+                        })
+                        .collect(),
+                    baselines: p.baselines.iter().map(|b| b.stat.mean).collect(),
+                    references: p.references.iter().map(|r| r.value).collect(),
+                })
+                .collect(),
+            Panels::Hists(ps) => ps
+                .iter()
+                .map(|p| PanelRecord::Histogram {
+                    title: plain(&p.title),
+                    range: p.range().unwrap_or((f64::NAN, f64::NAN)),
+                    bins: p.bins,
+                    y_max: p.y_max,
+                    n: p.values.iter().filter(|v| v.is_finite()).count(),
+                })
+                .collect(),
+            Panels::Scatters(ps) => ps
+                .iter()
+                .map(|p| PanelRecord::Scatter { title: plain(&p.title), points: p.background.len() })
+                .collect(),
+        }
     }
-    v
 }
 
-/// Lays the panels out in `rows` rows with the caption on top and the footer below.
+/// Where everything of a figure goes, in pixels.
+struct Layout {
+    legend_rows: Vec<Vec<usize>>,
+    text_lines: Vec<String>,
+    panels_px: u32,
+}
+
+impl Layout {
+    fn new(built: &Built, caption: &str, footer: &str, width: u32) -> Layout {
+        let room = width - 2 * TEXT_LEFT_PX as u32;
+        let mut text_lines = wrap(caption, room);
+        text_lines.extend(wrap(footer, room));
+        Layout {
+            legend_rows: legend::rows(&built.legend, width - TEXT_LEFT_PX as u32, TEXT_LEFT_PX),
+            text_lines,
+            panels_px: (built.rows as f64 * ROW_IN * DPI).round() as u32,
+        }
+    }
+
+    fn legend_px(&self) -> u32 {
+        if self.legend_rows.is_empty() {
+            0
+        } else {
+            (self.legend_rows.len() as f64 * legend::ROW_PX + 16.0) as u32
+        }
+    }
+
+    fn footer_px(&self) -> u32 {
+        (self.text_lines.len() as f64 * TEXT_LINE_PX + 20.0) as u32
+    }
+
+    fn height(&self) -> u32 {
+        self.legend_px() + self.panels_px + self.footer_px()
+    }
+}
+
+/// Greedy word wrap of `text` into lines at most `width` pixels wide at the footer's size.
+fn wrap(text: &str, width: u32) -> Vec<String> {
+    let font: FontDesc = (FONT, TICK_PX).into_font();
+    let fits = |s: &str| font.box_size(&plain(s)).map(|(w, _)| w <= width).unwrap_or(true);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let candidate = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+        if fits(&candidate) || line.is_empty() {
+            line = candidate;
+        } else {
+            lines.push(std::mem::take(&mut line));
+            line = word.to_string();
+        }
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// Lays out the legend on top, the panels in `built.rows` rows, the caption and footer below.
 fn draw_figure<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    panels: &Panels,
-    rows: usize,
-    footer: &str,
-    title: &str,
+    built: &Built,
+    layout: &Layout,
 ) -> Result<()> {
     let (_, h) = root.dim_in_pixel();
-    let foot_px = (FOOTER_IN * style::DPI) as u32;
-    let (main, foot) = root.split_vertically(h - foot_px);
-    let text = |s: &str, y: i32| -> Result<()> {
-        foot.draw(&Text::new(s.to_string(), (24, y), (FONT, TICK_PX).into_font())).map_err(pe)
-    };
-    text(title, 4)?;
-    text(footer, 4 + (TICK_PX * 1.3) as i32)?;
-    let n = panels.len();
+    let (top, rest) = root.split_vertically(layout.legend_px());
+    let (main, foot) = rest.split_vertically(h - layout.legend_px() - layout.footer_px());
+    if !layout.legend_rows.is_empty() {
+        legend::draw(&top.margin(8, 0, 0, 0), &built.legend, &layout.legend_rows, TEXT_LEFT_PX)?;
+    }
+    let style: TextStyle = (FONT, TICK_PX).into_font().into();
+    for (i, line) in layout.text_lines.iter().enumerate() {
+        let y = 6 + (i as f64 * TEXT_LINE_PX) as i32;
+        foot.draw(&Text::new(line.clone(), (TEXT_LEFT_PX, y), style.clone())).map_err(pe)?;
+    }
+    let n = built.panels.len();
     if n == 0 {
         return draw::note(&main, "", "nothing to draw for these runs (see the sidecar JSON's notes)");
     }
-    // Many lines: one legend to the right of all panels instead of one covering a panel.
-    let external = match panels {
-        Panels::Lines(p) => p.first().filter(|p| p.series.len() > 3).map(legend_entries),
-        _ => None,
-    };
-    let (main, legend_area) = match &external {
-        Some(_) => {
-            let (w, _) = main.dim_in_pixel();
-            let (a, b) = main.split_horizontally(w * 4 / 5);
-            (a, Some(b))
-        }
-        None => (main, None),
-    };
-    if let (Some(entries), Some(area)) = (&external, &legend_area) {
-        draw::legend_strip(area, entries)?;
-    }
-    let cols = n.div_ceil(rows.max(1));
-    let areas = main.split_evenly((rows.max(1), cols));
+    let rows = built.rows.max(1);
+    let cols = n.div_ceil(rows);
+    let areas = main.split_evenly((rows, cols));
     for (i, area) in areas.iter().enumerate().take(n) {
-        match panels {
+        match &built.panels {
             Panels::Lines(p) => {
-                let mut panel = p[i].clone();
-                if external.is_some() {
-                    panel.legend = false;
-                }
-                draw::line_panel(area, &panel)?;
+                draw::line_panel(area, &p[i])?;
             }
             Panels::Hists(p) => draw::hist_panel(area, &p[i])?,
             Panels::Scatters(p) => draw::scatter_panel(area, &p[i])?,
@@ -567,4 +834,22 @@ pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Wri
         written.extend(render_all(store.connection(), &spec.name, &figures, &out_dir.join(&spec.name))?);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_keeps_every_word_and_fits() {
+        style::register_font();
+        let text =
+            "Final validation metrics against λ; λ = 0 (unregularized) is the dashed line with its band.";
+        let lines = wrap(text, 600);
+        assert!(lines.len() > 1, "{lines:?}");
+        assert_eq!(lines.join(" "), text);
+        let font: FontDesc = (FONT, TICK_PX).into_font();
+        assert!(lines.iter().all(|l| font.box_size(l).unwrap().0 <= 600));
+        assert_eq!(wrap(text, 100_000), [text]);
+    }
 }

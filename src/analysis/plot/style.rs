@@ -1,13 +1,12 @@
 //! How figures look: sizes for paper columns, the bundled font, a colour-blind-safe palette,
-//! labels with symbols and units, and writing SVG and 300-dpi PNG from one drawing function.
+//! and labels with symbols and units.
 
-use std::path::Path;
 use std::sync::Once;
 
-use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use super::typeset::{sub, typeset};
+use crate::error::Error;
 pub use crate::experiment::figure::Width;
 
 /// Pixels per inch of the PNG output (and the unit of every size below).
@@ -49,8 +48,7 @@ static FONT_ONCE: Once = Once::new();
 /// Machines without system fonts render text the same way as any other.
 pub fn register_font() {
     FONT_ONCE.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
-        plotters::style::register_font(FONT, FontStyle::Normal, bytes)
+        plotters::style::register_font(FONT, FontStyle::Normal, super::render::FONT_BYTES)
             .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
     });
 }
@@ -58,55 +56,6 @@ pub fn register_font() {
 /// Converts a plotting error.
 pub fn pe<E: std::fmt::Display>(e: E) -> Error {
     Error::Run(format!("plotting: {e}"))
-}
-
-/// Draws the same figure as `<stem>.svg` and as `<stem>.png` (300 dpi, pHYs set), each written
-/// to a temporary name and renamed, so no half-written figure is left behind.
-pub fn render_both(
-    stem: &Path,
-    size: (u32, u32),
-    draw: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
-    draw_png: &dyn Fn(&DrawingArea<BitMapBackend, Shift>) -> Result<()>,
-) -> Result<()> {
-    register_font();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        draw(&root)?;
-        root.present().map_err(pe)?;
-    }
-    let mut pixels = vec![255u8; size.0 as usize * size.1 as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        root.fill(&WHITE).map_err(pe)?;
-        draw_png(&root)?;
-        root.present().map_err(pe)?;
-    }
-    let mut png_bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut png_bytes, size.0, size.1);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let per_metre = (DPI / 0.0254).round() as u32;
-        enc.set_pixel_dims(Some(png::PixelDimensions {
-            xppu: per_metre,
-            yppu: per_metre,
-            unit: png::Unit::Meter,
-        }));
-        let mut w = enc.write_header().map_err(pe)?;
-        w.write_image_data(&pixels).map_err(pe)?;
-    }
-    write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
-    write_atomic(&stem.with_extension("png"), &png_bytes)
-}
-
-/// Writes `path` through a temporary file in the same directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp =
-        path.with_extension(format!("{}.part", path.extension().and_then(|e| e.to_str()).unwrap_or("tmp")));
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// A config key as a reader knows it: λ, β, ε, …
@@ -118,45 +67,41 @@ pub fn key_symbol(key: &str) -> String {
         "data.pairs_per_prompt" => "pairs/prompt".into(),
         "data.responses_per_prompt" => "responses/prompt".into(),
         "data.offset_scale" => "offset sd".into(),
+        "model.kind" => "model".into(),
         "seed" => "seed".into(),
         other => other.rsplit('.').next().unwrap_or(other).replace('_', " "),
     }
 }
 
-/// Axis label of a metric, with its unit.
-pub fn metric_label(name: &str) -> String {
+/// What a metric is, in symbols (subscripts marked): a panel's title.
+pub fn metric_title(name: &str) -> String {
+    let (a, b) = (sub("a"), sub("b"));
     match name {
-        "loss_pair" => "BT loss −log σ(r_a − r_b) (nats)".into(),
-        "loss_reg" => "regularizer λ·(r_a + r_b)² (nats)".into(),
-        "loss_total" => "total loss (nats)".into(),
-        "accuracy" => "pair accuracy (labels)".into(),
-        "reward_mean" => "mean r (reward units)".into(),
-        "reward_std" => "std r (reward units)".into(),
-        "reward_max_abs" => "max |r| (reward units)".into(),
-        "pair_sum_mean" => "mean (r_a + r_b) (reward units)".into(),
-        "pair_sum_abs_mean" => "mean |r_a + r_b| (reward units)".into(),
-        "pair_diff_mean" => "mean (r_a − r_b) (reward units)".into(),
-        "true_pearson" => "Pearson r vs true r*".into(),
-        "true_pair_accuracy" => "pair accuracy vs true r*".into(),
-        "true_spearman" => "Spearman r vs true r*".into(),
-        "true_pearson_within" => "Pearson, prompt-centred r vs r*".into(),
-        "true_within_prompt_accuracy" => "within-prompt accuracy vs r*".into(),
-        "offset_error" => "offset error vs g(x) (reward units)".into(),
-        "ece" => "ECE of σ(r_a − r_b) vs true P".into(),
-        "offset_part_abs_mean" => "offset part |r_a + r_b|/2 (reward units)".into(),
-        "spread_part_abs_mean" => "spread part |r_a − r_b|/2 (reward units)".into(),
+        "loss_pair" => format!("BT loss −log σ(r{a} − r{b})"),
+        "loss_reg" => format!("regularizer λ·(r{a} + r{b})²"),
+        "loss_total" => "total loss".into(),
+        "accuracy" => "pair accuracy".into(),
+        "reward_mean" => "mean r".into(),
+        "reward_std" => "std of r".into(),
+        "reward_max_abs" => "max |r|".into(),
+        "pair_sum_mean" => format!("mean (r{a} + r{b})"),
+        "pair_sum_abs_mean" => format!("mean |r{a} + r{b}|"),
+        "pair_diff_mean" => format!("mean (r{a} − r{b})"),
+        "true_pearson" => "Pearson corr. of r and r*".into(),
+        "true_pair_accuracy" => "pair accuracy vs r*".into(),
+        "true_spearman" => "Spearman corr. of r and r*".into(),
+        "true_pearson_within" => "Pearson, prompt-centred".into(),
+        "true_within_prompt_accuracy" => "within-prompt order vs r*".into(),
+        "offset_error" => "offset error vs g(x)".into(),
+        "ece" => format!("ECE of σ(r{a} − r{b})"),
+        "offset_part_abs_mean" => format!("offset part |r{a} + r{b}|/2"),
+        "spread_part_abs_mean" => format!("spread part |r{a} − r{b}|/2"),
         "head_weight_norm" => "head weight norm ‖w‖".into(),
-        "pair_diff_abs_mean" => "spread |r_a − r_b| (reward units)".into(),
+        "pair_diff_abs_mean" => format!("spread |r{a} − r{b}|"),
         other => match graph_kind(other) {
-            // `m_bipartite`, `m_odd_cycle`: the label of `m`, the kind before its unit.
-            Some((base, kind)) => {
-                let label = metric_label(base);
-                match label.rsplit_once(" (") {
-                    Some((head, unit)) if unit.ends_with(')') => format!("{head}, {kind} ({unit}"),
-                    _ => format!("{label}, {kind}"),
-                }
-            }
-            None => other.replace('_', " "),
+            // `m_bipartite`, `m_odd_cycle`: what `m` is, then the kind.
+            Some((base, kind)) => format!("{}, {kind}", metric_title(base)),
+            None => typeset(&other.replace('_', " ")),
         },
     }
 }
@@ -166,6 +111,22 @@ fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
     name.strip_suffix("_bipartite")
         .map(|b| (b, "bipartite"))
         .or_else(|| name.strip_suffix("_odd_cycle").map(|b| (b, "odd cycle")))
+}
+
+/// The unit or kind of a metric's values: its y-axis label (plain text).
+pub fn metric_unit(name: &str) -> &'static str {
+    if let Some((base, _)) = graph_kind(name) {
+        return metric_unit(base);
+    }
+    match name {
+        n if n.starts_with("loss_") => "nats",
+        "accuracy" | "true_pair_accuracy" => "fraction of pairs",
+        "true_within_prompt_accuracy" => "fraction of response pairs",
+        "true_pearson" | "true_spearman" | "true_pearson_within" => "correlation",
+        "ece" => "probability",
+        "head_weight_norm" => "norm",
+        _ => "reward units",
+    }
 }
 
 /// A short tick label: 4 significant digits at most, no trailing zeros.
@@ -187,6 +148,16 @@ pub fn tick(x: f64) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
+/// `x` rounded to `digits` significant digits, without trailing zeros: 18.2, 0.482, 4.01.
+pub fn significant(x: f64, digits: i32) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return tick(x);
+    }
+    let decimals = (digits - 1 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}
+
 /// A parameter value in a legend: `inf`, `0.001`, `[64]`.
 pub fn value_label(v: &toml::Value) -> String {
     match v {
@@ -201,6 +172,31 @@ pub fn value_label(v: &toml::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every metric has a unit without underscores (y labels are plain text) and a title
+    /// whose only underscores are none: subscripts are marked, not written.
+    #[test]
+    fn metric_labels_are_typeset() {
+        for name in crate::experiment::metric::all_names() {
+            assert!(!metric_unit(name).contains('_'), "{name}");
+            assert!(!metric_title(name).contains('_'), "{name}: {}", metric_title(name));
+        }
+        assert_eq!(super::super::typeset::plain(&metric_title("pair_sum_abs_mean")), "mean |r_a + r_b|");
+    }
+
+    #[test]
+    fn significant_digits() {
+        for (x, s) in [
+            (18.16, "18.2"),
+            (0.4817, "0.482"),
+            (4.01, "4.01"),
+            (2.063, "2.06"),
+            (1234.6, "1235"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(significant(x, 3), s, "{x}");
+        }
+    }
 
     #[test]
     fn ticks_are_short() {

@@ -112,6 +112,18 @@ pub(super) unsafe fn relu_head_mask(_: &mut [f32], _: &[f32], _: usize, _: usize
     unreachable!("relu_head_kernel_available is false off x86_64")
 }
 
+/// Whether this CPU has fused multiply-add (what the Adam loops need).
+pub(super) fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether every tensor is a contiguous float32 CPU tensor of the same length, no two of their
 /// element ranges overlap in memory, and the CPU has fused multiply-add.
 pub(super) fn fma_on_host(ts: &[&Tensor]) -> bool {

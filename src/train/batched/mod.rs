@@ -15,6 +15,7 @@ mod kernels;
 mod optim;
 mod stacked;
 
+pub(super) use optim::FlatOptimizer;
 use tch::{Device, Kind, Tensor};
 
 use super::autograd::build_model;
@@ -29,7 +30,6 @@ use crate::experiment::config::{
     DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
 };
 use crate::objective::{loss_grad, loss_grad_host};
-use optim::FlatOptimizer;
 use stacked::StackedMlp;
 
 /// The part of a config that must be equal for cells to share a batched program: everything

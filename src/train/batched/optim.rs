@@ -9,7 +9,7 @@
 
 use tch::Tensor;
 
-use super::kernels::{adam_moments, adam_update, fma_on_host, slice};
+use super::kernels::{self, adam_moments, adam_update, fma_on_host, slice};
 use crate::experiment::config::{OptimizerKind, TrainConfig};
 
 /// An optimizer's state for one flat parameter tensor `[P]`.
@@ -44,6 +44,12 @@ impl FlatOptimizer {
             OptimizerKind::Sgd => Rule::Sgd { momentum: t.momentum, buf: None },
         };
         FlatOptimizer { rule, lr: t.lr, weight_decay: t.weight_decay, step: 0, host_loops: true }
+    }
+
+    /// Whether [`FlatOptimizer::step`] runs Adam as host loops here (a CPU with FMA), given
+    /// contiguous float32 CPU tensors.
+    pub fn host_adam_available() -> bool {
+        kernels::fma_available()
     }
 
     /// The same optimizer on whole-tensor kernels only: what runs on other devices, for tests

@@ -81,11 +81,13 @@ notebook:
     .venv/bin/python -c "import jupyterlab" 2>/dev/null || .venv/bin/pip install -q jupyterlab
     RMLAB_DB={{justfile_directory()}}/{{db}} .venv/bin/jupyter lab notebooks/results.ipynb
 
-# Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json).
+# Regenerate the PyTorch-computed test fixtures (tests/fixtures/*.json; the encoder's need the Python tokenizers and transformers, installed here on first use).
 fixtures:
     .venv/bin/python tests/fixtures/gen_loss_fixture.py
     .venv/bin/python tests/fixtures/gen_schedule_fixture.py
     .venv/bin/python tests/fixtures/gen_clip_fixture.py
+    .venv/bin/python -c "import tokenizers, transformers" 2>/dev/null || .venv/bin/pip install -q tokenizers==0.23.3 transformers==5.24.0
+    .venv/bin/python tests/fixtures/gen_encoder_fixture.py
 
 # Run every benchmark (rmlab vs PyTorch eager, sweep scaling, logging, SQLite, 10 M-row query); writes results/bench.json.
 bench *FLAGS: build

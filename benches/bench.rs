@@ -16,10 +16,16 @@
 //! 8. Paper scale around training: planning (`sweep --dry-run`), `status`, `query summary`
 //!    and `plot` of experiments/scale.toml's 10 044 cells over the store of a finished
 //!    `just sweep scale` (`--scale-db`, default results/results.sqlite), and its bytes per cell.
+//! 9. The encoder (benches/encoder/suite.rs): MiniLM embedding texts/s and a tiny BERT's
+//!    fine-tuning steps/s against PyTorch eager, peak memory while embedding 10 000 texts.
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
-//! smaller sizes (a smoke test of the harness, not figures to quote). `-- --device cuda` runs
+//! smaller sizes (a smoke test of the harness, not figures to quote); `-- --encoder-only` runs
+//! item 7 alone into results/bench-encoder.json. `-- --device cuda` runs
 //! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
+
+#[path = "encoder/suite.rs"]
+mod encoder;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,7 +106,7 @@ fn train_vs_torch(
     let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
     let data = Dataset::new(&prefs, device);
     let dir = tempfile::tempdir().unwrap();
-    let (vs, _) = build_model(&cfg, &data, Device::Cpu);
+    let (vs, _) = build_model(&cfg, &data, Device::Cpu).unwrap();
     let vars = vs.variables();
     let mut weights = serde_json::Map::new();
     for (name, t) in &vars {
@@ -577,6 +583,10 @@ fn device_suite(python: &Path, quick: bool) -> serde_json::Value {
 }
 
 fn main() {
+    if let Ok(n) = std::env::var("RMLAB_BENCH_EMBED") {
+        let threads = std::env::var("RMLAB_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+        return encoder::embed_child(n.parse().expect("RMLAB_BENCH_EMBED=N"), threads);
+    }
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let flag = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
@@ -596,12 +606,22 @@ fn main() {
                 "quick": quick,
             },
             "device": device_suite(&python, quick),
+            "encoder": encoder::device_suite(&python, quick),
         });
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir).unwrap();
         }
         std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap() + "\n").unwrap();
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--encoder-only") {
+        // The encoder's rows alone (they take most of the bench's time): results/bench-encoder.json.
+        let enc = encoder::suite(&python, quick);
+        let out = out.with_file_name("bench-encoder.json");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, serde_json::to_string_pretty(&enc).unwrap() + "\n").unwrap();
+        println!("{}", serde_json::to_string_pretty(&enc).unwrap());
         return;
     }
     let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };
@@ -633,8 +653,9 @@ fn main() {
     let scale_db = flag("--scale-db").map_or_else(|| repo().join("results/results.sqlite"), PathBuf::from);
     let scale = scale_store(&bin, &scale_db);
     eprintln!("bench: scale store: {scale}");
+    let enc = encoder::suite(&python, quick);
     let report = json!({ "scale_engine": engine, "scale_store": scale, "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
-                         "logging": logging, "sqlite_ingest": ingest, "query_summary": query });
+                         "logging": logging, "sqlite_ingest": ingest, "query_summary": query, "encoder": enc });
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
@@ -696,6 +717,21 @@ fn main() {
         ("scale.toml query summary".into(), format!("{:.2}s", f(&scale, "query_summary_s")), "< 10 s"),
         ("scale.toml figures".into(), format!("{:.2}s", f(&scale, "figures_s")), "< 10 s"),
         ("scale.toml store bytes per cell".into(), format!("{:.0}", f(&scale, "bytes_per_cell")), ""),
+        (
+            "MiniLM embedding vs PyTorch eager (texts/s ratio)".into(),
+            format!("{:.2}×", f(&enc["embedding"], "speedup")),
+            "≥ 1.0×",
+        ),
+        (
+            "tiny BERT fine-tuning step vs PyTorch eager".into(),
+            format!("{:.2}×", f(&enc["finetune_tiny"], "speedup")),
+            "≥ 1.0×",
+        ),
+        (
+            format!("peak memory embedding {} texts", enc["embedding_memory"]["texts"]),
+            format!("{:.0} MB", f(&enc["embedding_memory"], "peak_rss_mb")),
+            "≤ 2000 MB",
+        ),
     ];
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
     for (name, measured, target) in rows {

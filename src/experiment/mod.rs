@@ -2,6 +2,7 @@
 //! resolved [`RunConfig`] ([`config`]) with its identity hash. The spec also declares its
 //! figures ([`figure`]) and may name metrics ([`metric`], the shared vocabulary).
 
+pub mod checkpoint;
 pub mod config;
 pub mod figure;
 mod grid;

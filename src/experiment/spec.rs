@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::checkpoint;
 use super::config::{
     DataConfig, DataKind, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig,
 };
@@ -261,6 +262,19 @@ impl Spec {
         Ok(spec)
     }
 
+    /// A spec error about config key `key` (dotted), located at the key's first swept value,
+    /// else at the key in its base section: for checks made after the spec is read (a data
+    /// file's rows, an encoder's checkpoint).
+    pub fn error_at_key(&self, key: &str, message: &str) -> Error {
+        let src = Source { file: self.path.display().to_string(), text: &self.text };
+        let swept = self.axes.iter().find_map(|a| {
+            let j = a.keys.iter().position(|k| k == key)?;
+            Some(a.points[0][j].1.path.clone())
+        });
+        let path = swept.unwrap_or_else(|| key.split('.').map(|s| Step::Key(s.into())).collect());
+        src.error_at_path(&path, key, message)
+    }
+
     /// Seeds of every grid point.
     pub fn seeds(&self) -> &[u64] {
         &self.seeds
@@ -370,6 +384,14 @@ impl Spec {
             })?;
             e.file_sha256 = Some(sha);
             e.resolved_path = Some(full);
+        }
+        if let Some(name) = config.model.encoder.clone() {
+            // Named by its content like a data file; its config, tokenizer and weights are
+            // checked by the model stage (`model::check_encoders`) before a sweep runs.
+            let at = |m: String| src.error_at_path(&locate("model.encoder"), "model.encoder", &m);
+            let dir = checkpoint::resolve(&name, self.path.parent().unwrap_or(Path::new("."))).map_err(at)?;
+            config.model.encoder_sha256 = Some(checkpoint::sha256(&dir).map_err(at)?);
+            config.model.resolved_encoder = Some(dir);
         }
         Ok(config)
     }
@@ -511,7 +533,7 @@ impl Spec {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-            if key == "data.path" {
+            if key == "data.path" || (key == "model.encoder" && (raw.contains('/') || raw.starts_with('.'))) {
                 let p = PathBuf::from(raw);
                 let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
                 value = toml::Value::String(abs.display().to_string());

@@ -5,7 +5,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use tch::{Tensor, nn, nn::Module};
 
-use crate::experiment::config::{Activation, DEFAULT_HIDDEN, ModelConfig, ModelKind};
+use crate::experiment::config::{Activation, ModelConfig};
 
 /// A linear model or an MLP with a linear head. Parameters are named `hidden_0.weight`, …,
 /// `head.weight`, `head.bias` in the VarStore.
@@ -47,10 +47,7 @@ impl RewardModel {
             }
             None => (None, in_dim),
         };
-        let sizes: &[usize] = match cfg.kind {
-            ModelKind::Linear => &[],
-            ModelKind::Mlp => cfg.hidden.as_deref().unwrap_or(&DEFAULT_HIDDEN),
-        };
+        let sizes = cfg.head_hidden();
         let mut hidden = Vec::with_capacity(sizes.len());
         let mut prev = in_dim;
         for (i, &h) in sizes.iter().enumerate() {
@@ -114,6 +111,7 @@ pub fn activate(xs: &Tensor, a: Activation) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::config::ModelKind;
     use rand::SeedableRng;
     use tch::{Device, Kind};
 

@@ -1,6 +1,9 @@
-//! Stage 3, reward models: features `[B, D]` (or n-gram ids `[B, L]`) in, one scalar reward
-//! per row `[B]` out.
+//! Stage 3, reward models: features `[B, D]` (or n-gram ids `[B, L]`, or packed token rows
+//! `[B, 3, L]` for a fine-tuned encoder) in, one scalar reward per row `[B]` out.
 
+pub mod encoder;
 mod mlp;
+mod scorer;
 
 pub use mlp::{RewardModel, activate};
+pub use scorer::Scorer;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::data::{self, Dataset};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::eval::{MetricsSink, Outcome};
 use crate::experiment::config::{FORMAT_VERSION, RunConfig};
@@ -30,7 +30,10 @@ use sha2::{Digest, Sha256};
 /// cells read (each bad row is bad input, named by file and line, before anything runs).
 pub fn load_spec(path: &Path, overrides: &[String]) -> Result<Spec> {
     let spec = Spec::load(path)?.with_overrides(overrides)?;
-    data::check_files(&spec.cells()?)?;
+    let cells = spec.cells()?;
+    data::check_files(&cells)?;
+    crate::model::encoder::check_encoders(&cells)
+        .map_err(|(key, message)| spec.error_at_key(key, &message))?;
     Ok(spec)
 }
 
@@ -152,8 +155,14 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
             (c, state)
         })
         .collect();
-    let todo: Vec<Cell> =
+    let mut todo: Vec<Cell> =
         cells.iter().filter(|(_, s)| opts.force || *s != CellState::Done).map(|(c, _)| c.clone()).collect();
+    // A frozen encoder's embeddings are cached beside the store, and computed once, with all
+    // cores and a progress bar, before any cell runs.
+    let cache = opts.db.parent().unwrap_or(Path::new(".")).join("cache/embeddings");
+    todo.iter_mut().for_each(|c| c.config.model.embedding_cache = Some(cache.clone()));
+    set_threads(cores());
+    train::inputs::prepare(&todo.iter().map(|c| &c.config).collect::<Vec<_>>(), &mut progress::embedding())?;
     store.upsert_experiment(&ExperimentRecord {
         name: &spec.name,
         description: &spec.description,
@@ -391,8 +400,18 @@ fn run_group<'c>(
         let digest: String = h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         format!("{digest}:{}", claimed.len())
     };
-    for w in &mut writers {
+    for (w, c) in writers.iter_mut().zip(&claimed) {
         w.set_batch_group(group.clone());
+        // What each cell's data held, as a run trained alone records it (train_group reads
+        // the data itself; a file that fails here fails there too).
+        if let Ok(report) = train::inputs::report(&c.config) {
+            if let Some((rows, skipped)) = report.rows {
+                w.set_data_rows(rows, skipped);
+            }
+            if let Some(r) = report.data_report {
+                w.set_data_report(r);
+            }
+        }
     }
     let started = Instant::now();
     let cfgs: Vec<RunConfig> = claimed.iter().map(|c| c.config.clone()).collect();
@@ -453,12 +472,13 @@ fn run_cell(
     let started = Instant::now();
     let outcome = device.and_then(|device| {
         catch_unwind(AssertUnwindSafe(|| {
-            let (prefs, report) = data::load(&cfg.data, cfg.seed)?;
-            if let Some(r) = &report {
-                writer.set_data_rows(r.train.rows, r.train.skipped);
-                writer.set_data_report(serde_json::to_value(r).expect("a data report serializes"));
+            let (data, report) = train::inputs::load(cfg, device)?;
+            if let Some((rows, skipped)) = report.rows {
+                writer.set_data_rows(rows, skipped);
             }
-            let data = Dataset::new(&prefs, device);
+            if let Some(r) = report.data_report {
+                writer.set_data_report(r);
+            }
             train(cfg, &data, device, &mut writer, on_step)
         }))
         .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))

@@ -122,3 +122,50 @@ impl Progress {
         }
     }
 }
+
+/// Progress of an embedding pass: a bar with texts/s and ETA on a terminal, otherwise a line
+/// at the start, about every 10 % and at the end (CI logs).
+pub(super) fn embedding() -> impl FnMut(usize, usize) {
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar: Option<ProgressBar> = None;
+    let mut started = std::time::Instant::now();
+    let mut last_tenth = 0;
+    move |done: usize, total: usize| {
+        if done == 0 {
+            started = std::time::Instant::now();
+            last_tenth = 0;
+            if terminal {
+                let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "embedding [{bar:30}] {pos}/{len} texts, {per_sec}, {elapsed} elapsed, ETA {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar = Some(b);
+            } else {
+                eprintln!("embedding {total} texts with the frozen encoder");
+            }
+            return;
+        }
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+            if done == total {
+                b.finish_and_clear();
+                eprintln!("embedded {total} texts in {:.1} s", started.elapsed().as_secs_f64());
+            }
+            return;
+        }
+        let tenth = done * 10 / total.max(1);
+        if tenth > last_tenth || done == total {
+            last_tenth = tenth;
+            let secs = started.elapsed().as_secs_f64();
+            let rate = done as f64 / secs.max(1e-9);
+            eprintln!(
+                "embedding: {done}/{total} texts, {rate:.1} texts/s, ETA {:.0} s",
+                (total - done) as f64 / rate.max(1e-9)
+            );
+        }
+    }
+}

@@ -15,8 +15,9 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
 use crate::eval::{MetricsSink, Outcome, TrainedModel};
-use crate::experiment::config::{OptimizerKind, RunConfig, SaveModel, TrainConfig};
-use crate::model::RewardModel;
+use crate::experiment::config::{Finetune, ModelKind, OptimizerKind, RunConfig, SaveModel, TrainConfig};
+use crate::model::encoder::{Checkpoint, EncoderRewardModel};
+use crate::model::{RewardModel, Scorer};
 use crate::objective::Objective;
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
@@ -44,9 +45,7 @@ pub fn train(
     }
     let t = &cfg.train;
     // Model and optimizer.
-    let vs = nn::VarStore::new(device);
-    let model =
-        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
+    let (vs, model) = build_model(cfg, data, device)?;
     let vars = vs.trainable_variables();
     let mut opt = optimizer(&vs, t)?;
     let objective = Objective::new(&cfg.loss);
@@ -62,7 +61,7 @@ pub fn train(
         let b = idx.size()[0];
         // [chosen; rejected] rows of the batch: one gather from the [2, P] pair table.
         let rows = pairs.index_select(1, &idx).view([-1]);
-        let r = model.forward(&data.features.index_select(0, &rows));
+        let r = model.forward_t(&data.features.index_select(0, &rows), true);
         let margins = train_margins.map(|m| m.index_select(0, &idx));
         objective.loss(&r.narrow(0, 0, b), &r.narrow(0, b, b), margins.as_ref())
     };
@@ -74,7 +73,7 @@ pub fn train(
     let mut step = 0;
     loop {
         let watch = stopper.as_ref().map(|e| (e.split, e.metric.as_str()));
-        let rewards = tch::no_grad(|| model.forward(&data.features));
+        let rewards = model.rewards(&data.features);
         let head_norm = model.head_weight_norm().double_value(&[]);
         let (diverged, watched) =
             report_eval_watching(&rewards, head_norm, data, &truths, cfg, step, sink, watch)?;
@@ -127,7 +126,7 @@ pub fn train(
         });
         sink.record_best_step(e.best_step().expect("a snapshot is taken at the best step"))?;
     }
-    let rewards = tch::no_grad(|| model.forward(&data.features));
+    let rewards = model.rewards(&data.features);
     let rows = report_rewards(&rewards, data, cfg.eval.rewards, sink)?;
     if t.save != SaveModel::None && outcome == Outcome::Finished {
         let (reward_mean, reward_std) = TrainedModel::train_statistics(&rows);
@@ -146,12 +145,21 @@ pub fn train(
     Ok(outcome)
 }
 
-/// The run's model with its initial weights (from the seed's initialisation stream).
-pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> (nn::VarStore, RewardModel) {
+/// The run's model with its initial weights (from the seed's initialisation stream): a
+/// fine-tuned encoder's from its checkpoint, its head's from the stream.
+pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(nn::VarStore, Scorer)> {
     let vs = nn::VarStore::new(device);
-    let model =
-        RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut stream(cfg.seed, INIT_STREAM), data.buckets);
-    (vs, model)
+    let mut rng = stream(cfg.seed, INIT_STREAM);
+    let model = if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() != Finetune::None {
+        let ck = Checkpoint::open(&cfg.model)
+            .map_err(|(key, message)| Error::Input(format!("{key}: {message}")))?;
+        Scorer::Encoder(Box::new(
+            EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?,
+        ))
+    } else {
+        Scorer::Features(RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut rng, data.buckets))
+    };
+    Ok((vs, model))
 }
 
 fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
@@ -173,6 +181,12 @@ fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
 /// runs as the batched engine's host loops, one per parameter tensor. Those round exactly as
 /// LibTorch's Adam does (`train::batched::optim` tests it bit for bit), so results are the
 /// same, without the ~10 small kernels a parameter tensor that dominate a small model's step.
+///
+/// A fine-tuned encoder goes through it too: its trainable tensors (the layers
+/// `model.finetune` trains, and the head) are float32 variables of one VarStore on one device,
+/// so each gets a host Adam state on the CPU (frozen layers are not trainable variables and get
+/// none); on CUDA LibTorch's Adam runs. A parameter without a gradient in a step (one the
+/// forward did not use) is skipped, as LibTorch's Adam skips it.
 struct Optimizer {
     torch: nn::Optimizer,
     vars: Vec<Tensor>,
@@ -198,7 +212,10 @@ impl Optimizer {
             None => self.torch.step(),
             Some(states) => {
                 for (v, s) in self.vars.iter().zip(states) {
-                    s.step(&mut v.shallow_clone(), &v.grad());
+                    let grad = v.grad();
+                    if grad.defined() {
+                        s.step(&mut v.shallow_clone(), &grad);
+                    }
                 }
             }
         }
@@ -518,6 +535,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The host Adam drives parameters shaped as a fine-tuned encoder's do as LibTorch's Adam
+    /// does, bit for bit: an embedding table read by rows, a matrix, a frozen tensor (no
+    /// trainable variable, no state) and a trainable one the forward never uses (no gradient:
+    /// skipped, as LibTorch skips it), with weight decay and a changing learning rate.
+    #[test]
+    fn host_adam_equals_libtorch_adam_on_encoder_shaped_parameters() {
+        use tch::Kind;
+        if !FlatOptimizer::host_adam_available() {
+            return;
+        }
+        let t = TrainConfig { lr: 1e-2, weight_decay: 0.01, ..TrainConfig::default() };
+        let opts = (Kind::Float, Device::Cpu);
+        let run = |host: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let p = vs.root();
+            let table = p.var_copy("table", &Tensor::arange(60, opts).sin().view([12, 5]));
+            let w = p.var_copy("w", &Tensor::arange(10, opts).cos().view([2, 5]));
+            let frozen = p.zeros_no_train("frozen", &[5]);
+            let _ = tch::no_grad(|| frozen.shallow_clone().fill_(0.25));
+            let _unused = p.var_copy("unused", &Tensor::ones([3], opts));
+            let mut opt = optimizer(&vs, &t).unwrap();
+            assert_eq!(opt.vars.len(), 3, "the frozen tensor is not trainable");
+            assert!(opt.adam.is_some());
+            if !host {
+                opt.adam = None;
+            }
+            for s in 0..12i64 {
+                opt.set_lr(1e-2 / (1.0 + s as f64));
+                let ids = Tensor::from_slice(&[s % 12, (5 * s + 3) % 12]);
+                let x = table.index_select(0, &ids) + &frozen;
+                let loss = x.matmul(&w.tr()).tanh().square().sum(Kind::Float);
+                opt.backward_step(&loss);
+            }
+            let mut named = vs.variables().into_iter().collect::<Vec<_>>();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named
+                .into_iter()
+                .map(|(name, v)| (name, Vec::<f32>::try_from(v.detach().flatten(0, -1)).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let (host, torch) = (run(true), run(false));
+        for ((name, a), (_, b)) in host.iter().zip(&torch) {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{name}");
+        }
+        let unused = &host.iter().find(|(n, _)| n == "unused").unwrap().1;
+        assert_eq!(unused, &[1.0; 3], "no gradient, no update (weight decay included)");
+        let table = &host.iter().find(|(n, _)| n == "table").unwrap().1;
+        assert_ne!(table[0], 0.0f32.sin(), "the table trains");
     }
 
     /// Early stopping keeps exactly the weights of its best evaluation: a run stopped early

@@ -13,6 +13,7 @@ mod batched;
 mod batches;
 mod clip;
 mod early_stopping;
+pub mod inputs;
 mod schedule;
 
 pub use autograd::{build_model, train};
@@ -34,7 +35,7 @@ pub fn kept_model_rewards(
     tensors: &[(String, Tensor)],
     data: &Dataset,
 ) -> Result<Tensor> {
-    let (vs, model) = build_model(cfg, data, Device::Cpu);
+    let (vs, model) = build_model(cfg, data, Device::Cpu)?;
     let mut vars = vs.variables();
     if vars.len() != tensors.len() {
         return Err(Error::Input(format!(
@@ -57,7 +58,7 @@ pub fn kept_model_rewards(
         tch::no_grad(|| v.copy_(t));
     }
     match engine {
-        "autograd" => Ok(tch::no_grad(|| model.forward(&data.features))),
+        "autograd" => Ok(model.rewards(&data.features)),
         "batched" => Ok(batched::forward_one(&vs, cfg, &data.features)),
         other => Err(Error::Input(format!("the kept model names an unknown engine `{other}`"))),
     }

@@ -22,22 +22,30 @@ use super::autograd::build_model;
 use super::batches::BatchStream;
 use super::early_stopping::{EarlyStopping, Verdict};
 use super::schedule;
-use crate::data::{self, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
 use crate::eval::{MetricsSink, Outcome, TrainedModel};
-use crate::experiment::config::{DataKind, Regularizer, RunConfig, SaveModel};
+use crate::experiment::config::{
+    DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
+};
 use crate::objective::{loss_grad, loss_grad_host};
 use stacked::StackedMlp;
 
 /// The part of a config that must be equal for cells to share a batched program: everything
 /// but the seed and λ (a λ = 0 cell joins the cells of any regularizer kind).
 pub fn group_key(cfg: &RunConfig) -> Option<String> {
-    if cfg.data.kind != DataKind::Synthetic || cfg.loss.margin_from_data {
+    // Preference files join when their features are precomputed (a file's embedding columns,
+    // a frozen encoder's cached embeddings); their split depends on the seed, and with it the
+    // number of training pairs, so their cells group by seed.
+    let precomputed = cfg.data.text_features == TextFeatures::Embedding
+        || (cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None);
+    let file = cfg.data.kind == DataKind::PreferenceFile;
+    if (file && !precomputed) || cfg.loss.margin_from_data {
         return None;
     }
     let mut c = cfg.clone();
-    c.seed = 0;
+    c.seed = if file { cfg.seed } else { 0 };
     c.loss.lambda = 0.0;
     c.loss.regularizer = Regularizer::None;
     let kind = if cfg.loss.lambda == 0.0 { None } else { Some(cfg.loss.regularizer) };
@@ -84,10 +92,8 @@ fn train_group_with(
     }
     let base = &cfgs[0];
     // Data: each cell's own, generated from its seed.
-    let datasets: Vec<Dataset> = cfgs
-        .iter()
-        .map(|c| data::load(&c.data, c.seed).map(|(p, _)| Dataset::new(&p, device)))
-        .collect::<Result<_>>()?;
+    let datasets: Vec<Dataset> =
+        cfgs.iter().map(|c| super::inputs::load(c, device).map(|(d, _)| d)).collect::<Result<_>>()?;
     let n_train = datasets[0].train.n_pairs;
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
         return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
@@ -117,7 +123,11 @@ fn train_group_with(
             .view([k as i64, 1]);
 
     // Parameters: each cell's initial weights (its own seed's draws), stacked.
-    let models: Vec<_> = cfgs.iter().zip(&datasets).map(|(c, ds)| build_model(c, ds, device).0).collect();
+    let models: Vec<_> = cfgs
+        .iter()
+        .zip(&datasets)
+        .map(|(c, ds)| build_model(c, ds, device).map(|m| m.0))
+        .collect::<Result<_>>()?;
     let mut names: Vec<String> =
         models[0].variables().into_keys().filter(|n| n.ends_with(".weight")).collect();
     names.sort_by_key(|n| (n.starts_with("head"), n.clone()));
@@ -324,7 +334,7 @@ pub(super) fn forward_one(vs: &tch::nn::VarStore, cfg: &RunConfig, features: &Te
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Split;
+    use crate::data::{self, Split};
     use crate::eval::{MemorySink, RewardRow};
     use crate::experiment::config::{
         BatchSize, DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig,

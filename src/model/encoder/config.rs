@@ -1,0 +1,155 @@
+//! A checkpoint's `config.json`, read as Hugging Face's `BertConfig`, and the checks that make
+//! a checkpoint usable: BERT-family, absolute positions, a known activation.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The fields of `config.json` that `BertModel` reads (others are ignored).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct BertConfig {
+    pub model_type: Option<String>,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_position")]
+    pub position_embedding_type: String,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_position() -> String {
+    "absolute".into()
+}
+
+/// The feed-forward non-linearity of a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// `gelu`: the exact, erf-based GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    Relu,
+}
+
+impl BertConfig {
+    /// Reads and checks `config.json`; the error names the file and what is wrong.
+    pub fn read(path: &Path) -> Result<BertConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        BertConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of a `config.json`.
+    pub fn parse(text: &str) -> Result<BertConfig, String> {
+        let c: BertConfig = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
+        match c.model_type.as_deref() {
+            Some("bert") => {}
+            other => {
+                return Err(format!(
+                    "model_type = {} is not BERT-family; rmlab's encoder is Hugging Face's BertModel (model_type = \"bert\": BERT, MiniLM, BGE, E5, …)",
+                    other.map_or("(missing)".into(), |t| format!("\"{t}\""))
+                ));
+            }
+        }
+        if c.position_embedding_type != "absolute" {
+            return Err(format!(
+                "position_embedding_type = \"{}\" is not supported (only \"absolute\")",
+                c.position_embedding_type
+            ));
+        }
+        c.act()?;
+        if c.hidden_size == 0
+            || c.num_attention_heads == 0
+            || !c.hidden_size.is_multiple_of(c.num_attention_heads)
+        {
+            return Err(format!(
+                "hidden_size = {} is not a positive multiple of num_attention_heads = {}",
+                c.hidden_size, c.num_attention_heads
+            ));
+        }
+        if c.type_vocab_size < 2 {
+            return Err(format!(
+                "type_vocab_size = {}: a prompt–response pair needs token types 0 and 1",
+                c.type_vocab_size
+            ));
+        }
+        Ok(c)
+    }
+
+    pub fn act(&self) -> Result<Act, String> {
+        match self.hidden_act.as_str() {
+            "gelu" => Ok(Act::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Act::GeluTanh),
+            "relu" => Ok(Act::Relu),
+            other => Err(format!("hidden_act = \"{other}\" is not supported (gelu, gelu_new, relu)")),
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINI: &str = r#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 40}"#;
+
+    #[track_caller]
+    fn rejects(edit: (&str, &str), needle: &str) {
+        let text = MINI.replace(edit.0, edit.1);
+        let err = BertConfig::parse(&text).unwrap_err();
+        assert!(err.contains(needle), "{err}");
+    }
+
+    #[test]
+    fn a_bert_config_reads_with_defaults() {
+        let c = BertConfig::parse(MINI).unwrap();
+        assert_eq!((c.head_dim(), c.type_vocab_size, c.layer_norm_eps), (8, 2, 1e-12));
+        assert_eq!(c.act().unwrap(), Act::Gelu);
+    }
+
+    #[test]
+    fn other_families_and_variants_are_refused() {
+        rejects(("\"bert\"", "\"gpt2\""), "model_type = \"gpt2\" is not BERT-family");
+        rejects(("\"model_type\": \"bert\",", ""), "model_type = (missing)");
+        rejects(("\"hidden_size\": 32", "\"hidden_size\": 30"), "multiple of num_attention_heads");
+        rejects(
+            ("\"intermediate_size\": 64", "\"intermediate_size\": 64, \"hidden_act\": \"swish\""),
+            "hidden_act",
+        );
+        rejects(
+            (
+                "\"intermediate_size\": 64",
+                "\"intermediate_size\": 64, \"position_embedding_type\": \"relative_key\"",
+            ),
+            "relative_key",
+        );
+        rejects(("\"vocab_size\": 50,", ""), "not a BERT config");
+    }
+}

@@ -1,0 +1,266 @@
+//! A cell's data as model inputs: what both trainers call instead of `data::load`.
+//!
+//! Synthetic features, n-gram bags and a file's embedding columns come from the data stage as
+//! they are. An encoder cell's texts become either the frozen encoder's pooled embeddings
+//! (`finetune = "none"`: computed once per checkpoint, tokenizer, max_length, pooling,
+//! precision, device kind and texts, and cached on disk, so every cell of a sweep reuses them)
+//! or packed token rows `[R, 3, L]` for fine-tuning.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tch::{Device, Tensor};
+
+use crate::data::{self, Dataset, Texts};
+use crate::error::{Error, Result};
+use crate::experiment::config::{Finetune, ModelConfig, ModelKind, RunConfig};
+use crate::model::encoder::{Bert, Checkpoint, PairTokens, cache, embed};
+
+/// What a run records about its inputs.
+#[derive(Clone, Debug, Default)]
+pub struct InputsReport {
+    /// Rows read and rows skipped, for a preference file.
+    pub rows: Option<(usize, usize)>,
+    /// `runs.data_report`: the data stage's report of a file and, for an encoder, its record
+    /// under `"encoder"` (`{texts, truncated, cache, …}`).
+    pub data_report: Option<Value>,
+}
+
+impl InputsReport {
+    /// Adds the encoder's record under `"encoder"` in the data report.
+    fn add_encoder(&mut self, record: Value) {
+        match &mut self.data_report {
+            Some(Value::Object(m)) => {
+                m.insert("encoder".into(), record);
+            }
+            _ => self.data_report = Some(json!({ "encoder": record })),
+        }
+    }
+}
+
+/// Progress of an embedding pass: texts done of a total.
+pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize);
+
+/// The cell's inputs as a dataset on `device`, and what the run record says about them.
+pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> {
+    let (mut prefs, read) = data::load(&cfg.data, cfg.seed)?;
+    let mut report = InputsReport {
+        rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
+        data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
+    };
+    if cfg.model.kind != ModelKind::Encoder {
+        return Ok((Dataset::new(&prefs, device), report));
+    }
+    let texts = prefs.texts.take();
+    let items = items(texts.as_ref(), &prefs.prompt_of)?;
+    if cfg.model.finetune() == Finetune::None {
+        let (emb, rec) = embeddings(cfg, &items.unique, device, &mut |_, _| {})?;
+        report.add_encoder(rec);
+        prefs.bags = None;
+        prefs.dim = emb.dim;
+        prefs.features = items.expand(&emb.values, emb.dim);
+        return Ok((Dataset::new(&prefs, device), report));
+    }
+    // Fine-tuning: token rows of every response replace the data stage's features.
+    let ck = open(&cfg.model)?;
+    let pairs = ck.tokenizer.encode_all(&items.unique).map_err(Error::Input)?;
+    let truncated = pairs.iter().filter(|p| p.truncated).count();
+    report.add_encoder(encoder_record(&cfg.model, items.unique.len(), truncated, None));
+    (prefs.bags, prefs.dim, prefs.features) = (None, 0, Vec::new());
+    let mut data = Dataset::new(&prefs, device);
+    let rows: Vec<&PairTokens> = items.of_response.iter().map(|&u| &pairs[u]).collect();
+    let (ids, types, mask) = embed::padded(&rows, Device::Cpu);
+    data.features = Tensor::stack(&[ids, types, mask], 1).to_device(device);
+    data.dim = data.features.size()[2] as usize;
+    data.buckets = None;
+    Ok((data, report))
+}
+
+/// What [`load`] reports for a cell, without building its dataset (the batched engine loads
+/// its cells' data itself): the data stage's report and, for a frozen encoder, the cached
+/// embeddings' record.
+pub fn report(cfg: &RunConfig) -> Result<InputsReport> {
+    let (prefs, read) = data::load(&cfg.data, cfg.seed)?;
+    let mut report = InputsReport {
+        rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
+        data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
+    };
+    if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None {
+        let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
+        let device = crate::runtime::resolve_device(cfg.model.device)?;
+        report.add_encoder(embeddings(cfg, &items.unique, device, &mut |_, _| {})?.1);
+    }
+    Ok(report)
+}
+
+/// Computes (or finds in the cache) the embeddings of every frozen-encoder cell, once per
+/// cache key, before cells run: `progress` sees each pass (texts done, total).
+pub fn prepare(cfgs: &[&RunConfig], progress: EmbedProgress) -> Result<()> {
+    let mut done = std::collections::HashSet::new();
+    for cfg in cfgs {
+        if cfg.model.kind != ModelKind::Encoder || cfg.model.finetune() != Finetune::None {
+            continue;
+        }
+        // A cell whose device is unavailable fails when it runs, recorded as such.
+        let Ok(device) = crate::runtime::resolve_device(cfg.model.device) else { continue };
+        // Everything the texts and the key depend on but the seed, to read each file once.
+        let (d, m) = (&cfg.data, &cfg.model);
+        let what = serde_json::to_string(&(
+            &d.file_sha256,
+            d.skip_bad_rows,
+            &m.encoder_sha256,
+            m.max_length,
+            m.pooling,
+            m.precision,
+            device.is_cuda(),
+        ))
+        .expect("plain values serialize");
+        if done.insert(what) {
+            let (prefs, _) = data::load(d, cfg.seed)?;
+            let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
+            embeddings(cfg, &items.unique, device, progress)?;
+        }
+    }
+    Ok(())
+}
+
+/// The embedding cache's directory: `model.embedding_cache` (the sweep sets it beside the
+/// store), else `rmlab-embeddings` in the system's temporary directory.
+fn cache_dir(m: &ModelConfig) -> PathBuf {
+    m.embedding_cache.clone().unwrap_or_else(|| std::env::temp_dir().join("rmlab-embeddings"))
+}
+
+/// The distinct (prompt, response) texts of a data set, and which one each response is.
+struct Items<'a> {
+    unique: Vec<(&'a str, &'a str)>,
+    of_response: Vec<usize>,
+}
+
+impl Items<'_> {
+    /// Rows `[R, dim]` of the responses from rows `[U, dim]` of the distinct texts.
+    fn expand(&self, values: &[f32], dim: usize) -> Vec<f32> {
+        self.of_response.iter().flat_map(|&u| values[u * dim..][..dim].iter().copied()).collect()
+    }
+}
+
+/// The distinct (prompt, response) texts of the responses of a preference file.
+fn items<'t>(texts: Option<&'t Texts>, prompt_of: &[usize]) -> Result<Items<'t>> {
+    let texts = texts.ok_or_else(|| Error::Run("an encoder needs the texts of a preference file".into()))?;
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut unique = Vec::new();
+    let of_response = (0..prompt_of.len())
+        .map(|r| {
+            let item = (texts.prompts[prompt_of[r]].as_str(), texts.responses[r].as_str());
+            *index.entry(item).or_insert_with(|| {
+                unique.push(item);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    Ok(Items { unique, of_response })
+}
+
+fn open(m: &ModelConfig) -> Result<Checkpoint> {
+    Checkpoint::open(m).map_err(|(key, message)| Error::Input(format!("{key}: {message}")))
+}
+
+fn key_parts<T>(
+    cfg: &RunConfig,
+    items: &[(&str, &str)],
+    device: Device,
+    f: impl FnOnce(&cache::KeyParts) -> T,
+) -> T {
+    let m = &cfg.model;
+    let tokenizer_sha = m
+        .resolved_encoder
+        .as_ref()
+        .and_then(|d| crate::experiment::checkpoint::file_sha256(&d.join("tokenizer.json")).ok())
+        .unwrap_or_default();
+    let texts = cache::texts_sha256(items);
+    let parts = cache::KeyParts {
+        encoder_sha256: m.encoder_sha256.as_deref().unwrap_or(""),
+        tokenizer_sha256: &tokenizer_sha,
+        max_length: m.max_length.unwrap_or(crate::experiment::config::DEFAULT_MAX_LENGTH),
+        pooling: &serde_json::to_value(m.pooling)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        precision: &serde_json::to_value(m.precision)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        device: if device.is_cuda() { "cuda" } else { "cpu" },
+        data_sha256: cfg.data.file_sha256.as_deref().unwrap_or(""),
+        texts_sha256: &texts,
+    };
+    f(&parts)
+}
+
+/// The encoder part of a run's data report.
+fn encoder_record(m: &ModelConfig, texts: usize, truncated: usize, cache_file: Option<&Path>) -> Value {
+    json!({
+        "checkpoint": m.encoder,
+        "sha256": m.encoder_sha256,
+        "max_length": m.max_length,
+        "pooling": m.pooling,
+        "finetune": m.finetune().as_string(),
+        "texts": texts,
+        "truncated": truncated,
+        "cache": cache_file.map(|p| p.display().to_string()),
+    })
+}
+
+/// The frozen encoder's embeddings of `items`, from the cache or computed and cached, with
+/// their record for the run's data report.
+fn embeddings(
+    cfg: &RunConfig,
+    items: &[(&str, &str)],
+    device: Device,
+    progress: EmbedProgress,
+) -> Result<(cache::Embeddings, Value)> {
+    let key = key_parts(cfg, items, device, |k| k.key());
+    let dir = cache_dir(&cfg.model);
+    let lock = cache::key_lock(&key);
+    let _held = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let emb = match cache::load(&dir, &key) {
+        Some(e) if e.truncated.len() == items.len() => e,
+        _ => {
+            let emb = compute(&cfg.model, items, device, progress)?;
+            cache::store(&dir, &key, &emb).map_err(|e| Error::Run(format!("embedding cache: {e}")))?;
+            emb
+        }
+    };
+    let truncated = emb.truncated.iter().filter(|&&t| t).count();
+    Ok((emb, encoder_record(&cfg.model, items.len(), truncated, Some(&cache::path(&dir, &key)))))
+}
+
+/// One embedding pass: tokenize, load the weights, embed longest first under no-grad.
+fn compute(
+    m: &ModelConfig,
+    items: &[(&str, &str)],
+    device: Device,
+    progress: EmbedProgress,
+) -> Result<cache::Embeddings> {
+    let ck = open(m)?;
+    let pairs = ck.tokenizer.encode_all(items).map_err(Error::Input)?;
+    let vs = tch::nn::VarStore::new(device);
+    let bert = Bert::new(
+        &vs.root(),
+        &ck.config,
+        Finetune::None,
+        false,
+        m.precision.unwrap_or(crate::experiment::config::Precision::Fp32),
+    );
+    bert.load(&ck.dir.join("model.safetensors")).map_err(Error::Input)?;
+    let pooling = m.pooling.unwrap_or(crate::experiment::config::Pooling::Mean);
+    let total = pairs.len();
+    progress(0, total);
+    let values =
+        embed::embed(&bert, pooling, &pairs, embed::EMBED_BATCH, device, &mut |done| progress(done, total))?;
+    Ok(cache::Embeddings {
+        values,
+        dim: ck.config.hidden_size,
+        truncated: pairs.iter().map(|p| p.truncated).collect(),
+    })
+}

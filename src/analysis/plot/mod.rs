@@ -521,8 +521,13 @@ fn final_panels(
             }
         }
         Some(_) => {
-            for (i, (src, (n, _))) in sources.iter().zip(&counts).enumerate() {
-                let label = format!("{} (n={n})", src.label.clone().unwrap_or_default());
+            for (i, (src, (n, n_base))) in sources.iter().zip(&counts).enumerate() {
+                let name = src.label.clone().unwrap_or_default();
+                // A line with only λ = 0 runs (regularizer = none) is a baseline alone.
+                let label = match (n, n_base) {
+                    (0, Some(nb)) => format!("{name} ({xsym} = 0 only, n={nb})"),
+                    _ => format!("{name} (n={n})"),
+                };
                 legend.push(line(color(i), Dash::Solid, true, false, label));
             }
             let grey = RGBColor(90, 90, 90);

@@ -89,9 +89,13 @@ fixtures:
     .venv/bin/python -c "import tokenizers, transformers" 2>/dev/null || .venv/bin/pip install -q tokenizers==0.23.3 transformers==5.24.0
     .venv/bin/python tests/fixtures/gen_encoder_fixture.py
 
-# Run every benchmark (rmlab vs PyTorch eager, sweep scaling, logging, SQLite, 10 M-row query); writes results/bench.json.
+# Run every benchmark (rmlab vs PyTorch eager, sweep scaling, logging, SQLite, 10 M-row query, the engine on scale.toml's cells and, after `just sweep scale`, its store; the encoder); writes results/bench.json.
 bench *FLAGS: build
     cargo bench --locked --bench bench -- {{FLAGS}}
+
+# Where the batched engine's time goes on 32 of scale.toml's cells (perf, grouped by activity).
+profile-scale: build
+    scripts/profile-scale.sh {{bin}}
 
 # Open the results store in sqlite3.
 db:

@@ -21,7 +21,7 @@
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
 //! smaller sizes (a smoke test of the harness, not figures to quote); `-- --encoder-only` runs
-//! item 7 alone into results/bench-encoder.json. `-- --device cuda` runs
+//! item 9 alone into results/bench-encoder.json, `-- --no-encoder` everything but item 9. `-- --device cuda` runs
 //! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
 
 #[path = "encoder/suite.rs"]
@@ -653,7 +653,13 @@ fn main() {
     let scale_db = flag("--scale-db").map_or_else(|| repo().join("results/results.sqlite"), PathBuf::from);
     let scale = scale_store(&bin, &scale_db);
     eprintln!("bench: scale store: {scale}");
-    let enc = encoder::suite(&python, quick);
+    // `--no-encoder`: the encoder's rows take most of the bench's time; `--encoder-only` runs them.
+    let skip_encoder = args.iter().any(|a| a == "--no-encoder");
+    let enc = if skip_encoder {
+        json!({ "skipped": "--no-encoder (run them with --encoder-only)" })
+    } else {
+        encoder::suite(&python, quick)
+    };
     let report = json!({ "scale_engine": engine, "scale_store": scale, "machine": machine, "train_small": small, "train_wide": wide, "sweep_scaling": scaling, "vectorized_sweep": vectorized, "vectorized_sweep_jobs2": vectorized_jobs2,
                          "logging": logging, "sqlite_ingest": ingest, "query_summary": query, "encoder": enc });
     if let Some(dir) = out.parent() {
@@ -734,7 +740,8 @@ fn main() {
         ),
     ];
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
-    for (name, measured, target) in rows {
+    let encoder_row = |name: &str| ["MiniLM", "tiny BERT", "peak memory"].iter().any(|p| name.starts_with(p));
+    for (name, measured, target) in rows.into_iter().filter(|r| !(skip_encoder && encoder_row(&r.0))) {
         println!("{name:<52} {measured:>12} {target:>10}");
     }
     println!("\nwritten: {}", out.display());

@@ -48,7 +48,7 @@ pub struct FigureSpec {
     /// Params whose values each get a line (curves: default λ; final: default none).
     #[serde(default)]
     pub lines: Vec<String>,
-    /// Only runs whose params have these values.
+    /// Only runs whose params have these values (a list: any of its values).
     #[serde(default, rename = "where")]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub filters: BTreeMap<String, toml::Value>,

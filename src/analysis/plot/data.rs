@@ -95,11 +95,12 @@ pub struct RunInfo {
     pub swept: BTreeSet<String>,
 }
 
-/// Finished runs of `experiment` matching `filters`; also counts of runs left out by status.
+/// Finished runs of `experiment` matching `filters` (a param matches one of its key's values);
+/// also counts of runs left out by status.
 pub fn finished_runs(
     conn: &Connection,
     experiment: &str,
-    filters: &BTreeMap<String, Sql>,
+    filters: &BTreeMap<String, Vec<Sql>>,
 ) -> Result<(Vec<RunInfo>, BTreeMap<String, i64>)> {
     let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
     let mut left_out = BTreeMap::new();
@@ -140,8 +141,8 @@ pub fn finished_runs(
             .map_err(sql_err)?;
         let swept: BTreeSet<String> = rows.iter().filter(|r| r.2).map(|r| r.0.clone()).collect();
         let params: BTreeMap<String, Sql> = rows.into_iter().map(|(k, v, _)| (k, v)).collect();
-        for (k, v) in filters {
-            if !params.get(k).is_some_and(|p| sql_eq(p, v)) {
+        for (k, values) in filters {
+            if !params.get(k).is_some_and(|p| values.iter().any(|v| sql_eq(p, v))) {
                 continue 'runs;
             }
         }

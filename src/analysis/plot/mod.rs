@@ -109,8 +109,18 @@ pub fn render_all(
     let mut written = Vec::new();
     let mut ceilings = Ceilings::new(conn);
     for fig in figures {
-        let filters: BTreeMap<String, Sql> =
-            fig.filters.iter().map(|(k, v)| (k.clone(), toml_to_sql(v))).collect();
+        // A list in `where` admits any of its values.
+        let filters: BTreeMap<String, Vec<Sql>> = fig
+            .filters
+            .iter()
+            .map(|(k, v)| {
+                let values = match v {
+                    toml::Value::Array(a) => a.iter().map(toml_to_sql).collect(),
+                    v => vec![toml_to_sql(v)],
+                };
+                (k.clone(), values)
+            })
+            .collect();
         let (runs, left_out) = data::finished_runs(conn, experiment, &filters)?;
         let mut notes = Vec::new();
         let footer = footer(fig, &runs, &left_out, &mut notes);

@@ -309,3 +309,51 @@ log_y = ["reward_max_abs"]
     }
     assert_eq!(curves["panels"][1]["y_label"], "reward units (log scale)");
 }
+
+#[test]
+fn a_where_list_admits_any_of_its_values_and_runs_may_keep_no_rewards() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.sqlite");
+    let figures = r#"rewards = "none"
+
+[[figure]]
+name = "listed"
+kind = "final"
+metrics = ["accuracy", "true_pair_accuracy"]
+where = { "loss.lambda" = [0.0, 1.0] }
+"#;
+    let s = spec(
+        dir.path(),
+        "listed",
+        &[
+            ("[eval]\nevery = 25\n", &format!("[eval]\nevery = 25\n{figures}")),
+            ("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.0, 0.1, 1.0]"),
+        ],
+    );
+    ok(rmlab(&["sweep", s.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    // Metrics and summaries as always; no per-response rewards.
+    assert_eq!(count("SELECT count(*) FROM runs WHERE status = 'finished'"), 6);
+    assert!(count("SELECT count(*) FROM summaries") > 0);
+    assert_eq!(count("SELECT count(*) FROM rewards"), 0);
+    let out = dir.path().join("figs");
+    plot(&s, &db, &out);
+    let fig = sidecar(&out.join("listed"), "listed");
+    // λ = 0 and λ = 1 runs (2 seeds each), not the λ = 0.1 ones.
+    let ids: Vec<i64> = fig["run_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let expected: Vec<i64> = {
+        let mut stmt = conn
+            .prepare(
+                "SELECT run_id FROM params WHERE key = 'loss.lambda' AND value IN (0.0, 1.0) ORDER BY run_id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+    };
+    assert_eq!(ids, expected);
+    let points = &fig["panels"][0]["series"][0][1];
+    assert_eq!(points.as_array().unwrap().len(), 1, "one λ > 0 point: {points}");
+    assert_eq!(points[0][0].as_f64().unwrap(), 1.0);
+    assert!(fig["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("kept no rewards")));
+}

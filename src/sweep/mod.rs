@@ -531,3 +531,56 @@ pub fn status_report(spec: &Spec, db: &Path, force: bool) -> Result<String> {
     ));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition: each cell joins the first bucket all of whose cells it is compatible
+    /// with (quadratic; what `compatible_buckets` computes in linear time).
+    fn compatible_buckets_slow(cells: &[Cell]) -> Vec<Vec<&Cell>> {
+        let mut buckets: Vec<Vec<&Cell>> = Vec::new();
+        for c in cells {
+            if train::group_key(&c.config).is_none() {
+                buckets.push(vec![c]);
+                continue;
+            }
+            match buckets.iter_mut().find(|b| b.iter().all(|x| train::compatible(&x.config, &c.config))) {
+                Some(b) => b.push(c),
+                None => buckets.push(vec![c]),
+            }
+        }
+        buckets
+    }
+
+    fn indices(buckets: &[Vec<&Cell>]) -> Vec<Vec<usize>> {
+        buckets.iter().map(|b| b.iter().map(|c| c.index).collect()).collect()
+    }
+
+    #[test]
+    fn compatible_buckets_equal_the_quadratic_definition() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        // scale.toml: λ = 0 cells (regularizer none) join the bucket of any kind; noise.toml and
+        // underdetermination.toml: zipped and several axes; real.toml: cells that are never batched.
+        for (name, keep) in [
+            ("scale", 2_000),
+            ("noise", usize::MAX),
+            ("underdetermination", usize::MAX),
+            ("real", usize::MAX),
+        ] {
+            let spec = Spec::load(&root.join(format!("experiments/{name}.toml"))).unwrap();
+            let mut cells = spec.cells().unwrap();
+            cells.truncate(keep);
+            // Also in another order, where λ = 0 cells come first.
+            let mut reordered = cells.clone();
+            reordered.sort_by(|a, b| {
+                a.config.loss.lambda.total_cmp(&b.config.loss.lambda).then(b.index.cmp(&a.index))
+            });
+            for cells in [&cells, &reordered] {
+                let fast = compatible_buckets(cells);
+                assert_eq!(indices(&fast), indices(&compatible_buckets_slow(cells)), "{name}");
+                assert_eq!(fast.iter().map(Vec::len).sum::<usize>(), cells.len());
+            }
+        }
+    }
+}

@@ -2,14 +2,14 @@
 //! generated again from its stored config and seed (checked against the true rewards the run
 //! stored), and `eval::truth::identifiable_ceilings` scores r* − g(x) on the figure's split.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::Connection;
 
 use crate::data::synthetic::generate_with_offsets;
 use crate::error::{Error, Result};
 use crate::eval::truth::{CEILING_NAMES, HostSplit, identifiable_ceilings};
-use crate::experiment::config::{DataKind, RunConfig};
+use crate::experiment::config::{DataKind, KeptRewards, RunConfig};
 
 /// Whether a metric has an identifiable ceiling.
 pub fn has_ceiling(metric: &str) -> bool {
@@ -20,13 +20,22 @@ pub fn has_ceiling(metric: &str) -> bool {
 pub struct Ceilings<'c> {
     conn: &'c Connection,
     by_run: HashMap<(i64, String), Option<BTreeMap<&'static str, f64>>>,
-    /// Why some runs have no ceiling (for the sidecar's notes).
-    pub notes: Vec<String>,
+    /// Why some runs have no ceiling (for the sidecar's notes; [`Ceilings::take_notes`]).
+    notes: Vec<String>,
+    /// Runs that kept no rewards, and whether the current figure asked for one of them.
+    without_rewards: HashSet<i64>,
+    met_without_rewards: bool,
 }
 
 impl<'c> Ceilings<'c> {
     pub fn new(conn: &'c Connection) -> Ceilings<'c> {
-        Ceilings { conn, by_run: HashMap::new(), notes: Vec::new() }
+        Ceilings {
+            conn,
+            by_run: HashMap::new(),
+            notes: Vec::new(),
+            without_rewards: HashSet::new(),
+            met_without_rewards: false,
+        }
     }
 
     /// The ceiling of `metric` on `split` for run `run`; `None` for metrics without one, runs
@@ -36,11 +45,23 @@ impl<'c> Ceilings<'c> {
             return Ok(None);
         }
         let key = (run, split.to_string());
+        if self.without_rewards.contains(&run) {
+            self.met_without_rewards = true;
+            return Ok(None);
+        }
         if !self.by_run.contains_key(&key) {
             let v = self.compute(run, split)?;
             self.by_run.insert(key.clone(), v);
         }
         Ok(self.by_run[&key].as_ref().and_then(|m| m.get(metric).copied()).filter(|v| v.is_finite()))
+    }
+
+    /// The notes of the figure drawn since the last call, then none.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        if std::mem::take(&mut self.met_without_rewards) {
+            self.notes.push("runs that kept no rewards (eval.rewards = \"none\"): no ceiling".into());
+        }
+        std::mem::take(&mut self.notes)
     }
 
     fn compute(&mut self, run: i64, split: &str) -> Result<Option<BTreeMap<&'static str, f64>>> {
@@ -57,6 +78,13 @@ impl<'c> Ceilings<'c> {
             }
         };
         if cfg.data.kind != DataKind::Synthetic {
+            return Ok(None);
+        }
+        if cfg.eval.rewards == KeptRewards::None {
+            // Nothing to check data generated again against (and a sweep that keeps no
+            // rewards is one of thousands of cells, where regenerating each is the cost).
+            self.without_rewards.insert(run);
+            self.met_without_rewards = true;
             return Ok(None);
         }
         let (prefs, offsets) = generate_with_offsets(&cfg.data, cfg.seed);

@@ -133,7 +133,7 @@ pub fn render_all(
             FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
         };
-        notes.append(&mut ceilings.notes);
+        notes.extend(ceilings.take_notes());
         let caption = caption(fig, &fig_built.line_keys);
         let width_px = (fig.width.inches() * DPI).round() as u32;
         let layout = Layout::new(&fig_built, &caption, &footer, width_px);

@@ -308,6 +308,26 @@ fn figure_keys() {
 }
 
 #[test]
+fn figure_where_takes_a_value_or_a_non_empty_list_of_values() {
+    let fig = |filter: &str| {
+        with_head(&format!(
+            "[sweep]\n\"loss.lambda\" = [0.0, 0.1]\n[[figure]]\nname = \"f\"\nkind = \"final\"\nmetrics = [\"accuracy\"]\nwhere = {{ \"loss.lambda\" = {filter} }}\n"
+        ))
+    };
+    Spec::parse(Path::new("ok.toml"), fig("0.1")).unwrap();
+    Spec::parse(Path::new("ok.toml"), fig("[0.0, 0.1]")).unwrap();
+    case(&fig("[]"), "figure.where", 4, 1, "expected a value or a non-empty list of values");
+    case(&fig("[[0.1]]"), "figure.where", 4, 1, "`loss.lambda`: expected a value or a non-empty list");
+}
+
+#[test]
+fn eval_rewards_is_all_or_none() {
+    Spec::parse(Path::new("ok.toml"), with_head("[eval]\nrewards = \"none\"\n")).unwrap();
+    case(&with_head("[eval]\nrewards = \"val\"\n"), "eval.rewards", 3, 11, "unknown variant `val`");
+    case(&with_head("[eval]\nrewards = false\n"), "eval.rewards", 3, 11, "wanted string");
+}
+
+#[test]
 fn figure_log_y_names_a_metric_of_the_figure() {
     let text = with_head(
         "[[figure]]\nname = \"f\"\nkind = \"curves\"\nmetrics = [\"accuracy\"]\nlog_y = [\"reward_std\"]\n",

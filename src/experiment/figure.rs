@@ -208,6 +208,17 @@ pub fn check(
             return bad(field, format!("unknown config key `{k}`"));
         }
     }
+    // A value is a scalar, or a non-empty list of scalars (any of them).
+    let scalar = |v: &toml::Value| !matches!(v, toml::Value::Array(_) | toml::Value::Table(_));
+    for (k, v) in &fig.filters {
+        let ok = match v {
+            toml::Value::Array(a) => !a.is_empty() && a.iter().all(scalar),
+            v => scalar(v),
+        };
+        if !ok {
+            return bad("where", format!("`{k}`: expected a value or a non-empty list of values, found {v}"));
+        }
+    }
     if matches!(fig.kind, FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds)
         && fig.metrics.is_empty()
     {

@@ -194,31 +194,50 @@ fn sweep_scaling(bin: &Path) -> serde_json::Value {
     json!({ "spec": "experiments/lambda.toml (25 cells), --no-vectorize", "jobs1_s": secs[0], "jobs2_s": secs[1], "speedup": secs[0] / secs[1] })
 }
 
+/// experiments/NAME.toml with `set` overrides (`key=value`) applied.
+fn spec_with(name: &str, set: &[&str]) -> rmlab::experiment::Spec {
+    let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    rmlab::experiment::Spec::load(&repo().join(format!("experiments/{name}.toml")))
+        .unwrap()
+        .with_overrides(&overrides)
+        .unwrap()
+}
+
+/// Runs `spec` by the sweep engine in this process into a fresh store `db`, `jobs` workers of
+/// one thread; every cell must finish. Returns the sweep's own wall time in seconds and its
+/// number of cells.
+fn sweep_in_process(
+    spec: &rmlab::experiment::Spec,
+    db: PathBuf,
+    jobs: usize,
+    vectorize: bool,
+) -> (f64, usize) {
+    let opts = rmlab::sweep::SweepOptions {
+        db,
+        force: false,
+        jobs: Some(jobs),
+        threads: Some(1),
+        only: Vec::new(),
+        vectorize,
+    };
+    let s = rmlab::sweep::run(spec, &opts).unwrap();
+    assert_eq!(s.finished, s.total, "every cell of {} finishes", spec.name);
+    (s.wall.as_secs_f64(), s.total)
+}
+
 /// Cells/s of `experiments/lambda.toml` with `jobs` workers of one thread: vectorized (the 25
 /// cells as batched programs) against one cell at a time; `set` adds spec overrides (the device). Runs
 /// the sweep engine in this process and takes its own wall time (data, training, evaluation,
 /// store writes; not process start), median of `reps` alternating runs.
 fn vectorized_sweep(set: &[&str], reps: usize, jobs: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/lambda.toml"))
-        .unwrap()
-        .with_overrides(&overrides)
-        .unwrap();
+    let spec = spec_with("lambda", set);
     let (mut vec_s, mut one_s) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         for vectorize in [true, false] {
-            let opts = rmlab::sweep::SweepOptions {
-                db: dir.path().join(format!("{rep}-{vectorize}.sqlite")),
-                force: false,
-                jobs: Some(jobs),
-                threads: Some(1),
-                only: Vec::new(),
-                vectorize,
-            };
-            let s = rmlab::sweep::run(&spec, &opts).unwrap();
-            assert_eq!(s.finished, s.total, "every cell of lambda.toml finishes");
-            if vectorize { &mut vec_s } else { &mut one_s }.push(s.wall.as_secs_f64());
+            let db = dir.path().join(format!("{rep}-{vectorize}.sqlite"));
+            let (secs, _) = sweep_in_process(&spec, db, jobs, vectorize);
+            if vectorize { &mut vec_s } else { &mut one_s }.push(secs);
         }
     }
     let (v, o) = (median(vec_s.clone()), median(one_s.clone()));
@@ -403,11 +422,7 @@ fn matmul_peak() -> f64 {
 
 /// Cells of experiments/scale.toml, `overrides` applied, those `keep` accepts.
 fn scale_cells(overrides: &[&str], keep: impl Fn(&RunConfig) -> bool) -> Vec<RunConfig> {
-    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/scale.toml"))
-        .unwrap()
-        .with_overrides(&overrides)
-        .unwrap();
+    let spec = spec_with("scale", overrides);
     spec.cells().unwrap().into_iter().map(|c| c.config).filter(keep).collect()
 }
 
@@ -522,24 +537,10 @@ fn scale_store(bin: &Path, db: &Path) -> serde_json::Value {
 /// sweep engine in this process, vectorized, with `jobs` workers of one thread.
 fn scale_slice(set: &[&str], jobs: usize) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-    let spec = rmlab::experiment::Spec::load(&repo().join("experiments/scale.toml"))
-        .unwrap()
-        .with_overrides(&overrides)
-        .unwrap();
-    let opts = rmlab::sweep::SweepOptions {
-        db: dir.path().join("slice.sqlite"),
-        force: false,
-        jobs: Some(jobs),
-        threads: Some(1),
-        only: Vec::new(),
-        vectorize: true,
-    };
-    let s = rmlab::sweep::run(&spec, &opts).unwrap();
-    assert_eq!(s.finished, s.total, "every cell of the slice finishes");
-    let secs = s.wall.as_secs_f64();
-    json!({ "spec": format!("experiments/scale.toml {set:?}, --jobs {jobs} --threads 1"), "cells": s.total,
-            "seconds": secs, "cells_per_s": s.total as f64 / secs })
+    let (secs, cells) =
+        sweep_in_process(&spec_with("scale", set), dir.path().join("slice.sqlite"), jobs, true);
+    json!({ "spec": format!("experiments/scale.toml {set:?}, --jobs {jobs} --threads 1"), "cells": cells,
+            "seconds": secs, "cells_per_s": cells as f64 / secs })
 }
 
 /// The GPU suite (`--device cuda`, run by scripts/device-check.sh): training steps/s on the

@@ -37,9 +37,13 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Train every cell alone instead of stacking compatible cells (same config but seed
-        /// and λ) into one batched program.
+        /// and λ) into one batched program (each still by the batched engine where it can).
         #[arg(long)]
         no_vectorize: bool,
+        /// Train every cell alone with the autograd reference trainer, the one the batched
+        /// engine is tested against (implies --no-vectorize).
+        #[arg(long)]
+        autograd: bool,
         /// Override a base config key (repeatable): --set data.path=my.jsonl --set train.steps=500.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,

@@ -11,7 +11,7 @@ use rmlab::analysis::{data_table, output, plot, query};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
-use rmlab::sweep::{self, SweepOptions};
+use rmlab::sweep::{self, Packing, SweepOptions};
 
 use cli::{Cli, Command, DataFormat, Format, PromptSplitArg, QueryKind, QueryOpts, StatArg};
 
@@ -41,7 +41,18 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep { spec, db, force, dry_run, jobs, threads, only, no_vectorize, overrides } => {
+        Command::Sweep {
+            spec,
+            db,
+            force,
+            dry_run,
+            jobs,
+            threads,
+            only,
+            no_vectorize,
+            autograd,
+            overrides,
+        } => {
             let spec = sweep::load_spec(&spec, &overrides)?;
             if dry_run {
                 out!("{}", sweep::status_report(&spec, &db, force)?);
@@ -53,7 +64,13 @@ fn run(command: Command) -> Result<()> {
                 jobs: jobs.map(usize::from),
                 threads: threads.map(usize::from),
                 only,
-                vectorize: !no_vectorize,
+                packing: if autograd {
+                    Packing::Autograd
+                } else if no_vectorize {
+                    Packing::Alone
+                } else {
+                    Packing::Groups
+                },
             };
             let s = sweep::run(&spec, &opts)?;
             errln!(

@@ -185,13 +185,15 @@ fn count_finished(db: &Path) -> i64 {
     conn.query_row("SELECT count(*) FROM runs WHERE status = 'finished'", [], |r| r.get(0)).unwrap_or(0)
 }
 
-/// kill -9 at several moments of a 20-cell sweep: the store stays intact, finished runs keep
+/// kill -9 at several moments of a 40-cell sweep: the store stays intact, finished runs keep
 /// all their rows, the interrupted run never looks finished, and each rerun trains exactly the
 /// cells without a finished run, so no cell ends with two.
 #[test]
 fn killed_sweeps_resume_with_exactly_the_missing_cells() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = spec_copy(&dir, "killed", 400, 10);
+    // Long enough a cell (even by the fast one-cell path) that each round is killed mid-sweep.
+    let steps = 1600;
+    let spec = spec_copy(&dir, "killed", steps, 20);
     let db = db_in(&dir, "killed.sqlite");
     let (spec_s, db_s) = (spec.to_str().unwrap(), db.to_str().unwrap());
     let mut last = 0;
@@ -211,12 +213,12 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
         child.wait().unwrap();
         let conn = Connection::open(&db).unwrap();
         assert_eq!(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
-        // 400 steps / 25 = 17 evaluations of 39 metric rows (19 per split, head_weight_norm on train).
+        // steps / 25 + 1 evaluations of 39 metric rows (19 per split, head_weight_norm on train).
         let short: i64 = conn
             .query_row(
                 "SELECT count(*) FROM runs r WHERE status = 'finished'
-                 AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != 17 * 39",
-                [],
+                 AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != ?1",
+                [(steps as i64 / 25 + 1) * 39],
                 |r| r.get(0),
             )
             .unwrap();
@@ -225,10 +227,10 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
         assert!(!status.contains(" running "), "a killed run must not read as running:\n{status}");
         last = count_finished(&db);
     }
-    assert!(last < 20, "every round was killed after the sweep had ended");
+    assert!(last < 40, "every round was killed after the sweep had ended");
     let out = ok(rmlab(&["sweep", spec_s, "--db", db_s]));
     assert!(stderr(&out).contains(&format!("{last} skipped")), "{}", stderr(&out));
-    assert_eq!(count_finished(&db), 20);
+    assert_eq!(count_finished(&db), 40);
     assert_eq!(
         query_i64(
             &db,

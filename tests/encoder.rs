@@ -338,7 +338,7 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
         !String::from_utf8_lossy(&again.stderr).contains("with the frozen encoder"),
         "the second sweep reads the cache"
     );
-    ok(rmlab(&["sweep", spec, "--db", b.to_str().unwrap(), "--no-vectorize"]));
+    ok(rmlab(&["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"]));
     // One worker, so that the sweep does not split the groups (λ values of a seed) to feed two.
     let conn = Connection::open(&a).unwrap();
     let engines: Vec<String> = conn

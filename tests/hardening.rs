@@ -349,8 +349,9 @@ fn a_closed_pipe_is_not_a_crash() {
 }
 
 /// A cell's numbers do not depend on how the sweep was split: one worker or two (different
-/// stacked groups), or the cells run in two halves with `--only`. The engine and group of
-/// each run are recorded.
+/// stacked groups), the cells run in two halves with `--only`, or every cell alone
+/// (`--no-vectorize`: the batched engine as groups of one). The engine and group of each run
+/// are recorded. The autograd trainer (`--autograd`) agrees to float32 rounding.
 #[test]
 fn results_do_not_depend_on_how_a_sweep_was_split() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,7 +364,7 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
             .replace("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.0, 0.01, 0.1]"),
     );
     let spec_s = spec.to_str().unwrap();
-    let dbs: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("{i}.sqlite"))).collect();
+    let dbs: Vec<PathBuf> = (0..5).map(|i| dir.path().join(format!("{i}.sqlite"))).collect();
     ok(rmlab(&["sweep", spec_s, "--db", dbs[0].to_str().unwrap(), "--jobs", "1"]));
     ok(rmlab(&["sweep", spec_s, "--db", dbs[1].to_str().unwrap(), "--jobs", "2"]));
     let status =
@@ -375,6 +376,8 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
     for part in [&hashes[..4], &hashes[4..]] {
         ok(rmlab(&["sweep", spec_s, "--db", dbs[2].to_str().unwrap(), "--only", &part.join(",")]));
     }
+    ok(rmlab(&["sweep", spec_s, "--db", dbs[3].to_str().unwrap(), "--no-vectorize"]));
+    ok(rmlab(&["sweep", spec_s, "--db", dbs[4].to_str().unwrap(), "--autograd"]));
     let values = |db: &Path| -> Vec<(String, String, String, i64, Option<f64>)> {
         let conn = Connection::open(db).unwrap();
         let mut stmt = conn
@@ -390,7 +393,7 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
     };
     let reference = values(&dbs[0]);
     assert_eq!(reference.len(), 9 * 5 * 39);
-    for db in &dbs[1..] {
+    for db in &dbs[1..4] {
         let other = values(db);
         let differing = reference
             .iter()
@@ -399,9 +402,22 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
             .count();
         assert_eq!(differing, 0, "{}: {differing} of {} metric values differ", db.display(), reference.len());
     }
-    // Groups as trained: one group of 9 with one worker; two groups with two workers.
+    let autograd = values(&dbs[4]);
+    assert_eq!(autograd.len(), reference.len());
+    for (a, b) in reference.iter().zip(&autograd) {
+        assert_eq!((&a.0, &a.1, &a.2, a.3), (&b.0, &b.1, &b.2, b.3));
+        let (x, y) = (a.4.unwrap(), b.4.unwrap());
+        assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{a:?}: batched {x}, autograd {y}");
+    }
+    // Groups as trained: one group of 9 with one worker; two groups with two workers; nine
+    // groups of one alone; no group with autograd.
     let groups =
         |db: &Path| count(db, "SELECT count(DISTINCT batch_group) FROM runs WHERE engine = 'batched'");
     // (Each half of the --only run is split between the two default workers.)
-    assert_eq!((groups(&dbs[0]), groups(&dbs[1]), groups(&dbs[2])), (1, 2, 4));
+    assert_eq!((groups(&dbs[0]), groups(&dbs[1]), groups(&dbs[2]), groups(&dbs[3])), (1, 2, 4, 9));
+    assert_eq!(count(&dbs[3], "SELECT count(*) FROM runs WHERE batch_group LIKE '%:1'"), 9);
+    assert_eq!(
+        count(&dbs[4], "SELECT count(*) FROM runs WHERE engine = 'autograd' AND batch_group IS NULL"),
+        9
+    );
 }

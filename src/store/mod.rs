@@ -20,6 +20,8 @@ mod merge;
 mod schema;
 mod writer;
 
+/// Recorded with each run (`runs.engine`).
+pub use crate::train::Engine;
 pub use merge::{MergeReport, merge};
 pub use schema::SCHEMA_VERSION;
 pub use writer::{Artifact, RunWriter};
@@ -57,24 +59,6 @@ pub struct NewRun<'a> {
     pub provenance: &'a Provenance,
     /// Which trainer runs it.
     pub engine: Engine,
-}
-
-/// The trainer of a run, as recorded in `runs.engine`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// One cell, differentiated by autograd (`train::train`).
-    Autograd,
-    /// A cell trained in a stacked group (`train::train_group`).
-    Batched,
-}
-
-impl Engine {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Autograd => "autograd",
-            Engine::Batched => "batched",
-        }
-    }
 }
 
 /// A spec's description as stored in `experiments`.

@@ -2,7 +2,7 @@
 //!
 //! Cells already done under the current format version are skipped (unless forced); every
 //! other cell runs on worker threads of this process, compatible cells stacked into batched
-//! programs. A failing cell is reported when it fails, recorded as `failed`, and the sweep
+//! programs ([`Packing`] says how). A failing cell is reported when it fails, recorded as `failed`, and the sweep
 //! goes on. [`slurm`] runs the same cells as a SLURM job array.
 
 mod progress;
@@ -103,8 +103,21 @@ pub struct SweepOptions {
     pub threads: Option<usize>,
     /// Only the cells with these config hashes (all when empty).
     pub only: Vec<String>,
-    /// Train compatible cells (same config but seed and λ) as one batched program.
-    pub vectorize: bool,
+    /// How cells are grouped and which engine trains them.
+    pub packing: Packing,
+}
+
+/// How a sweep's cells are trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Packing {
+    /// Compatible cells (same config but seed and λ) stacked into batched groups; a cell
+    /// without partners trained alone.
+    #[default]
+    Groups,
+    /// Every cell alone, by [`Engine::for_one_cell`]'s engine (`--no-vectorize`).
+    Alone,
+    /// Every cell alone, by the autograd reference trainer (`--autograd`).
+    Autograd,
 }
 
 /// What a sweep did.
@@ -197,7 +210,7 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         threads,
         ..Default::default()
     });
-    let queue = Mutex::new(groups(&todo, jobs, opts.vectorize).into_iter().collect::<VecDeque<Vec<&Cell>>>());
+    let queue = Mutex::new(groups(&todo, jobs, opts.packing).into_iter().collect::<VecDeque<Vec<&Cell>>>());
     let started = Instant::now();
     let list_finished = todo.len() <= LIST_FINISHED_UP_TO;
     std::thread::scope(|scope| -> Result<()> {
@@ -211,7 +224,10 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             return Ok(());
                         };
                         progress.start_cell(w, group[0], group.len());
-                        let results: Vec<CellResult> = if group.len() == 1 {
+                        let autograd = group.len() == 1
+                            && (opts.packing == Packing::Autograd
+                                || Engine::for_one_cell(&group[0].config) == Engine::Autograd);
+                        let results: Vec<CellResult> = if autograd {
                             let cell = group[0];
                             let r = run_cell(
                                 cell,
@@ -224,9 +240,15 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
                             );
                             vec![(cell, r)]
                         } else {
-                            run_group(&group, spec, &opts.db, provenance, threads, opts.force, &mut |step| {
-                                progress.step(w, step)
-                            })?
+                            run_group(
+                                &group,
+                                spec,
+                                &opts.db,
+                                provenance,
+                                threads,
+                                opts.force,
+                                &mut |step, _| progress.step(w, step),
+                            )?
                         };
                         for (cell, result) in results {
                             let mut s = summary.lock().expect("summary lock");
@@ -303,9 +325,9 @@ type CellResult<'c> = (&'c Cell, Result<Option<Outcome>>);
 const MAX_GROUP: usize = 32;
 
 /// The work units of a sweep: compatible cells grouped (at most [`MAX_GROUP`], and split so
-/// that every worker gets some), or one cell each without vectorization.
-fn groups(todo: &[Cell], jobs: usize, vectorize: bool) -> Vec<Vec<&Cell>> {
-    if !vectorize {
+/// that every worker gets some), or one cell each.
+fn groups(todo: &[Cell], jobs: usize, packing: Packing) -> Vec<Vec<&Cell>> {
+    if packing != Packing::Groups {
         return todo.iter().map(|c| vec![c]).collect();
     }
     let mut out = Vec::new();
@@ -362,7 +384,7 @@ fn run_group<'c>(
     provenance: &Provenance,
     threads: usize,
     force: bool,
-    on_step: &mut dyn FnMut(usize),
+    on_step: &mut dyn FnMut(usize, &train::StepLoss),
 ) -> Result<Vec<CellResult<'c>>> {
     let device = resolve_device(cells[0].config.model.device);
     let mut stores: Vec<Store> = cells.iter().map(|_| Store::open(db)).collect::<Result<_>>()?;
@@ -452,7 +474,7 @@ fn run_cell(
     provenance: &Provenance,
     threads: usize,
     force: bool,
-    on_step: &mut dyn FnMut(usize, &tch::Tensor),
+    on_step: &mut dyn FnMut(usize, &train::StepLoss),
 ) -> Result<Option<Outcome>> {
     let cfg = &cell.config;
     let device = resolve_device(cfg.model.device);

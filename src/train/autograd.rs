@@ -11,6 +11,7 @@ use super::batches::{BatchStream, INIT_STREAM, stream};
 use super::clip::clip_grad_norm;
 use super::early_stopping::{EarlyStopping, Verdict};
 use super::schedule;
+use super::step_loss::StepLoss;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
@@ -21,8 +22,8 @@ use crate::model::{RewardModel, Scorer};
 use crate::objective::Objective;
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
-/// the last step. `on_step` gets each step's number and its total loss (a scalar on the device:
-/// reading it forces a host synchronisation, so progress display only uses the step).
+/// the last step. `on_step` gets each step's number and its total loss (read on request: it
+/// forces a host synchronisation, so progress display only uses the step).
 ///
 /// Each optimizer step takes `gradient_accumulation` micro-batches (each loss scaled by its
 /// inverse), clips the gradient to `max_grad_norm`, and uses the schedule's learning rate. With
@@ -37,7 +38,7 @@ pub fn train(
     data: &Dataset,
     device: Device,
     sink: &mut dyn MetricsSink,
-    on_step: &mut dyn FnMut(usize, &Tensor),
+    on_step: &mut dyn FnMut(usize, &StepLoss),
 ) -> Result<Outcome> {
     let n_train = data.train.n_pairs;
     if n_train == 0 {
@@ -99,7 +100,7 @@ pub fn train(
             if plain {
                 let terms = micro_batch();
                 opt.backward_step(&terms.total);
-                on_step(s, &terms.total);
+                on_step(s, &StepLoss::Scalar(&terms.total));
             } else {
                 opt.zero_grad();
                 let mut total = Tensor::new();
@@ -112,7 +113,7 @@ pub fn train(
                     clip_grad_norm(&vars, t.max_grad_norm);
                 }
                 opt.step();
-                on_step(s, &total);
+                on_step(s, &StepLoss::Scalar(&total));
             }
         }
         step = next_eval.min(t.steps);

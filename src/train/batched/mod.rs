@@ -22,6 +22,7 @@ use super::autograd::build_model;
 use super::batches::BatchStream;
 use super::early_stopping::{EarlyStopping, Verdict};
 use super::schedule;
+use super::step_loss::StepLoss;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
@@ -29,7 +30,7 @@ use crate::eval::{MetricsSink, Outcome, TrainedModel};
 use crate::experiment::config::{
     DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
 };
-use crate::objective::{loss_grad, loss_grad_host};
+use crate::objective::{Objective, loss_grad, loss_grad_host};
 use stacked::StackedMlp;
 
 /// The part of a config that must be equal for cells to share a batched program: everything
@@ -66,14 +67,30 @@ pub fn compatible(a: &RunConfig, b: &RunConfig) -> bool {
 
 /// Trains compatible cells together; returns each cell's outcome. `sinks[k]` receives cell
 /// k's metrics and final rewards. A cell that diverges is reported as diverged at that
-/// evaluation and no longer evaluated; the others go on.
+/// evaluation and no longer evaluated; the others go on. `on_step` gets each step's number and
+/// its loss, one value a cell (computed only if asked for).
 pub fn train_group(
     cfgs: &[RunConfig],
     device: Device,
     sinks: &mut [&mut dyn MetricsSink],
-    on_step: &mut dyn FnMut(usize),
+    on_step: &mut dyn FnMut(usize, &StepLoss),
 ) -> Result<Vec<Outcome>> {
     train_group_with(cfgs, device, sinks, on_step, true)
+}
+
+/// One cell trained by the batched engine as a group of one, on data already loaded: the
+/// one-cell path for every cell the engine can train ([`group_key`]). Same numbers as that
+/// cell in any group on this machine's CPU (README, Reproducibility), and as the autograd
+/// trainer to float32 rounding.
+pub fn train_alone(
+    cfg: &RunConfig,
+    data: &Dataset,
+    device: Device,
+    sink: &mut dyn MetricsSink,
+    on_step: &mut dyn FnMut(usize, &StepLoss),
+) -> Result<Outcome> {
+    let outcomes = train_stack(std::slice::from_ref(cfg), &[data], device, &mut [sink], on_step, true)?;
+    Ok(outcomes[0])
 }
 
 /// [`train_group`]; `host_loops: false` keeps to tensor kernels on the CPU too (the code other
@@ -82,41 +99,68 @@ fn train_group_with(
     cfgs: &[RunConfig],
     device: Device,
     sinks: &mut [&mut dyn MetricsSink],
-    on_step: &mut dyn FnMut(usize),
+    on_step: &mut dyn FnMut(usize, &StepLoss),
+    host_loops: bool,
+) -> Result<Vec<Outcome>> {
+    // Data: each cell's own, generated from its seed.
+    let datasets: Vec<Dataset> =
+        cfgs.iter().map(|c| super::inputs::load(c, device).map(|(d, _)| d)).collect::<Result<_>>()?;
+    train_stack(cfgs, &datasets.iter().collect::<Vec<_>>(), device, sinks, on_step, host_loops)
+}
+
+/// The engine: `cfgs[k]` trained on `datasets[k]`, reporting to `sinks[k]`.
+fn train_stack(
+    cfgs: &[RunConfig],
+    datasets: &[&Dataset],
+    device: Device,
+    sinks: &mut [&mut dyn MetricsSink],
+    on_step: &mut dyn FnMut(usize, &StepLoss),
     host_loops: bool,
 ) -> Result<Vec<Outcome>> {
     let cpu_loops = host_loops && device == Device::Cpu;
     let k = cfgs.len();
-    if k == 0 || sinks.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
-        return Err(Error::Run("train_group needs one sink per cell and compatible cells".into()));
+    if k == 0 || sinks.len() != k || datasets.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
+        return Err(Error::Run(
+            "train_group needs one data set and sink per cell and compatible cells".into(),
+        ));
     }
     let base = &cfgs[0];
-    // Data: each cell's own, generated from its seed.
-    let datasets: Vec<Dataset> =
-        cfgs.iter().map(|c| super::inputs::load(c, device).map(|(d, _)| d)).collect::<Result<_>>()?;
     let n_train = datasets[0].train.n_pairs;
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
         return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
     }
     // Every response's features, ones appended: [K, R, D + 1] (evaluation input).
-    let features =
-        StackedMlp::with_ones(&Tensor::stack(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>(), 0));
+    let features = StackedMlp::stack_with_ones(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>());
     let d1 = features.size()[2];
     // Training pairs as rows of a table [K·P, 2·(D + 1)], chosen then rejected features: a
-    // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …).
-    let pair_table = Tensor::cat(
-        &features
+    // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …). On the CPU
+    // the table is built on the host, row by row from the features (no tensor copies in
+    // between), and read into one reused batch buffer.
+    let (table_host, pair_table) = if cpu_loops {
+        // SAFETY: nothing writes `features` while this block reads it.
+        let all = unsafe { kernels::f32s(&features) }.ok_or_else(|| {
+            Error::Run("the stacked features are not a contiguous float32 CPU tensor".into())
+        })?;
+        let (width, per_cell) = (d1 as usize, (features.size()[1] * d1) as usize);
+        let mut table = Vec::with_capacity(k * n_train * 2 * width);
+        for (f, ds) in all.chunks_exact(per_cell).zip(datasets) {
+            for &(a, b) in &ds.train.pairs_host {
+                table.extend_from_slice(&f[a * width..][..width]);
+                table.extend_from_slice(&f[b * width..][..width]);
+            }
+        }
+        (Some(table), None)
+    } else {
+        let rows: Vec<Tensor> = features
             .unbind(0)
             .iter()
-            .zip(&datasets)
+            .zip(datasets)
             .map(|(f, ds)| {
                 Tensor::cat(&[f.index_select(0, &ds.train.chosen), f.index_select(0, &ds.train.rejected)], 1)
             })
-            .collect::<Vec<_>>(),
-        0,
-    );
-    // On the CPU the table is read on the host into one reused batch buffer.
-    let table_host = cpu_loops.then(|| Vec::<f32>::try_from(pair_table.flatten(0, -1))).transpose()?;
+            .collect();
+        (None, Some(Tensor::cat(&rows, 0)))
+    };
     // Cell k's pairs start at row k·P.
     let offsets =
         Tensor::arange_start_step(0, k as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
@@ -125,7 +169,7 @@ fn train_group_with(
     // Parameters: each cell's initial weights (its own seed's draws), stacked.
     let models: Vec<_> = cfgs
         .iter()
-        .zip(&datasets)
+        .zip(datasets)
         .map(|(c, ds)| build_model(c, ds, device).map(|m| m.0))
         .collect::<Result<_>>()?;
     let mut names: Vec<String> =
@@ -168,10 +212,13 @@ fn train_group_with(
         cfgs.iter().map(|c| EarlyStopping::new(&c.train)).collect();
     // Each cell's parameters at its best evaluation (early stopping).
     let mut best: Vec<Option<Vec<Tensor>>> = (0..k).map(|_| None).collect();
-    let truths: Vec<Truths> = datasets.iter().map(Truths::new).collect();
+    let truths: Vec<Truths> = datasets.iter().map(|ds| Truths::new(ds)).collect();
     // Gradients of the micro-batches of one step, summed (accumulation only).
     let accumulate = t.gradient_accumulation;
     let mut acc = (accumulate > 1).then(|| mlp.grad.zeros_like());
+    let objectives: Vec<Objective> = cfgs.iter().map(|c| Objective::new(&c.loss)).collect();
+    // The rewards of the step's last micro-batch, for its loss (on request).
+    let mut step_rewards = Tensor::new();
 
     let evaluate = |mlp: &StackedMlp,
                     step: usize,
@@ -191,7 +238,7 @@ fn train_group_with(
             let (diverged, watched) = report_eval_watching(
                 &rewards.get(i as i64),
                 norms[i],
-                &datasets[i],
+                datasets[i],
                 &truths[i],
                 &cfgs[i],
                 step,
@@ -199,7 +246,7 @@ fn train_group_with(
                 watch,
             )?;
             if let Some(o) = diverged {
-                report_rewards(&rewards.get(i as i64), &datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
+                report_rewards(&rewards.get(i as i64), datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
                 outcomes[i] = Some(o);
             } else if let Some(e) = &mut stoppers[i] {
                 match e.observe(step, watched) {
@@ -243,7 +290,11 @@ fn train_group_with(
                     }
                     x_buf
                 }
-                None => pair_table.index_select(0, &(idx + &offsets).view([-1])).view([k as i64, 2 * b, d1]),
+                None => pair_table
+                    .as_ref()
+                    .expect("a pair table off the CPU's host loops")
+                    .index_select(0, &(idx + &offsets).view([-1]))
+                    .view([k as i64, 2 * b, d1]),
             };
             let (rr, tape) = mlp.forward_train(&x); // [K, 2b], interleaved
             // ∂L/∂rewards [K, 2b]: on the CPU one host loop beats a dozen small kernels.
@@ -262,6 +313,7 @@ fn train_group_with(
                 dr /= accumulate as f64;
             }
             mlp.backward(&dr, &tape);
+            step_rewards = rr;
             if let Some(acc) = &mut acc {
                 if micro == 0 {
                     acc.copy_(&mlp.grad);
@@ -275,7 +327,7 @@ fn train_group_with(
             mlp.clip_per_cell(grad, t.max_grad_norm);
         }
         opt.step(&mut mlp.params, grad);
-        on_step(step);
+        on_step(step, &StepLoss::Rewards { rewards: &step_rewards, objectives: &objectives });
         if step % base.eval.every == 0 || step == t.steps {
             evaluate(&mlp, step, &mut outcomes, &mut stoppers, &mut best, sinks)?;
         }
@@ -293,8 +345,7 @@ fn train_group_with(
             done.push(d);
             continue;
         }
-        let rows =
-            report_rewards(&rewards.get(i as i64), &datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
+        let rows = report_rewards(&rewards.get(i as i64), datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
         if let Some(best_step) = stoppers[i].as_ref().and_then(EarlyStopping::best_step) {
             sinks[i].record_best_step(best_step)?;
         }
@@ -437,7 +488,7 @@ mod tests {
                 let mut refs: Vec<&mut dyn MetricsSink> =
                     batched.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
                 let outcomes =
-                    train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_| {}, host_loops).unwrap();
+                    train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}, host_loops).unwrap();
                 assert!(outcomes.iter().all(|o| *o == Outcome::Finished), "{what}");
             }
             for (c, got) in cfgs.iter().zip(&batched) {
@@ -521,7 +572,7 @@ mod tests {
         {
             let mut refs: Vec<&mut dyn MetricsSink> =
                 sinks.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
-            train_group(&cfgs, Device::Cpu, &mut refs, &mut |_| {}).unwrap();
+            train_group(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}).unwrap();
         }
         for (c, sink) in cfgs.iter().zip(&sinks) {
             let (p, _) = data::load(&c.data, c.seed).unwrap();

@@ -82,6 +82,20 @@ impl StackedMlp {
         Tensor::cat(&[features, &Tensor::ones(size.as_slice(), (features.kind(), features.device()))], -1)
     }
 
+    /// K cells' features, each `[R, D]`, stacked with a column of ones appended:
+    /// `[K, R, D + 1]`, as [`StackedMlp::with_ones`] of their stack, written in one pass (at
+    /// paper scale this is hundreds of MB, and every pass over fresh memory faults it in).
+    pub fn stack_with_ones(features: &[&Tensor]) -> Tensor {
+        let (r, d) = features[0].size2().expect("features are [R, D]");
+        let k = features.len() as i64;
+        let out = Tensor::empty([k, r, d + 1], (features[0].kind(), features[0].device()));
+        for (i, f) in features.iter().enumerate() {
+            out.get(i as i64).narrow(1, 0, d).copy_(f);
+        }
+        let _ = out.narrow(2, d, 1).fill_(1.0);
+        out
+    }
+
     /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones), no tape.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         self.run(xs, false).0
@@ -239,10 +253,16 @@ impl StackedMlp {
             let _ = mask.sign_();
         }
         let hidden = mask.size()[2];
-        let g = (&tape.inputs[0] * s).transpose(1, 2).bmm(&mask); // [K, D + 1, H]
+        // Nor is x̃: it is scaled in place (the same products as into a new tensor, without
+        // allocating and faulting in [K, N, D + 1] each step).
+        let mut scaled = tape.inputs[0].shallow_clone();
+        let _ = scaled.g_mul_(s);
+        let mut g = scaled.transpose(1, 2).bmm(&mask); // [K, D + 1, H]
         let head_w = self.ws[1].narrow(1, 0, hidden).transpose(1, 2); // [K, 1, H]
         let _ = g.mul_out(&self.gws[0], &head_w);
-        let head_grad = (&g * &self.ws[0]).sum_dim_intlist(1, true, Kind::Float); // [K, 1, H]
+        // G is not needed after the hidden layer's gradient: Wᵢⱼ Gᵢⱼ in place.
+        let _ = g.g_mul_(&self.ws[0]);
+        let head_grad = g.sum_dim_intlist(1, true, Kind::Float); // [K, 1, H]
         self.gws[1].narrow(1, 0, hidden).copy_(&head_grad.transpose(1, 2));
     }
 

@@ -339,6 +339,19 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
         "the second sweep reads the cache"
     );
     ok(rmlab(&["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"]));
+    // Each cell alone is a batched group of one, with the numbers of its group.
+    let alone = dir.path().join("a/alone.sqlite");
+    ok(rmlab(&["sweep", spec, "--db", alone.to_str().unwrap(), "--no-vectorize"]));
+    let groups: Vec<String> = Connection::open(&alone)
+        .unwrap()
+        .prepare("SELECT batch_group FROM runs WHERE engine = 'batched'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(groups.len(), 4);
+    assert!(groups.iter().all(|g| g.ends_with(":1")), "{groups:?}");
     // One worker, so that the sweep does not split the groups (λ values of a seed) to feed two.
     let conn = Connection::open(&a).unwrap();
     let engines: Vec<String> = conn
@@ -392,6 +405,7 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
     let (va, vb): (Vec<_>, Vec<_>) =
         (latest(&a).into_iter().filter(keep).collect(), latest(&b).into_iter().filter(keep).collect());
     assert_close(&va, &vb, 1e-5);
+    assert_close(&va, &latest(&alone).into_iter().filter(keep).collect::<Vec<_>>(), 1e-6);
 }
 
 #[test]

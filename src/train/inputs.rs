@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 
 use crate::data::{self, Dataset, Texts};
 use crate::error::{Error, Result};
-use crate::experiment::config::{Finetune, ModelConfig, ModelKind, RunConfig};
+use crate::experiment::config::{DataKind, Finetune, ModelConfig, ModelKind, RunConfig};
 use crate::model::encoder::{Bert, Checkpoint, PairTokens, cache, embed};
 
 /// What a run records about its inputs.
@@ -81,12 +81,17 @@ pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> 
 /// its cells' data itself): the data stage's report and, for a frozen encoder, the cached
 /// embeddings' record.
 pub fn report(cfg: &RunConfig) -> Result<InputsReport> {
+    let encoder = cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None;
+    if cfg.data.kind == DataKind::Synthetic && !encoder {
+        // Generated data has nothing to report: no need to generate it here too.
+        return Ok(InputsReport { rows: None, data_report: None });
+    }
     let (prefs, read) = data::load(&cfg.data, cfg.seed)?;
     let mut report = InputsReport {
         rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
         data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
     };
-    if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() == Finetune::None {
+    if encoder {
         let items = items(prefs.texts.as_ref(), &prefs.prompt_of)?;
         let device = crate::runtime::resolve_device(cfg.model.device)?;
         report.add_encoder(embeddings(cfg, &items.unique, device, &mut |_, _| {})?.1);

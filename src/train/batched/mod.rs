@@ -6,9 +6,9 @@
 //! optimizer update over all parameters ([`FlatOptimizer`], [`optim`]); on the CPU, host loops
 //! ([`kernels`], the crate's only unsafe code) replace kernels where that is faster. Each cell
 //! keeps its own data (generated from its seed), its own initialisation and batch stream (the
-//! same draws as the one-cell trainer, [`super::autograd`]), its own λ and, because Adam and
+//! same draws as the autograd trainer, [`super::autograd`]), its own λ and, because Adam and
 //! SGD update every element on its own, its own optimizer state. Every cell reports through
-//! its own sink, as if it had been trained alone; results equal the one-cell path up to
+//! its own sink, as if it had been trained alone; results equal the autograd trainer's up to
 //! float32 rounding (a test checks 1e-5).
 
 mod kernels;
@@ -79,9 +79,9 @@ pub fn train_group(
 }
 
 /// One cell trained by the batched engine as a group of one, on data already loaded: the
-/// one-cell path for every cell the engine can train ([`group_key`]). Same numbers as that
-/// cell in any group on this machine's CPU (README, Reproducibility), and as the autograd
-/// trainer to float32 rounding.
+/// one-cell path for every cell the engine can train ([`group_key`]; others are an error).
+/// On this project's AMD EPYC the same numbers as that cell in a group (tested bit for bit for
+/// one ReLU layer, README, Reproducibility), and as the autograd trainer to float32 rounding.
 pub fn train_alone(
     cfg: &RunConfig,
     data: &Dataset,
@@ -89,6 +89,9 @@ pub fn train_alone(
     sink: &mut dyn MetricsSink,
     on_step: &mut dyn FnMut(usize, &StepLoss),
 ) -> Result<Outcome> {
+    if group_key(cfg).is_none() {
+        return Err(Error::Run("the batched engine cannot train this cell (train it with `train`)".into()));
+    }
     let outcomes = train_stack(std::slice::from_ref(cfg), &[data], device, &mut [sink], on_step, true)?;
     Ok(outcomes[0])
 }
@@ -278,9 +281,10 @@ fn train_stack(
             let x = match &table_host {
                 Some(table) => {
                     // On the CPU the row copies overlap their cache misses in one loop.
-                    // SAFETY: `x_buf` is read only through the previous micro-batch's tape,
-                    // dropped by now, and `idx` is a fresh tensor of the batch stream that
-                    // nothing writes.
+                    // SAFETY: `x_buf` is read and written only through the previous
+                    // micro-batch's forward and backward passes, done by now (its tape is
+                    // dropped), and `idx` is a fresh tensor of the batch stream that nothing
+                    // writes.
                     let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
                     let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
                     let width = 2 * d1 as usize;
@@ -309,7 +313,7 @@ fn train_stack(
                 Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
             };
             if accumulate > 1 {
-                // Each micro-batch's loss counts 1/accumulate, as in the one-cell trainer.
+                // Each micro-batch's loss counts 1/accumulate, as in the autograd trainer.
                 dr /= accumulate as f64;
             }
             mlp.backward(&dr, &tape);
@@ -416,9 +420,9 @@ mod tests {
     const LEVEL_METRICS: [&str; 5] =
         ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
 
-    /// Every metric and final reward of every cell equals the one-cell path within 1e-5: for
-    /// a linear model and MLPs of one and two hidden layers, every activation, every
-    /// regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
+    /// Every metric and final reward of every cell equals the autograd trainer's (one cell at
+    /// a time) within 1e-5: for a linear model and MLPs of one and two hidden layers, every
+    /// activation, every regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
     /// host loops and with the tensor kernels other devices run.
     #[test]
     fn equals_one_cell_at_a_time() {

@@ -192,7 +192,9 @@ impl StackedMlp {
     }
 
     /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
-    /// A tape serves one backward pass (it may be overwritten).
+    /// A tape serves one backward pass, which may overwrite it, and with it the input `xs` the
+    /// caller gave [`StackedMlp::forward_train`] (one ReLU layer scales it in place): the
+    /// caller must not read `xs` afterwards.
     ///
     /// The gradient at every layer is carried as `diag(s) · G` with the row scale `s = dr`
     /// kept aside: the head has one output, so below it `G` starts as the head's weights

@@ -1,6 +1,6 @@
 //! Evaluating a run at a step: rewards of every response → the metrics of each split (with the
 //! truth metrics where the true reward is known) → its sink; and the final rewards. Shared by
-//! the one-cell and the batched trainer, so both report exactly the same numbers.
+//! the autograd and the batched trainer, so both report exactly the same numbers.
 
 use tch::{Device, Tensor};
 

@@ -129,7 +129,7 @@ fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
 
 /// Version 3: the identity of the process that ran each run (boot id and start time, so a
 /// reused pid is not taken for it), how each run was trained (`engine`: `autograd` for one cell, `batched` for a cell
-/// trained in a stacked group, and `batch_group`, the group's identity), why a run was flagged
+/// trained in a stacked group, of one for a cell alone, and `batch_group`, the group's identity), why a run was flagged
 /// diverged, the step whose weights an early-stopped run kept, the data report of a run (JSON:
 /// rows read and skipped, comparison-graph statistics, texts truncated), and the files a run
 /// kept (`artifacts`: trained weights and their config, content-addressed).

@@ -178,7 +178,7 @@ fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
     Ok(Optimizer { torch, vars, adam })
 }
 
-/// The one-cell trainer's optimizer: LibTorch's, except that on a CPU with FMA Adam's update
+/// The autograd trainer's optimizer: LibTorch's, except that on a CPU with FMA Adam's update
 /// runs as the batched engine's host loops, one per parameter tensor. Those round exactly as
 /// LibTorch's Adam does (`train::batched::optim` tests it bit for bit), so results are the
 /// same, without the ~10 small kernels a parameter tensor that dominate a small model's step.

@@ -300,6 +300,18 @@ fn metrics(db: &Path) -> Vec<(String, String, String, i64, f64)> {
         .collect()
 }
 
+/// The first column of every row `sql` selects from the store `db`, as text.
+fn strings(db: &Path, sql: &str) -> Vec<String> {
+    Connection::open(db)
+        .unwrap()
+        .prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[track_caller]
 fn assert_close(
     a: &[(String, String, String, i64, f64)],
@@ -342,25 +354,12 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
     // Each cell alone is a batched group of one, with the numbers of its group.
     let alone = dir.path().join("a/alone.sqlite");
     ok(rmlab(&["sweep", spec, "--db", alone.to_str().unwrap(), "--no-vectorize"]));
-    let groups: Vec<String> = Connection::open(&alone)
-        .unwrap()
-        .prepare("SELECT batch_group FROM runs WHERE engine = 'batched'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let groups = strings(&alone, "SELECT batch_group FROM runs WHERE engine = 'batched'");
     assert_eq!(groups.len(), 4);
     assert!(groups.iter().all(|g| g.ends_with(":1")), "{groups:?}");
     // One worker, so that the sweep does not split the groups (λ values of a seed) to feed two.
     let conn = Connection::open(&a).unwrap();
-    let engines: Vec<String> = conn
-        .prepare("SELECT DISTINCT engine FROM runs")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let engines = strings(&a, "SELECT DISTINCT engine FROM runs");
     assert_eq!(engines, ["batched"], "frozen encoder cells train in the batched engine");
     let report: String = conn.query_row("SELECT data_report FROM runs LIMIT 1", [], |r| r.get(0)).unwrap();
     let report: Value = serde_json::from_str(&report).unwrap();
@@ -370,14 +369,7 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
     // The newest run of each cell: --force wrote a second one into a.
     let latest = |db: &Path| -> Vec<_> {
         let all = metrics(db);
-        let conn = Connection::open(db).unwrap();
-        let newest: Vec<String> = conn
-            .prepare("SELECT config_hash FROM runs GROUP BY config_hash")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let newest = strings(db, "SELECT config_hash FROM runs GROUP BY config_hash");
         assert_eq!(newest.len(), 4);
         let mut seen = std::collections::HashSet::new();
         all.into_iter().filter(|m| seen.insert((m.0.clone(), m.1.clone(), m.2.clone(), m.3))).collect()
@@ -385,13 +377,8 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
     // At λ = 0 a linear head's bias has only rounding noise as a gradient, which Adam turns
     // into steps of up to lr: the engines agree on reward differences there, not on the level
     // (as in the batched engine's own equality test).
-    let level_free: Vec<String> = conn
-        .prepare("SELECT config_hash FROM runs WHERE json_extract(config_json, '$.loss.lambda') = 0")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let level_free =
+        strings(&a, "SELECT config_hash FROM runs WHERE json_extract(config_json, '$.loss.lambda') = 0");
     assert!(!level_free.is_empty());
     let level =
         ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];

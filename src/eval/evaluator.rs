@@ -66,23 +66,10 @@ impl Truths {
     }
 }
 
-/// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared with the
-/// vectorized trainer); `Some(Diverged)` if the training split is out of [`Divergence`]'s
-/// bounds.
-pub fn report_eval(
-    rewards: &Tensor,
-    head_norm: f64,
-    data: &Dataset,
-    truths: &Truths,
-    cfg: &RunConfig,
-    step: usize,
-    sink: &mut dyn MetricsSink,
-) -> Result<Option<Outcome>> {
-    Ok(report_eval_watching(rewards, head_norm, data, truths, cfg, step, sink, None)?.0)
-}
-
-/// [`report_eval`], also returning the value of one metric of one split (`watch`, for early
-/// stopping; NaN when that split has no pairs).
+/// Reports the metrics of rewards `[R]` of all responses after `step` steps (shared by both
+/// engines); `Some(Diverged)` if the training split is out of [`Divergence`]'s bounds. Also
+/// returns the value of one metric of one split (`watch`, for early stopping; NaN when that
+/// split has no pairs, or nothing is watched).
 #[allow(clippy::too_many_arguments)]
 pub fn report_eval_watching(
     rewards: &Tensor,

@@ -25,7 +25,8 @@
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
 //! smaller sizes (a smoke test of the harness, not figures to quote); `-- --encoder-only` runs
-//! item 9 alone into results/bench-encoder.json, `-- --no-encoder` everything but item 9. `-- --device cuda` runs
+//! item 9 alone into results/bench-encoder.json, `-- --no-encoder` everything but item 9, `-- --engine-only` item 7 alone
+//! into results/bench-engine.json. `-- --device cuda` runs
 //! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
 
 #[path = "encoder/suite.rs"]
@@ -468,25 +469,26 @@ fn matmul_peak() -> f64 {
     2.0 * (n * n * n) as f64 / median(times) / 1e9
 }
 
-/// Cells of experiments/scale.toml, `overrides` applied, those `keep` accepts.
-fn scale_cells(overrides: &[&str], keep: impl Fn(&RunConfig) -> bool) -> Vec<RunConfig> {
-    let spec = spec_with("scale", overrides);
-    spec.cells().unwrap().into_iter().map(|c| c.config).filter(keep).collect()
-}
-
-/// The batched engine's achieved GFLOP/s on one stacked group of scale.toml's cells (pair_sum_sq
-/// at four λ, 8 seeds; 1 000 prompts, one random pair a prompt, ε = 0.1), one thread, the
-/// metrics discarded: data generation, training and evaluation, as a sweep's worker runs them.
+/// The batched engine's achieved GFLOP/s on one group of scale.toml's cells, the first that
+/// `just sweep scale` trains at 1 000 prompts, one random pair a prompt, ε = 0.1 (its groups,
+/// `sweep::groups`, with two workers: 6 seeds, each with λ = 0 and pair_sum_sq at four λ, a
+/// seed's five cells sharing their data and batches), one thread, the metrics discarded: data
+/// generation, training and evaluation, as a sweep's worker runs them.
 fn scale_engine(quick: bool, reps: usize) -> serde_json::Value {
-    use rmlab::experiment::config::{Graph, Regularizer};
+    use rmlab::experiment::config::Graph;
     rmlab::runtime::set_threads(1);
-    let mut cfgs: Vec<RunConfig> = scale_cells(&[], |c| {
-        c.data.flip == 0.1
-            && c.data.n_prompts == 1000
-            && c.data.graph == Graph::Random
-            && c.loss.regularizer == Regularizer::PairSumSq
-    });
-    cfgs.truncate(32);
+    let cells: Vec<rmlab::experiment::Cell> = spec_with("scale", &[])
+        .cells()
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            c.config.data.flip == 0.1
+                && c.config.data.n_prompts == 1000
+                && c.config.data.graph == Graph::Random
+        })
+        .collect();
+    let groups = rmlab::sweep::groups(&cells, 2, rmlab::sweep::Packing::Groups);
+    let mut cfgs: Vec<RunConfig> = groups[0].iter().map(|c| c.config.clone()).collect();
     if quick {
         cfgs.iter_mut().for_each(|c| c.train.steps = 20);
     }
@@ -671,6 +673,15 @@ fn main() {
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
         std::fs::write(&out, serde_json::to_string_pretty(&enc).unwrap() + "\n").unwrap();
         println!("{}", serde_json::to_string_pretty(&enc).unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--engine-only") {
+        // The engine's row alone (item 7), for working on the engine: results/bench-engine.json.
+        let engine = scale_engine(quick, if quick { 1 } else { 3 });
+        let out = out.with_file_name("bench-engine.json");
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(&out, serde_json::to_string_pretty(&engine).unwrap() + "\n").unwrap();
+        println!("{}", serde_json::to_string_pretty(&engine).unwrap());
         return;
     }
     let (steps, reps) = if quick { (200, 1) } else { (2000, 3) };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Where the batched engine's time goes on paper-scale cells: `perf record` of the same 32 cells
-# of experiments/scale.toml that `just bench` times (pair_sum_sq at four λ, 8 seeds; 1 000
-# prompts, one random pair a prompt, ε = 0.1), trained by `rmlab sweep --jobs 1 --threads 1`
-# into a scratch store, then the samples summed by what they were doing.
+# Where the batched engine's time goes on paper-scale cells: `perf record` of the same 30 cells
+# of experiments/scale.toml that `just bench` times (the first group `just sweep scale` trains
+# at 1 000 prompts, one random pair a prompt, ε = 0.1: seeds 0-5, each with λ = 0 and
+# pair_sum_sq at four λ), trained by `rmlab sweep --jobs 1 --threads 1` into a scratch store,
+# then the samples summed by what they were doing.
 #
 #   scripts/profile-scale.sh [RMLAB_BINARY]        (needs perf: apt-get install linux-perf)
 set -euo pipefail
@@ -14,9 +15,9 @@ trap 'rm -rf "$work"' EXIT
 spec=$ROOT/experiments/scale.toml
 
 only=$("$RMLAB" status "$spec" --db "$work/none.sqlite" |
-  grep 'data.flip=0.1 data.n_prompts=1000 data.graph=random loss.regularizer=pair_sum_sq' |
-  awk '{print $3}' | head -32 | paste -sd, -)
-[ "$(tr ',' '\n' <<<"$only" | wc -l)" = 32 ] || { echo "profile-scale: expected 32 cells" >&2; exit 1; }
+  grep -E 'data.flip=0.1 data.n_prompts=1000 data.graph=random loss.regularizer=(none|pair_sum_sq) .* seed=[0-5]$' |
+  awk '{print $3}' | paste -sd, -)
+[ "$(tr ',' '\n' <<<"$only" | wc -l)" = 30 ] || { echo "profile-scale: expected 30 cells" >&2; exit 1; }
 
 perf record -q -F 999 -o "$work/perf.data" -- \
   "$RMLAB" sweep "$spec" --db "$work/profile.sqlite" --only "$only" --jobs 1 --threads 1 >/dev/null 2>&1

@@ -324,18 +324,56 @@ type CellResult<'c> = (&'c Cell, Result<Option<Outcome>>);
 /// Most cells trained as one batched program.
 const MAX_GROUP: usize = 32;
 
-/// The work units of a sweep: compatible cells grouped (at most [`MAX_GROUP`], and split so
-/// that every worker gets some), or one cell each.
-fn groups(todo: &[Cell], jobs: usize, packing: Packing) -> Vec<Vec<&Cell>> {
+/// The work units of a sweep: compatible cells grouped, or one cell each. A bucket of
+/// compatible cells is cut into groups of about [`MAX_GROUP`] cells or fewer, so that every
+/// worker gets some; the cuts fall between seeds, so that a seed's cells share their data and
+/// batches ([`train::train_group`]), unless one seed alone has more cells than that.
+pub fn groups(todo: &[Cell], jobs: usize, packing: Packing) -> Vec<Vec<&Cell>> {
     if packing != Packing::Groups {
         return todo.iter().map(|c| vec![c]).collect();
     }
     let mut out = Vec::new();
     for b in compatible_buckets(todo) {
         let size = b.len().div_ceil(jobs).clamp(1, MAX_GROUP);
-        out.extend(b.chunks(size).map(<[&Cell]>::to_vec));
+        out.extend(cut_between_seeds(by_seed(b), size));
     }
     out
+}
+
+/// A bucket's cells with each seed's cells together, in order of seed (a seed's cells in
+/// their own order).
+pub(crate) fn by_seed(mut bucket: Vec<&Cell>) -> Vec<&Cell> {
+    bucket.sort_by_key(|c| c.config.seed);
+    bucket
+}
+
+/// `cells` (a seed's cells together) cut into ⌈len / size⌉ groups of about equal size, each
+/// cut moved to the nearest place where the seed changes; a seed with more than `size` cells
+/// may also be cut every `size` cells. A group then has fewer than `size` plus one seed's
+/// cells.
+fn cut_between_seeds(cells: Vec<&Cell>, size: usize) -> Vec<Vec<&Cell>> {
+    let len = cells.len();
+    let n = len.div_ceil(size.max(1));
+    let mut places = Vec::new(); // where a group may start
+    let mut run_start = 0;
+    for i in 1..=len {
+        if i == len || cells[i].config.seed != cells[i - 1].config.seed {
+            places.extend((run_start + size..i).step_by(size.max(1)));
+            places.push(i);
+            run_start = i;
+        }
+    }
+    let mut cuts = vec![0];
+    for g in 1..n {
+        let ideal = g * len / n;
+        let last = *cuts.last().expect("a first cut");
+        match places.iter().copied().filter(|&p| p > last && p < len).min_by_key(|&p| p.abs_diff(ideal)) {
+            Some(p) => cuts.push(p),
+            None => break,
+        }
+    }
+    cuts.push(len);
+    cuts.windows(2).map(|w| cells[w[0]..w[1]].to_vec()).collect()
 }
 
 /// The cells in buckets that can each train as one batched program ([`train::compatible`]),
@@ -573,6 +611,55 @@ mod tests {
             }
         }
         buckets
+    }
+
+    /// A sweep's groups hold every cell once, keep a seed's cells of a bucket together when
+    /// there are fewer of them than a group's size, and stay near that size: scale.toml's
+    /// buckets (5 and 2 cells a seed, 31 seeds), one seed of many λ (cut within the seed),
+    /// one cell a seed (even groups).
+    #[test]
+    fn groups_keep_a_seeds_cells_together() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let spec = Spec::load(&root.join("experiments/scale.toml")).unwrap();
+        let cells: Vec<Cell> = spec.cells().unwrap().into_iter().take(279).collect(); // one (ε, prompts, design)
+        for jobs in [1, 2] {
+            let gs = groups(&cells, jobs, Packing::Groups);
+            let mut seen: Vec<usize> = gs.iter().flatten().map(|c| c.index).collect();
+            seen.sort();
+            assert_eq!(seen, (0..279).collect::<Vec<_>>(), "every cell once");
+            let sizes: Vec<usize> = gs.iter().map(Vec::len).collect();
+            // Buckets of 155 (none and pair_sum_sq) and 62 (batch_sum, l2) cells.
+            let expected: &[usize] = &[30, 30, 35, 30, 30, 30, 32, 30, 32];
+            assert_eq!(sizes, expected, "jobs {jobs}");
+            let bucket_of: HashMap<usize, usize> = compatible_buckets(&cells)
+                .iter()
+                .enumerate()
+                .flat_map(|(b, cs)| cs.iter().map(move |c| (c.index, b)))
+                .collect();
+            let mut group_of_seed: HashMap<(usize, u64), usize> = HashMap::new();
+            for (g, cs) in gs.iter().enumerate() {
+                for c in cs {
+                    let b = bucket_of[&c.index];
+                    let at = *group_of_seed.entry((b, c.config.seed)).or_insert(g);
+                    assert_eq!(at, g, "jobs {jobs}: seed {} of bucket {b} in one group", c.config.seed);
+                }
+            }
+        }
+        let one = |seed: u64, lambda: f64, index: usize| {
+            let mut c = cells[31 + (index % 4) * 31].clone();
+            c.index = index;
+            c.config.seed = seed;
+            c.config.loss.lambda = lambda;
+            c
+        };
+        // One seed, 70 λ: cut within the seed, into even groups.
+        let many: Vec<Cell> = (0..70).map(|i| one(7, 1e-3 * (i + 1) as f64, i)).collect();
+        let sizes: Vec<usize> = groups(&many, 1, Packing::Groups).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [32, 32, 6].map(|n| n), "cut every 32 within one seed");
+        // 70 seeds of one cell: three even groups.
+        let lone: Vec<Cell> = (0..70).map(|i| one(i as u64, 0.01, i)).collect();
+        let sizes: Vec<usize> = groups(&lone, 1, Packing::Groups).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [23, 23, 24]);
     }
 
     fn indices(buckets: &[Vec<&Cell>]) -> Vec<Vec<usize>> {

@@ -65,7 +65,9 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     // Compatible cells are made adjacent before the cells are cut into tasks, so that a task
     // trains its cells as few batched programs, not one at a time; the number of tasks stays
     // ⌈cells / cells_per_task⌉.
-    let ordered: Vec<Cell> = super::compatible_buckets(&todo).into_iter().flatten().cloned().collect();
+    // A seed's cells are put together too, so that they share their data in a task's groups.
+    let ordered: Vec<Cell> =
+        super::compatible_buckets(&todo).into_iter().flat_map(super::by_seed).cloned().collect();
     let tasks: Vec<Vec<Cell>> = ordered.chunks(opts.cells_per_task).map(<[Cell]>::to_vec).collect();
     let array_script = absolute(&opts.out)?;
     let stem = array_script.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep").to_string();

@@ -7,7 +7,10 @@
 //! ([`kernels`], the crate's only unsafe code) replace kernels where that is faster. Each cell
 //! keeps its own data (generated from its seed), its own initialisation and batch stream (the
 //! same draws as the autograd trainer, [`super::autograd`]), its own λ and, because Adam and
-//! SGD update every element on its own, its own optimizer state. Every cell reports through
+//! SGD update every element on its own, its own optimizer state. A seed's cells listed
+//! together share what they have in common, their data and batches: generated, tabled and
+//! gathered once, and multiplied with each cell's weights ([`StackedMlp::share_inputs`]),
+//! which changes no bit of any cell's numbers. Every cell reports through
 //! its own sink, as if it had been trained alone; results equal the autograd trainer's up to
 //! float32 rounding (a test checks 1e-5).
 
@@ -66,7 +69,8 @@ pub fn compatible(a: &RunConfig, b: &RunConfig) -> bool {
 }
 
 /// Trains compatible cells together; returns each cell's outcome. `sinks[k]` receives cell
-/// k's metrics and final rewards. A cell that diverges is reported as diverged at that
+/// k's metrics and final rewards. Consecutive cells of one seed share their data and batches
+/// (generated and gathered once), so a caller lists a seed's cells together. A cell that diverges is reported as diverged at that
 /// evaluation and no longer evaluated; the others go on. `on_step` gets each step's number and
 /// its loss, one value a cell (computed only if asked for).
 pub fn train_group(
@@ -105,10 +109,41 @@ fn train_group_with(
     on_step: &mut dyn FnMut(usize, &StepLoss),
     host_loops: bool,
 ) -> Result<Vec<Outcome>> {
-    // Data: each cell's own, generated from its seed.
-    let datasets: Vec<Dataset> =
-        cfgs.iter().map(|c| super::inputs::load(c, device).map(|(d, _)| d)).collect::<Result<_>>()?;
-    train_stack(cfgs, &datasets.iter().collect::<Vec<_>>(), device, sinks, on_step, host_loops)
+    let (datasets, data_of) = load_data(cfgs, device)?;
+    let per_cell: Vec<&Dataset> = data_of.iter().map(|&d| &datasets[d]).collect();
+    train_stack(cfgs, &per_cell, device, sinks, on_step, host_loops)
+}
+
+/// Each cell's data, generated from its seed: the data sets and which one each cell has.
+/// Consecutive compatible cells of one seed (which differ only in λ, on which data does not
+/// depend) have one data set.
+fn load_data(cfgs: &[RunConfig], device: Device) -> Result<(Vec<Dataset>, Vec<usize>)> {
+    let mut datasets: Vec<Dataset> = Vec::new();
+    let mut data_of = Vec::with_capacity(cfgs.len());
+    for (i, c) in cfgs.iter().enumerate() {
+        let shares = i > 0 && cfgs[i - 1].seed == c.seed && compatible(&cfgs[i - 1], c);
+        if !shares {
+            datasets.push(super::inputs::load(c, device)?.0);
+        }
+        data_of.push(datasets.len() - 1);
+    }
+    Ok((datasets, data_of))
+}
+
+/// The inputs of cells with `datasets` ([`StackedMlp::share_inputs`]): the number of cells of
+/// each, in order. Consecutive cells with the same data set and seed train on the same rows
+/// and draw the same batches, so they share one input.
+fn input_counts(cfgs: &[RunConfig], datasets: &[&Dataset]) -> Vec<usize> {
+    let mut counts: Vec<usize> = Vec::new();
+    for (i, (c, ds)) in cfgs.iter().zip(datasets).enumerate() {
+        let first = i - counts.last().map_or(0, |&n| n); // the first cell of the current input
+        if i > 0 && std::ptr::eq(datasets[first], *ds) && cfgs[first].seed == c.seed {
+            *counts.last_mut().expect("an input") += 1;
+        } else {
+            counts.push(1);
+        }
+    }
+    counts
 }
 
 /// The engine: `cfgs[k]` trained on `datasets[k]`, reporting to `sinks[k]`.
@@ -132,10 +167,18 @@ fn train_stack(
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
         return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
     }
-    // Every response's features, ones appended: [K, R, D + 1] (evaluation input).
-    let features = StackedMlp::stack_with_ones(&datasets.iter().map(|ds| &ds.features).collect::<Vec<_>>());
+    // Inputs shared by a seed's cells: their data is stacked, tabled and gathered once.
+    let counts = input_counts(cfgs, datasets);
+    let firsts: Vec<usize> =
+        counts.iter().scan(0, |next, &c| Some(std::mem::replace(next, *next + c))).collect();
+    let n_inputs = firsts.len();
+    let input_of: Vec<usize> =
+        counts.iter().enumerate().flat_map(|(u, &c)| std::iter::repeat_n(u, c)).collect();
+    let inputs: Vec<&Dataset> = firsts.iter().map(|&i| datasets[i]).collect();
+    // Every response's features, ones appended: [U, R, D + 1] (evaluation input).
+    let features = StackedMlp::stack_with_ones(&inputs.iter().map(|ds| &ds.features).collect::<Vec<_>>());
     let d1 = features.size()[2];
-    // Training pairs as rows of a table [K·P, 2·(D + 1)], chosen then rejected features: a
+    // Training pairs as rows of a table [U·P, 2·(D + 1)], chosen then rejected features: a
     // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …). On the CPU
     // the table is built on the host, row by row from the features (no tensor copies in
     // between), and read into one reused batch buffer.
@@ -145,8 +188,8 @@ fn train_stack(
             Error::Run("the stacked features are not a contiguous float32 CPU tensor".into())
         })?;
         let (width, per_cell) = (d1 as usize, (features.size()[1] * d1) as usize);
-        let mut table = Vec::with_capacity(k * n_train * 2 * width);
-        for (f, ds) in all.chunks_exact(per_cell).zip(datasets) {
+        let mut table = Vec::with_capacity(n_inputs * n_train * 2 * width);
+        for (f, ds) in all.chunks_exact(per_cell).zip(&inputs) {
             for &(a, b) in &ds.train.pairs_host {
                 table.extend_from_slice(&f[a * width..][..width]);
                 table.extend_from_slice(&f[b * width..][..width]);
@@ -157,17 +200,17 @@ fn train_stack(
         let rows: Vec<Tensor> = features
             .unbind(0)
             .iter()
-            .zip(datasets)
+            .zip(&inputs)
             .map(|(f, ds)| {
                 Tensor::cat(&[f.index_select(0, &ds.train.chosen), f.index_select(0, &ds.train.rejected)], 1)
             })
             .collect();
         (None, Some(Tensor::cat(&rows, 0)))
     };
-    // Cell k's pairs start at row k·P.
+    // Input u's pairs start at row u·P.
     let offsets =
-        Tensor::arange_start_step(0, k as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
-            .view([k as i64, 1]);
+        Tensor::arange_start_step(0, n_inputs as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
+            .view([n_inputs as i64, 1]);
 
     // Parameters: each cell's initial weights (its own seed's draws), stacked.
     let models: Vec<_> = cfgs
@@ -193,6 +236,7 @@ fn train_stack(
         .collect();
     let mut mlp = StackedMlp::new(&layers, base.model.activation);
     mlp.use_host_kernels(host_loops);
+    mlp.share_inputs(&counts);
     drop((layers, models));
     let mut opt = FlatOptimizer::new(&base.train, &mlp.params);
     if !host_loops {
@@ -206,16 +250,16 @@ fn train_stack(
     let penalty =
         cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(Regularizer::None, |c| c.loss.regularizer);
     let t = &base.train;
-    let seeds: Vec<u64> = cfgs.iter().map(|c| c.seed).collect();
+    let seeds: Vec<u64> = firsts.iter().map(|&i| cfgs[i].seed).collect();
     let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, t.sampling, device);
     let b_full = batches.batch() as i64;
-    let x_full = Tensor::zeros([k as i64, 2 * b_full, d1], (Kind::Float, device));
+    let x_full = Tensor::zeros([n_inputs as i64, 2 * b_full, d1], (Kind::Float, device));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
     let mut stoppers: Vec<Option<EarlyStopping>> =
         cfgs.iter().map(|c| EarlyStopping::new(&c.train)).collect();
     // Each cell's parameters at its best evaluation (early stopping).
     let mut best: Vec<Option<Vec<Tensor>>> = (0..k).map(|_| None).collect();
-    let truths: Vec<Truths> = datasets.iter().map(|ds| Truths::new(ds)).collect();
+    let truths: Vec<Truths> = inputs.iter().map(|ds| Truths::new(ds)).collect();
     // Gradients of the micro-batches of one step, summed (accumulation only).
     let accumulate = t.gradient_accumulation;
     let mut acc = (accumulate > 1).then(|| mlp.grad.zeros_like());
@@ -242,7 +286,7 @@ fn train_stack(
                 &rewards.get(i as i64),
                 norms[i],
                 datasets[i],
-                &truths[i],
+                &truths[input_of[i]],
                 &cfgs[i],
                 step,
                 &mut *sinks[i],
@@ -269,14 +313,14 @@ fn train_stack(
             opt.set_lr(schedule::lr_at(t, step));
         }
         for micro in 0..accumulate {
-            // [K, b] pair indices, each cell from its own stream, offset into its own pairs.
-            let idx = if k == 1 { batches.next().unsqueeze(0) } else { batches.next() };
+            // [U, b] pair indices, each input from its own stream, offset into its own pairs.
+            let idx = if n_inputs == 1 { batches.next().unsqueeze(0) } else { batches.next() };
             let b = idx.size()[1];
             // A partial batch (the end of an epoch) gets a buffer of its own size.
             let x_buf = if b == b_full {
                 x_full.shallow_clone()
             } else {
-                Tensor::zeros([k as i64, 2 * b, d1], (Kind::Float, device))
+                Tensor::zeros([n_inputs as i64, 2 * b, d1], (Kind::Float, device))
             };
             let x = match &table_host {
                 Some(table) => {
@@ -298,7 +342,7 @@ fn train_stack(
                     .as_ref()
                     .expect("a pair table off the CPU's host loops")
                     .index_select(0, &(idx + &offsets).view([-1]))
-                    .view([k as i64, 2 * b, d1]),
+                    .view([n_inputs as i64, 2 * b, d1]),
             };
             let (rr, tape) = mlp.forward_train(&x); // [K, 2b], interleaved
             // ∂L/∂rewards [K, 2b]: on the CPU one host loop beats a dozen small kernels.
@@ -556,6 +600,63 @@ mod tests {
                 let first = alone.curve(Split::Train, "loss_total")[0].1;
                 let last = alone.last(Split::Train, "loss_total").unwrap();
                 assert!(last < first, "{what}: training moved the loss ({first} → {last})");
+            }
+        }
+    }
+
+    /// Cells of one seed next to each other share their input (data, batches, gathered rows),
+    /// and that changes no bit of what any cell reports: the same group trained with one data
+    /// set a cell gives the same numbers, for one ReLU layer (the host kernels' shared path),
+    /// two tanh layers and a linear model, with the host loops and with the kernels other
+    /// devices run.
+    #[test]
+    fn shared_inputs_change_no_bit() {
+        use crate::experiment::config::Activation;
+        let variants: [(Option<Vec<usize>>, Activation); 3] = [
+            (Some(vec![16]), Activation::Relu),
+            (Some(vec![8, 8]), Activation::Tanh),
+            (None, Activation::Relu),
+        ];
+        for ((hidden, activation), host_loops) in
+            variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
+        {
+            // Seeds 3, 3, 3, 5, 5 and 3 again: inputs of 3, 2 and 1 cells.
+            let cfgs: Vec<RunConfig> = [(3, 0.0), (3, 0.01), (3, 0.5), (5, 0.1), (5, 0.0), (3, 0.2)]
+                .iter()
+                .map(|&(seed, lambda)| {
+                    let mut c = cfg(seed, lambda, hidden.clone());
+                    c.model.activation = activation;
+                    c
+                })
+                .collect();
+            let what = format!("{hidden:?} {activation:?} host loops {host_loops}");
+            let mut shared: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();
+            let mut separate: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();
+            {
+                let mut refs: Vec<&mut dyn MetricsSink> =
+                    shared.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
+                train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}, host_loops).unwrap();
+                let (datasets, data_of) = load_data(&cfgs, Device::Cpu).unwrap();
+                assert_eq!(datasets.len(), 3, "a data set a run of one seed");
+                let per_cell: Vec<&Dataset> = data_of.iter().map(|&d| &datasets[d]).collect();
+                assert_eq!(input_counts(&cfgs, &per_cell), [3, 2, 1], "{what}: the inputs shared");
+                // One data set a cell: equal contents, but no two cells share one.
+                let own: Vec<Dataset> =
+                    cfgs.iter().map(|c| crate::train::inputs::load(c, Device::Cpu).unwrap().0).collect();
+                let mut refs: Vec<&mut dyn MetricsSink> =
+                    separate.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
+                let own: Vec<&Dataset> = own.iter().collect();
+                train_stack(&cfgs, &own, Device::Cpu, &mut refs, &mut |_, _| {}, host_loops).unwrap();
+            }
+            for ((c, a), b) in cfgs.iter().zip(&shared).zip(&separate) {
+                let bits = |s: &MemorySink| {
+                    let m = s.rows.iter().map(|r| (r.step, r.name, r.value.to_bits()));
+                    let r = s.rewards.iter().map(|r| (r.response, r.reward.to_bits()));
+                    (m.collect::<Vec<_>>(), r.collect::<Vec<_>>())
+                };
+                let (a, b) = (bits(a), bits(b));
+                assert!(!a.1.is_empty() && a.0.len() > 40, "{what}: metrics and final rewards reported");
+                assert_eq!(a, b, "{what}, seed {} λ {}", c.seed, c.loss.lambda);
             }
         }
     }

@@ -9,6 +9,12 @@
 //! used: the backward pass is a fixed sequence of batched matmuls and one activation backward
 //! per hidden layer, written into a flat gradient `[P]` that a [`super::optim`]
 //! optimizer consumes whole.
+//!
+//! Cells may share an input ([`StackedMlp::share_inputs`]): cells of one seed that differ only
+//! in λ train on the same data and draw the same batches, so their rows are gathered once and
+//! the input is `[U, N, D + 1]`, one a group of cells, instead of `[K, N, D + 1]`. Every cell
+//! still multiplies its own weights with the same numbers, so its results are unchanged to
+//! the bit.
 
 use tch::{Kind, Tensor};
 
@@ -29,6 +35,20 @@ pub struct StackedMlp {
     activation: Activation,
     /// Use the fused host kernel for one ReLU layer when the tensors are on the CPU.
     host_kernels: bool,
+    /// Inputs shared by consecutive cells; `None`: one input a cell.
+    shared: Option<SharedInputs>,
+    /// The scaled first-layer input of the backward pass when inputs are shared,
+    /// `[K, N, D + 1]`, kept between steps (a fresh one would be faulted in every step).
+    scaled: Tensor,
+}
+
+/// Which input each cell reads when consecutive cells share one.
+struct SharedInputs {
+    /// Cells of each input, in order: input u feeds the `counts[u]` cells after those of the
+    /// inputs before it.
+    counts: Vec<i64>,
+    /// The input of every cell, `[K]` int64: what gives each cell its own copy.
+    of_cell: Tensor,
 }
 
 /// What the backward pass needs from a forward pass.
@@ -40,6 +60,8 @@ pub struct Tape {
     pre: Vec<Option<Tensor>>,
     /// `inputs[1]` holds the ReLU mask [h > 0] rather than h (the fused host kernel).
     hidden_is_mask: bool,
+    /// `inputs[0]` is `[U, N, D + 1]`, one a group of cells ([`StackedMlp::share_inputs`]).
+    shared_input: bool,
 }
 
 impl StackedMlp {
@@ -71,7 +93,53 @@ impl StackedMlp {
                 .collect::<Vec<_>>()
         };
         let (ws, gws) = (views(&params), views(&grad));
-        StackedMlp { k, params, grad, ws, gws, activation, host_kernels: true }
+        StackedMlp {
+            k,
+            params,
+            grad,
+            ws,
+            gws,
+            activation,
+            host_kernels: true,
+            shared: None,
+            scaled: Tensor::new(),
+        }
+    }
+
+    /// From now on inputs have one entry a group of consecutive cells, `counts[u]` cells in
+    /// group u (Σ counts = K): [`StackedMlp::forward`] and [`StackedMlp::forward_train`] take
+    /// `[U, N, D + 1]`, each group's cells reading its one entry.
+    pub fn share_inputs(&mut self, counts: &[usize]) {
+        assert_eq!(counts.iter().sum::<usize>(), self.k as usize, "every cell reads one input");
+        if counts.len() == self.k as usize {
+            self.shared = None;
+            return;
+        }
+        let of_cell: Vec<i64> =
+            counts.iter().enumerate().flat_map(|(u, &c)| std::iter::repeat_n(u as i64, c)).collect();
+        let device = self.params.device();
+        self.shared = Some(SharedInputs {
+            counts: counts.iter().map(|&c| c as i64).collect(),
+            of_cell: Tensor::from_slice(&of_cell).to_device(device),
+        });
+    }
+
+    /// Inputs as one entry a cell, `[K, ...]`: `xs` itself unless inputs are shared.
+    fn per_cell(&self, xs: &Tensor) -> Tensor {
+        match &self.shared {
+            Some(sh) => xs.index_select(0, &sh.of_cell),
+            None => xs.shallow_clone(),
+        }
+    }
+
+    /// The groups of cells sharing an input: (input, first cell, cells).
+    fn groups(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        let counts = self.shared.as_ref().map(|sh| sh.counts.as_slice()).unwrap_or(&[]);
+        counts.iter().enumerate().scan(0, |start, (u, &c)| {
+            let first = *start;
+            *start += c;
+            Some((u as i64, first, c))
+        })
     }
 
     /// Features `[..., D]` with a column of ones appended, `[..., D + 1]`: the input layout of
@@ -96,7 +164,8 @@ impl StackedMlp {
         out
     }
 
-    /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones), no tape.
+    /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones; `[U, N, D + 1]` when
+    /// inputs are shared), no tape.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         self.run(xs, false).0
     }
@@ -112,10 +181,12 @@ impl StackedMlp {
             return out;
         }
         let n_layers = self.ws.len();
+        let xs = &self.per_cell(xs);
         let mut tape = Tape {
             inputs: Vec::with_capacity(n_layers),
             pre: Vec::with_capacity(n_layers),
             hidden_is_mask: false,
+            shared_input: false,
         };
         let mut h = xs.shallow_clone();
         for (l, w) in self.ws.iter().enumerate() {
@@ -171,7 +242,7 @@ impl StackedMlp {
         if !applies {
             return None;
         }
-        let a = xs.bmm(&self.ws[0]); // [K, N, H], contiguous
+        let a = self.first_layer(xs); // [K, N, H], contiguous
         let (k, n, h) = (self.k as usize, a.size()[1] as usize, a.size()[2] as usize);
         let head = self.ws[1].contiguous(); // [K, H + 1, 1]
         let mut r = vec![0f32; k * n];
@@ -187,8 +258,25 @@ impl StackedMlp {
             inputs: vec![xs.shallow_clone(), a],
             pre: vec![None],
             hidden_is_mask: true,
+            shared_input: self.shared.is_some(),
         });
         Some((r, tape))
+    }
+
+    /// The first layer's products `[K, N, out]` of inputs `xs` (`[U, N, D + 1]` when shared):
+    /// a group's input multiplies each of its cells' weights in one batched call, without a
+    /// copy a cell.
+    fn first_layer(&self, xs: &Tensor) -> Tensor {
+        if self.shared.is_none() {
+            return xs.bmm(&self.ws[0]);
+        }
+        let (n, d1, out) = (xs.size()[1], xs.size()[2], self.ws[0].size()[2]);
+        let a = Tensor::empty([self.k, n, out], (xs.kind(), xs.device()));
+        for (u, first, c) in self.groups() {
+            let x = xs.get(u).unsqueeze(0).expand([c, n, d1], false);
+            let _ = x.bmm_out(&a.narrow(0, first, c), &self.ws[0].narrow(0, first, c));
+        }
+        a
     }
 
     /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
@@ -256,9 +344,25 @@ impl StackedMlp {
         }
         let hidden = mask.size()[2];
         // Nor is x̃: it is scaled in place (the same products as into a new tensor, without
-        // allocating and faulting in [K, N, D + 1] each step).
-        let mut scaled = tape.inputs[0].shallow_clone();
-        let _ = scaled.g_mul_(s);
+        // allocating and faulting in [K, N, D + 1] each step); a shared input is scaled once a
+        // cell into a buffer kept for the next step.
+        let scaled = if tape.shared_input {
+            let x = &tape.inputs[0]; // [U, N, D + 1]
+            let size = [self.k, x.size()[1], x.size()[2]];
+            if !self.scaled.defined() || self.scaled.size() != size {
+                self.scaled = Tensor::empty(size, (x.kind(), x.device()));
+            }
+            let groups: Vec<_> = self.groups().collect();
+            for (u, first, c) in groups {
+                let _ =
+                    x.get(u).unsqueeze(0).mul_out(&self.scaled.narrow(0, first, c), &s.narrow(0, first, c));
+            }
+            self.scaled.shallow_clone()
+        } else {
+            let mut scaled = tape.inputs[0].shallow_clone();
+            let _ = scaled.g_mul_(s);
+            scaled
+        };
         let mut g = scaled.transpose(1, 2).bmm(&mask); // [K, D + 1, H]
         let head_w = self.ws[1].narrow(1, 0, hidden).transpose(1, 2); // [K, 1, H]
         let _ = g.mul_out(&self.gws[0], &head_w);

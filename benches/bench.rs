@@ -14,8 +14,9 @@
 //!    same training with the metrics discarded.
 //! 5. SQLite ingestion: metric rows/s through the store's run writer.
 //! 6. `rmlab query summary` over a store with 10 million metric rows.
-//! 7. The engine on paper-scale cells: 32 cells of experiments/scale.toml (384-d inputs, MLP
-//!    [128]) trained as one batched program on one thread, in achieved GFLOP/s against
+//! 7. The engine on paper-scale cells: the 30 cells of experiments/scale.toml (384-d inputs,
+//!    MLP [128]) that its sweep trains as its first group at one setting, trained as one
+//!    batched program on one thread, in achieved GFLOP/s against
 //!    LibTorch's single-thread matmul peak (a 1024 × 1024 float32 matmul timed here).
 //! 8. Paper scale around training: planning (`sweep --dry-run`), `status`, `query summary`
 //!    and `plot` of experiments/scale.toml's 10 044 cells over the store of a finished
@@ -489,6 +490,8 @@ fn scale_engine(quick: bool, reps: usize) -> serde_json::Value {
         .collect();
     let groups = rmlab::sweep::groups(&cells, 2, rmlab::sweep::Packing::Groups);
     let mut cfgs: Vec<RunConfig> = groups[0].iter().map(|c| c.config.clone()).collect();
+    let seeds: std::collections::BTreeSet<u64> = cfgs.iter().map(|c| c.seed).collect();
+    assert_eq!((cfgs.len(), seeds.len()), (30, 6), "the sweep's first group: 6 seeds of 5 cells");
     if quick {
         cfgs.iter_mut().for_each(|c| c.train.steps = 20);
     }
@@ -771,7 +774,7 @@ fn main() {
             "< 2 s",
         ),
         (
-            "scale.toml engine, 32 cells, 1 thread (GFLOP/s)".into(),
+            format!("scale.toml engine, {} cells, 1 thread (GFLOP/s)", engine["cells"]),
             format!("{:.1}", f(&engine, "gflops")),
             "",
         ),

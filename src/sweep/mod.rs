@@ -321,7 +321,8 @@ fn plural(n: usize) -> &'static str {
 /// A cell and how its run ended (`Ok(None)`: another sweep has it).
 type CellResult<'c> = (&'c Cell, Result<Option<Outcome>>);
 
-/// Most cells trained as one batched program.
+/// The size a bucket of compatible cells is cut to; a group may exceed it by less than one
+/// seed's cells ([`cut_between_seeds`]).
 const MAX_GROUP: usize = 32;
 
 /// The work units of a sweep: compatible cells grouped, or one cell each. A bucket of
@@ -353,6 +354,9 @@ pub(crate) fn by_seed(mut bucket: Vec<&Cell>) -> Vec<&Cell> {
 /// cells.
 fn cut_between_seeds(cells: Vec<&Cell>, size: usize) -> Vec<Vec<&Cell>> {
     let len = cells.len();
+    if len == 0 {
+        return Vec::new();
+    }
     let n = len.div_ceil(size.max(1));
     let mut places = Vec::new(); // where a group may start
     let mut run_start = 0;
@@ -655,7 +659,7 @@ mod tests {
         // One seed, 70 λ: cut within the seed, into even groups.
         let many: Vec<Cell> = (0..70).map(|i| one(7, 1e-3 * (i + 1) as f64, i)).collect();
         let sizes: Vec<usize> = groups(&many, 1, Packing::Groups).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [32, 32, 6].map(|n| n), "cut every 32 within one seed");
+        assert_eq!(sizes, [32, 32, 6], "cut every 32 within one seed");
         // 70 seeds of one cell: three even groups.
         let lone: Vec<Cell> = (0..70).map(|i| one(i as u64, 0.01, i)).collect();
         let sizes: Vec<usize> = groups(&lone, 1, Packing::Groups).iter().map(Vec::len).collect();

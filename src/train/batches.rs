@@ -67,8 +67,9 @@ impl BatchStream {
         BatchStream::many(&[seed], n_pairs, batch, sampling, device)
     }
 
-    /// The streams of several cells at once: `next` gives `[K, b]`, row k what cell k alone
-    /// would have drawn (every cell has `n_pairs` training pairs, so `b` is common).
+    /// The streams of several seeds at once: `next` gives `[K, b]`, row k what a cell of
+    /// `seeds[k]` alone would have drawn (every cell has `n_pairs` training pairs, so `b` is
+    /// common).
     pub fn many(
         seeds: &[u64],
         n_pairs: usize,

@@ -237,6 +237,14 @@ fn train_stack(
     let mut mlp = StackedMlp::new(&layers, base.model.activation);
     mlp.use_host_kernels(host_loops);
     mlp.share_inputs(&counts);
+    // The fused host pass reads a shared input as it is; other paths take one input a cell,
+    // so their batches are gathered a cell (from the shared table) and their evaluation input
+    // is copied a cell once, here.
+    let per_input = cpu_loops && mlp.fused_on_host();
+    let features = if per_input { features } else { mlp.per_cell(&features) };
+    let entry_input: Vec<usize> = if per_input { (0..n_inputs).collect() } else { input_of.clone() };
+    let entries = entry_input.len() as i64;
+    let input_of_cell = mlp.input_of_cells();
     drop((layers, models));
     let mut opt = FlatOptimizer::new(&base.train, &mlp.params);
     if !host_loops {
@@ -253,7 +261,7 @@ fn train_stack(
     let seeds: Vec<u64> = firsts.iter().map(|&i| cfgs[i].seed).collect();
     let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, t.sampling, device);
     let b_full = batches.batch() as i64;
-    let x_full = Tensor::zeros([n_inputs as i64, 2 * b_full, d1], (Kind::Float, device));
+    let x_full = Tensor::zeros([entries, 2 * b_full, d1], (Kind::Float, device));
     let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
     let mut stoppers: Vec<Option<EarlyStopping>> =
         cfgs.iter().map(|c| EarlyStopping::new(&c.train)).collect();
@@ -320,7 +328,7 @@ fn train_stack(
             let x_buf = if b == b_full {
                 x_full.shallow_clone()
             } else {
-                Tensor::zeros([n_inputs as i64, 2 * b, d1], (Kind::Float, device))
+                Tensor::zeros([entries, 2 * b, d1], (Kind::Float, device))
             };
             let x = match &table_host {
                 Some(table) => {
@@ -331,18 +339,24 @@ fn train_stack(
                     // writes.
                     let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
                     let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
-                    let width = 2 * d1 as usize;
-                    for (i, (&p, dst)) in idx.iter().zip(buf.chunks_exact_mut(width)).enumerate() {
-                        let row = (i / b as usize) * n_train + p as usize;
+                    let (width, b) = (2 * d1 as usize, b as usize);
+                    for (i, dst) in buf.chunks_exact_mut(width).enumerate() {
+                        // Entry i / b (an input, or a cell reading its input), pair i % b.
+                        let u = entry_input[i / b];
+                        let row = u * n_train + idx[u * b + i % b] as usize;
                         dst.copy_from_slice(&table[row * width..][..width]);
                     }
                     x_buf
                 }
-                None => pair_table
-                    .as_ref()
-                    .expect("a pair table off the CPU's host loops")
-                    .index_select(0, &(idx + &offsets).view([-1]))
-                    .view([n_inputs as i64, 2 * b, d1]),
+                None => {
+                    let rows = idx + &offsets; // [U, b]
+                    let rows = if per_input { rows } else { rows.index_select(0, &input_of_cell) };
+                    pair_table
+                        .as_ref()
+                        .expect("a pair table off the CPU's host loops")
+                        .index_select(0, &rows.view([-1]))
+                        .view([entries, 2 * b, d1])
+                }
             };
             let (rr, tape) = mlp.forward_train(&x); // [K, 2b], interleaved
             // ∂L/∂rewards [K, 2b]: on the CPU one host loop beats a dozen small kernels.
@@ -460,19 +474,14 @@ mod tests {
         .resolve()
     }
 
-    /// Metrics that move with a constant shift of every reward.
-    const LEVEL_METRICS: [&str; 5] =
-        ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
+    type Tweak = fn(&mut RunConfig);
 
-    /// Every metric and final reward of every cell equals the autograd trainer's (one cell at
-    /// a time) within 1e-5: for a linear model and MLPs of one and two hidden layers, every
-    /// activation, every regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
-    /// host loops and with the tensor kernels other devices run.
-    #[test]
-    fn equals_one_cell_at_a_time() {
+    /// Models and trainer settings the engine's tests run: a linear model, MLPs of one and two
+    /// hidden layers, every activation and regularizer, a margin, both optimizers, and every
+    /// trainer control.
+    fn variants() -> [(Option<Vec<usize>>, Tweak); 8] {
         use crate::experiment::config::{Activation, OptimizerKind, Sampling, SaveModel, Schedule};
-        type Tweak = fn(&mut RunConfig);
-        let variants: [(Option<Vec<usize>>, Tweak); 8] = [
+        [
             (Some(vec![16]), |_| {}),
             (None, |_| {}),
             (Some(vec![8, 8]), |c| {
@@ -496,13 +505,15 @@ mod tests {
                 c.train.lr = 0.1;
             }),
             // Every trainer control at once: a cosine schedule with warmup, clipping,
-            // accumulation, epochs, early stopping with its restored weights, a kept model.
+            // accumulation, epochs whose last batch is partial, early stopping with its
+            // restored weights, a kept model.
             (Some(vec![8]), |c| {
                 c.train.schedule = Schedule::Cosine;
                 c.train.warmup_ratio = 0.1;
                 c.train.max_grad_norm = 0.5;
                 c.train.gradient_accumulation = 2;
                 c.train.sampling = Sampling::Epochs;
+                c.train.batch_size = BatchSize::Pairs(48);
                 c.train.early_stopping_metric = Some("loss_pair".into());
                 c.train.early_stopping_patience = 1;
                 c.train.save = SaveModel::Final;
@@ -517,7 +528,21 @@ mod tests {
                 c.train.max_grad_norm = 1.0;
                 c.train.save = SaveModel::Final;
             }),
-        ];
+        ]
+    }
+
+    /// Metrics that move with a constant shift of every reward.
+    const LEVEL_METRICS: [&str; 5] =
+        ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
+
+    /// Every metric and final reward of every cell equals the autograd trainer's (one cell at
+    /// a time) within 1e-5: for a linear model and MLPs of one and two hidden layers, every
+    /// activation, every regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
+    /// host loops and with the tensor kernels other devices run.
+    #[test]
+    fn equals_one_cell_at_a_time() {
+        use crate::experiment::config::{OptimizerKind, SaveModel};
+        let variants = variants();
         // Host loops on (what the CPU runs) and off (the kernels other devices run).
         for ((hidden, tweak), host_loops) in
             variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
@@ -544,13 +569,13 @@ mod tests {
                 let ds = Dataset::new(&p, Device::Cpu);
                 let mut alone = MemorySink::default();
                 crate::train::train(c, &ds, Device::Cpu, &mut alone, &mut |_, _| {}).unwrap();
-                // At λ = 0 a linear model's bias has no true gradient, only rounding noise, and
-                // Adam rescales that noise into steps of up to lr: two correct programs agree on
-                // reward differences there, not on the level (the underdetermination this
-                // project studies). Levels are compared wherever a gradient pins them.
-                let level_free = c.loss.lambda == 0.0
-                    && c.train.optimizer == OptimizerKind::Adam
-                    && c.model.kind == ModelKind::Linear;
+                // At λ = 0 the bias that shifts every reward (a linear model's, an MLP's head
+                // bias) has no true gradient, only rounding noise (the pairs' terms cancel, in
+                // an order that differs between engines), and Adam rescales that noise into
+                // steps of up to lr: two correct programs agree on reward differences there,
+                // not on the level (the underdetermination this project studies). Levels are
+                // compared wherever a gradient pins them.
+                let level_free = c.loss.lambda == 0.0 && c.train.optimizer == OptimizerKind::Adam;
                 assert_eq!(got.rows.len(), alone.rows.len());
                 for (x, y) in got.rows.iter().zip(&alone.rows) {
                     assert_eq!((x.step, x.split, x.name), (y.step, y.split, y.name));
@@ -592,6 +617,9 @@ mod tests {
                     );
                     for ((name, x), (_, y)) in a.iter().zip(b) {
                         assert_eq!(x.size(), y.size(), "{what}: {name}");
+                        if level_free && name == "head.bias" {
+                            continue; // the level, as above
+                        }
                         let scale = y.abs().max().double_value(&[]).max(1.0);
                         let d = (x - y).abs().max().double_value(&[]);
                         assert!(d <= 1e-5 * scale, "{what}: kept {name} differs by {d}");
@@ -605,31 +633,33 @@ mod tests {
     }
 
     /// Cells of one seed next to each other share their input (data, batches, gathered rows),
-    /// and that changes no bit of what any cell reports: the same group trained with one data
-    /// set a cell gives the same numbers, for one ReLU layer (the host kernels' shared path),
-    /// two tanh layers and a linear model, with the host loops and with the kernels other
-    /// devices run.
+    /// and that changes no bit of what any cell reports (metrics, final rewards, best step,
+    /// kept model): the same group trained with one data set a cell gives the same numbers,
+    /// for every model and trainer setting of [`variants`] (partial batches at epochs' ends,
+    /// accumulation and early stopping among them), with the host loops and with the kernels
+    /// other devices run, in a group of several seeds and in a group of one seed.
     #[test]
     fn shared_inputs_change_no_bit() {
-        use crate::experiment::config::Activation;
-        let variants: [(Option<Vec<usize>>, Activation); 3] = [
-            (Some(vec![16]), Activation::Relu),
-            (Some(vec![8, 8]), Activation::Tanh),
-            (None, Activation::Relu),
+        // Seeds 3, 3, 3, 5, 5 and 3 again (inputs of 3, 2 and 1 cells), and one seed for all.
+        type Group = (&'static [(u64, f64)], &'static [usize]); // (seed, λ) a cell; cells an input
+        let groups: [Group; 2] = [
+            (&[(3, 0.0), (3, 0.01), (3, 0.5), (5, 0.1), (5, 0.0), (3, 0.2)], &[3, 2, 1]),
+            (&[(4, 0.0), (4, 0.1), (4, 0.3)], &[3]),
         ];
-        for ((hidden, activation), host_loops) in
-            variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
+        for (((hidden, tweak), host_loops), (group, counts)) in variants()
+            .iter()
+            .flat_map(|v| [(v.clone(), true), (v.clone(), false)])
+            .flat_map(|v| groups.map(|g| (v.clone(), g)))
         {
-            // Seeds 3, 3, 3, 5, 5 and 3 again: inputs of 3, 2 and 1 cells.
-            let cfgs: Vec<RunConfig> = [(3, 0.0), (3, 0.01), (3, 0.5), (5, 0.1), (5, 0.0), (3, 0.2)]
+            let cfgs: Vec<RunConfig> = group
                 .iter()
                 .map(|&(seed, lambda)| {
                     let mut c = cfg(seed, lambda, hidden.clone());
-                    c.model.activation = activation;
+                    tweak(&mut c);
                     c
                 })
                 .collect();
-            let what = format!("{hidden:?} {activation:?} host loops {host_loops}");
+            let what = format!("{hidden:?} {:?} host loops {host_loops}", cfgs[0].model.activation);
             let mut shared: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();
             let mut separate: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();
             {
@@ -637,9 +667,9 @@ mod tests {
                     shared.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
                 train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}, host_loops).unwrap();
                 let (datasets, data_of) = load_data(&cfgs, Device::Cpu).unwrap();
-                assert_eq!(datasets.len(), 3, "a data set a run of one seed");
+                assert_eq!(datasets.len(), counts.len(), "a data set a run of one seed");
                 let per_cell: Vec<&Dataset> = data_of.iter().map(|&d| &datasets[d]).collect();
-                assert_eq!(input_counts(&cfgs, &per_cell), [3, 2, 1], "{what}: the inputs shared");
+                assert_eq!(input_counts(&cfgs, &per_cell), counts, "{what}: the inputs shared");
                 // One data set a cell: equal contents, but no two cells share one.
                 let own: Vec<Dataset> =
                     cfgs.iter().map(|c| crate::train::inputs::load(c, Device::Cpu).unwrap().0).collect();
@@ -654,9 +684,15 @@ mod tests {
                     let r = s.rewards.iter().map(|r| (r.response, r.reward.to_bits()));
                     (m.collect::<Vec<_>>(), r.collect::<Vec<_>>())
                 };
+                let what = format!("{what}, seed {} λ {}", c.seed, c.loss.lambda);
+                assert_eq!(a.best_step, b.best_step, "{what}");
+                assert_eq!(a.model.is_some(), b.model.is_some());
+                for ((name, x), (_, y)) in a.model.iter().flatten().zip(b.model.iter().flatten()) {
+                    assert!(x.equal(y), "{what}: kept {name}");
+                }
                 let (a, b) = (bits(a), bits(b));
-                assert!(!a.1.is_empty() && a.0.len() > 40, "{what}: metrics and final rewards reported");
-                assert_eq!(a, b, "{what}, seed {} λ {}", c.seed, c.loss.lambda);
+                assert!(!a.1.is_empty() && a.0.len() > 30, "{what}: metrics and final rewards reported");
+                assert_eq!(a, b, "{what}");
             }
         }
     }

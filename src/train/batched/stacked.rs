@@ -11,10 +11,10 @@
 //! optimizer consumes whole.
 //!
 //! Cells may share an input ([`StackedMlp::share_inputs`]): cells of one seed that differ only
-//! in λ train on the same data and draw the same batches, so their rows are gathered once and
-//! the input is `[U, N, D + 1]`, one a group of cells, instead of `[K, N, D + 1]`. Every cell
-//! still multiplies its own weights with the same numbers, so its results are unchanged to
-//! the bit.
+//! in λ train on the same data and draw the same batches, so their rows can be gathered once
+//! and the input given as `[U, N, D + 1]`, one a group of cells, instead of `[K, N, D + 1]`.
+//! Every cell still multiplies its own weights with the same numbers, so its results are
+//! unchanged to the bit.
 
 use tch::{Kind, Tensor};
 
@@ -37,8 +37,9 @@ pub struct StackedMlp {
     host_kernels: bool,
     /// Inputs shared by consecutive cells; `None`: one input a cell.
     shared: Option<SharedInputs>,
-    /// The scaled first-layer input of the backward pass when inputs are shared,
-    /// `[K, N, D + 1]`, kept between steps (a fresh one would be faulted in every step).
+    /// The scaled first-layer input of the backward pass from a shared input,
+    /// `[K, N, D + 1]`, kept between steps of one batch size (a fresh one would be faulted in
+    /// every step).
     scaled: Tensor,
 }
 
@@ -53,7 +54,8 @@ struct SharedInputs {
 
 /// What the backward pass needs from a forward pass.
 pub struct Tape {
-    /// The input of every layer: `[K, N, D + 1]` (with ones) for the first, `[K, N, in_l]` after.
+    /// The input of every layer: `[K, N, D + 1]` (with ones) for the first (`[U, N, D + 1]` when
+    /// `shared_input`), `[K, N, in_l]` after.
     inputs: Vec<Tensor>,
     /// Pre-activations of hidden layers, kept only for activations whose derivative needs them
     /// (GELU, SiLU); ReLU and tanh use the layer's output.
@@ -106,9 +108,10 @@ impl StackedMlp {
         }
     }
 
-    /// From now on inputs have one entry a group of consecutive cells, `counts[u]` cells in
-    /// group u (Σ counts = K): [`StackedMlp::forward`] and [`StackedMlp::forward_train`] take
-    /// `[U, N, D + 1]`, each group's cells reading its one entry.
+    /// From now on consecutive cells share inputs, `counts[u]` cells input u (Σ counts = K):
+    /// [`StackedMlp::forward`] and [`StackedMlp::forward_train`] take inputs either shared,
+    /// `[U, N, D + 1]` with U < K (each cell reading its input's entry), or one a cell,
+    /// `[K, N, D + 1]`, as always.
     pub fn share_inputs(&mut self, counts: &[usize]) {
         assert_eq!(counts.iter().sum::<usize>(), self.k as usize, "every cell reads one input");
         if counts.len() == self.k as usize {
@@ -124,11 +127,29 @@ impl StackedMlp {
         });
     }
 
-    /// Inputs as one entry a cell, `[K, ...]`: `xs` itself unless inputs are shared.
-    fn per_cell(&self, xs: &Tensor) -> Tensor {
+    /// Whether `xs` has one entry an input shared by several cells (else one a cell); panics
+    /// if it has neither.
+    fn is_shared(&self, xs: &Tensor) -> bool {
+        let n = xs.size()[0];
+        let inputs = self.shared.as_ref().map(|sh| sh.counts.len() as i64);
+        assert!(n == self.k || Some(n) == inputs, "inputs have one entry a cell or one a shared input");
+        n != self.k
+    }
+
+    /// Inputs as one entry a cell, `[K, ...]` (a copy when `xs` is shared).
+    pub fn per_cell(&self, xs: &Tensor) -> Tensor {
         match &self.shared {
-            Some(sh) => xs.index_select(0, &sh.of_cell),
-            None => xs.shallow_clone(),
+            Some(sh) if self.is_shared(xs) => xs.index_select(0, &sh.of_cell),
+            _ => xs.shallow_clone(),
+        }
+    }
+
+    /// The input of every cell, `[K]` int64 on the parameters' device: `[0, 1, …, K − 1]`
+    /// unless inputs are shared.
+    pub fn input_of_cells(&self) -> Tensor {
+        match &self.shared {
+            Some(sh) => sh.of_cell.shallow_clone(),
+            None => Tensor::arange(self.k, (Kind::Int64, self.params.device())),
         }
     }
 
@@ -164,8 +185,8 @@ impl StackedMlp {
         out
     }
 
-    /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones; `[U, N, D + 1]` when
-    /// inputs are shared), no tape.
+    /// Rewards `[K, N]` for inputs `xs` `[K, N, D + 1]` (last column ones; or `[U, N, D + 1]`,
+    /// [`StackedMlp::share_inputs`]), no tape.
     pub fn forward(&self, xs: &Tensor) -> Tensor {
         self.run(xs, false).0
     }
@@ -229,19 +250,25 @@ impl StackedMlp {
         unreachable!("a stacked model has a head layer")
     }
 
+    /// Whether forward passes of CPU inputs take the fused host path (`x̃ → ReLU → head`, the
+    /// host kernels on, a CPU that runs them), which reads a shared input without a copy a
+    /// cell; other paths copy it ([`StackedMlp::per_cell`]).
+    pub fn fused_on_host(&self) -> bool {
+        self.host_kernels
+            && self.ws.len() == 2
+            && self.activation == Activation::Relu
+            && relu_head_kernel_available()
+    }
+
     /// [`StackedMlp::run`] for `x̃ → ReLU → head` on the CPU: one matmul, then one host pass
     /// over the `[K, N, H]` pre-activations that computes the rewards and leaves the ReLU
     /// mask in their place (three kernels and their passes otherwise: ReLU, the head's
     /// matrix-vector product, the mask). `None` where it does not apply.
     fn run_one_relu_on_host(&self, xs: &Tensor, taped: bool) -> Option<(Tensor, Option<Tape>)> {
-        let applies = self.host_kernels
-            && self.ws.len() == 2
-            && self.activation == Activation::Relu
-            && kernels::is_host(xs, Kind::Float)
-            && relu_head_kernel_available();
-        if !applies {
+        if !(self.fused_on_host() && kernels::is_host(xs, Kind::Float)) {
             return None;
         }
+        let shared_input = self.is_shared(xs);
         let a = self.first_layer(xs); // [K, N, H], contiguous
         let (k, n, h) = (self.k as usize, a.size()[1] as usize, a.size()[2] as usize);
         let head = self.ws[1].contiguous(); // [K, H + 1, 1]
@@ -258,7 +285,7 @@ impl StackedMlp {
             inputs: vec![xs.shallow_clone(), a],
             pre: vec![None],
             hidden_is_mask: true,
-            shared_input: self.shared.is_some(),
+            shared_input,
         });
         Some((r, tape))
     }
@@ -267,7 +294,7 @@ impl StackedMlp {
     /// a group's input multiplies each of its cells' weights in one batched call, without a
     /// copy a cell.
     fn first_layer(&self, xs: &Tensor) -> Tensor {
-        if self.shared.is_none() {
+        if !self.is_shared(xs) {
             return xs.bmm(&self.ws[0]);
         }
         let (n, d1, out) = (xs.size()[1], xs.size()[2], self.ws[0].size()[2]);
@@ -347,17 +374,23 @@ impl StackedMlp {
         // allocating and faulting in [K, N, D + 1] each step); a shared input is scaled once a
         // cell into a buffer kept for the next step.
         let scaled = if tape.shared_input {
+            debug_assert!(self.shared.is_some(), "a shared input needs share_inputs");
             let x = &tape.inputs[0]; // [U, N, D + 1]
             let size = [self.k, x.size()[1], x.size()[2]];
-            if !self.scaled.defined() || self.scaled.size() != size {
+            // The buffer is kept for the usual batch size; a partial batch (an epoch's end)
+            // gets one of its own, and the next full batch finds the kept one.
+            if !self.scaled.defined() {
                 self.scaled = Tensor::empty(size, (x.kind(), x.device()));
             }
-            let groups: Vec<_> = self.groups().collect();
-            for (u, first, c) in groups {
-                let _ =
-                    x.get(u).unsqueeze(0).mul_out(&self.scaled.narrow(0, first, c), &s.narrow(0, first, c));
+            let out = if self.scaled.size() == size {
+                self.scaled.shallow_clone()
+            } else {
+                Tensor::empty(size, (x.kind(), x.device()))
+            };
+            for (u, first, c) in self.groups() {
+                let _ = x.get(u).unsqueeze(0).mul_out(&out.narrow(0, first, c), &s.narrow(0, first, c));
             }
-            self.scaled.shallow_clone()
+            out
         } else {
             let mut scaled = tape.inputs[0].shallow_clone();
             let _ = scaled.g_mul_(s);

@@ -321,14 +321,14 @@ fn plural(n: usize) -> &'static str {
 /// A cell and how its run ended (`Ok(None)`: another sweep has it).
 type CellResult<'c> = (&'c Cell, Result<Option<Outcome>>);
 
-/// The size a bucket of compatible cells is cut to; a group may exceed it by less than one
-/// seed's cells ([`cut_between_seeds`]).
+/// The size a bucket of compatible cells is cut to; a group may exceed it by a quarter at
+/// most ([`cut_between_seeds`]).
 const MAX_GROUP: usize = 32;
 
 /// The work units of a sweep: compatible cells grouped, or one cell each. A bucket of
 /// compatible cells is cut into groups of about [`MAX_GROUP`] cells or fewer, so that every
-/// worker gets some; the cuts fall between seeds, so that a seed's cells share their data and
-/// batches ([`train::train_group`]), unless one seed alone has more cells than that.
+/// worker gets some; the cuts fall between seeds where that keeps the groups near even, so
+/// that a seed's cells share their data and batches ([`train::train_group`]).
 pub fn groups(todo: &[Cell], jobs: usize, packing: Packing) -> Vec<Vec<&Cell>> {
     if packing != Packing::Groups {
         return todo.iter().map(|c| vec![c]).collect();
@@ -348,32 +348,27 @@ pub(crate) fn by_seed(mut bucket: Vec<&Cell>) -> Vec<&Cell> {
     bucket
 }
 
-/// `cells` (a seed's cells together) cut into ⌈len / size⌉ groups of about equal size, each
-/// cut moved to the nearest place where the seed changes; a seed with more than `size` cells
-/// may also be cut every `size` cells. A group then has fewer than `size` plus one seed's
-/// cells.
+/// `cells` (a seed's cells together) cut into ⌈len / size⌉ groups of about equal size. Each
+/// cut moves to the nearest place where the seed changes if one is within `size / 8` cells
+/// (a seed's cells then share their data), and stays where it is otherwise (splitting a
+/// seed costs one more copy of its data; uneven groups cost wall time when there are about as
+/// many groups as workers). A group so has at most `size + 2 · (size / 8)` cells.
 fn cut_between_seeds(cells: Vec<&Cell>, size: usize) -> Vec<Vec<&Cell>> {
     let len = cells.len();
     if len == 0 {
         return Vec::new();
     }
-    let n = len.div_ceil(size.max(1));
-    let mut places = Vec::new(); // where a group may start
-    let mut run_start = 0;
-    for i in 1..=len {
-        if i == len || cells[i].config.seed != cells[i - 1].config.seed {
-            places.extend((run_start + size..i).step_by(size.max(1)));
-            places.push(i);
-            run_start = i;
-        }
-    }
+    let size = size.max(1);
+    let (n, slack) = (len.div_ceil(size), size / 8);
+    let seed_changes: Vec<usize> =
+        (1..len).filter(|&i| cells[i].config.seed != cells[i - 1].config.seed).collect();
     let mut cuts = vec![0];
     for g in 1..n {
         let ideal = g * len / n;
-        let last = *cuts.last().expect("a first cut");
-        match places.iter().copied().filter(|&p| p > last && p < len).min_by_key(|&p| p.abs_diff(ideal)) {
-            Some(p) => cuts.push(p),
-            None => break,
+        let near = seed_changes.iter().copied().filter(|p| p.abs_diff(ideal) <= slack);
+        let cut = near.min_by_key(|p| p.abs_diff(ideal)).unwrap_or(ideal);
+        if cut > *cuts.last().expect("a first cut") {
+            cuts.push(cut);
         }
     }
     cuts.push(len);
@@ -617,10 +612,11 @@ mod tests {
         buckets
     }
 
-    /// A sweep's groups hold every cell once, keep a seed's cells of a bucket together when
-    /// there are fewer of them than a group's size, and stay near that size: scale.toml's
-    /// buckets (5 and 2 cells a seed, 31 seeds), one seed of many λ (cut within the seed),
-    /// one cell a seed (even groups).
+    /// A sweep's groups hold every cell once, keep a seed's cells of a bucket together where a
+    /// change of seed lies near an even cut, and stay near even: scale.toml's buckets (5 and
+    /// 2 cells a seed, 31 seeds: every seed in one group), one seed of many λ (cut within
+    /// the seed), lambda.toml's 5 seeds of 5 λ on two workers (even groups rather than whole
+    /// seeds), one cell a seed.
     #[test]
     fn groups_keep_a_seeds_cells_together() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -659,7 +655,15 @@ mod tests {
         // One seed, 70 λ: cut within the seed, into even groups.
         let many: Vec<Cell> = (0..70).map(|i| one(7, 1e-3 * (i + 1) as f64, i)).collect();
         let sizes: Vec<usize> = groups(&many, 1, Packing::Groups).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [32, 32, 6], "cut every 32 within one seed");
+        assert_eq!(sizes, [23, 23, 24], "cut within one seed");
+        // lambda.toml's shape, 5 seeds of 5 λ, two workers: no seed change near the middle,
+        // so the seed there is split rather than one worker getting 15 cells and the other 10.
+        let five: Vec<Cell> = (0..25).map(|i| one((i % 5) as u64, 1e-3 * (i / 5 + 1) as f64, i)).collect();
+        let gs = groups(&five, 2, Packing::Groups);
+        let sizes: Vec<usize> = gs.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [12, 13]);
+        let seeds = |g: &[&Cell]| g.iter().map(|c| c.config.seed).collect::<Vec<_>>();
+        assert_eq!(seeds(&gs[0]), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2], "ordered by seed");
         // 70 seeds of one cell: three even groups.
         let lone: Vec<Cell> = (0..70).map(|i| one(i as u64, 0.01, i)).collect();
         let sizes: Vec<usize> = groups(&lone, 1, Packing::Groups).iter().map(Vec::len).collect();

@@ -531,6 +531,18 @@ mod tests {
         ]
     }
 
+    /// Cells of `(seed, λ)` with hidden layers `hidden`, `tweak` applied.
+    fn cells(seeds_lambdas: &[(u64, f64)], hidden: &Option<Vec<usize>>, tweak: Tweak) -> Vec<RunConfig> {
+        seeds_lambdas
+            .iter()
+            .map(|&(seed, lambda)| {
+                let mut c = cfg(seed, lambda, hidden.clone());
+                tweak(&mut c);
+                c
+            })
+            .collect()
+    }
+
     /// Metrics that move with a constant shift of every reward.
     const LEVEL_METRICS: [&str; 5] =
         ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
@@ -547,14 +559,7 @@ mod tests {
         for ((hidden, tweak), host_loops) in
             variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
         {
-            let cfgs: Vec<RunConfig> = [(0, 0.0), (1, 0.01), (2, 0.5)]
-                .iter()
-                .map(|&(seed, lambda)| {
-                    let mut c = cfg(seed, lambda, hidden.clone());
-                    tweak(&mut c);
-                    c
-                })
-                .collect();
+            let cfgs = cells(&[(0, 0.0), (1, 0.01), (2, 0.5)], &hidden, tweak);
             let what = format!("{hidden:?} {:?} host loops {host_loops}", cfgs[1].model.activation);
             let mut batched: Vec<MemorySink> = (0..3).map(|_| MemorySink::default()).collect();
             {
@@ -651,14 +656,7 @@ mod tests {
             .flat_map(|v| [(v.clone(), true), (v.clone(), false)])
             .flat_map(|v| groups.map(|g| (v.clone(), g)))
         {
-            let cfgs: Vec<RunConfig> = group
-                .iter()
-                .map(|&(seed, lambda)| {
-                    let mut c = cfg(seed, lambda, hidden.clone());
-                    tweak(&mut c);
-                    c
-                })
-                .collect();
+            let cfgs = cells(group, &hidden, tweak);
             let what = format!("{hidden:?} {:?} host loops {host_loops}", cfgs[0].model.activation);
             let mut shared: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();
             let mut separate: Vec<MemorySink> = cfgs.iter().map(|_| MemorySink::default()).collect();

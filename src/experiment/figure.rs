@@ -263,8 +263,8 @@ pub enum Band {
 impl Band {
     pub fn describe(self) -> &'static str {
         match self {
-            Band::Ci95 => "95 % CI of the mean over seeds (Student t)",
-            Band::Sem => "± 1 standard error of the mean over seeds",
+            Band::Ci95 => "95 % CI of the mean over seeds (Student t), cut to the metric's range",
+            Band::Sem => "± 1 standard error of the mean over seeds, cut to the metric's range",
         }
     }
 }

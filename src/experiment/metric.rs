@@ -55,6 +55,24 @@ pub fn all_names() -> impl Iterator<Item = &'static str> {
     NAMES.iter().chain(TRUTH_NAMES.iter()).chain(GRAPH_KIND_NAMES.iter()).chain(MODEL_NAMES.iter()).copied()
 }
 
+/// The values a metric can take, `(low, high)`: fractions in [0, 1], correlations in
+/// [−1, 1], losses and magnitudes in [0, ∞); `None` for signed means. A figure cuts a band
+/// to it (a t-interval over few seeds can pass an accuracy of 1).
+pub fn range(name: &str) -> Option<(f64, f64)> {
+    let unit = (0.0, 1.0);
+    match name {
+        "true_pearson" | "true_spearman" | "true_pearson_within" => Some((-1.0, 1.0)),
+        n if n.contains("accuracy") || n == "ece" => Some(unit),
+        n if n.starts_with("loss_")
+            || n.contains("abs")
+            || matches!(n, "reward_std" | "offset_error" | "head_weight_norm") =>
+        {
+            Some((0.0, f64::INFINITY))
+        }
+        _ => None,
+    }
+}
+
 /// Which way a metric improves; `None` for magnitudes, which have no better direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Goal {
@@ -76,5 +94,31 @@ pub fn goal(name: &str) -> Option<Goal> {
         | "true_within_prompt_accuracy" => Some(Goal::Max),
         "offset_error" | "ece" => Some(Goal::Min),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric has the range its definition gives it.
+    #[test]
+    fn every_metric_has_its_range() {
+        let signed = ["reward_mean", "pair_sum_mean", "pair_diff_mean"];
+        let correlations = ["true_pearson", "true_spearman", "true_pearson_within"];
+        for name in all_names() {
+            let expected = if signed.contains(&name) {
+                None
+            } else if correlations.contains(&name) {
+                Some((-1.0, 1.0))
+            } else if name.contains("accuracy") || name == "ece" {
+                Some((0.0, 1.0))
+            } else {
+                Some((0.0, f64::INFINITY))
+            };
+            assert_eq!(range(name), expected, "{name}");
+        }
+        assert_eq!(range("spread_part_abs_mean"), Some((0.0, f64::INFINITY)));
+        assert_eq!(range("true_within_prompt_accuracy"), Some((0.0, 1.0)));
     }
 }

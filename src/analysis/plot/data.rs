@@ -18,12 +18,17 @@ pub struct Stat {
 }
 
 /// Mean and band of the finite values ([`Summary::of`]: NaN and inf are left out, as in
-/// every table).
-pub fn stat(values: &[f64], band: Band) -> Option<Stat> {
+/// every table), the band cut to `range`, the values the metric can take
+/// ([`crate::experiment::metric::range`]).
+pub fn stat(values: &[f64], band: Band, range: Option<(f64, f64)>) -> Option<Stat> {
     let s = Summary::of(values)?;
     let band = match band {
         Band::Ci95 => s.ci95,
         Band::Sem => s.sem.map(|sem| (s.mean - sem, s.mean + sem)),
+    };
+    let band = match range {
+        Some((low, high)) => band.map(|(lo, hi)| (lo.max(low), hi.min(high))),
+        None => band,
     };
     Some(Stat { mean: s.mean, band, n: s.n })
 }
@@ -247,14 +252,24 @@ mod tests {
     #[test]
     fn stat_matches_hand_computation() {
         // values 1, 2, 3: mean 2, sd 1, sem 1/√3, t(2) = 4.3027
-        let s = stat(&[1.0, 2.0, 3.0], Band::Ci95).unwrap();
+        let s = stat(&[1.0, 2.0, 3.0], Band::Ci95, None).unwrap();
         assert_eq!((s.mean, s.n), (2.0, 3));
         let (lo, hi) = s.band.unwrap();
         assert!((hi - 2.0 - 4.302_652_7 / 3f64.sqrt()).abs() < 1e-5 && (2.0 - lo - (hi - 2.0)).abs() < 1e-12);
-        let s = stat(&[1.0, 2.0, 3.0], Band::Sem).unwrap();
+        let s = stat(&[1.0, 2.0, 3.0], Band::Sem, None).unwrap();
         assert!((s.band.unwrap().1 - 2.0 - 1.0 / 3f64.sqrt()).abs() < 1e-12);
-        assert_eq!(stat(&[5.0, f64::NAN], Band::Ci95).unwrap(), Stat { mean: 5.0, band: None, n: 1 });
-        assert!(stat(&[], Band::Ci95).is_none());
+        assert_eq!(stat(&[5.0, f64::NAN], Band::Ci95, None).unwrap(), Stat { mean: 5.0, band: None, n: 1 });
+        assert!(stat(&[], Band::Ci95, None).is_none());
+        // Two accuracies of 0.7 and 1.0: mean 0.85, t-interval 0.85 ± 12.706 · 0.15 = (−1.06, 2.76),
+        // cut to [0, 1].
+        let s = stat(&[0.7, 1.0], Band::Ci95, Some((0.0, 1.0))).unwrap();
+        assert!((s.mean - 0.85).abs() < 1e-12);
+        assert_eq!(s.band, Some((0.0, 1.0)));
+        let wide = stat(&[0.7, 1.0], Band::Ci95, None).unwrap().band.unwrap();
+        assert!(
+            (wide.0 - (0.85 - 12.706_204_736 * 0.15)).abs() < 1e-6
+                && (wide.1 - (0.85 + 12.706_204_736 * 0.15)).abs() < 1e-6
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde::Serialize;
 
+use crate::experiment::metric::range;
 use ceiling::Ceilings;
 use data::{OrdValue, RunInfo, Statistic, stat};
 use draw::{Baseline, HistPanel, LinePanel, Reference, ScatterPanel, Series};
@@ -354,8 +355,10 @@ fn curve_panels(
                         by_step.entry(step).or_default().push(v);
                     }
                 }
-                let points: Vec<(f64, data::Stat)> =
-                    by_step.iter().filter_map(|(s, v)| stat(v, fig.band).map(|st| (*s as f64, st))).collect();
+                let points: Vec<(f64, data::Stat)> = by_step
+                    .iter()
+                    .filter_map(|(s, v)| stat(v, fig.band, range(metric)).map(|st| (*s as f64, st)))
+                    .collect();
                 series.push(Series {
                     label: format!("{} (n={})", group_label(&lines, key), members.len()),
                     color: color(i),
@@ -476,7 +479,7 @@ fn final_panels(
                 let (mut n_min, mut n_base) = (usize::MAX, None);
                 for (x, v) in &by_x {
                     let Some(xv) = x.as_f64() else { continue };
-                    let Some(st) = stat(v, fig.band) else { continue };
+                    let Some(st) = stat(v, fig.band, range(metric)) else { continue };
                     if xv == 0.0 {
                         n_base = Some(st.n);
                         baselines.push(Baseline { color: color(i), stat: st });

@@ -26,9 +26,9 @@
 //!
 //! Writes results/bench.json and prints a table. `cargo bench --bench bench -- --quick` runs
 //! smaller sizes (a smoke test of the harness, not figures to quote); `-- --encoder-only` runs
-//! item 9 alone into results/bench-encoder.json, `-- --no-encoder` everything but item 9, `-- --engine-only` item 7 alone
-//! into results/bench-engine.json. `-- --device cuda` runs
-//! the GPU suite instead (scripts/device-check.sh; see `device_suite`).
+//! item 9 alone into results/bench-encoder.json, `-- --no-encoder` everything but item 9,
+//! `-- --engine-only` item 7 alone into results/bench-engine.json. `-- --device cuda` runs the
+//! GPU suite instead (scripts/device-check.sh; see `device_suite`).
 
 #[path = "encoder/suite.rs"]
 mod encoder;

@@ -70,9 +70,10 @@ pub fn compatible(a: &RunConfig, b: &RunConfig) -> bool {
 
 /// Trains compatible cells together; returns each cell's outcome. `sinks[k]` receives cell
 /// k's metrics and final rewards. Consecutive cells of one seed share their data and batches
-/// (generated and gathered once), so a caller lists a seed's cells together. A cell that diverges is reported as diverged at that
-/// evaluation and no longer evaluated; the others go on. `on_step` gets each step's number and
-/// its loss, one value a cell (computed only if asked for).
+/// (generated and gathered once), so a caller lists a seed's cells together. A cell that
+/// diverges is reported as diverged at that evaluation and no longer evaluated; the others go
+/// on. `on_step` gets each step's number and its loss, one value a cell (computed only if
+/// asked for).
 pub fn train_group(
     cfgs: &[RunConfig],
     device: Device,

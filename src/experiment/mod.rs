@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod figure;
 mod grid;
+pub mod identity;
 mod location;
 pub mod metric;
 pub mod spec;

@@ -389,7 +389,9 @@ impl Spec {
             // Named by its content like a data file; its config, tokenizer and weights are
             // checked by the model stage (`model::check_encoders`) before a sweep runs.
             let at = |m: String| src.error_at_path(&locate("model.encoder"), "model.encoder", &m);
-            let dir = checkpoint::resolve(&name, self.path.parent().unwrap_or(Path::new("."))).map_err(at)?;
+            // Relative to the same directory as every other path of the spec (`paths_relative_to`
+            // in a copy run elsewhere).
+            let dir = checkpoint::resolve(&name, &self.base_dir()).map_err(at)?;
             config.model.encoder_sha256 = Some(checkpoint::sha256(&dir).map_err(at)?);
             config.model.resolved_encoder = Some(dir);
         }
@@ -533,10 +535,14 @@ impl Spec {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+            let mut recorded = raw.to_string();
             if key == "data.path" || (key == "model.encoder" && (raw.contains('/') || raw.starts_with('.'))) {
                 let p = PathBuf::from(raw);
                 let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
-                value = toml::Value::String(abs.display().to_string());
+                // Recorded absolute too, so the same overrides name the same file from
+                // anywhere (SLURM tasks, a later `plot --set`).
+                recorded = abs.display().to_string();
+                value = toml::Value::String(recorded.clone());
             }
             match self.axes.iter().position(|a| a.keys.iter().any(|k| k == key)) {
                 Some(i) if self.axes[i].keys.len() > 1 => {
@@ -558,7 +564,7 @@ impl Spec {
             if let Some((bad, message)) = first_bad_key(&self.base) {
                 return Err(Error::Input(format!("--set {o}: {bad}: {message}")));
             }
-            self.overrides.push(format!("{key}={raw}"));
+            self.overrides.push(format!("{key}={recorded}"));
         }
         // Re-check every cell with the new base values.
         self.cells().map_err(|e| match e {

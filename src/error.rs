@@ -59,4 +59,10 @@ impl Error {
     pub fn sqlite(path: &Path, source: rusqlite::Error) -> Error {
         Error::Sqlite { path: path.display().to_string(), source }
     }
+
+    /// Maps an SQLite error on the store `conn` has open to [`Error::Sqlite`] naming the store's
+    /// file: `stmt.map_err(Error::on(conn))?`.
+    pub fn on(conn: &rusqlite::Connection) -> impl Fn(rusqlite::Error) -> Error + Copy + '_ {
+        move |source| Error::Sqlite { path: conn.path().unwrap_or("an in-memory store").to_string(), source }
+    }
 }

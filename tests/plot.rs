@@ -357,3 +357,126 @@ where = { "loss.lambda" = [0.0, 1.0] }
     assert_eq!(points[0][0].as_f64().unwrap(), 1.0);
     assert!(fig["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("kept no rewards")));
 }
+
+/// Final values of `metric` on `split` of the runs `ids`, read from the store.
+fn finals(db: &Path, ids: &[i64], split: &str, metric: &str) -> Vec<(i64, f64, f64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    ids.iter()
+        .map(|&id| {
+            conn.query_row(
+                "SELECT p.value, s.final_value FROM summaries s JOIN params p ON p.run_id = s.run_id
+                 AND p.key = 'loss.lambda' WHERE s.run_id = ?1 AND s.split = ?2 AND s.name = ?3",
+                rusqlite::params![id, split, metric],
+                |r| Ok((id, r.get::<_, f64>(0)?, r.get::<_, f64>(1)?)),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Editing a key the spec does not sweep (here `train.steps`) makes new cells under the same
+/// experiment name. The figure then draws exactly the edited spec's cells (never averaging the
+/// old runs in as if they were seeds), `plot --set` draws the old ones, a query summary splits
+/// the groups by the key in which same-seed runs differ and says so, and a spec with cells not
+/// yet run says how many its figures show.
+#[test]
+fn figures_draw_exactly_the_specs_cells_and_summaries_never_pool_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.sqlite");
+    let db_s = db.to_str().unwrap();
+    let old = spec(dir.path(), "edit", &[]);
+    ok(rmlab(&["sweep", old.to_str().unwrap(), "--db", db_s]));
+    // The same experiment, edited: half the steps.
+    let new = spec(dir.path(), "edit", &[("steps = 100", "steps = 50")]);
+    ok(rmlab(&["sweep", new.to_str().unwrap(), "--db", db_s]));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let ids_of = |steps: i64| -> Vec<i64> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.id FROM runs r JOIN params p ON p.run_id = r.id AND p.key = 'train.steps'
+                 WHERE p.value = ?1 AND r.status = 'finished' ORDER BY r.id",
+            )
+            .unwrap();
+        stmt.query_map([steps], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let (old_ids, new_ids) = (ids_of(100), ids_of(50));
+    assert_eq!((old_ids.len(), new_ids.len()), (4, 4));
+
+    for (spec_path, set, ids) in [(&new, None, &new_ids), (&new, Some("train.steps=100"), &old_ids)] {
+        let out = dir.path().join(format!("figs-{}", ids[0]));
+        let mut args =
+            vec!["plot", spec_path.to_str().unwrap(), "--db", db_s, "--out-dir", out.to_str().unwrap()];
+        if let Some(s) = set {
+            args.extend(["--set", s]);
+        }
+        ok(rmlab(&args));
+        let side = sidecar(&out.join("edit"), "final_vs_lambda");
+        let drawn: Vec<i64> =
+            side["run_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(&drawn, ids, "the figure draws exactly the spec's cells");
+        assert_eq!(side["cells"]["cells"], 4);
+        assert_eq!(side["cells"]["shown"], 4);
+        // The accuracy panel's points are the means of exactly these runs' final values.
+        let panel = side["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["title"].as_str().unwrap().contains("accuracy"))
+            .expect("an accuracy panel");
+        let values = finals(&db, ids, "val", "accuracy");
+        let series = panel["series"].as_array().unwrap();
+        let baselines = panel["baselines"].as_array().unwrap();
+        let at =
+            |lambda: f64| mean(&values.iter().filter(|v| v.1 == lambda).map(|v| v.2).collect::<Vec<_>>());
+        let drawn_reg = series[0][1][0][1].as_f64().unwrap();
+        assert!(
+            (drawn_reg - at(0.1)).abs() < 1e-12,
+            "λ = 0.1: drew {drawn_reg}, the runs' mean is {}",
+            at(0.1)
+        );
+        let drawn_base = baselines[0].as_f64().unwrap();
+        assert!(
+            (drawn_base - at(0.0)).abs() < 1e-12,
+            "λ = 0: drew {drawn_base}, the runs' mean is {}",
+            at(0.0)
+        );
+        let footer = side["footer"].as_str().unwrap();
+        assert!(footer.contains("2 runs (one per seed)"), "{footer}");
+    }
+
+    // The summary of the experiment holds both configs: split by train.steps, with a note.
+    let out = ok(rmlab(&[
+        "query",
+        "summary",
+        "--db",
+        db_s,
+        "-e",
+        "edit",
+        "--metrics",
+        "accuracy",
+        "--split",
+        "val",
+        "--format",
+        "csv",
+    ]));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(header.contains(&"train.steps"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4, "2 λ × 2 step counts: {csv}");
+    let n_col = header.iter().position(|h| *h == "n").unwrap();
+    assert!(csv.lines().skip(1).all(|l| l.split(',').nth(n_col) == Some("2")), "{csv}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("differ in `train.steps`"), "{err}");
+
+    // A third λ never run: the figures say 4 of 6 cells, and list the missing ones.
+    let wider = spec(dir.path(), "edit", &[("steps = 100", "steps = 50"), ("[0.0, 0.1]", "[0.0, 0.1, 1.0]")]);
+    let out = dir.path().join("figs-wider");
+    plot(&wider, &db, &out);
+    let side = sidecar(&out.join("edit"), "final_vs_lambda");
+    assert_eq!((side["cells"]["cells"].as_u64(), side["cells"]["shown"].as_u64()), (Some(6), Some(4)));
+    let missing = side["cells"]["missing"].as_array().unwrap();
+    assert_eq!(missing.len(), 2);
+    assert!(missing.iter().all(|m| m[1] == "not run" && m[0].as_str().unwrap().contains("loss.lambda=1")));
+    let footer = side["footer"].as_str().unwrap();
+    assert!(footer.contains("Shows 4 of the spec's 6 cells; missing: 2 not run"), "{footer}");
+}

@@ -174,7 +174,7 @@ fn merge_refuses_another_schema_version_and_writes_nothing() {
     assert!(err.contains("rmlab migrate"), "{err}");
     assert!(!into.exists());
     assert_eq!(count(&old, "PRAGMA user_version"), 1, "the source is not changed");
-    let out = rmlab(&["migrate", old.to_str().unwrap()]);
+    let out = rmlab(&["migrate", "--db", old.to_str().unwrap()]);
     assert!(out.status.success());
     let out = rmlab(&["merge", old.to_str().unwrap(), "--into", into.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -205,7 +205,8 @@ fn queries_return_typed_frames_and_bind_filters() {
     let curves = query::curves(conn, &all, &["loss_pair".into()], Some("val")).unwrap();
     assert_eq!(curves.height(), 4 * 5, "4 runs × 5 evaluations");
 
-    let summary = query::summary(conn, &all, &[], &["accuracy".into()], Some("val"), Stat::Final).unwrap();
+    let (summary, _) =
+        query::summary(conn, &all, &[], &["accuracy".into()], Some("val"), Stat::Final).unwrap();
     assert_eq!(summary.height(), 2, "one row per λ");
     let n: Vec<Option<i64>> = summary.column("n").unwrap().i64().unwrap().iter().collect();
     assert_eq!(n, [Some(2), Some(2)]);
@@ -238,8 +239,10 @@ fn reruns_are_not_counted_twice() {
     assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 8);
     let store = Store::open(&db).unwrap();
     let sel = Selection { experiment: Some("quick".into()), filters: vec![], latest_only: true };
-    let s = query::summary(store.connection(), &sel, &[], &["accuracy".into()], Some("val"), Stat::Final)
-        .unwrap();
+    let (s, notes) =
+        query::summary(store.connection(), &sel, &[], &["accuracy".into()], Some("val"), Stat::Final)
+            .unwrap();
+    assert!(notes.is_empty(), "{notes:?}");
     let n: Vec<Option<i64>> = s.column("n").unwrap().i64().unwrap().iter().collect();
     assert_eq!(n, [Some(2), Some(2)]);
     let out = rmlab(&["query", "summary", "--db", db.to_str().unwrap(), "--metrics", "acuracy"]);

@@ -77,17 +77,13 @@ fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
         ));
     }
     sql.push_str(" ORDER BY r.id");
-    let mut stmt = conn.prepare(&sql).map_err(sqlite)?;
+    let mut stmt = conn.prepare(&sql).map_err(Error::on(conn))?;
     let ids = stmt
         .query_map(rusqlite::params_from_iter(args), |r| r.get(0))
-        .map_err(sqlite)?
+        .map_err(Error::on(conn))?
         .collect::<rusqlite::Result<Vec<i64>>>()
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     Ok(ids)
-}
-
-fn sqlite(e: rusqlite::Error) -> Error {
-    Error::Store { path: "query".into(), message: e.to_string() }
 }
 
 fn polars_err(e: PolarsError) -> Error {
@@ -99,10 +95,10 @@ fn polars_err(e: PolarsError) -> Error {
 fn select_into_temp(conn: &Connection, sel: &Selection) -> Result<usize> {
     let ids = run_ids(conn, sel)?;
     conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS sel (id INTEGER PRIMARY KEY); DELETE FROM temp.sel;")
-        .map_err(sqlite)?;
-    let mut ins = conn.prepare("INSERT INTO temp.sel (id) VALUES (?1)").map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
+    let mut ins = conn.prepare("INSERT INTO temp.sel (id) VALUES (?1)").map_err(Error::on(conn))?;
     for id in &ids {
-        ins.execute([id]).map_err(sqlite)?;
+        ins.execute([id]).map_err(Error::on(conn))?;
     }
     Ok(ids.len())
 }
@@ -114,9 +110,9 @@ type ParamColumns = BTreeMap<String, Vec<Sql>>;
 /// keys in name order (only swept keys when `swept_only`).
 fn param_columns(conn: &Connection, swept_only: bool) -> Result<(Vec<i64>, ParamColumns)> {
     let mut ids = Vec::new();
-    let mut stmt = conn.prepare("SELECT id FROM temp.sel ORDER BY id").map_err(sqlite)?;
-    for id in stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(sqlite)? {
-        ids.push(id.map_err(sqlite)?);
+    let mut stmt = conn.prepare("SELECT id FROM temp.sel ORDER BY id").map_err(Error::on(conn))?;
+    for id in stmt.query_map([], |r| r.get::<_, i64>(0)).map_err(Error::on(conn))? {
+        ids.push(id.map_err(Error::on(conn))?);
     }
     let row_of: std::collections::HashMap<i64, usize> =
         ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
@@ -126,10 +122,10 @@ fn param_columns(conn: &Connection, swept_only: bool) -> Result<(Vec<i64>, Param
     } else {
         "SELECT p.run_id, p.key, p.value FROM params p JOIN temp.sel s ON s.id = p.run_id"
     };
-    let mut stmt = conn.prepare(keys_sql).map_err(sqlite)?;
+    let mut stmt = conn.prepare(keys_sql).map_err(Error::on(conn))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Sql>(2)?)));
-    for row in rows.map_err(sqlite)? {
-        let (id, key, value) = row.map_err(sqlite)?;
+    for row in rows.map_err(Error::on(conn))? {
+        let (id, key, value) = row.map_err(Error::on(conn))?;
         let col = cols.entry(key).or_insert_with(|| vec![Sql::Null; ids.len()]);
         col[row_of[&id]] = value;
     }
@@ -181,11 +177,11 @@ pub fn runs(conn: &Connection, sel: &Selection, swept_only: bool) -> Result<Data
             "SELECT r.experiment, r.status, r.seed, r.wall_seconds, r.device, r.threads, r.config_hash
              FROM runs r JOIN temp.sel s ON s.id = r.id ORDER BY r.id",
         )
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     let rows = stmt
         .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?]));
-    for row in rows.map_err(sqlite)? {
-        meta.push(row.map_err(sqlite)?);
+    for row in rows.map_err(Error::on(conn))? {
+        meta.push(row.map_err(Error::on(conn))?);
     }
     let mut columns = vec![Column::new("run_id".into(), ids.clone())];
     for (i, name) in ["experiment", "status", "seed", "wall_seconds", "device", "threads", "config_hash"]
@@ -223,7 +219,7 @@ pub fn curves(
                AND (json_array_length(?2) = 0 OR m.name IN (SELECT value FROM json_each(?2)))
              ORDER BY m.run_id, m.split, m.name, m.step",
         )
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     let (mut run, mut sp, mut nm, mut st, mut va) = (vec![], vec![], vec![], vec![], vec![]);
     let rows = stmt.query_map(rusqlite::params![split, names], |r| {
         Ok((
@@ -234,8 +230,8 @@ pub fn curves(
             r.get::<_, Option<f64>>(4)?,
         ))
     });
-    for row in rows.map_err(sqlite)? {
-        let (a, b, c, d, e) = row.map_err(sqlite)?;
+    for row in rows.map_err(Error::on(conn))? {
+        let (a, b, c, d, e) = row.map_err(Error::on(conn))?;
         run.push(a);
         sp.push(b);
         nm.push(c);
@@ -268,6 +264,12 @@ pub enum Stat {
 /// `group_by` keys (default: every swept key except `seed`): per group, split and metric, `n`, `mean`, `std`
 /// (sample, n − 1), `sem` = std/√n, and a 95 % confidence interval `ci95_lo`, `ci95_hi` from
 /// Student's t with n − 1 degrees of freedom (null when n = 1).
+///
+/// A group never pools two runs of one seed as if they were seeds: when runs of one seed fall
+/// into one group (cells of an edited spec beside the old ones, a `--set` sweep beside the
+/// spec's, a `--group-by` that leaves out a swept key), the keys in which they differ are added
+/// to the grouping, and a note returned beside the frame says so. Reruns of one cell
+/// (`all_runs`) differ in nothing and stay pooled, with a note.
 pub fn summary(
     conn: &Connection,
     sel: &Selection,
@@ -275,7 +277,7 @@ pub fn summary(
     metrics: &[String],
     split: Option<&str>,
     stat: Stat,
-) -> Result<DataFrame> {
+) -> Result<(DataFrame, Vec<String>)> {
     let mut sel = sel.clone();
     if !sel.filters.iter().any(|f| f.key == "status") {
         sel.filters.push(Filter { key: "status".into(), value: Sql::Text("finished".into()) });
@@ -288,9 +290,9 @@ pub fn summary(
             .prepare(
                 "SELECT DISTINCT p.key FROM params p JOIN temp.sel s ON s.id = p.run_id WHERE p.swept = 1",
             )
-            .map_err(sqlite)?;
-        let keys = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(sqlite)?;
-        keys.collect::<rusqlite::Result<_>>().map_err(sqlite)?
+            .map_err(Error::on(conn))?;
+        let keys = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(Error::on(conn))?;
+        keys.collect::<rusqlite::Result<_>>().map_err(Error::on(conn))?
     };
     let axes: Vec<String> = if group_by.is_empty() {
         swept.into_iter().filter(|k| k != "seed").collect()
@@ -306,6 +308,14 @@ pub fn summary(
             )));
         }
     }
+    let experiments: std::collections::HashMap<i64, String> = {
+        let mut stmt = conn
+            .prepare("SELECT r.id, r.experiment FROM runs r JOIN temp.sel s ON s.id = r.id")
+            .map_err(Error::on(conn))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(Error::on(conn))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(Error::on(conn))?
+    };
+    let (axes, notes) = split_pooled(&ids, &params, &experiments, axes);
     let row_of: std::collections::HashMap<i64, usize> =
         ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let value_col = match stat {
@@ -319,26 +329,19 @@ pub fn summary(
              WHERE (?1 IS NULL OR m.split = ?1)
                AND (json_array_length(?2) = 0 OR m.name IN (SELECT value FROM json_each(?2)))"
         ))
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     let (mut run, mut sp, mut nm, mut va) = (vec![], vec![], vec![], vec![]);
     let rows = stmt.query_map(rusqlite::params![split, names], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<f64>>(3)?))
     });
-    for row in rows.map_err(sqlite)? {
-        let (a, b, c, d) = row.map_err(sqlite)?;
+    for row in rows.map_err(Error::on(conn))? {
+        let (a, b, c, d) = row.map_err(Error::on(conn))?;
         run.push(a);
         sp.push(b);
         nm.push(c);
         va.push(d);
     }
     let n = run.len();
-    let experiments: std::collections::HashMap<i64, String> = {
-        let mut stmt = conn
-            .prepare("SELECT r.id, r.experiment FROM runs r JOIN temp.sel s ON s.id = r.id")
-            .map_err(sqlite)?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sqlite)?;
-        rows.collect::<rusqlite::Result<_>>().map_err(sqlite)?
-    };
     let mut columns = vec![Column::new(
         "experiment".into(),
         run.iter().map(|id| experiments[id].clone()).collect::<Vec<String>>(),
@@ -363,7 +366,72 @@ pub fn summary(
         .sort_by_exprs(keys, SortMultipleOptions::default().with_nulls_last(true))
         .collect()
         .map_err(polars_err)?;
-    with_statistics(grouped)
+    Ok((with_statistics(grouped)?, notes))
+}
+
+/// The grouping `axes` extended by every param in which two runs of one seed in one group
+/// (per experiment) differ, and a note for each addition and for reruns left pooled.
+fn split_pooled(
+    ids: &[i64],
+    params: &ParamColumns,
+    experiments: &std::collections::HashMap<i64, String>,
+    mut axes: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    let mut notes = Vec::new();
+    let Some(seeds) = params.get("seed") else { return (axes, notes) };
+    // Groups of row indices by experiment and axis values; rows of one seed repeated in one.
+    let pooled = |axes: &[String]| -> Vec<Vec<usize>> {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (row, id) in ids.iter().enumerate() {
+            let values: Vec<String> =
+                axes.iter().map(|a| params.get(a).map_or("∅".into(), |c| format!("{:?}", c[row]))).collect();
+            groups
+                .entry(format!("{}\u{1f}{}", experiments[id], values.join("\u{1f}")))
+                .or_default()
+                .push(row);
+        }
+        groups
+            .into_values()
+            .filter(|rows| {
+                let distinct: BTreeSet<String> = rows.iter().map(|&r| format!("{:?}", seeds[r])).collect();
+                distinct.len() < rows.len()
+            })
+            .collect()
+    };
+    let groups = pooled(&axes);
+    if groups.is_empty() {
+        return (axes, notes);
+    }
+    let mut differ: BTreeSet<String> = BTreeSet::new();
+    for rows in &groups {
+        for (key, column) in params {
+            if key == "seed" || axes.contains(key) {
+                continue;
+            }
+            let values: BTreeSet<String> = rows.iter().map(|&r| format!("{:?}", column[r])).collect();
+            if values.len() > 1 {
+                differ.insert(key.clone());
+            }
+        }
+    }
+    if !differ.is_empty() {
+        let keys: Vec<String> = differ.iter().map(|k| format!("`{k}`")).collect();
+        notes.push(format!(
+            "{} group(s) held runs of one seed that differ in {}: split by {} rather than pooled as seeds",
+            groups.len(),
+            keys.join(", "),
+            if differ.len() == 1 { "it" } else { "them" }
+        ));
+        axes.extend(differ);
+    }
+    let reruns = pooled(&axes);
+    if !reruns.is_empty() {
+        notes.push(format!(
+            "{} group(s) pool reruns of one cell (same config and seed) as if they were seeds",
+            reruns.len()
+        ));
+    }
+    (axes, notes)
 }
 
 /// Replaces the list column `values` of a grouped frame by its [`Summary`]: `n` (finite
@@ -485,7 +553,10 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
         QueryKind::Runs => runs(conn, &sel, !req.all_params)?,
         QueryKind::Curves => curves(conn, &sel, &req.metrics, req.split.as_deref())?,
         QueryKind::Summary => {
-            summary(conn, &sel, &req.group_by, &req.metrics, req.split.as_deref(), req.stat)?
+            let (df, pooled) =
+                summary(conn, &sel, &req.group_by, &req.metrics, req.split.as_deref(), req.stat)?;
+            notes.extend(pooled);
+            df
         }
     };
     if req.for_reading
@@ -529,12 +600,12 @@ fn check_filter_keys(conn: &Connection, experiment: Option<&str>, filters: &[Fil
             "SELECT DISTINCT p.key FROM params p JOIN runs r ON r.id = p.run_id
              WHERE ?1 IS NULL OR r.experiment = ?1 ORDER BY p.key",
         )
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     let known: Vec<String> = stmt
         .query_map([experiment], |r| r.get(0))
-        .map_err(sqlite)?
+        .map_err(Error::on(conn))?
         .collect::<rusqlite::Result<_>>()
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     for f in filters {
         if f.key != "status" && !known.contains(&f.key) {
             let hint = if known.is_empty() {
@@ -559,12 +630,13 @@ fn left_out(conn: &Connection, sel: &Selection) -> Result<Vec<String>> {
     let ids = run_ids(conn, &all)?;
     let mut stmt = conn
         .prepare("SELECT experiment, config_hash, status, format_version FROM runs WHERE id = ?1")
-        .map_err(sqlite)?;
+        .map_err(Error::on(conn))?;
     // Per cell: (has a current finished run, status of its newest run); ids ascend.
     let mut cells: BTreeMap<(String, String), (bool, String)> = BTreeMap::new();
     for id in ids {
-        let (e, h, status, version): (String, String, String, i64) =
-            stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(sqlite)?;
+        let (e, h, status, version): (String, String, String, i64) = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(Error::on(conn))?;
         let current = version == crate::experiment::config::FORMAT_VERSION as i64;
         let entry = cells.entry((e, h)).or_insert((false, String::new()));
         entry.0 |= current && status == "finished";

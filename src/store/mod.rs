@@ -379,6 +379,12 @@ impl CellRecord {
 
 /// Flattens a JSON object into dotted keys with SQLite values: numbers stay numbers (integers
 /// as INTEGER), booleans become 0/1, arrays are stored as their JSON text.
+/// A config's params as the store keeps them: every key of its JSON, dotted (`loss.lambda`),
+/// with its value as SQL (booleans as 0/1, `inf` as a real, lists as JSON text).
+pub fn flatten_config(cfg: &RunConfig) -> Vec<(String, rusqlite::types::Value)> {
+    flatten(&serde_json::to_value(cfg).expect("a RunConfig serializes"))
+}
+
 fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
     use rusqlite::types::Value as Sql;
     use serde_json::Value as Json;

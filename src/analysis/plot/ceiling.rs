@@ -65,7 +65,7 @@ impl<'c> Ceilings<'c> {
     }
 
     fn compute(&mut self, run: i64, split: &str) -> Result<Option<BTreeMap<&'static str, f64>>> {
-        let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+        let sql_err = Error::on(self.conn);
         let json: String = self
             .conn
             .query_row("SELECT config_json FROM runs WHERE id = ?1", [run], |r| r.get(0))

@@ -100,45 +100,106 @@ pub struct RunInfo {
     pub swept: BTreeSet<String>,
 }
 
-/// Finished runs of `experiment` matching `filters` (a param matches one of its key's values);
-/// also counts of runs left out by status.
+/// A cell of the spec a figure is drawn for: its identity, label and params (the flattened
+/// config, as the store keeps them), so `where` filters select cells as they select runs.
+#[derive(Clone, Debug)]
+pub struct SpecCell {
+    pub hash: String,
+    pub label: String,
+    pub params: BTreeMap<String, Sql>,
+}
+
+impl SpecCell {
+    pub fn of(cell: &crate::experiment::Cell) -> SpecCell {
+        SpecCell {
+            hash: cell.hash.clone(),
+            label: cell.label(),
+            params: crate::store::flatten_config(&cell.config).into_iter().collect(),
+        }
+    }
+
+    fn matches(&self, filters: &BTreeMap<String, Vec<Sql>>) -> bool {
+        filters
+            .iter()
+            .all(|(k, values)| self.params.get(k).is_some_and(|p| values.iter().any(|v| sql_eq(p, v))))
+    }
+}
+
+/// Which of a figure's cells it shows: the spec's cells that its `where` admits, and those of
+/// them without a finished run under the current format version, with the state of each
+/// (`running`, `failed`, `stale`, `not run`, …).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Coverage {
+    /// Cells of the spec the figure's `where` admits.
+    pub cells: usize,
+    /// Of those, the cells drawn (each by its newest finished run).
+    pub shown: usize,
+    /// `(cell label, state)` of each cell not drawn, in the spec's order.
+    pub missing: Vec<(String, String)>,
+}
+
+impl Coverage {
+    /// Missing cells counted by state, in state order: `3 running, 69 not run`.
+    pub fn missing_by_state(&self) -> String {
+        let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, state) in &self.missing {
+            *by.entry(state.as_str()).or_default() += 1;
+        }
+        by.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The newest finished run (current format version) of each of the spec's `cells` that
+/// `filters` admit (a param matches one of its key's values): exactly the spec's cells, so
+/// runs of an edited spec or of another `--set` are never pooled with them. `states` gives the
+/// recorded state of each config hash, for the cells without such a run.
 pub fn finished_runs(
     conn: &Connection,
     experiment: &str,
+    cells: &[SpecCell],
+    states: &std::collections::HashMap<String, String>,
     filters: &BTreeMap<String, Vec<Sql>>,
-) -> Result<(Vec<RunInfo>, BTreeMap<String, i64>)> {
-    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
-    let mut left_out = BTreeMap::new();
+) -> Result<(Vec<RunInfo>, Coverage)> {
+    let sql_err = Error::on(conn);
+    let mut newest: std::collections::HashMap<String, (i64, i64)> = Default::default();
     {
         let mut stmt = conn
-            .prepare("SELECT status, count(*) FROM runs WHERE experiment = ?1 AND status != 'finished' GROUP BY status")
+            // The newest finished run of each cell under the current format version: reruns
+            // and stale results are not counted twice.
+            .prepare(&format!(
+                "SELECT config_hash, max(id), seed FROM runs WHERE experiment = ?1 AND status = 'finished'
+                 AND format_version = {} GROUP BY config_hash",
+                crate::experiment::config::FORMAT_VERSION
+            ))
             .map_err(sql_err)?;
-        for row in stmt
-            .query_map([experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(sql_err)?
-        {
-            let (s, n) = row.map_err(sql_err)?;
-            left_out.insert(s, n);
+        let rows = stmt
+            .query_map([experiment], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(sql_err)?;
+        for row in rows {
+            let (hash, id, seed) = row.map_err(sql_err)?;
+            newest.insert(hash, (id, seed));
         }
     }
+    let mut coverage = Coverage::default();
+    let mut ids = Vec::new();
+    for cell in cells.iter().filter(|c| c.matches(filters)) {
+        coverage.cells += 1;
+        match newest.get(&cell.hash) {
+            Some(&(id, seed)) => ids.push((id, seed)),
+            None => {
+                let state = states.get(&cell.hash).cloned().unwrap_or_else(|| "not run".into());
+                coverage.missing.push((cell.label.clone(), state));
+            }
+        }
+    }
+    coverage.shown = ids.len();
+    ids.sort_unstable();
     let mut runs = Vec::new();
-    let mut stmt = conn
-        // The newest finished run of each cell under the current format version: reruns and
-        // stale results are not counted twice.
-        .prepare(&format!(
-            "SELECT id, seed FROM runs WHERE experiment = ?1 AND id IN (SELECT max(id) FROM runs
-             WHERE status = 'finished' AND format_version = {} GROUP BY experiment, config_hash) ORDER BY id",
-            crate::experiment::config::FORMAT_VERSION
-        ))
-        .map_err(sql_err)?;
-    let ids: Vec<(i64, i64)> = stmt
-        .query_map([experiment], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql_err)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(sql_err)?;
     let mut pstmt =
         conn.prepare("SELECT key, value, swept FROM params WHERE run_id = ?1").map_err(sql_err)?;
-    'runs: for (id, seed) in ids {
+    for (id, seed) in ids {
         let rows: Vec<(String, Sql, bool)> = pstmt
             .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Sql>(1)?, r.get::<_, bool>(2)?)))
             .map_err(sql_err)?
@@ -146,11 +207,6 @@ pub fn finished_runs(
             .map_err(sql_err)?;
         let swept: BTreeSet<String> = rows.iter().filter(|r| r.2).map(|r| r.0.clone()).collect();
         let params: BTreeMap<String, Sql> = rows.into_iter().map(|(k, v, _)| (k, v)).collect();
-        for (k, values) in filters {
-            if !params.get(k).is_some_and(|p| values.iter().any(|v| sql_eq(p, v))) {
-                continue 'runs;
-            }
-        }
         runs.push(RunInfo {
             id,
             seed,
@@ -158,7 +214,7 @@ pub fn finished_runs(
             swept,
         });
     }
-    Ok((runs, left_out))
+    Ok((runs, coverage))
 }
 
 fn sql_eq(a: &Sql, b: &Sql) -> bool {
@@ -182,7 +238,7 @@ pub fn metric_curves(
     split: &str,
     metric: &str,
 ) -> Result<BTreeMap<i64, Vec<(i64, f64)>>> {
-    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let sql_err = Error::on(conn);
     let mut stmt = conn
         .prepare(
             "SELECT step, value FROM metrics WHERE run_id = ?1 AND split = ?2 AND name = ?3 ORDER BY step",
@@ -209,7 +265,7 @@ pub fn summary_values(
     metric: &str,
     stat: Statistic,
 ) -> Result<BTreeMap<i64, f64>> {
-    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let sql_err = Error::on(conn);
     let column = match stat {
         Statistic::Final => "final_value",
         Statistic::Best => "best_value",
@@ -233,7 +289,7 @@ pub fn summary_values(
 
 /// Final rewards of one run: `(prompt, reward, true reward)` for the responses of a split.
 pub fn rewards(conn: &Connection, run: i64, split: &str) -> Result<Vec<(i64, f64, Option<f64>)>> {
-    let sql_err = |e: rusqlite::Error| Error::Run(format!("reading the store: {e}"));
+    let sql_err = Error::on(conn);
     let mut stmt = conn
         .prepare("SELECT prompt, reward, true_reward FROM rewards WHERE run_id = ?1 AND split = ?2 ORDER BY response")
         .map_err(sql_err)?;

@@ -14,7 +14,7 @@ pub mod render;
 pub mod style;
 pub mod typeset;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::experiment::metric::range;
 use ceiling::Ceilings;
-use data::{OrdValue, RunInfo, Statistic, stat};
+use data::{Coverage, OrdValue, RunInfo, SpecCell, Statistic, stat};
 use draw::{Baseline, HistPanel, LinePanel, Reference, ScatterPanel, Series};
 use legend::{Dash, Entry, Swatch};
 use style::{DPI, FONT, TICK_PX, color, key_symbol, metric_title, metric_unit, pe};
@@ -53,11 +53,15 @@ struct Sidecar<'a> {
     rmlab_version: &'static str,
     /// The caption as drawn (`{lines}` filled in).
     caption: String,
+    /// The footer as drawn: what each point averages, its band, cells missing, runs left out.
+    footer: String,
     query: String,
     band: &'static str,
     run_ids: Vec<i64>,
     seeds: Vec<i64>,
-    runs_left_out: &'a BTreeMap<String, i64>,
+    /// The spec's cells the figure's `where` admits, how many it draws, and each missing one
+    /// with its state.
+    cells: &'a Coverage,
     legend: Vec<String>,
     panels: Vec<PanelRecord>,
     notes: Vec<String>,
@@ -93,16 +97,26 @@ enum PanelRecord {
 /// Renders every figure of `experiment` into `out_dir`. Fails (with a clear message) when the
 /// store has no finished run of the experiment; a figure with nothing to show is drawn with a
 /// note instead of panels.
+/// Renders every figure of `experiment` into `out_dir`, each from exactly the spec's `cells`
+/// (the newest finished run of each): runs of other configs stored under the same experiment
+/// (an edited spec, another `--set`) are never drawn. `states` is the store's state of each
+/// config hash ([`Store::cell_statuses`]), to say why a cell is missing. Fails (with a clear
+/// message) when no cell has a finished run; a figure with nothing to show is drawn with a note
+/// instead of panels.
 pub fn render_all(
     conn: &Connection,
     experiment: &str,
+    cells: &[SpecCell],
+    states: &HashMap<String, String>,
     figures: &[FigureSpec],
     out_dir: &Path,
 ) -> Result<Vec<Written>> {
-    let (all_runs, _) = data::finished_runs(conn, experiment, &BTreeMap::new())?;
+    let (all_runs, coverage) = data::finished_runs(conn, experiment, cells, states, &BTreeMap::new())?;
     if all_runs.is_empty() {
         return Err(Error::Input(format!(
-            "the store has no finished run of experiment `{experiment}`: run `rmlab sweep` on its spec first"
+            "the store has no finished run of experiment `{experiment}` for any of its spec's {} cells ({}): run `rmlab sweep` on the spec (with the same --set) first",
+            coverage.cells,
+            coverage.missing_by_state()
         )));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -122,9 +136,9 @@ pub fn render_all(
                 (k.clone(), values)
             })
             .collect();
-        let (runs, left_out) = data::finished_runs(conn, experiment, &filters)?;
+        let (runs, coverage) = data::finished_runs(conn, experiment, cells, states, &filters)?;
         let mut notes = Vec::new();
-        let footer = footer(fig, &runs, &left_out, &mut notes);
+        let footer = footer(fig, &runs, &coverage, &mut notes);
         let stem = out_dir.join(&fig.name);
         let fig_built = match fig.kind {
             FigureKind::Curves => curve_panels(conn, fig, &runs, &mut ceilings)?,
@@ -145,8 +159,9 @@ pub fn render_all(
             experiment,
             rmlab_version: env!("CARGO_PKG_VERSION"),
             caption: plain(&caption),
+            footer: plain(&footer),
             query: format!(
-                "finished runs of experiment `{experiment}`{}; metric values from table `{}`",
+                "the newest finished run of each cell of the spec of experiment `{experiment}`{}; metric values from table `{}`",
                 if fig.filters.is_empty() { String::new() } else { format!(" with {:?}", fig.filters) },
                 match (fig.kind, fig.stat) {
                     (FigureKind::Curves, _) => "metrics",
@@ -159,7 +174,7 @@ pub fn render_all(
             band: fig.band.describe(),
             run_ids: runs.iter().map(|r| r.id).collect(),
             seeds: runs.iter().map(|r| r.seed).collect::<BTreeSet<_>>().into_iter().collect(),
-            runs_left_out: &left_out,
+            cells: &coverage,
             legend: fig_built.legend.iter().map(|e| plain(&e.label)).collect(),
             panels: fig_built.panels.records(),
             notes,
@@ -199,12 +214,7 @@ fn caption(fig: &FigureSpec, line_keys: &[String]) -> String {
 }
 
 /// The line under every figure: what the points and bands are, n, and which runs were left out.
-fn footer(
-    fig: &FigureSpec,
-    runs: &[RunInfo],
-    left_out: &BTreeMap<String, i64>,
-    notes: &mut Vec<String>,
-) -> String {
+fn footer(fig: &FigureSpec, runs: &[RunInfo], coverage: &Coverage, notes: &mut Vec<String>) -> String {
     let seeds: BTreeSet<i64> = runs.iter().map(|r| r.seed).collect();
     let value = match fig.stat {
         Statistic::Final => "final value",
@@ -212,17 +222,18 @@ fn footer(
             "best value over its evaluations on the split shown (optimistic: chosen on that split)"
         }
     };
+    let points = Points::of(fig, runs);
     let mut s = match fig.kind {
-        FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds if seeds.len() < 2 => {
-            notes.push("single seed: no band drawn".into());
-            "One seed per point: no band.".to_string()
+        FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds if points.most < 2 => {
+            notes.push("single seed (one run per point): no band drawn".into());
+            "One run per point: no band.".to_string()
         }
         FigureKind::Curves => {
-            format!("Lines: mean over {} seeds; bands: {}.", seeds.len(), fig.band.describe())
+            format!("Lines: mean over {} at each step; bands: {}.", points.describe(), fig.band.describe())
         }
         FigureKind::Final | FigureKind::GraphKinds => format!(
-            "Points: mean over {} seeds of each run's {value}; bars and shaded band: {}.",
-            seeds.len(),
+            "Points: mean of each run's {value} over {} at each point; bars and shaded band: {}.",
+            points.describe(),
             fig.band.describe()
         ),
         FigureKind::Distribution => format!(
@@ -235,12 +246,80 @@ fn footer(
                 .to_string()
         }
     };
-    let out: Vec<String> = left_out.iter().map(|(k, v)| format!("{v} {k}")).collect();
-    if !out.is_empty() {
-        s.push_str(&format!(" Left out: {} run(s).", out.join(", ")));
-        notes.push(format!("runs left out: {}", out.join(", ")));
+    if !points.pooled.is_empty()
+        && matches!(fig.kind, FigureKind::Curves | FigureKind::Final | FigureKind::GraphKinds)
+    {
+        let keys: Vec<String> = points.pooled.iter().map(|k| format!("`{k}`")).collect();
+        s.push_str(&format!(
+            " Each point pools cells that differ in {} (the figure's lines do not split on it).",
+            keys.join(", ")
+        ));
+        notes.push(format!("points pool cells that differ in {}", keys.join(", ")));
+    }
+    if !coverage.missing.is_empty() {
+        s.push_str(&format!(
+            " Shows {} of the spec's {} cells; missing: {}.",
+            coverage.shown,
+            coverage.cells,
+            coverage.missing_by_state()
+        ));
+        notes.push(format!(
+            "{} of {} cells missing ({}); the sidecar's cells.missing lists them",
+            coverage.missing.len(),
+            coverage.cells,
+            coverage.missing_by_state()
+        ));
     }
     s
+}
+
+/// The runs behind each drawn point (a line's runs at one x): how many, and the keys in which
+/// runs of one point differ besides the seed, when a point holds two runs of one seed.
+struct Points {
+    fewest: usize,
+    most: usize,
+    /// Swept keys whose values differ within a point holding two runs of one seed.
+    pooled: BTreeSet<String>,
+}
+
+impl Points {
+    fn of(fig: &FigureSpec, runs: &[RunInfo]) -> Points {
+        let per_x = matches!(fig.kind, FigureKind::Final | FigureKind::GraphKinds);
+        let mut keys = line_keys(fig, runs, per_x);
+        if per_x {
+            keys.push(fig.x.clone());
+        }
+        let mut points = Points { fewest: usize::MAX, most: 0, pooled: BTreeSet::new() };
+        for members in groups(runs, &keys).values() {
+            points.fewest = points.fewest.min(members.len());
+            points.most = points.most.max(members.len());
+            let seeds: BTreeSet<i64> = members.iter().map(|r| r.seed).collect();
+            if seeds.len() < members.len() {
+                let swept: BTreeSet<&String> = members.iter().flat_map(|r| &r.swept).collect();
+                for k in swept.into_iter().filter(|k| *k != "seed") {
+                    let values: BTreeSet<&OrdValue> =
+                        members.iter().filter_map(|r| r.params.get(k)).collect();
+                    if values.len() > 1 {
+                        points.pooled.insert(k.clone());
+                    }
+                }
+            }
+        }
+        if points.most == 0 {
+            points.fewest = 0;
+        }
+        points
+    }
+
+    /// `5 runs` or `3–5 runs`, and whether they are one per seed.
+    fn describe(&self) -> String {
+        let n = if self.fewest == self.most {
+            format!("{} runs", self.most)
+        } else {
+            format!("{}–{} runs", self.fewest, self.most)
+        };
+        if self.pooled.is_empty() { format!("{n} (one per seed)") } else { n }
+    }
 }
 
 /// The y-axis label of a metric: its unit, and the scale when it is a log axis.
@@ -849,7 +928,27 @@ pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Wri
     let mut written = Vec::new();
     for spec in specs {
         let figures = if spec.figures.is_empty() { catalogue() } else { spec.figures.clone() };
-        written.extend(render_all(store.connection(), &spec.name, &figures, &out_dir.join(&spec.name))?);
+        let cells: Vec<SpecCell> = spec.cells()?.iter().map(SpecCell::of).collect();
+        let states: HashMap<String, String> = store
+            .cell_statuses(&spec.name)?
+            .into_iter()
+            .map(|(hash, rec)| {
+                let state = if rec.format_version == crate::experiment::config::FORMAT_VERSION as i64 {
+                    rec.status
+                } else {
+                    "stale".into()
+                };
+                (hash, state)
+            })
+            .collect();
+        written.extend(render_all(
+            store.connection(),
+            &spec.name,
+            &cells,
+            &states,
+            &figures,
+            &out_dir.join(&spec.name),
+        )?);
     }
     Ok(written)
 }

@@ -51,15 +51,18 @@ pub enum Command {
     /// Write (and with --submit, submit) a SLURM job array for the cells not done yet, and a
     /// dependent job that merges the tasks' stores into the experiment's store.
     Slurm {
+        /// Experiment spec (TOML).
         spec: PathBuf,
         /// The experiment's store (cells done there are left out; the merge writes there).
         #[arg(long, default_value = "results/results.sqlite")]
         db: PathBuf,
+        /// SLURM partition (default: the cluster's default).
         #[arg(long)]
         partition: Option<String>,
         /// Time limit of each array task.
         #[arg(long, default_value = "01:00:00")]
         time: String,
+        /// CPUs of each array task (its sweep's --jobs).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         cpus_per_task: u16,
         /// GPUs per array task (cells with device = "auto" then train on CUDA).
@@ -68,6 +71,7 @@ pub enum Command {
         /// At most this many array tasks running at once.
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         array_parallelism: Option<u16>,
+        /// Cells trained by each array task.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         cells_per_task: u16,
         /// The array script (the merge script is written beside it as NAME-merge.sbatch).
@@ -76,15 +80,25 @@ pub enum Command {
         /// Submit both jobs with sbatch and print their ids.
         #[arg(long)]
         submit: bool,
+        /// Override a base config key (repeatable), as the sweep was run: the tasks run with it.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Show every cell of a spec as done, running, failed, missing or stale.
     Status {
+        /// Experiment spec (TOML).
         spec: PathBuf,
+        /// Results store.
         #[arg(long, default_value = "results/results.sqlite")]
         db: PathBuf,
+        /// Override a base config key (repeatable), as the sweep was run: the cells of that
+        /// sweep are listed.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Check that spec files parse and expand; print their cell counts.
     Check {
+        /// Experiment specs (TOML).
         #[arg(required = true)]
         specs: Vec<PathBuf>,
     },
@@ -93,17 +107,25 @@ pub enum Command {
     /// Draw the figures of specs (declared `[[figure]]`s, else the default catalogue) from the
     /// store, as SVG + 300-dpi PNG + a JSON sidecar in OUT_DIR/<experiment>/.
     Plot {
+        /// Experiment specs (TOML). Each figure draws exactly the cells of its spec (with the
+        /// --set overrides), the newest finished run of each: runs of an edited spec are not drawn.
         #[arg(required = true)]
         specs: Vec<PathBuf>,
+        /// Results store.
         #[arg(long, default_value = "results/results.sqlite")]
         db: PathBuf,
+        /// Figures go to OUT_DIR/<experiment>/.
         #[arg(long, default_value = "results/figures")]
         out_dir: PathBuf,
+        /// Override a base config key (repeatable), as the sweep was run: its cells are drawn.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
     /// comparison graph (components, bipartite or with an odd cycle), duplicates,
     /// contradictions, empty responses, text lengths.
     Data {
+        /// Preference files (.jsonl, .jsonl.gz, .parquet).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Where implicit prompts end (as data.prompt_split).
@@ -112,8 +134,12 @@ pub enum Command {
         /// Stop at the first bad row (exit 2) instead of skipping and counting bad rows.
         #[arg(long)]
         strict: bool,
-        #[arg(long, value_enum, default_value = "table")]
-        format: DataFormat,
+        /// Output format (default: from --out's extension, else table).
+        #[arg(long, value_enum)]
+        format: Option<DataFormat>,
+        /// Write to this file instead of standard output (.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the JSON Schema of spec files (for editors).
     Schema,
@@ -130,25 +156,34 @@ pub enum Command {
         #[arg(required = true)]
         sources: Vec<PathBuf>,
         /// Store to write (created if missing).
-        #[arg(long)]
+        #[arg(long, visible_alias = "db")]
         into: PathBuf,
     },
     /// Bring a store to this rmlab's schema version (stores are also migrated when opened).
-    Migrate { db: PathBuf },
+    Migrate {
+        /// Results store.
+        #[arg(long, default_value = "results/results.sqlite")]
+        db: PathBuf,
+    },
     /// Score a TRL-format preference file with a model a run kept (`train.save`): print its
     /// accuracy and reward statistics, and write every pair's rewards with --out.
     Score {
-        /// The run: its uid (`rmlab query runs --format csv` lists them) or its id in this store.
+        /// The run: its uid (`rmlab query runs --all-params --format csv` lists them in column
+        /// `uid`) or its id in this store.
         #[arg(long)]
         run: String,
         /// The preference file (.jsonl, .jsonl.gz, .parquet).
         file: PathBuf,
+        /// Results store.
         #[arg(long, default_value = "results/results.sqlite")]
         db: PathBuf,
-        /// Write the per-pair rewards here (.parquet or .csv).
+        /// Write the per-pair rewards here (format from the extension: .csv, .json, .parquet).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Normalise rewards by the mean and standard deviation of the model's rewards over its
+        /// Format of --out, overriding its extension.
+        #[arg(long, value_enum, requires = "out")]
+        format: Option<Format>,
+        /// Normalize rewards by the mean and standard deviation of the model's rewards over its
         /// training responses (kept with the model).
         #[arg(long)]
         normalize: bool,
@@ -166,6 +201,7 @@ pub enum QueryKind {
     Summary,
 }
 
+/// Output format of `query` and `score`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
@@ -190,6 +226,7 @@ pub enum PromptSplitArg {
     LastTurn,
 }
 
+/// Which value of each run a summary aggregates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StatArg {
     Final,
@@ -198,6 +235,7 @@ pub enum StatArg {
 
 #[derive(Debug, Args)]
 pub struct QueryOpts {
+    /// Results store.
     #[arg(long, default_value = "results/results.sqlite", global = true)]
     pub db: PathBuf,
     /// Only runs of this experiment.
@@ -225,9 +263,85 @@ pub struct QueryOpts {
     /// format version.
     #[arg(long, global = true)]
     pub all_runs: bool,
-    #[arg(long, value_enum, default_value = "table", global = true)]
-    pub format: Format,
-    /// Write to this file instead of standard output (required for parquet).
+    /// Output format (default: from --out's extension, else table).
+    #[arg(long, value_enum, global = true)]
+    pub format: Option<Format>,
+    /// Write to this file instead of standard output (format from its extension: .csv, .json,
+    /// .parquet, or a table for any other).
     #[arg(long, global = true)]
     pub out: Option<PathBuf>,
+}
+
+impl Format {
+    /// The format `--format` names, else the one `--out`'s extension implies (`.csv`, `.json`,
+    /// `.parquet`), else `fallback`.
+    pub fn resolve(format: Option<Format>, out: Option<&std::path::Path>, fallback: Format) -> Format {
+        format.or_else(|| out.and_then(Format::of_path)).unwrap_or(fallback)
+    }
+
+    fn of_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut missing = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands().chain(cli.get_subcommands().flat_map(|s| s.get_subcommands())) {
+            assert!(sub.get_about().is_some(), "`rmlab {}` has no description", sub.get_name());
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("rmlab {} {}", sub.get_name(), id));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "arguments without help text: {missing:?}");
+        // And every subcommand's help renders.
+        for sub in cli.get_subcommands_mut() {
+            assert!(sub.render_long_help().to_string().contains("Usage"));
+        }
+    }
+
+    #[test]
+    fn the_output_format_comes_from_the_flag_then_the_extension() {
+        use std::path::Path;
+        let table = Format::Table;
+        assert_eq!(Format::resolve(None, None, table), Format::Table);
+        assert_eq!(Format::resolve(None, Some(Path::new("a.csv")), table), Format::Csv);
+        assert_eq!(Format::resolve(None, Some(Path::new("a.parquet")), table), Format::Parquet);
+        assert_eq!(Format::resolve(None, Some(Path::new("a.json")), table), Format::Json);
+        assert_eq!(Format::resolve(None, Some(Path::new("a.txt")), table), Format::Table);
+        assert_eq!(Format::resolve(Some(Format::Csv), Some(Path::new("a.json")), table), Format::Csv);
+    }
+
+    #[test]
+    fn every_command_that_opens_a_store_takes_db_and_every_spec_command_takes_set() {
+        let cli = Cli::command();
+        let has = |sub: &str, id: &str| {
+            cli.find_subcommand(sub).unwrap().get_arguments().any(|a| a.get_id().as_str() == id)
+        };
+        for sub in ["sweep", "status", "slurm", "plot", "query", "migrate", "score"] {
+            assert!(has(sub, "db"), "rmlab {sub} --db");
+        }
+        for sub in ["sweep", "status", "slurm", "plot"] {
+            assert!(has(sub, "overrides"), "rmlab {sub} --set");
+        }
+    }
 }

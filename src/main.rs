@@ -100,8 +100,8 @@ fn run(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Status { spec, db } => {
-            let spec = sweep::load_spec(&spec, &[])?;
+        Command::Status { spec, db, overrides } => {
+            let spec = sweep::load_spec(&spec, &overrides)?;
             out!("{}", sweep::status_report(&spec, &db, false)?);
             Ok(())
         }
@@ -117,8 +117,9 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Query { what, opts } => run_query(what, opts),
-        Command::Plot { specs, db, out_dir } => {
-            let specs: Vec<Spec> = specs.iter().map(|p| Spec::load(p)).collect::<Result<_>>()?;
+        Command::Plot { specs, db, out_dir, overrides } => {
+            let specs: Vec<Spec> =
+                specs.iter().map(|p| Spec::load(p)?.with_overrides(&overrides)).collect::<Result<_>>()?;
             for w in plot::render_specs(&db, &specs, &out_dir)? {
                 errln!("{}  (+ .png, .json)", w.svg.display());
             }
@@ -135,8 +136,9 @@ fn run(command: Command) -> Result<()> {
             cells_per_task,
             out,
             submit,
+            overrides,
         } => {
-            let spec = sweep::load_spec(&spec, &[])?;
+            let spec = sweep::load_spec(&spec, &overrides)?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("results/slurm/{}.sbatch", spec.name)));
             let opts = sweep::slurm::SlurmOptions {
                 db,
@@ -199,7 +201,7 @@ fn run(command: Command) -> Result<()> {
             errln!("{}: schema version {}", db.display(), store.schema_version()?);
             Ok(())
         }
-        Command::Data { files, prompt_split, strict, format } => {
+        Command::Data { files, prompt_split, strict, format, out } => {
             let rule = match prompt_split {
                 PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
                 PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
@@ -216,15 +218,14 @@ fn run(command: Command) -> Result<()> {
                     )),
                     other => other,
                 })?;
-            match format {
-                DataFormat::Table => print!("{}", data_table::table(&reports)),
-                DataFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
-                }
-            }
-            Ok(())
+            let json = out.as_deref().is_some_and(|o| o.extension().is_some_and(|e| e == "json"));
+            let text = match format.unwrap_or(if json { DataFormat::Json } else { DataFormat::Table }) {
+                DataFormat::Table => data_table::table(&reports),
+                DataFormat::Json => serde_json::to_string_pretty(&reports).expect("reports serialize") + "\n",
+            };
+            output::emit(text.as_bytes(), out.as_deref())
         }
-        Command::Score { run, file, db, out, normalize } => {
+        Command::Score { run, file, db, out, format, normalize } => {
             let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
             outln!(
                 "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
@@ -233,7 +234,7 @@ fn run(command: Command) -> Result<()> {
                 s.run_uid,
                 s.accuracy,
                 if s.normalised {
-                    format!(" (normalised by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
+                    format!(" (normalized by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
                 } else {
                     String::new()
                 },
@@ -243,12 +244,13 @@ fn run(command: Command) -> Result<()> {
                 s.reward_max_abs
             );
             if let Some(out) = out {
-                let format = match out.extension().and_then(|e| e.to_str()) {
-                    Some("parquet") => output::Format::Parquet,
-                    Some("csv") => output::Format::Csv,
-                    _ => {
+                let format = match Format::resolve(format, Some(&out), Format::Table) {
+                    Format::Parquet => output::Format::Parquet,
+                    Format::Csv => output::Format::Csv,
+                    Format::Json => output::Format::Json,
+                    Format::Table => {
                         return Err(Error::Input(format!(
-                            "--out {}: expected a .parquet or .csv file",
+                            "--out {}: expected a .csv, .json or .parquet file (or --format csv|json|parquet)",
                             out.display()
                         )));
                     }
@@ -283,13 +285,13 @@ fn run_query(what: QueryKind, o: QueryOpts) -> Result<()> {
         },
         all_params: o.all_params,
         all_runs: o.all_runs,
-        for_reading: o.format == Format::Table,
+        for_reading: Format::resolve(o.format, o.out.as_deref(), Format::Table) == Format::Table,
     };
     let (mut df, notes) = query::answer(&o.db, &req)?;
     for note in notes {
         errln!("note: {note}");
     }
-    let format = match o.format {
+    let format = match Format::resolve(o.format, o.out.as_deref(), Format::Table) {
         Format::Table => output::Format::Table { width: 100 },
         Format::Csv => output::Format::Csv,
         Format::Json => output::Format::Json,

@@ -186,7 +186,7 @@ fn concurrent_creation_of_one_store_never_fails() {
         let children: Vec<_> = (0..8)
             .map(|_| {
                 Command::new(env!("CARGO_BIN_EXE_rmlab"))
-                    .args(["migrate", db.to_str().unwrap()])
+                    .args(["migrate", "--db", db.to_str().unwrap()])
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap()

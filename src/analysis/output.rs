@@ -40,13 +40,20 @@ pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<(
             ParquetWriter::new(&mut bytes).finish(df).map_err(pe)?;
         }
     }
+    emit(&bytes, out)
+}
+
+/// Writes `bytes` to the file `out`, whole or not at all (a temporary name, then a rename), or
+/// to standard output when `None`, where a reader that closed it (`| head`) ends the output
+/// quietly.
+pub fn emit(bytes: &[u8], out: Option<&Path>) -> Result<()> {
     match out {
         Some(path) => {
             let tmp = path.with_file_name(format!(
                 ".{}.part",
                 path.file_name().map_or("out".into(), |n| n.to_string_lossy().into_owned())
             ));
-            std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
             std::fs::rename(&tmp, path).map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
                 Error::io(path, e)
@@ -54,7 +61,7 @@ pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<(
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
+            match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
                 r => r.map_err(|e| Error::io(Path::new("standard output"), e)),
             }

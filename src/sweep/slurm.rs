@@ -177,8 +177,9 @@ fn array_text(
     let _ = writeln!(s, "SHARED={}", shell_quote(&plan.shared_dir.display().to_string()));
     let _ = writeln!(
         s,
-        "\n# Cells of each task, by config hash (rmlab status {} lists them).",
-        spec_path.display()
+        "\n# Cells of each task, by config hash (rmlab status {}{} lists them).",
+        spec_path.display(),
+        spec.overrides.iter().map(|o| format!(" --set {}", shell_quote(o))).collect::<String>()
     );
     let _ = writeln!(s, "CELLS=(");
     for (i, task) in plan.tasks.iter().enumerate() {
@@ -200,9 +201,11 @@ fn array_text(
         "stop() {{ echo \"rmlab task $task: time limit near, saving finished cells\" >&2; kill -TERM \"$pid\" 2>/dev/null; }}"
     );
     let _ = writeln!(s, "trap stop TERM");
+    // The overrides the plan was made with, so each task expands the same cells.
+    let set: String = spec.overrides.iter().map(|o| format!(" --set {}", shell_quote(o))).collect();
     let _ = writeln!(
         s,
-        "\"$RMLAB\" sweep \"$SPEC\" --db \"$local/task.sqlite\" --only \"${{CELLS[$task]}}\" --jobs {jobs} --threads {threads} &"
+        "\"$RMLAB\" sweep \"$SPEC\"{set} --db \"$local/task.sqlite\" --only \"${{CELLS[$task]}}\" --jobs {jobs} --threads {threads} &"
     );
     let _ = writeln!(s, "pid=$!");
     let _ = writeln!(s, "# `wait` returns when the trap runs; wait until rmlab itself has ended.");

@@ -149,40 +149,9 @@ pub fn cores() -> usize {
 /// run's numbers depend on its config, its seed, the thread count and the machine (LibTorch
 /// build, CPU kind), never on which worker trains it.
 pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
-    let mut cells = spec.cells()?;
-    if !opts.only.is_empty() {
-        if let Some(h) = opts.only.iter().find(|h| !cells.iter().any(|c| &c.hash == *h)) {
-            return Err(Error::Input(format!(
-                "--only {h}: no cell of {} has this config hash (was the spec changed since the hashes were listed?)",
-                spec.path.display()
-            )));
-        }
-        cells.retain(|c| opts.only.contains(&c.hash));
-    }
-    let store = Store::open(&opts.db)?;
-    let states = store.cell_statuses(&spec.name)?;
-    let cells: Vec<(Cell, CellState)> = cells
-        .into_iter()
-        .map(|c| {
-            let state = CellState::of(states.get(&c.hash));
-            (c, state)
-        })
-        .collect();
-    let mut todo: Vec<Cell> =
-        cells.iter().filter(|(_, s)| opts.force || *s != CellState::Done).map(|(c, _)| c.clone()).collect();
-    // A frozen encoder's embeddings are cached beside the store, and computed once, with all
-    // cores and a progress bar, before any cell runs.
-    let cache = opts.db.parent().unwrap_or(Path::new(".")).join("cache/embeddings");
-    todo.iter_mut().for_each(|c| c.config.model.embedding_cache = Some(cache.clone()));
-    set_threads(cores());
-    train::inputs::prepare(&todo.iter().map(|c| &c.config).collect::<Vec<_>>(), &mut progress::embedding())?;
-    store.upsert_experiment(&ExperimentRecord {
-        name: &spec.name,
-        description: &spec.description,
-        spec_path: &spec.path.display().to_string(),
-        spec_text: &spec.stored_text(),
-    })?;
-    drop(store);
+    let cells = selected_cells(spec, &opts.only)?;
+    let total = cells.len();
+    let todo = prepare(spec, opts, cells)?;
     let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));
     // One intra-op thread unless asked for more: a cell's numbers may depend on the thread
     // count (a reduction split across threads rounds differently), so the default must not
@@ -196,112 +165,33 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     progress.say(&format!(
         "{}: {} cells, {} done, {} to run on {jobs} worker{} × {threads} thread{} → {}",
         spec.name,
-        cells.len(),
-        cells.len() - todo.len(),
+        total,
+        total - todo.len(),
         todo.len(),
         plural(jobs),
         plural(threads),
         opts.db.display()
     ));
-    let summary = Mutex::new(SweepSummary {
-        total: cells.len(),
-        skipped: cells.len() - todo.len(),
-        jobs,
-        threads,
-        ..Default::default()
-    });
+    let summary =
+        Mutex::new(SweepSummary { total, skipped: total - todo.len(), jobs, threads, ..Default::default() });
     let queue = Mutex::new(groups(&todo, jobs, opts.packing).into_iter().collect::<VecDeque<Vec<&Cell>>>());
     let started = Instant::now();
-    let list_finished = todo.len() <= LIST_FINISHED_UP_TO;
+    let worker = Worker {
+        spec,
+        opts,
+        queue: &queue,
+        summary: &summary,
+        progress: &progress,
+        provenance: &provenance,
+        threads,
+        list_finished: todo.len() <= LIST_FINISHED_UP_TO,
+    };
     std::thread::scope(|scope| -> Result<()> {
-        let workers: Vec<_> = (0..jobs)
-            .map(|w| {
-                let (queue, summary, progress, provenance) = (&queue, &summary, &progress, &provenance);
-                scope.spawn(move || -> Result<()> {
-                    let mut store = Store::open(&opts.db)?;
-                    loop {
-                        let Some(group) = queue.lock().expect("queue lock").pop_front() else {
-                            return Ok(());
-                        };
-                        progress.start_cell(w, group[0], group.len());
-                        let autograd = group.len() == 1
-                            && (opts.packing == Packing::Autograd
-                                || Engine::for_one_cell(&group[0].config) == Engine::Autograd);
-                        let results: Vec<CellResult> = if autograd {
-                            let cell = group[0];
-                            let r = run_cell(
-                                cell,
-                                spec,
-                                &mut store,
-                                provenance,
-                                threads,
-                                opts.force,
-                                &mut |step, _| progress.step(w, step),
-                            );
-                            vec![(cell, r)]
-                        } else {
-                            run_group(
-                                &group,
-                                spec,
-                                &opts.db,
-                                provenance,
-                                threads,
-                                opts.force,
-                                &mut |step, _| progress.step(w, step),
-                            )?
-                        };
-                        for (cell, result) in results {
-                            let mut s = summary.lock().expect("summary lock");
-                            match result {
-                                Ok(None) => {
-                                    s.claimed_elsewhere += 1;
-                                    progress.say(&format!(
-                                        "cell {:>3} skipped: another sweep has it   {}",
-                                        cell.index,
-                                        cell.label()
-                                    ));
-                                }
-                                Ok(Some(Outcome::Finished)) if !list_finished => {
-                                    s.finished += 1;
-                                }
-                                Ok(Some(Outcome::Finished)) => {
-                                    s.finished += 1;
-                                    progress.say(&format!(
-                                        "cell {:>3} finished   {}",
-                                        cell.index,
-                                        cell.label()
-                                    ));
-                                }
-                                Ok(Some(Outcome::Diverged { step, reason })) => {
-                                    s.diverged += 1;
-                                    progress.say(&format!(
-                                        "cell {:>3} DIVERGED at step {step} ({})   {}",
-                                        cell.index,
-                                        reason.as_str(),
-                                        cell.label()
-                                    ));
-                                }
-                                Err(e @ (Error::Sqlite { .. } | Error::Store { .. })) => return Err(e),
-                                Err(e) => {
-                                    progress.say(&format!(
-                                        "cell {:>3} FAILED   {}: {e}",
-                                        cell.index,
-                                        cell.label()
-                                    ));
-                                    s.failed.push((cell.index, cell.label(), e.to_string()));
-                                }
-                            }
-                            drop(s);
-                            progress.end_cell(w);
-                        }
-                    }
-                })
-            })
-            .collect();
+        let workers: Vec<_> = (0..jobs).map(|w| scope.spawn(move || worker.work(w))).collect();
         // A store error stops that worker; the others finish their cells, then it is returned.
         let mut first_err = None;
-        for worker in workers {
-            if let Err(e) = worker.join().expect("worker threads catch LibTorch panics") {
+        for handle in workers {
+            if let Err(e) = handle.join().expect("worker threads catch LibTorch panics") {
                 first_err.get_or_insert(e);
             }
         }
@@ -312,6 +202,119 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     summary.wall = started.elapsed();
     summary.failed.sort();
     Ok(summary)
+}
+
+/// The spec's cells, or those of them named by `--only` (each must be one of them).
+fn selected_cells(spec: &Spec, only: &[String]) -> Result<Vec<Cell>> {
+    let mut cells = spec.cells()?;
+    if !only.is_empty() {
+        if let Some(h) = only.iter().find(|h| !cells.iter().any(|c| &c.hash == *h)) {
+            return Err(Error::Input(format!(
+                "--only {h}: no cell of {} has this config hash (was the spec changed since the hashes were listed?)",
+                spec.path.display()
+            )));
+        }
+        cells.retain(|c| only.contains(&c.hash));
+    }
+    Ok(cells)
+}
+
+/// The cells to run (not done, or all with `force`), after what they share is made once: a
+/// frozen encoder's embeddings (cached beside the store, computed with all cores and a
+/// progress bar before any cell runs) and the experiment's record in the store.
+fn prepare(spec: &Spec, opts: &SweepOptions, cells: Vec<Cell>) -> Result<Vec<Cell>> {
+    let store = Store::open(&opts.db)?;
+    let states = store.cell_statuses(&spec.name)?;
+    let mut todo: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| opts.force || CellState::of(states.get(&c.hash)) != CellState::Done)
+        .collect();
+    let cache = opts.db.parent().unwrap_or(Path::new(".")).join("cache/embeddings");
+    todo.iter_mut().for_each(|c| c.config.model.embedding_cache = Some(cache.clone()));
+    set_threads(cores());
+    train::inputs::prepare(&todo.iter().map(|c| &c.config).collect::<Vec<_>>(), &mut progress::embedding())?;
+    store.upsert_experiment(&ExperimentRecord {
+        name: &spec.name,
+        description: &spec.description,
+        spec_path: &spec.path.display().to_string(),
+        spec_text: &spec.stored_text(),
+    })?;
+    Ok(todo)
+}
+
+/// What every worker thread of a sweep shares.
+#[derive(Clone, Copy)]
+struct Worker<'a> {
+    spec: &'a Spec,
+    opts: &'a SweepOptions,
+    queue: &'a Mutex<VecDeque<Vec<&'a Cell>>>,
+    summary: &'a Mutex<SweepSummary>,
+    progress: &'a Progress,
+    provenance: &'a Provenance,
+    threads: usize,
+    /// Say each finished cell (small sweeps); larger ones say only failures and divergences.
+    list_finished: bool,
+}
+
+impl Worker<'_> {
+    /// Takes groups of cells off the queue until it is empty, each trained alone by the
+    /// autograd reference or as a batched group, with its own store connection.
+    fn work(self, w: usize) -> Result<()> {
+        let (opts, progress) = (self.opts, self.progress);
+        let mut store = Store::open(&opts.db)?;
+        loop {
+            let Some(group) = self.queue.lock().expect("queue lock").pop_front() else {
+                return Ok(());
+            };
+            progress.start_cell(w, group[0], group.len());
+            let autograd = group.len() == 1
+                && (opts.packing == Packing::Autograd
+                    || Engine::for_one_cell(&group[0].config) == Engine::Autograd);
+            let on_step: &mut dyn FnMut(usize, &train::StepLoss) = &mut |step, _| progress.step(w, step);
+            let results: Vec<CellResult> = if autograd {
+                let cell = group[0];
+                let r =
+                    run_cell(cell, self.spec, &mut store, self.provenance, self.threads, opts.force, on_step);
+                vec![(cell, r)]
+            } else {
+                run_group(&group, self.spec, &opts.db, self.provenance, self.threads, opts.force, on_step)?
+            };
+            for (cell, result) in results {
+                self.record(cell, result)?;
+                progress.end_cell(w);
+            }
+        }
+    }
+
+    /// Counts a cell's result and says it; a store error is returned (it stops this worker),
+    /// any other error fails the cell alone.
+    fn record(&self, cell: &Cell, result: Result<Option<Outcome>>) -> Result<()> {
+        let mut s = self.summary.lock().expect("summary lock");
+        let say =
+            |what: &str| self.progress.say(&format!("cell {:>3} {what}   {}", cell.index, cell.label()));
+        match result {
+            Ok(None) => {
+                s.claimed_elsewhere += 1;
+                say("skipped: another sweep has it");
+            }
+            Ok(Some(Outcome::Finished)) => {
+                s.finished += 1;
+                if self.list_finished {
+                    say("finished");
+                }
+            }
+            Ok(Some(Outcome::Diverged { step, reason })) => {
+                s.diverged += 1;
+                say(&format!("DIVERGED at step {step} ({})", reason.as_str()));
+            }
+            Err(e @ (Error::Sqlite { .. } | Error::Store { .. })) => return Err(e),
+            Err(e) => {
+                self.progress.say(&format!("cell {:>3} FAILED   {}: {e}", cell.index, cell.label()));
+                s.failed.push((cell.index, cell.label(), e.to_string()));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn plural(n: usize) -> &'static str {

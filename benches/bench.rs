@@ -85,9 +85,26 @@ fn config(hidden: usize, steps: usize, eval_every: usize) -> RunConfig {
     .resolve()
 }
 
-fn write_raw<T: Copy>(dir: &Path, name: &str, values: &[T], shape: &[usize]) -> serde_json::Value {
-    let bytes =
-        unsafe { std::slice::from_raw_parts(values.as_ptr() as *const u8, std::mem::size_of_val(values)) };
+/// A number type the PyTorch side reads with `numpy.fromfile` (native byte order).
+trait PlainNumber: Copy {
+    fn append_to(self, bytes: &mut Vec<u8>);
+}
+
+impl PlainNumber for f32 {
+    fn append_to(self, bytes: &mut Vec<u8>) {
+        bytes.extend_from_slice(&self.to_ne_bytes());
+    }
+}
+
+impl PlainNumber for i64 {
+    fn append_to(self, bytes: &mut Vec<u8>) {
+        bytes.extend_from_slice(&self.to_ne_bytes());
+    }
+}
+
+fn write_raw<T: PlainNumber>(dir: &Path, name: &str, values: &[T], shape: &[usize]) -> serde_json::Value {
+    let mut bytes = Vec::with_capacity(std::mem::size_of_val(values));
+    values.iter().for_each(|v| v.append_to(&mut bytes));
     std::fs::write(dir.join(name), bytes).unwrap();
     json!({ "file": name, "shape": shape })
 }
@@ -818,6 +835,8 @@ fn main() {
     println!("\n{:<52} {:>12} {:>10}", "benchmark", "measured", "target");
     let encoder_row = |name: &str| ["MiniLM", "tiny BERT", "peak memory"].iter().any(|p| name.starts_with(p));
     for (name, measured, target) in rows.into_iter().filter(|r| !(skip_encoder && encoder_row(&r.0))) {
+        // `f` reads a value the bench did not measure (no scale store, --engine-only) as NaN.
+        let measured = if measured.contains("NaN") { "not run".to_string() } else { measured };
         println!("{name:<52} {measured:>12} {target:>10}");
     }
     println!("\nwritten: {}", out.display());

@@ -15,179 +15,211 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every cell of a spec that is not done yet.
-    Sweep {
-        /// Experiment spec (TOML), e.g. experiments/lambda.toml.
-        spec: PathBuf,
-        /// Results store.
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-        /// Rerun cells that are already done.
-        #[arg(long)]
-        force: bool,
-        /// Show what would run and exit.
-        #[arg(long)]
-        dry_run: bool,
-        /// Cells trained at once (default: the number of cores).
-        #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
-        jobs: Option<u16>,
-        /// LibTorch intra-op threads (default 1; more can change the last bits of results).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        threads: Option<u16>,
-        /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
-        #[arg(long, value_delimiter = ',')]
-        only: Vec<String>,
-        /// Train every cell alone instead of stacking compatible cells (same config but seed
-        /// and λ) into one batched program (each still by the batched engine where it can).
-        #[arg(long)]
-        no_vectorize: bool,
-        /// Train every cell alone with the autograd reference trainer, the one the batched
-        /// engine is tested against (implies --no-vectorize).
-        #[arg(long)]
-        autograd: bool,
-        /// Override a base config key (repeatable): --set data.path=my.jsonl --set train.steps=500.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-    },
+    Sweep(SweepArgs),
     /// Write (and with --submit, submit) a SLURM job array for the cells not done yet, and a
     /// dependent job that merges the tasks' stores into the experiment's store.
-    Slurm {
-        /// Experiment spec (TOML).
-        spec: PathBuf,
-        /// The experiment's store (cells done there are left out; the merge writes there).
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-        /// SLURM partition (default: the cluster's default).
-        #[arg(long)]
-        partition: Option<String>,
-        /// Time limit of each array task.
-        #[arg(long, default_value = "01:00:00")]
-        time: String,
-        /// CPUs of each array task (its sweep's --jobs).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        cpus_per_task: u16,
-        /// GPUs per array task (cells with device = "auto" then train on CUDA).
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        gpus: Option<u16>,
-        /// At most this many array tasks running at once.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        array_parallelism: Option<u16>,
-        /// Cells trained by each array task.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        cells_per_task: u16,
-        /// The array script (the merge script is written beside it as NAME-merge.sbatch).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Submit both jobs with sbatch and print their ids.
-        #[arg(long)]
-        submit: bool,
-        /// Override a base config key (repeatable), as the sweep was run: the tasks run with it.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-    },
+    Slurm(SlurmArgs),
     /// Show every cell of a spec as done, running, failed, missing or stale.
-    Status {
-        /// Experiment spec (TOML).
-        spec: PathBuf,
-        /// Results store.
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-        /// Override a base config key (repeatable), as the sweep was run: the cells of that
-        /// sweep are listed.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-    },
+    Status(StatusArgs),
     /// Check that spec files parse and expand; print their cell counts.
-    Check {
-        /// Experiment specs (TOML).
-        #[arg(required = true)]
-        specs: Vec<PathBuf>,
-    },
+    Check(CheckArgs),
     /// Report the LibTorch in use: version, library path, CUDA, threads.
     Doctor,
     /// Draw the figures of specs (declared `[[figure]]`s, else the default catalogue) from the
     /// store, as SVG + 300-dpi PNG + a JSON sidecar in OUT_DIR/<experiment>/.
-    Plot {
-        /// Experiment specs (TOML). Each figure draws exactly the cells of its spec (with the
-        /// --set overrides), the newest finished run of each: runs of an edited spec are not drawn.
-        #[arg(required = true)]
-        specs: Vec<PathBuf>,
-        /// Results store.
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-        /// Figures go to OUT_DIR/<experiment>/.
-        #[arg(long, default_value = "results/figures")]
-        out_dir: PathBuf,
-        /// Override a base config key (repeatable), as the sweep was run: its cells are drawn.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-    },
+    Plot(PlotArgs),
     /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
     /// comparison graph (components, bipartite or with an odd cycle), duplicates,
     /// contradictions, empty responses, text lengths.
-    Data {
-        /// Preference files (.jsonl, .jsonl.gz, .parquet).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Where implicit prompts end (as data.prompt_split).
-        #[arg(long, value_enum, default_value = "common_prefix")]
-        prompt_split: PromptSplitArg,
-        /// Stop at the first bad row (exit 2) instead of skipping and counting bad rows.
-        #[arg(long)]
-        strict: bool,
-        /// Output format (default: from --out's extension, else table).
-        #[arg(long, value_enum)]
-        format: Option<DataFormat>,
-        /// Write to this file instead of standard output (.json).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Data(DataArgs),
     /// Print the JSON Schema of spec files (for editors).
     Schema,
     /// Query the results store into a table, CSV, JSON or Parquet.
-    Query {
-        #[command(subcommand)]
-        what: QueryKind,
-        #[command(flatten)]
-        opts: QueryOpts,
-    },
+    Query(QueryArgs),
     /// Merge other stores into one; merging the same store twice adds nothing.
-    Merge {
-        /// Stores to read (never changed).
-        #[arg(required = true)]
-        sources: Vec<PathBuf>,
-        /// Store to write (created if missing).
-        #[arg(long, visible_alias = "db")]
-        into: PathBuf,
-    },
+    Merge(MergeArgs),
     /// Bring a store to this rmlab's schema version (stores are also migrated when opened).
-    Migrate {
-        /// Results store.
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-    },
+    Migrate(MigrateArgs),
     /// Score a TRL-format preference file with a model a run kept (`train.save`): print its
     /// accuracy and reward statistics, and write every pair's rewards with --out.
-    Score {
-        /// The run: its uid (`rmlab query runs --all-params --format csv` lists them in column
-        /// `uid`) or its id in this store.
-        #[arg(long)]
-        run: String,
-        /// The preference file (.jsonl, .jsonl.gz, .parquet).
-        file: PathBuf,
-        /// Results store.
-        #[arg(long, default_value = "results/results.sqlite")]
-        db: PathBuf,
-        /// Write the per-pair rewards here (format from the extension: .csv, .json, .parquet).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Format of --out, overriding its extension.
-        #[arg(long, value_enum, requires = "out")]
-        format: Option<Format>,
-        /// Normalize rewards by the mean and standard deviation of the model's rewards over its
-        /// training responses (kept with the model).
-        #[arg(long)]
-        normalize: bool,
-    },
+    Score(ScoreArgs),
+}
+
+// Each subcommand's arguments; its description is the doc comment of its `Command` variant.
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Experiment spec (TOML), e.g. experiments/lambda.toml.
+    pub spec: PathBuf,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// Rerun cells that are already done.
+    #[arg(long)]
+    pub force: bool,
+    /// Show what would run and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Cells trained at once (default: the number of cores).
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// LibTorch intra-op threads (default 1; more can change the last bits of results).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Only the cells with these config hashes (comma-separated; as SLURM tasks use it).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Train every cell alone instead of stacking compatible cells (same config but seed
+    /// and λ) into one batched program (each still by the batched engine where it can).
+    #[arg(long)]
+    pub no_vectorize: bool,
+    /// Train every cell alone with the autograd reference trainer, the one the batched
+    /// engine is tested against (implies --no-vectorize).
+    #[arg(long)]
+    pub autograd: bool,
+    /// Override a base config key (repeatable): --set data.path=my.jsonl --set train.steps=500.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// Experiment spec (TOML).
+    pub spec: PathBuf,
+    /// The experiment's store (cells done there are left out; the merge writes there).
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// SLURM partition (default: the cluster's default).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit of each array task.
+    #[arg(long, default_value = "01:00:00")]
+    pub time: String,
+    /// CPUs of each array task (its sweep's --jobs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub cpus_per_task: u16,
+    /// GPUs per array task (cells with device = "auto" then train on CUDA).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub gpus: Option<u16>,
+    /// At most this many array tasks running at once.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub array_parallelism: Option<u16>,
+    /// Cells trained by each array task.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub cells_per_task: u16,
+    /// The array script (the merge script is written beside it as NAME-merge.sbatch).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Submit both jobs with sbatch and print their ids.
+    #[arg(long)]
+    pub submit: bool,
+    /// Override a base config key (repeatable), as the sweep was run: the tasks run with it.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Experiment spec (TOML).
+    pub spec: PathBuf,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// Override a base config key (repeatable), as the sweep was run: the cells of that
+    /// sweep are listed.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Experiment specs (TOML).
+    #[arg(required = true)]
+    pub specs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Experiment specs (TOML). Each figure draws exactly the cells of its spec (with the
+    /// --set overrides), the newest finished run of each: runs of an edited spec are not drawn.
+    #[arg(required = true)]
+    pub specs: Vec<PathBuf>,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// Figures go to OUT_DIR/<experiment>/.
+    #[arg(long, default_value = "results/figures")]
+    pub out_dir: PathBuf,
+    /// Override a base config key (repeatable), as the sweep was run: its cells are drawn.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Preference files (.jsonl, .jsonl.gz, .parquet).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where implicit prompts end (as data.prompt_split).
+    #[arg(long, value_enum, default_value = "common_prefix")]
+    pub prompt_split: PromptSplitArg,
+    /// Stop at the first bad row (exit 2) instead of skipping and counting bad rows.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output format (default: from --out's extension, else table).
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
+    /// Write to this file instead of standard output (.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(subcommand)]
+    pub what: QueryKind,
+    #[command(flatten)]
+    pub opts: QueryOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Stores to read (never changed).
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Store to write (created if missing).
+    #[arg(long, visible_alias = "db")]
+    pub into: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// The run: its uid (`rmlab query runs --format csv` lists them, column `uid`) or its id in
+    /// this store (column `run_id`).
+    #[arg(long)]
+    pub run: String,
+    /// The preference file (.jsonl, .jsonl.gz, .parquet).
+    pub file: PathBuf,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// Write the per-pair rewards here (format from the extension: .csv, .json, .parquet).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Format of --out, overriding its extension.
+    #[arg(long, value_enum, requires = "out")]
+    pub format: Option<Format>,
+    /// Normalize rewards by the mean and standard deviation of the model's rewards over its
+    /// training responses (kept with the model).
+    #[arg(long)]
+    pub normalize: bool,
 }
 
 /// What `rmlab query` returns.

@@ -13,7 +13,10 @@ use rmlab::experiment::Spec;
 use rmlab::store::Store;
 use rmlab::sweep::{self, Packing, SweepOptions};
 
-use cli::{Cli, Command, DataFormat, Format, PromptSplitArg, QueryKind, QueryOpts, StatArg};
+use cli::{
+    CheckArgs, Cli, Command, DataArgs, DataFormat, Format, MergeArgs, MigrateArgs, PlotArgs, PromptSplitArg,
+    QueryArgs, QueryKind, ScoreArgs, SlurmArgs, StatArg, StatusArgs, SweepArgs,
+};
 
 // Output to a closed pipe (`rmlab sweep … 2>&1 | head -2`) is dropped quietly: the work goes on
 // and no panic replaces it. Each macro is `println!`/`eprintln!` without the panic.
@@ -41,233 +44,196 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<()> {
     match command {
-        Command::Sweep {
-            spec,
-            db,
-            force,
-            dry_run,
-            jobs,
-            threads,
-            only,
-            no_vectorize,
-            autograd,
-            overrides,
-        } => {
-            let spec = sweep::load_spec(&spec, &overrides)?;
-            if dry_run {
-                out!("{}", sweep::status_report(&spec, &db, force)?);
-                return Ok(());
-            }
-            let opts = SweepOptions {
-                db,
-                force,
-                jobs: jobs.map(usize::from),
-                threads: threads.map(usize::from),
-                only,
-                packing: if autograd {
-                    Packing::Autograd
-                } else if no_vectorize {
-                    Packing::Alone
-                } else {
-                    Packing::Groups
-                },
-            };
-            let s = sweep::run(&spec, &opts)?;
-            errln!(
-                "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
-                spec.name,
-                s.total,
-                s.skipped,
-                s.finished,
-                s.diverged,
-                s.failed.len(),
-                s.wall.as_secs_f64(),
-                if s.jobs == 1 { "1 worker".to_string() } else { format!("{} workers", s.jobs) },
-                if s.threads == 1 { "1 thread".to_string() } else { format!("{} threads", s.threads) },
-            );
-            for (index, label, error) in &s.failed {
-                errln!("  failed: cell {index} {label}: {error}");
-            }
-            if s.claimed_elsewhere > 0 {
-                errln!(
-                    "  {} cells were being run by another sweep (or by a run on another host) and were not run here; \
-                     `rmlab status` lists them, `--force` takes over runs whose process cannot be checked",
-                    s.claimed_elsewhere
-                );
-            }
-            if !s.failed.is_empty() {
-                return Err(Error::CellsFailed { failed: s.failed.len(), total: s.total });
-            }
-            Ok(())
-        }
-        Command::Status { spec, db, overrides } => {
-            let spec = sweep::load_spec(&spec, &overrides)?;
-            out!("{}", sweep::status_report(&spec, &db, false)?);
-            Ok(())
-        }
-        Command::Check { specs } => {
-            for path in specs {
-                let spec = sweep::load_spec(&path, &[])?;
-                outln!("{}: ok, {} cells", path.display(), spec.cells()?.len());
-            }
-            Ok(())
-        }
+        Command::Sweep(a) => sweep(a),
+        Command::Slurm(a) => slurm(a),
+        Command::Status(a) => status(a),
+        Command::Check(a) => check(a),
         Command::Doctor => {
             out!("{}", rmlab::runtime::doctor_report()?);
             Ok(())
         }
-        Command::Query { what, opts } => run_query(what, opts),
-        Command::Plot { specs, db, out_dir, overrides } => {
-            let specs: Vec<Spec> =
-                specs.iter().map(|p| Spec::load(p)?.with_overrides(&overrides)).collect::<Result<_>>()?;
-            for w in plot::render_specs(&db, &specs, &out_dir)? {
-                errln!("{}  (+ .png, .json)", w.svg.display());
-            }
-            Ok(())
-        }
-        Command::Slurm {
-            spec,
-            db,
-            partition,
-            time,
-            cpus_per_task,
-            gpus,
-            array_parallelism,
-            cells_per_task,
-            out,
-            submit,
-            overrides,
-        } => {
-            let spec = sweep::load_spec(&spec, &overrides)?;
-            let out = out.unwrap_or_else(|| PathBuf::from(format!("results/slurm/{}.sbatch", spec.name)));
-            let opts = sweep::slurm::SlurmOptions {
-                db,
-                partition,
-                time,
-                cpus_per_task: cpus_per_task.into(),
-                gpus: gpus.map(usize::from),
-                array_parallelism: array_parallelism.map(usize::from),
-                cells_per_task: cells_per_task.into(),
-                out,
-            };
-            let plan = sweep::slurm::write_scripts(&spec, &opts)?;
-            if plan.tasks.is_empty() {
-                errln!(
-                    "{}: all {} cells are done in {}; nothing to submit",
-                    spec.name,
-                    plan.done,
-                    opts.db.display()
-                );
-                return Ok(());
-            }
-            let cells: usize = plan.tasks.iter().map(Vec::len).sum();
-            errln!(
-                "{}: {cells} cells in {} array tasks ({} done, left out)\n  array: {}\n  merge: {}",
-                spec.name,
-                plan.tasks.len(),
-                plan.done,
-                plan.array_script.display(),
-                plan.merge_script.display()
-            );
-            if submit {
-                let (array, merge) = sweep::slurm::submit(&plan)?;
-                outln!("array {array}");
-                outln!("merge {merge}");
-            } else {
-                errln!(
-                    "submit with: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
-                    plan.array_script.display(),
-                    plan.merge_script.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Merge { sources, into } => {
-            let report = rmlab::store::merge(&sources, &into)?;
-            for (src, copied, present, running) in &report.sources {
-                errln!(
-                    "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
-                    src.display(),
-                    into.display()
-                );
-            }
-            Ok(())
-        }
-        Command::Migrate { db } => {
-            if !db.exists() {
-                return Err(Error::Input(format!("{}: no such store", db.display())));
-            }
-            let store = Store::open(&db)?;
-            errln!("{}: schema version {}", db.display(), store.schema_version()?);
-            Ok(())
-        }
-        Command::Data { files, prompt_split, strict, format, out } => {
-            let rule = match prompt_split {
-                PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
-                PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
-            };
-            let reports = files
-                .iter()
-                .map(|f| rmlab::data::read_file(f, !strict, rule).map(|d| d.report))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| match e {
-                    // The reader's hint names the spec key; here the flag decides.
-                    Error::Input(m) => Error::Input(m.replace(
-                        "set data.skip_bad_rows = true to skip bad",
-                        "without --strict, rmlab data skips and counts bad",
-                    )),
-                    other => other,
-                })?;
-            let json = out.as_deref().is_some_and(|o| o.extension().is_some_and(|e| e == "json"));
-            let text = match format.unwrap_or(if json { DataFormat::Json } else { DataFormat::Table }) {
-                DataFormat::Table => data_table::table(&reports),
-                DataFormat::Json => serde_json::to_string_pretty(&reports).expect("reports serialize") + "\n",
-            };
-            output::emit(text.as_bytes(), out.as_deref())
-        }
-        Command::Score { run, file, db, out, format, normalize } => {
-            let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
-            outln!(
-                "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
-                file.display(),
-                s.pairs.height(),
-                s.run_uid,
-                s.accuracy,
-                if s.normalised {
-                    format!(" (normalized by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
-                } else {
-                    String::new()
-                },
-                s.responses,
-                s.reward_mean,
-                s.reward_std,
-                s.reward_max_abs
-            );
-            if let Some(out) = out {
-                let format = match Format::resolve(format, Some(&out), Format::Table) {
-                    Format::Parquet => output::Format::Parquet,
-                    Format::Csv => output::Format::Csv,
-                    Format::Json => output::Format::Json,
-                    Format::Table => {
-                        return Err(Error::Input(format!(
-                            "--out {}: expected a .csv, .json or .parquet file (or --format csv|json|parquet)",
-                            out.display()
-                        )));
-                    }
-                };
-                output::write(&mut s.pairs, format, Some(&out))?;
-                errln!("{}  ({} pairs)", out.display(), s.pairs.height());
-            }
-            Ok(())
-        }
+        Command::Plot(a) => plot(a),
+        Command::Data(a) => data(a),
         Command::Schema => {
             outln!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
             Ok(())
         }
+        Command::Query(a) => query(a),
+        Command::Merge(a) => merge(a),
+        Command::Migrate(a) => migrate(a),
+        Command::Score(a) => score(a),
     }
 }
 
-fn run_query(what: QueryKind, o: QueryOpts) -> Result<()> {
+fn sweep(a: SweepArgs) -> Result<()> {
+    let spec = sweep::load_spec(&a.spec, &a.overrides)?;
+    if a.dry_run {
+        out!("{}", sweep::status_report(&spec, &a.db, a.force)?);
+        return Ok(());
+    }
+    let opts = SweepOptions {
+        db: a.db,
+        force: a.force,
+        jobs: a.jobs.map(usize::from),
+        threads: a.threads.map(usize::from),
+        only: a.only,
+        packing: if a.autograd {
+            Packing::Autograd
+        } else if a.no_vectorize {
+            Packing::Alone
+        } else {
+            Packing::Groups
+        },
+    };
+    let s = sweep::run(&spec, &opts)?;
+    errln!("{s}");
+    if !s.failed.is_empty() {
+        return Err(Error::CellsFailed { failed: s.failed.len(), total: s.total });
+    }
+    Ok(())
+}
+
+fn status(a: StatusArgs) -> Result<()> {
+    let spec = sweep::load_spec(&a.spec, &a.overrides)?;
+    out!("{}", sweep::status_report(&spec, &a.db, false)?);
+    Ok(())
+}
+
+fn check(a: CheckArgs) -> Result<()> {
+    for path in a.specs {
+        let spec = sweep::load_spec(&path, &[])?;
+        outln!("{}: ok, {} cells", path.display(), spec.cells()?.len());
+    }
+    Ok(())
+}
+
+fn plot(a: PlotArgs) -> Result<()> {
+    let specs: Vec<Spec> =
+        a.specs.iter().map(|p| Spec::load(p)?.with_overrides(&a.overrides)).collect::<Result<_>>()?;
+    for w in plot::render_specs(&a.db, &specs, &a.out_dir)? {
+        errln!("{}  (+ .png, .json)", w.svg.display());
+    }
+    Ok(())
+}
+
+fn slurm(a: SlurmArgs) -> Result<()> {
+    let spec = sweep::load_spec(&a.spec, &a.overrides)?;
+    let out = a.out.unwrap_or_else(|| PathBuf::from(format!("results/slurm/{}.sbatch", spec.name)));
+    let opts = sweep::slurm::SlurmOptions {
+        db: a.db,
+        partition: a.partition,
+        time: a.time,
+        cpus_per_task: a.cpus_per_task.into(),
+        gpus: a.gpus.map(usize::from),
+        array_parallelism: a.array_parallelism.map(usize::from),
+        cells_per_task: a.cells_per_task.into(),
+        out,
+    };
+    let plan = sweep::slurm::write_scripts(&spec, &opts)?;
+    errln!("{plan}");
+    if plan.tasks.is_empty() {
+        return Ok(());
+    }
+    if a.submit {
+        let (array, merge) = sweep::slurm::submit(&plan)?;
+        outln!("array {array}");
+        outln!("merge {merge}");
+    } else {
+        errln!(
+            "submit with: id=$(sbatch --parsable {}) && sbatch --dependency=afterany:$id {}",
+            plan.array_script.display(),
+            plan.merge_script.display()
+        );
+    }
+    Ok(())
+}
+
+fn merge(a: MergeArgs) -> Result<()> {
+    let report = rmlab::store::merge(&a.sources, &a.into)?;
+    for (src, copied, present, running) in &report.sources {
+        errln!(
+            "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
+            src.display(),
+            a.into.display()
+        );
+    }
+    Ok(())
+}
+
+fn migrate(a: MigrateArgs) -> Result<()> {
+    if !a.db.exists() {
+        return Err(Error::Input(format!("{}: no such store", a.db.display())));
+    }
+    let store = Store::open(&a.db)?;
+    errln!("{}: schema version {}", a.db.display(), store.schema_version()?);
+    Ok(())
+}
+
+fn data(a: DataArgs) -> Result<()> {
+    let rule = match a.prompt_split {
+        PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
+        PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
+    };
+    let reports = a
+        .files
+        .iter()
+        .map(|f| rmlab::data::read_file(f, !a.strict, rule).map(|d| d.report))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| match e {
+            // The reader's hint names the spec key; here the flag decides.
+            Error::Input(m) => Error::Input(m.replace(
+                "set data.skip_bad_rows = true to skip bad",
+                "without --strict, rmlab data skips and counts bad",
+            )),
+            other => other,
+        })?;
+    let json = a.out.as_deref().is_some_and(|o| o.extension().is_some_and(|e| e == "json"));
+    let text = match a.format.unwrap_or(if json { DataFormat::Json } else { DataFormat::Table }) {
+        DataFormat::Table => data_table::table(&reports),
+        DataFormat::Json => serde_json::to_string_pretty(&reports).expect("reports serialize") + "\n",
+    };
+    output::emit(text.as_bytes(), a.out.as_deref())
+}
+
+fn score(a: ScoreArgs) -> Result<()> {
+    let ScoreArgs { run, file, db, out, format, normalize } = a;
+    let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
+    outln!(
+        "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
+        file.display(),
+        s.pairs.height(),
+        s.run_uid,
+        s.accuracy,
+        if s.normalised {
+            format!(" (normalized by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
+        } else {
+            String::new()
+        },
+        s.responses,
+        s.reward_mean,
+        s.reward_std,
+        s.reward_max_abs
+    );
+    if let Some(out) = out {
+        let format = match Format::resolve(format, Some(&out), Format::Table) {
+            Format::Parquet => output::Format::Parquet,
+            Format::Csv => output::Format::Csv,
+            Format::Json => output::Format::Json,
+            Format::Table => {
+                return Err(Error::Input(format!(
+                    "--out {}: expected a .csv, .json or .parquet file (or --format csv|json|parquet)",
+                    out.display()
+                )));
+            }
+        };
+        output::write(&mut s.pairs, format, Some(&out))?;
+        errln!("{}  ({} pairs)", out.display(), s.pairs.height());
+    }
+    Ok(())
+}
+
+fn query(a: QueryArgs) -> Result<()> {
+    let QueryArgs { what, opts: o } = a;
     let req = query::QueryRequest {
         kind: match what {
             QueryKind::Runs => query::QueryKind::Runs,

@@ -166,27 +166,29 @@ fn sql_column(name: &str, values: &[Sql]) -> Column {
 }
 
 /// Runs joined with their params: one row per run, columns `run_id`, `experiment`, `status`,
-/// `seed`, `wall_seconds`, `device`, `threads`, `config_hash`, then one typed column per param
+/// `seed`, `wall_seconds`, `device`, `threads`, `config_hash`, `uid`, then one typed column per param
 /// key (all keys, or the swept ones).
 pub fn runs(conn: &Connection, sel: &Selection, swept_only: bool) -> Result<DataFrame> {
     select_into_temp(conn, sel)?;
     let (ids, params) = param_columns(conn, swept_only)?;
-    let mut meta: Vec<[Sql; 7]> = Vec::with_capacity(ids.len());
+    let mut meta: Vec<[Sql; 8]> = Vec::with_capacity(ids.len());
     let mut stmt = conn
         .prepare(
-            "SELECT r.experiment, r.status, r.seed, r.wall_seconds, r.device, r.threads, r.config_hash
+            "SELECT r.experiment, r.status, r.seed, r.wall_seconds, r.device, r.threads, r.config_hash, r.uid
              FROM runs r JOIN temp.sel s ON s.id = r.id ORDER BY r.id",
         )
         .map_err(Error::on(conn))?;
-    let rows = stmt
-        .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?]));
+    let rows = stmt.query_map([], |r| {
+        Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?])
+    });
     for row in rows.map_err(Error::on(conn))? {
         meta.push(row.map_err(Error::on(conn))?);
     }
     let mut columns = vec![Column::new("run_id".into(), ids.clone())];
-    for (i, name) in ["experiment", "status", "seed", "wall_seconds", "device", "threads", "config_hash"]
-        .iter()
-        .enumerate()
+    for (i, name) in
+        ["experiment", "status", "seed", "wall_seconds", "device", "threads", "config_hash", "uid"]
+            .iter()
+            .enumerate()
     {
         let values: Vec<Sql> = meta.iter().map(|m| m[i].clone()).collect();
         columns.push(sql_column(name, &values));
@@ -572,7 +574,7 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
             .get_column_names()
             .iter()
             .map(|c| c.to_string())
-            .filter(|c| !["config_hash", "device", "threads"].contains(&c.as_str()))
+            .filter(|c| !["config_hash", "uid", "device", "threads"].contains(&c.as_str()))
             .collect();
         df = df.select(keep).map_err(polars_err)?;
     }

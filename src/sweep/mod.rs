@@ -123,6 +123,8 @@ pub enum Packing {
 /// What a sweep did.
 #[derive(Debug, Default)]
 pub struct SweepSummary {
+    /// The experiment swept.
+    pub experiment: String,
     pub total: usize,
     /// Cells skipped because they were done already.
     pub skipped: usize,
@@ -135,6 +137,39 @@ pub struct SweepSummary {
     pub jobs: usize,
     pub threads: usize,
     pub wall: Duration,
+}
+
+/// One line of counts, then a line for each failed cell and, when other sweeps held cells, what
+/// to do about them.
+impl std::fmt::Display for SweepSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = |n: usize, what: &str| if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") };
+        write!(
+            f,
+            "{}: {} cells: {} skipped (done), {} finished, {} diverged, {} failed in {:.1} s ({} × {})",
+            self.experiment,
+            self.total,
+            self.skipped,
+            self.finished,
+            self.diverged,
+            self.failed.len(),
+            self.wall.as_secs_f64(),
+            count(self.jobs, "worker"),
+            count(self.threads, "thread"),
+        )?;
+        for (index, label, error) in &self.failed {
+            write!(f, "\n  failed: cell {index} {label}: {error}")?;
+        }
+        if self.claimed_elsewhere > 0 {
+            write!(
+                f,
+                "\n  {} cells were being run by another sweep (or by a run on another host) and were not run here; \
+                 `rmlab status` lists them, `--force` takes over runs whose process cannot be checked",
+                self.claimed_elsewhere
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Number of cores this process may use.
@@ -172,8 +207,14 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
         plural(threads),
         opts.db.display()
     ));
-    let summary =
-        Mutex::new(SweepSummary { total, skipped: total - todo.len(), jobs, threads, ..Default::default() });
+    let summary = Mutex::new(SweepSummary {
+        experiment: spec.name.clone(),
+        total,
+        skipped: total - todo.len(),
+        jobs,
+        threads,
+        ..Default::default()
+    });
     let queue = Mutex::new(groups(&todo, jobs, opts.packing).into_iter().collect::<VecDeque<Vec<&Cell>>>());
     let started = Instant::now();
     let worker = Worker {

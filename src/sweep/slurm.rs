@@ -35,6 +35,9 @@ pub struct SlurmOptions {
 /// The scripts written, and what they run.
 #[derive(Debug)]
 pub struct SlurmPlan {
+    /// The experiment planned, and the store its cells are merged into.
+    pub experiment: String,
+    pub db: PathBuf,
     pub array_script: PathBuf,
     pub merge_script: PathBuf,
     /// Cells per array task.
@@ -43,6 +46,31 @@ pub struct SlurmPlan {
     pub done: usize,
     /// Directory the tasks copy their stores and logs to.
     pub shared_dir: PathBuf,
+}
+
+/// What was planned: nothing to submit, or the cells, tasks and the two scripts.
+impl std::fmt::Display for SlurmPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.tasks.is_empty() {
+            return write!(
+                f,
+                "{}: all {} cells are done in {}; nothing to submit",
+                self.experiment,
+                self.done,
+                self.db.display()
+            );
+        }
+        let cells: usize = self.tasks.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "{}: {cells} cells in {} array tasks ({} done, left out)\n  array: {}\n  merge: {}",
+            self.experiment,
+            self.tasks.len(),
+            self.done,
+            self.array_script.display(),
+            self.merge_script.display()
+        )
+    }
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -76,7 +104,15 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let shared_dir =
         db.parent().unwrap_or(Path::new("/")).join("slurm").join(format!("{}-{stamp}", spec.name));
-    let plan = SlurmPlan { array_script, merge_script, tasks, done, shared_dir };
+    let plan = SlurmPlan {
+        experiment: spec.name.clone(),
+        db: opts.db.clone(),
+        array_script,
+        merge_script,
+        tasks,
+        done,
+        shared_dir,
+    };
     if plan.tasks.is_empty() {
         return Ok(plan);
     }

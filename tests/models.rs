@@ -148,7 +148,7 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     let txt = dir.path().join("scores.txt");
     bad_input(
         rmlab(&["score", "--run", &uid, file, "--db", db_s, "--out", txt.to_str().unwrap()]),
-        "expected a .parquet or .csv file",
+        "expected a .csv, .json or .parquet file",
     );
 
     // A merge into a store elsewhere carries the files; the merged store scores the same.

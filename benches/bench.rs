@@ -40,8 +40,9 @@ use std::time::Instant;
 use rmlab::data::{self, Dataset, Split};
 use rmlab::eval::{MetricsSink, RewardRow};
 use rmlab::experiment::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, RunConfig, TrainConfig};
+use rmlab::model::build_model;
 use rmlab::sweep::Packing;
-use rmlab::train::{Engine, StepLoss, batch_indices, build_model, train, train_alone, train_one};
+use rmlab::train::{Engine, StepLoss, batch_indices, train, train_alone, train_one};
 use serde_json::json;
 use tch::Device;
 
@@ -189,8 +190,9 @@ fn train_vs_torch(
         assert_eq!(ours.len(), theirs.len());
         let diff =
             |n: usize| ours.iter().zip(&theirs).take(n).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        // float32 rounding differs (PyTorch's Adam is the foreach kernel, ours the host loop;
-        // the batched engine's gradient is hand-derived), and training amplifies it: on the
+        // float32 rounding differs (PyTorch's Adam is the foreach kernel; the autograd trainer
+        // runs LibTorch's C++ Adam, the batched engine its host loops, which round as that Adam
+        // does, on a gradient it derives by hand), and training amplifies it: on the
         // EPYC the batched engine's curve is within 1e-7 of autograd's for 200 steps, then
         // drifts (7e-5 by step 500, 1e-3 by 2000, as any two float32 implementations of the
         // same chaotic optimisation do). So the first 200 steps must agree to 1e-5, the

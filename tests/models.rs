@@ -56,6 +56,57 @@ fn stored_rewards(db: &Path, uid: &str) -> HashMap<i64, f64> {
     stmt.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
 }
 
+/// The rewards `[R]` of every response of `file` under the kept weights `tensors`, computed
+/// here in f64 from the model's definition (mean of the non-padding n-gram embeddings, ReLU
+/// hidden layers, a linear head), apart from the library's forward passes.
+fn rewards_by_hand(
+    cfg: &rmlab::experiment::config::RunConfig,
+    tensors: &[(String, tch::Tensor)],
+    file: &Path,
+) -> Vec<f64> {
+    use rmlab::experiment::config::Activation;
+    assert_eq!(cfg.model.activation, Activation::Relu, "the hand computation is for ReLU layers");
+    let get = |name: &str| -> (Vec<f64>, Vec<i64>) {
+        let t = &tensors.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name}")).1;
+        (Vec::<f64>::try_from(t.to_kind(tch::Kind::Double).flatten(0, -1)).unwrap(), t.size())
+    };
+    let mut data = cfg.data.clone();
+    data.path = Some(file.display().to_string());
+    data.resolved_path = Some(file.to_path_buf());
+    data.eval.clear();
+    let (prefs, _) = rmlab::data::load(&data, cfg.seed).unwrap();
+    let bags = prefs.bags.as_ref().expect("an n-gram model reads n-gram bags");
+    let (embed, shape) = get("embed.weight");
+    let e = shape[1] as usize;
+    let layers: Vec<(Vec<f64>, Vec<f64>)> = (0..)
+        .map(|i| format!("hidden_{i}"))
+        .take_while(|l| tensors.iter().any(|(n, _)| *n == format!("{l}.weight")))
+        .map(|l| (get(&format!("{l}.weight")).0, get(&format!("{l}.bias")).0))
+        .collect();
+    assert!(!layers.is_empty(), "an MLP");
+    let (head_w, head_b) = (get("head.weight").0, get("head.bias").0[0]);
+    bags.ids
+        .chunks(bags.width)
+        .map(|ids| {
+            let used: Vec<usize> =
+                ids.iter().filter(|&&i| i as usize != bags.buckets).map(|&i| i as usize).collect();
+            let mut h: Vec<f64> = (0..e)
+                .map(|j| used.iter().map(|&i| embed[i * e + j]).sum::<f64>() / used.len().max(1) as f64)
+                .collect();
+            for (w, b) in &layers {
+                h = b
+                    .iter()
+                    .enumerate()
+                    .map(|(o, bo)| {
+                        (bo + h.iter().enumerate().map(|(k, x)| w[o * h.len() + k] * x).sum::<f64>()).max(0.0)
+                    })
+                    .collect();
+            }
+            head_b + h.iter().zip(&head_w).map(|(x, w)| x * w).sum::<f64>()
+        })
+        .collect()
+}
+
 #[test]
 fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,6 +145,40 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
         }
     }
     assert!(matched > 200, "{matched} rewards compared");
+
+    // The kept weights are the trained model: the run's training loss fell from step 0, and the
+    // model's own definition, computed by hand from the kept tensors, gives the rewards `score`
+    // gave (to float32 rounding).
+    let loss: Vec<f64> = conn
+        .prepare(
+            "SELECT m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+             WHERE r.uid = ?1 AND m.split = 'train' AND m.name = 'loss_pair' ORDER BY m.step",
+        )
+        .unwrap()
+        .query_map([&uid], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(loss.len() >= 2 && loss[loss.len() - 1] < loss[0] - 0.01, "training loss {loss:?}");
+    let (config_path, weights_path): (String, String) = conn
+        .query_row(
+            "SELECT c.path, w.path FROM artifacts c JOIN artifacts w ON w.run_id = c.run_id
+             JOIN runs r ON r.id = c.run_id WHERE r.uid = ?1 AND c.kind = 'config' AND w.kind = 'weights'",
+            [&uid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(config_path)).unwrap()).unwrap();
+    let cfg: rmlab::experiment::config::RunConfig = serde_json::from_value(record["config"].clone()).unwrap();
+    let tensors = tch::Tensor::read_safetensors(dir.path().join(weights_path)).unwrap();
+    let by_hand = rewards_by_hand(&cfg, &tensors, &fixture);
+    for (side, reward) in [("chosen_response", "reward_chosen"), ("rejected_response", "reward_rejected")] {
+        for (id, r) in ids(side).into_iter().zip(col(reward)) {
+            let want = by_hand[id as usize];
+            assert!((r - want).abs() <= 1e-5 * want.abs().max(1.0), "response {id}: {r}, by hand {want}");
+        }
+    }
 
     // Normalised by the training responses' statistics kept with the model: mean 0, sd 1 there.
     let norm = rmlab::score::score(&db, &uid, &fixture, true).unwrap();

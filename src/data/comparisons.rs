@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
+use super::pair::Pair;
 use super::preference_file::Example;
-use super::preferences::Pair;
 
 /// Prompts, responses and labelled pairs of one file.
 #[derive(Clone, Debug, PartialEq)]

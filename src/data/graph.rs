@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::preferences::Pair;
+use super::pair::Pair;
 
 /// The kind of the connected component a pair lies in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -9,6 +9,7 @@ pub mod comparison_graph;
 mod comparisons;
 mod dataset;
 pub mod graph;
+mod pair;
 pub mod preference_file;
 mod preferences;
 mod report;
@@ -22,7 +23,8 @@ use std::path::{Path, PathBuf};
 pub use comparisons::Comparisons;
 pub use dataset::{Dataset, SplitTensors};
 pub use graph::{ComparisonGraphs, ComponentKind};
-pub use preferences::{Bags, Pair, Preferences, Texts};
+pub use pair::Pair;
+pub use preferences::{Bags, Preferences, Texts};
 pub use report::{DataReport, Lengths};
 pub use split::{Split, split_prompts};
 

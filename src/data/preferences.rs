@@ -2,14 +2,8 @@
 //! prompt, as generators and readers produce them (plain vectors, easy to test).
 
 use super::graph::ComponentKind;
+use super::pair::Pair;
 use super::split::Split;
-
-/// One comparison: response `chosen` was preferred over `rejected` (indices into responses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Pair {
-    pub chosen: usize,
-    pub rejected: usize,
-}
 
 /// Responses and comparisons on the host.
 #[derive(Clone, Debug, PartialEq)]

@@ -157,6 +157,13 @@ pub fn identity_json(config: &RunConfig) -> serde_json::Value {
     value
 }
 
+impl RunConfig {
+    /// Identity of a cell, 16 hex digits ([`hash`]).
+    pub fn hash(&self) -> String {
+        hash(self)
+    }
+}
+
 /// Identity of a cell: SHA-256 of [`identity_json`], 16 hex digits. The format version is
 /// stored beside the hash rather than hashed, so a run under an older version is found and
 /// reported as stale instead of missing.

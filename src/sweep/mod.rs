@@ -21,8 +21,8 @@ use crate::experiment::config::{FORMAT_VERSION, RunConfig};
 use crate::experiment::{Cell, Spec};
 use crate::provenance::Provenance;
 use crate::runtime::{TorchRuntime, device_name, resolve_device, set_threads};
-use crate::store::{CellRecord, Engine, ExperimentRecord, NewRun, Store};
-use crate::train::{self, train};
+use crate::store::{CellRecord, ExperimentRecord, NewRun, Store};
+use crate::train::{self, Engine, train};
 use progress::{LIST_FINISHED_UP_TO, Progress};
 use sha2::{Digest, Sha256};
 

@@ -1,13 +1,16 @@
 //! The one-cell training loop, differentiated by autograd: device → data → VarStore → model →
-//! optimizer → steps → eval. This is the reference every other trainer is tested against.
+//! optimizer → steps → eval. This is the reference every other trainer is tested against, so it
+//! shares no training code with them: its gradient is LibTorch's autograd, its optimizer
+//! LibTorch's own (`tch::nn::Adam`, `tch::nn::Sgd`); with them it shares only the model and its
+//! initial weights (`model::build_model`), the batch draws and the schedule, clipping and
+//! early-stopping rules.
 //!
 //! Metrics leave through a [`MetricsSink`]; the loop never touches storage. The host reads
 //! tensors only at evaluation steps, so steps in between queue work without synchronising.
 
 use tch::{Device, Tensor, nn, nn::OptimizerConfig};
 
-use super::batched::FlatOptimizer;
-use super::batches::{BatchStream, INIT_STREAM, stream};
+use super::batches::BatchStream;
 use super::clip::clip_grad_norm;
 use super::early_stopping::{EarlyStopping, Verdict};
 use super::schedule;
@@ -16,9 +19,8 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
 use crate::eval::{MetricsSink, Outcome, TrainedModel};
-use crate::experiment::config::{Finetune, ModelKind, OptimizerKind, RunConfig, SaveModel, TrainConfig};
-use crate::model::encoder::{Checkpoint, EncoderRewardModel};
-use crate::model::{RewardModel, Scorer};
+use crate::experiment::config::{OptimizerKind, RunConfig, SaveModel, TrainConfig};
+use crate::model::build_model;
 use crate::objective::Objective;
 
 /// Trains one run on `data` and reports metrics at step 0, every `eval.every` steps and after
@@ -146,87 +148,18 @@ pub fn train(
     Ok(outcome)
 }
 
-/// The run's model with its initial weights (from the seed's initialisation stream): a
-/// fine-tuned encoder's from its checkpoint, its head's from the stream.
-pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(nn::VarStore, Scorer)> {
-    let vs = nn::VarStore::new(device);
-    let mut rng = stream(cfg.seed, INIT_STREAM);
-    let model = if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() != Finetune::None {
-        let ck = Checkpoint::open(&cfg.model)
-            .map_err(|(key, message)| Error::Input(format!("{key}: {message}")))?;
-        Scorer::Encoder(Box::new(
-            EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?,
-        ))
-    } else {
-        Scorer::Features(RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut rng, data.buckets))
-    };
-    Ok((vs, model))
-}
-
-fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<Optimizer> {
-    let torch = match t.optimizer {
+/// LibTorch's optimizer for `t` over the trainable variables of `vs`: Adam (β = (0.9, 0.999),
+/// ε = 1e-8, bias-corrected) or SGD (momentum `t.momentum`, no dampening, no Nesterov), with
+/// `t.weight_decay` as LibTorch's coupled L2 penalty (added to the gradient before the update)
+/// and the peak learning rate `t.lr` (the schedule then sets each step's with `set_lr`).
+fn optimizer(vs: &nn::VarStore, t: &TrainConfig) -> Result<nn::Optimizer> {
+    let opt = match t.optimizer {
         OptimizerKind::Adam => nn::Adam { wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?,
         OptimizerKind::Sgd => {
             nn::Sgd { momentum: t.momentum, wd: t.weight_decay, ..Default::default() }.build(vs, t.lr)?
         }
     };
-    let vars = vs.trainable_variables();
-    let host = t.optimizer == OptimizerKind::Adam
-        && vs.device() == Device::Cpu
-        && FlatOptimizer::host_adam_available();
-    let adam = host.then(|| vars.iter().map(|v| FlatOptimizer::new(t, v)).collect());
-    Ok(Optimizer { torch, vars, adam })
-}
-
-/// The autograd trainer's optimizer: LibTorch's, except that on a CPU with FMA Adam's update
-/// runs as the batched engine's host loops, one per parameter tensor. Those round exactly as
-/// LibTorch's Adam does (`train::batched::optim` tests it bit for bit), so results are the
-/// same, without the ~10 small kernels a parameter tensor that dominate a small model's step.
-///
-/// A fine-tuned encoder goes through it too: its trainable tensors (the layers
-/// `model.finetune` trains, and the head) are float32 variables of one VarStore on one device,
-/// so each gets a host Adam state on the CPU (frozen layers are not trainable variables and get
-/// none); on CUDA LibTorch's Adam runs. A parameter without a gradient in a step (one the
-/// forward did not use) is skipped, as LibTorch's Adam skips it.
-struct Optimizer {
-    torch: nn::Optimizer,
-    vars: Vec<Tensor>,
-    /// Adam's state per parameter tensor, when the host loops run it.
-    adam: Option<Vec<FlatOptimizer>>,
-}
-
-impl Optimizer {
-    fn set_lr(&mut self, lr: f64) {
-        self.torch.set_lr(lr);
-        if let Some(states) = &mut self.adam {
-            states.iter_mut().for_each(|s| s.set_lr(lr));
-        }
-    }
-
-    /// Clears the gradients (LibTorch's, which unsets them: the next backward writes fresh).
-    fn zero_grad(&mut self) {
-        self.torch.zero_grad();
-    }
-
-    fn step(&mut self) {
-        match &mut self.adam {
-            None => self.torch.step(),
-            Some(states) => {
-                for (v, s) in self.vars.iter().zip(states) {
-                    let grad = v.grad();
-                    if grad.defined() {
-                        s.step(&mut v.shallow_clone(), &grad);
-                    }
-                }
-            }
-        }
-    }
-
-    fn backward_step(&mut self, loss: &Tensor) {
-        self.zero_grad();
-        loss.backward();
-        self.step();
-    }
+    Ok(opt)
 }
 
 #[cfg(test)]
@@ -300,14 +233,30 @@ mod tests {
         assert_ne!(a.last(Split::Train, "loss_total"), c.last(Split::Train, "loss_total"));
     }
 
+    /// The learning rate scales SGD's steps: at 1e-12 the training loss does not move (by
+    /// 1e-8); at 0.1, the same run otherwise, the rewards move and the training loss falls. A trainer that never
+    /// updates the weights fails the second half, one that ignores the rate the first.
     #[test]
-    fn tiny_learning_rate_leaves_rewards_unchanged() {
+    fn the_learning_rate_scales_the_steps() {
         let mut cfg = small(1, 0.0);
         cfg.train.optimizer = OptimizerKind::Sgd;
-        cfg.train.lr = 1e-12;
-        let (_, sink) = run(&cfg);
-        let curve = sink.curve(Split::Train, "reward_mean");
-        assert!((curve[0].1 - curve[curve.len() - 1].1).abs() < 1e-8, "{curve:?}");
+        let final_rewards = |lr: f64| {
+            let mut c = cfg.clone();
+            c.train.lr = lr;
+            let (_, sink) = run(&c);
+            let loss = sink.curve(Split::Train, "loss_pair");
+            (sink.rewards.iter().map(|r| r.reward).collect::<Vec<_>>(), loss)
+        };
+        let (still, still_loss) = final_rewards(1e-12);
+        let (moved, moved_loss) = final_rewards(0.1);
+        // Both start from the same weights; at 1e-12 the loss stays where it started.
+        assert_eq!(still_loss[0], moved_loss[0]);
+        let first = still_loss[0].1;
+        assert!(still_loss.iter().all(|l| (l.1 - first).abs() < 1e-8), "{still_loss:?}");
+        let largest_move = still.iter().zip(&moved).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(largest_move > 0.1, "lr 0.1 moved no reward by more than {largest_move}");
+        let last = moved_loss.last().unwrap().1;
+        assert!(last < 0.9 * first, "lr 0.1: training loss {first} → {last}");
     }
 
     #[test]
@@ -536,57 +485,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// The host Adam drives parameters shaped as a fine-tuned encoder's do as LibTorch's Adam
-    /// does, bit for bit: an embedding table read by rows, a matrix, a frozen tensor (no
-    /// trainable variable, no state) and a trainable one the forward never uses (no gradient:
-    /// skipped, as LibTorch skips it), with weight decay and a changing learning rate.
-    #[test]
-    fn host_adam_equals_libtorch_adam_on_encoder_shaped_parameters() {
-        use tch::Kind;
-        if !FlatOptimizer::host_adam_available() {
-            return;
-        }
-        let t = TrainConfig { lr: 1e-2, weight_decay: 0.01, ..TrainConfig::default() };
-        let opts = (Kind::Float, Device::Cpu);
-        let run = |host: bool| {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let p = vs.root();
-            let table = p.var_copy("table", &Tensor::arange(60, opts).sin().view([12, 5]));
-            let w = p.var_copy("w", &Tensor::arange(10, opts).cos().view([2, 5]));
-            let frozen = p.zeros_no_train("frozen", &[5]);
-            let _ = tch::no_grad(|| frozen.shallow_clone().fill_(0.25));
-            let _unused = p.var_copy("unused", &Tensor::ones([3], opts));
-            let mut opt = optimizer(&vs, &t).unwrap();
-            assert_eq!(opt.vars.len(), 3, "the frozen tensor is not trainable");
-            assert!(opt.adam.is_some());
-            if !host {
-                opt.adam = None;
-            }
-            for s in 0..12i64 {
-                opt.set_lr(1e-2 / (1.0 + s as f64));
-                let ids = Tensor::from_slice(&[s % 12, (5 * s + 3) % 12]);
-                let x = table.index_select(0, &ids) + &frozen;
-                let loss = x.matmul(&w.tr()).tanh().square().sum(Kind::Float);
-                opt.backward_step(&loss);
-            }
-            let mut named = vs.variables().into_iter().collect::<Vec<_>>();
-            named.sort_by(|a, b| a.0.cmp(&b.0));
-            named
-                .into_iter()
-                .map(|(name, v)| (name, Vec::<f32>::try_from(v.detach().flatten(0, -1)).unwrap()))
-                .collect::<Vec<_>>()
-        };
-        let (host, torch) = (run(true), run(false));
-        for ((name, a), (_, b)) in host.iter().zip(&torch) {
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(a), bits(b), "{name}");
-        }
-        let unused = &host.iter().find(|(n, _)| n == "unused").unwrap().1;
-        assert_eq!(unused, &[1.0; 3], "no gradient, no update (weight decay included)");
-        let table = &host.iter().find(|(n, _)| n == "table").unwrap().1;
-        assert_ne!(table[0], 0.0f32.sin(), "the table trains");
     }
 
     /// Early stopping keeps exactly the weights of its best evaluation: a run stopped early

@@ -18,14 +18,13 @@ pub fn batch_indices(seed: u64, n_pairs: usize, batch: usize, steps: usize) -> V
     (0..steps).flat_map(|_| Vec::<i64>::try_from(s.next()).expect("int64 indices")).collect()
 }
 
-/// ChaCha8 stream of the run's seed for model initialisation.
-pub(super) const INIT_STREAM: u64 = 1;
-/// ChaCha8 stream of the run's seed for batch sampling.
+/// ChaCha8 stream of the run's seed for batch sampling (stream 1 initialises the model:
+/// `model::build_model`).
 const BATCH_STREAM: u64 = 2;
 /// Steps of batch indices drawn and moved to the device at a time.
 const BATCH_CHUNK: usize = 256;
 
-pub(super) fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
+fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     rng

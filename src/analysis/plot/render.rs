@@ -10,12 +10,9 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::style::{DPI, pe, register_font};
+use super::style::{DPI, FONT_BYTES, pe, register_font};
 use super::typeset::svg_subscripts;
 use crate::error::{Error, Result};
-
-/// The bundled font, for plotters' text measurements and the rasterizer.
-pub const FONT_BYTES: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
 
 /// The family the SVG names: the bundled font first, then any sans-serif.
 const SVG_FAMILY: &str = "DejaVu Sans, sans-serif";

@@ -15,6 +15,9 @@ pub const DPI: f64 = 300.0;
 /// Font family name the bundled DejaVu Sans is registered under.
 pub const FONT: &str = "sans-serif";
 
+/// The bundled font, for plotters' text measurements and the rasterizer.
+pub const FONT_BYTES: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+
 /// Text sizes in pixels at 300 dpi: 8 pt titles and axis labels, 7 pt ticks and legends.
 pub const TITLE_PX: f64 = 8.0 / 72.0 * DPI;
 pub const LABEL_PX: f64 = 7.5 / 72.0 * DPI;
@@ -48,7 +51,7 @@ static FONT_ONCE: Once = Once::new();
 /// Machines without system fonts render text the same way as any other.
 pub fn register_font() {
     FONT_ONCE.call_once(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, super::render::FONT_BYTES)
+        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES)
             .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
     });
 }

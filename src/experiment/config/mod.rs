@@ -27,7 +27,6 @@ pub use model::{
     Precision,
 };
 pub use train::{BatchSize, OptimizerKind, Sampling, SaveModel, Schedule, TrainConfig};
-pub use validate::InvalidValue;
 
 /// Bump when the data generator, model, trainer or metrics change in a way that changes
 /// results: runs finished under an older version are reported as stale and are not reused.
@@ -39,6 +38,15 @@ pub use validate::InvalidValue;
 /// names became locators (`experiment::identity`): cells with `data.eval` or an encoder changed
 /// identity once and rerun, their results unchanged.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// A config value that is out of range, by dotted key path ([`RunConfig::validate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvalidValue {
+    /// Dotted key path, e.g. `loss.lambda`.
+    pub key: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
 
 /// One training run, fully specified.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -87,12 +95,6 @@ impl RunConfig {
     pub fn canonical_json(&self) -> String {
         // Struct fields serialize in declaration order, so the text is canonical as it is.
         serde_json::to_string(self).expect("a RunConfig always serializes")
-    }
-
-    /// Identity of a cell, 16 hex digits: see [`super::identity`], which decides for every key
-    /// whether and how it counts.
-    pub fn hash(&self) -> String {
-        super::identity::hash(self)
     }
 }
 

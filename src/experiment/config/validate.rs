@@ -1,18 +1,9 @@
 //! Range checks of a resolved config, by section; each error names its dotted key.
 
 use super::{
-    BatchSize, DataKind, Finetune, HeadKind, ModelKind, OptimizerKind, Regularizer, RunConfig, SaveModel,
-    TextFeatures,
+    BatchSize, DataKind, Finetune, HeadKind, InvalidValue, ModelKind, OptimizerKind, Regularizer, RunConfig,
+    SaveModel, TextFeatures,
 };
-
-/// A config value that is out of range, by dotted key path.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InvalidValue {
-    /// Dotted key path, e.g. `loss.lambda`.
-    pub key: String,
-    /// What was expected and what was found.
-    pub message: String,
-}
 
 impl RunConfig {
     /// Checks every range constraint; returns the first violation, section by section in

@@ -3,27 +3,25 @@
 //! Cells that differ only in their seed and λ (same data shape, model, optimizer, schedule)
 //! are stacked into one [`StackedMlp`] ([`stacked`]): one batched matmul per layer for all
 //! cells, a hand-derived gradient ([`loss_grad`], then [`StackedMlp::backward`]) and one
-//! optimizer update over all parameters ([`FlatOptimizer`], [`optim`]); on the CPU, host loops
-//! ([`kernels`], the crate's only unsafe code) replace kernels where that is faster. Each cell
+//! optimizer update over all parameters ([`FlatOptimizer`]); on the CPU, host loops
+//! ([`kernels`], the crate's only unsafe functions) replace kernels where that is faster. Each cell
 //! keeps its own data (generated from its seed), its own initialisation and batch stream (the
-//! same draws as the autograd trainer, [`super::autograd`]), its own λ and, because Adam and
+//! same draws as the autograd trainer's: `model::build_model`, `train::batches`), its own λ and, because Adam and
 //! SGD update every element on its own, its own optimizer state. A seed's cells listed
 //! together share what they have in common, their data and batches: generated, tabled and
 //! gathered once, and multiplied with each cell's weights ([`StackedMlp::share_inputs`]),
 //! which changes no bit of any cell's numbers. Every cell reports through
 //! its own sink, as if it had been trained alone; results equal the autograd trainer's up to
-//! float32 rounding (a test checks 1e-5).
+//! float32 rounding (`train::engine_equality` checks 1e-5). Nothing here uses that trainer.
 
-mod kernels;
-mod optim;
 mod stacked;
 
-pub(super) use optim::FlatOptimizer;
 use tch::{Device, Kind, Tensor};
 
-use super::autograd::build_model;
 use super::batches::BatchStream;
 use super::early_stopping::{EarlyStopping, Verdict};
+use super::kernels;
+use super::optim::FlatOptimizer;
 use super::schedule;
 use super::step_loss::StepLoss;
 use crate::data::Dataset;
@@ -33,6 +31,7 @@ use crate::eval::{MetricsSink, Outcome, TrainedModel};
 use crate::experiment::config::{
     DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
 };
+use crate::model::build_model;
 use crate::objective::{Objective, loss_grad, loss_grad_host};
 use stacked::StackedMlp;
 
@@ -102,8 +101,8 @@ pub fn train_alone(
 }
 
 /// [`train_group`]; `host_loops: false` keeps to tensor kernels on the CPU too (the code other
-/// devices run), so that tests here cover it.
-fn train_group_with(
+/// devices run), so that tests cover it.
+pub(super) fn train_group_with(
     cfgs: &[RunConfig],
     device: Device,
     sinks: &mut [&mut dyn MetricsSink],
@@ -448,195 +447,8 @@ pub(super) fn forward_one(vs: &tch::nn::VarStore, cfg: &RunConfig, features: &Te
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{self, Split};
-    use crate::eval::{MemorySink, RewardRow};
-    use crate::experiment::config::{
-        BatchSize, DataConfig, EvalConfig, LossConfig, ModelConfig, ModelKind, TrainConfig,
-    };
-
-    fn cfg(seed: u64, lambda: f64, hidden: Option<Vec<usize>>) -> RunConfig {
-        RunConfig {
-            seed,
-            data: DataConfig { n_prompts: 80, feature_dim: 6, ..DataConfig::default() },
-            model: ModelConfig {
-                kind: if hidden.is_some() { ModelKind::Mlp } else { ModelKind::Linear },
-                hidden,
-                ..ModelConfig::default()
-            },
-            train: TrainConfig {
-                steps: 120,
-                batch_size: BatchSize::Pairs(32),
-                lr: 1e-2,
-                ..TrainConfig::default()
-            },
-            loss: LossConfig { lambda, ..LossConfig::default() },
-            eval: EvalConfig { every: 40, ..EvalConfig::default() },
-        }
-        .resolve()
-    }
-
-    type Tweak = fn(&mut RunConfig);
-
-    /// Models and trainer settings the engine's tests run: a linear model, MLPs of one and two
-    /// hidden layers, every activation and regularizer, a margin, both optimizers, and every
-    /// trainer control.
-    fn variants() -> [(Option<Vec<usize>>, Tweak); 8] {
-        use crate::experiment::config::{Activation, OptimizerKind, Sampling, SaveModel, Schedule};
-        [
-            (Some(vec![16]), |_| {}),
-            (None, |_| {}),
-            (Some(vec![8, 8]), |c| {
-                c.model.activation = Activation::Tanh;
-                c.train.optimizer = OptimizerKind::Sgd;
-                c.train.momentum = 0.9;
-                c.train.weight_decay = 0.01;
-            }),
-            (Some(vec![8]), |c| {
-                c.model.activation = Activation::Gelu;
-                c.loss.regularizer = Regularizer::L2;
-                c.loss.margin = 0.5;
-            }),
-            (Some(vec![8]), |c| {
-                c.model.activation = Activation::Silu;
-                c.loss.regularizer = Regularizer::BatchSum;
-                c.train.weight_decay = 0.05;
-            }),
-            (Some(vec![8]), |c| {
-                c.train.optimizer = OptimizerKind::Sgd;
-                c.train.lr = 0.1;
-            }),
-            // Every trainer control at once: a cosine schedule with warmup, clipping,
-            // accumulation, epochs whose last batch is partial, early stopping with its
-            // restored weights, a kept model.
-            (Some(vec![8]), |c| {
-                c.train.schedule = Schedule::Cosine;
-                c.train.warmup_ratio = 0.1;
-                c.train.max_grad_norm = 0.5;
-                c.train.gradient_accumulation = 2;
-                c.train.sampling = Sampling::Epochs;
-                c.train.batch_size = BatchSize::Pairs(48);
-                c.train.early_stopping_metric = Some("loss_pair".into());
-                c.train.early_stopping_patience = 1;
-                c.train.save = SaveModel::Final;
-            }),
-            // Full batch, SGD, a linear decay after warmup, clipping.
-            (Some(vec![8]), |c| {
-                c.train.batch_size = BatchSize::All;
-                c.train.optimizer = OptimizerKind::Sgd;
-                c.train.lr = 0.5;
-                c.train.schedule = Schedule::Linear;
-                c.train.warmup_steps = 10;
-                c.train.max_grad_norm = 1.0;
-                c.train.save = SaveModel::Final;
-            }),
-        ]
-    }
-
-    /// Cells of `(seed, λ)` with hidden layers `hidden`, `tweak` applied.
-    fn cells(seeds_lambdas: &[(u64, f64)], hidden: &Option<Vec<usize>>, tweak: Tweak) -> Vec<RunConfig> {
-        seeds_lambdas
-            .iter()
-            .map(|&(seed, lambda)| {
-                let mut c = cfg(seed, lambda, hidden.clone());
-                tweak(&mut c);
-                c
-            })
-            .collect()
-    }
-
-    /// Metrics that move with a constant shift of every reward.
-    const LEVEL_METRICS: [&str; 5] =
-        ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
-
-    /// Every metric and final reward of every cell equals the autograd trainer's (one cell at
-    /// a time) within 1e-5: for a linear model and MLPs of one and two hidden layers, every
-    /// activation, every regularizer, a margin, Adam with weight decay and SGD with momentum; with the CPU's
-    /// host loops and with the tensor kernels other devices run.
-    #[test]
-    fn equals_one_cell_at_a_time() {
-        use crate::experiment::config::{OptimizerKind, SaveModel};
-        let variants = variants();
-        // Host loops on (what the CPU runs) and off (the kernels other devices run).
-        for ((hidden, tweak), host_loops) in
-            variants.iter().flat_map(|v| [(v.clone(), true), (v.clone(), false)])
-        {
-            let cfgs = cells(&[(0, 0.0), (1, 0.01), (2, 0.5)], &hidden, tweak);
-            let what = format!("{hidden:?} {:?} host loops {host_loops}", cfgs[1].model.activation);
-            let mut batched: Vec<MemorySink> = (0..3).map(|_| MemorySink::default()).collect();
-            {
-                let mut refs: Vec<&mut dyn MetricsSink> =
-                    batched.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
-                let outcomes =
-                    train_group_with(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}, host_loops).unwrap();
-                assert!(outcomes.iter().all(|o| *o == Outcome::Finished), "{what}");
-            }
-            for (c, got) in cfgs.iter().zip(&batched) {
-                let (p, _) = data::load(&c.data, c.seed).unwrap();
-                let ds = Dataset::new(&p, Device::Cpu);
-                let mut alone = MemorySink::default();
-                crate::train::train(c, &ds, Device::Cpu, &mut alone, &mut |_, _| {}).unwrap();
-                // At λ = 0 the bias that shifts every reward (a linear model's, an MLP's head
-                // bias) has no true gradient, only rounding noise (the pairs' terms cancel, in
-                // an order that differs between engines), and Adam rescales that noise into
-                // steps of up to lr: two correct programs agree on reward differences there,
-                // not on the level (the underdetermination this project studies). Levels are
-                // compared wherever a gradient pins them.
-                let level_free = c.loss.lambda == 0.0 && c.train.optimizer == OptimizerKind::Adam;
-                assert_eq!(got.rows.len(), alone.rows.len());
-                for (x, y) in got.rows.iter().zip(&alone.rows) {
-                    assert_eq!((x.step, x.split, x.name), (y.step, y.split, y.name));
-                    if level_free && LEVEL_METRICS.contains(&x.name) {
-                        continue;
-                    }
-                    let tol = 1e-5 * y.value.abs().max(1.0);
-                    assert!(
-                        (x.value - y.value).abs() <= tol,
-                        "{what} λ={}: {} {:?} step {}: {} vs {}",
-                        c.loss.lambda,
-                        x.name,
-                        x.split,
-                        x.step,
-                        x.value,
-                        y.value
-                    );
-                }
-                assert_eq!(got.rewards.len(), alone.rewards.len());
-                let mean = |rows: &[RewardRow]| {
-                    if level_free {
-                        rows.iter().map(|r| r.reward).sum::<f64>() / rows.len() as f64
-                    } else {
-                        0.0
-                    }
-                };
-                let (mx, my) = (mean(&got.rewards), mean(&alone.rewards));
-                for (x, y) in got.rewards.iter().zip(&alone.rewards) {
-                    let (x, y) = (x.reward - mx, y.reward - my);
-                    assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{what}: reward {x} vs {y}");
-                }
-                assert!(got.last(Split::Val, "accuracy").is_some());
-                assert_eq!(got.best_step, alone.best_step, "{what}: the best step");
-                assert_eq!(got.model.is_some(), c.train.save != SaveModel::None);
-                if let (Some(a), Some(b)) = (&got.model, &alone.model) {
-                    assert_eq!(
-                        a.iter().map(|t| &t.0).collect::<Vec<_>>(),
-                        b.iter().map(|t| &t.0).collect::<Vec<_>>()
-                    );
-                    for ((name, x), (_, y)) in a.iter().zip(b) {
-                        assert_eq!(x.size(), y.size(), "{what}: {name}");
-                        if level_free && name == "head.bias" {
-                            continue; // the level, as above
-                        }
-                        let scale = y.abs().max().double_value(&[]).max(1.0);
-                        let d = (x - y).abs().max().double_value(&[]);
-                        assert!(d <= 1e-5 * scale, "{what}: kept {name} differs by {d}");
-                    }
-                }
-                let first = alone.curve(Split::Train, "loss_total")[0].1;
-                let last = alone.last(Split::Train, "loss_total").unwrap();
-                assert!(last < first, "{what}: training moved the loss ({first} → {last})");
-            }
-        }
-    }
+    use crate::eval::MemorySink;
+    use crate::train::test_cells::{cells, cfg, variants};
 
     /// Cells of one seed next to each other share their input (data, batches, gathered rows),
     /// and that changes no bit of what any cell reports (metrics, final rewards, best step,
@@ -692,36 +504,6 @@ mod tests {
                 let (a, b) = (bits(a), bits(b));
                 assert!(!a.1.is_empty() && a.0.len() > 30, "{what}: metrics and final rewards reported");
                 assert_eq!(a, b, "{what}");
-            }
-        }
-    }
-
-    /// A model kept by the batched engine, scored by `train::kept_model_rewards`, gives back
-    /// the run's final rewards bit for bit.
-    #[test]
-    fn kept_batched_models_reproduce_their_rewards() {
-        let cfgs: Vec<RunConfig> = [(0, 0.0), (1, 0.1)]
-            .iter()
-            .map(|&(seed, lambda)| {
-                let mut c = cfg(seed, lambda, Some(vec![16]));
-                c.train.save = crate::experiment::config::SaveModel::Final;
-                c
-            })
-            .collect();
-        let mut sinks: Vec<MemorySink> = (0..2).map(|_| MemorySink::default()).collect();
-        {
-            let mut refs: Vec<&mut dyn MetricsSink> =
-                sinks.iter_mut().map(|s| s as &mut dyn MetricsSink).collect();
-            train_group(&cfgs, Device::Cpu, &mut refs, &mut |_, _| {}).unwrap();
-        }
-        for (c, sink) in cfgs.iter().zip(&sinks) {
-            let (p, _) = data::load(&c.data, c.seed).unwrap();
-            let ds = Dataset::new(&p, Device::Cpu);
-            let r =
-                crate::train::kept_model_rewards(c, "batched", sink.model.as_ref().unwrap(), &ds).unwrap();
-            let r = Vec::<f64>::try_from(r.to_kind(Kind::Double)).unwrap();
-            for row in &sink.rewards {
-                assert_eq!(r[row.response].to_bits(), row.reward.to_bits(), "response {}", row.response);
             }
         }
     }

@@ -7,8 +7,8 @@
 //! layer's input carries a column of ones ([`StackedMlp::with_ones`]), which folds its bias
 //! into the matmul and its bias gradient into the weight gradient's matmul. Autograd is not
 //! used: the backward pass is a fixed sequence of batched matmuls and one activation backward
-//! per hidden layer, written into a flat gradient `[P]` that a [`super::optim`]
-//! optimizer consumes whole.
+//! per hidden layer, written into a flat gradient `[P]` that the flat optimizer
+//! (`train::optim`) consumes whole.
 //!
 //! Cells may share an input ([`StackedMlp::share_inputs`]): cells of one seed that differ only
 //! in λ train on the same data and draw the same batches, so their rows can be gathered once
@@ -18,9 +18,9 @@
 
 use tch::{Kind, Tensor};
 
-use super::kernels::{self, relu_head_kernel_available, relu_head_mask};
 use crate::experiment::config::Activation;
 use crate::model::activate;
+use crate::train::kernels::{self, relu_head_kernel_available, relu_head_mask};
 
 /// The parameters of K models with the same layer sizes.
 pub struct StackedMlp {

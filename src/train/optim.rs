@@ -1,15 +1,16 @@
 //! Adam and SGD over one flat parameter tensor, with LibTorch's update rules.
 //!
-//! The vectorized trainer keeps every cell's parameters in one flat tensor and computes their
+//! The batched engine keeps every cell's parameters in one flat tensor and computes their
 //! gradient by hand, so it updates them here in a few whole-tensor kernels instead of through
-//! `tch::nn::Optimizer` (one kernel sequence per parameter tensor). The arithmetic follows
+//! `tch::nn::Optimizer` (one kernel sequence per parameter tensor); on a CPU with FMA, Adam runs
+//! as two host loops (`kernels::adam_on_host`). The arithmetic follows
 //! `torch::optim::Adam` and `torch::optim::SGD` (what `tch::nn::Adam` and `tch::nn::Sgd`
 //! wrap) step for step: L2 weight decay added to the gradient, bias corrections
 //! `1 − βᵗ`, `denom = √v / √(1 − β₂ᵗ) + ε`, momentum buffers started from the first gradient.
 
 use tch::Tensor;
 
-use super::kernels::{self, adam_moments, adam_update, fma_on_host, slice};
+use super::kernels::{AdamCoefficients, adam_on_host};
 use crate::experiment::config::{OptimizerKind, TrainConfig};
 
 /// An optimizer's state for one flat parameter tensor `[P]`.
@@ -46,12 +47,6 @@ impl FlatOptimizer {
         FlatOptimizer { rule, lr: t.lr, weight_decay: t.weight_decay, step: 0, host_loops: true }
     }
 
-    /// Whether [`FlatOptimizer::step`] runs Adam as host loops here (a CPU with FMA), given
-    /// contiguous float32 CPU tensors.
-    pub fn host_adam_available() -> bool {
-        kernels::fma_available()
-    }
-
     /// The same optimizer on whole-tensor kernels only: what runs on other devices, for tests
     /// on the CPU.
     pub fn without_host_loops(mut self) -> FlatOptimizer {
@@ -67,29 +62,25 @@ impl FlatOptimizer {
     /// One update of `params` `[P]` in place from `grad` `[P]`.
     pub fn step(&mut self, params: &mut Tensor, grad: &Tensor) {
         self.step += 1;
-        match &mut self.rule {
-            Rule::Adam { beta1, beta2, eps, m, v }
-                if self.host_loops && fma_on_host(&[params, grad, m, v]) =>
-            {
-                // A dozen whole-tensor kernels cost more than the arithmetic at these sizes:
-                // two passes over host memory instead, rounding as LibTorch's kernels do
-                // (fused multiply-adds where they use them, LibTorch's own square root).
-                // Each coefficient rounded once to float32 from double, as the kernels get them.
-                let coefs = [*beta1 as f32, (1.0 - *beta1) as f32, *beta2 as f32, (1.0 - *beta2) as f32];
-                let bias2_sqrt = (1.0 - beta2.powi(self.step)).sqrt() as f32;
-                let step_size = (-self.lr / (1.0 - beta1.powi(self.step))) as f32;
-                let (wd, eps) = (self.weight_decay as f32, *eps as f32);
-                // SAFETY: `fma_on_host` checked that the four tensors are contiguous float32 CPU
-                // tensors of one length whose elements lie apart in memory (so the slices do not
-                // alias) and that the CPU has FMA; `root` is a fresh tensor.
-                unsafe {
-                    adam_moments(slice(params), slice(grad), slice(m), slice(v), coefs, wd);
-                    let root = v.sqrt();
-                    adam_update(slice(params), slice(m), slice(&root), step_size, bias2_sqrt, eps);
-                }
+        if let Rule::Adam { beta1, beta2, eps, m, v } = &mut self.rule
+            && self.host_loops
+        {
+            // A dozen whole-tensor kernels cost more than the arithmetic at these sizes: two
+            // passes over host memory instead, rounding as LibTorch's kernels do (fused
+            // multiply-adds where they use them, LibTorch's own square root). Each coefficient
+            // is rounded once to float32 from double, as the kernels get them.
+            let c = AdamCoefficients {
+                moments: [*beta1 as f32, (1.0 - *beta1) as f32, *beta2 as f32, (1.0 - *beta2) as f32],
+                weight_decay: self.weight_decay as f32,
+                step_size: (-self.lr / (1.0 - beta1.powi(self.step))) as f32,
+                bias2_sqrt: (1.0 - beta2.powi(self.step)).sqrt() as f32,
+                eps: *eps as f32,
+            };
+            if adam_on_host(params, grad, m, v, &c) {
+                return;
             }
-            _ => self.step_tensors(params, grad),
         }
+        self.step_tensors(params, grad);
     }
 
     /// [`FlatOptimizer::step`] as whole-tensor kernels (any device), after `self.step` has

@@ -1,7 +1,8 @@
-//! The batched engine's host kernels: CPU loops that cost less than the LibTorch kernels they
-//! replace at sweep sizes (small per-step updates, row gathers, one fused pass for a ReLU
-//! layer and the head), with the host-memory views of CPU tensors they work on. This file
-//! holds all of rmlab's unsafe code; every unsafe block names what makes it sound.
+//! Host kernels of the batched engine and its flat optimizer: CPU loops that cost less than the
+//! LibTorch kernels they replace at sweep sizes (Adam's per-step update, row gathers, one fused
+//! pass for a ReLU layer and the head), with the host-memory views of CPU tensors they work on.
+//! This file defines all of rmlab's unsafe functions (the batched engine calls the views in
+//! unsafe blocks of its own); every unsafe block names what makes it sound.
 
 use tch::{Device, Kind, Tensor};
 
@@ -112,21 +113,9 @@ pub(super) unsafe fn relu_head_mask(_: &mut [f32], _: &[f32], _: usize, _: usize
     unreachable!("relu_head_kernel_available is false off x86_64")
 }
 
-/// Whether this CPU has fused multiply-add (what the Adam loops need).
-pub(super) fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Whether every tensor is a contiguous float32 CPU tensor of the same length, no two of their
 /// element ranges overlap in memory, and the CPU has fused multiply-add.
-pub(super) fn fma_on_host(ts: &[&Tensor]) -> bool {
+fn fma_on_host(ts: &[&Tensor]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let n = ts[0].numel();
@@ -156,9 +145,44 @@ fn disjoint(a: &Tensor, b: &Tensor) -> bool {
 /// # Safety
 /// As [`f32s_mut`].
 #[allow(clippy::mut_from_ref)]
-pub(super) unsafe fn slice(t: &Tensor) -> &mut [f32] {
+unsafe fn slice(t: &Tensor) -> &mut [f32] {
     // SAFETY: the caller upholds `f32s_mut`'s contract.
     unsafe { f32s_mut(t) }.expect("checked by fma_on_host")
+}
+
+/// The coefficients of one Adam step, each rounded once to float32 (as LibTorch's CPU kernels
+/// get them from double).
+pub(super) struct AdamCoefficients {
+    /// β₁, 1 − β₁, β₂, 1 − β₂.
+    pub moments: [f32; 4],
+    /// The coupled L2 weight decay added to the gradient.
+    pub weight_decay: f32,
+    /// −lr / (1 − β₁ᵗ).
+    pub step_size: f32,
+    /// √(1 − β₂ᵗ).
+    pub bias2_sqrt: f32,
+    pub eps: f32,
+}
+
+/// One step of `torch::optim::Adam` on parameters `p`, gradient `g`, moments `m` and `v` (all
+/// `[P]`), in place, as two loops over host memory that round as LibTorch's kernels do:
+/// `train::optim`'s tests hold them bit for bit to LibTorch's Adam. Returns false, and changes
+/// nothing, unless the four are contiguous float32 CPU tensors of one length lying apart in
+/// memory on a CPU with FMA.
+pub(super) fn adam_on_host(p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor, c: &AdamCoefficients) -> bool {
+    if !fma_on_host(&[p, g, m, v]) {
+        return false;
+    }
+    // SAFETY: `fma_on_host` checked that the four tensors are contiguous float32 CPU tensors of
+    // one length whose elements lie apart in memory (so the slices do not alias) and that the
+    // CPU has FMA; `root` is a fresh tensor, and nothing else touches these tensors meanwhile
+    // (the caller holds them for the step).
+    unsafe {
+        adam_moments(slice(p), slice(g), slice(m), slice(v), c.moments, c.weight_decay);
+        let root = v.sqrt();
+        adam_update(slice(p), slice(m), slice(&root), c.step_size, c.bias2_sqrt, c.eps);
+    }
+    true
 }
 
 /// Adam's moments as `torch::optim::Adam` computes them: g ← g + wd·p (`add` with alpha),
@@ -169,14 +193,7 @@ pub(super) unsafe fn slice(t: &Tensor) -> &mut [f32] {
 /// The CPU has FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-pub(super) unsafe fn adam_moments(
-    p: &[f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    coefs: [f32; 4],
-    wd: f32,
-) {
+unsafe fn adam_moments(p: &[f32], g: &[f32], m: &mut [f32], v: &mut [f32], coefs: [f32; 4], wd: f32) {
     let [b1, one_minus_b1, b2, one_minus_b2] = coefs;
     for i in 0..p.len() {
         let gi = if wd != 0.0 { p[i].mul_add(wd, g[i]) } else { g[i] };
@@ -186,12 +203,12 @@ pub(super) unsafe fn adam_moments(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn adam_moments(_: &[f32], _: &[f32], _: &mut [f32], _: &mut [f32], _: [f32; 4], _: f32) {
+unsafe fn adam_moments(_: &[f32], _: &[f32], _: &mut [f32], _: &mut [f32], _: [f32; 4], _: f32) {
     unreachable!("only x86_64 takes the host path")
 }
 
 /// Adam's update from `root` = √v: p ← p + (step·m) / (√v / √(1 − β₂ᵗ) + ε) (`addcdiv_`).
-pub(super) fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], step: f32, bias2_sqrt: f32, eps: f32) {
+fn adam_update(p: &mut [f32], m: &[f32], root: &[f32], step: f32, bias2_sqrt: f32, eps: f32) {
     for i in 0..p.len() {
         p[i] += step * m[i] / (root[i] / bias2_sqrt + eps);
     }

@@ -116,18 +116,12 @@ mod tests {
 
     /// Every default, pinned: a changed default changes the results of every spec that leaves
     /// the key out (and the identity of its cells), so it must be a decision, not an accident.
-    /// An empty spec expands to exactly this config, and it is valid.
+    /// (`spec::tests::an_empty_spec_runs_the_defaults` checks an empty spec expands to it.)
     #[test]
-    fn defaults_are_pinned_valid_and_what_an_empty_spec_runs() {
+    fn defaults_are_pinned_and_valid() {
         let c = base();
         assert_eq!(c.canonical_json(), DEFAULT_JSON);
         c.validate().unwrap();
-        let spec =
-            crate::experiment::Spec::parse(std::path::Path::new("empty.toml"), "name = \"empty\"\n".into())
-                .unwrap();
-        let cells = spec.cells().unwrap();
-        assert_eq!(cells.len(), 1);
-        assert_eq!(cells[0].config, c);
     }
 
     const DEFAULT_JSON: &str = r#"{"seed":0,"data":{"kind":"synthetic","n_prompts":500,"responses_per_prompt":4,"pairs_per_prompt":2,"feature_dim":16,"offset_scale":1.0,"beta":4.0,"flip":0.0,"graph":"random","prompt_features":"none","nuisance_dim":0,"path":null,"skip_bad_rows":false,"prompt_split":"common_prefix","eval":[],"text_features":"ngrams","ngram":2,"buckets":4096,"max_tokens":256,"file_sha256":null,"val_frac":0.2,"test_frac":0.0},"model":{"kind":"mlp","hidden":[64],"activation":"relu","device":"auto","embed_dim":32,"bias_init":null,"encoder":null,"encoder_sha256":null,"head":null,"pooling":null,"max_length":null,"finetune":null,"dropout":null,"precision":null},"train":{"optimizer":"adam","lr":0.001,"weight_decay":0.0,"momentum":0.0,"batch_size":128,"steps":1000,"sampling":"with_replacement","gradient_accumulation":1,"schedule":"constant","warmup_steps":0,"warmup_ratio":0.0,"max_grad_norm":0.0,"early_stopping_metric":null,"early_stopping_split":"val","early_stopping_patience":3,"save":"none"},"loss":{"regularizer":"none","lambda":0.0,"margin":0.0,"margin_from_data":false},"eval":{"every":50,"rewards":"all"}}"#;

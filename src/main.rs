@@ -217,9 +217,9 @@ fn run(command: Command) -> Result<()> {
                     other => other,
                 })?;
             match format {
-                DataFormat::Table => print!("{}", data_table::table(&reports)),
+                DataFormat::Table => out!("{}", data_table::table(&reports)),
                 DataFormat::Json => {
-                    println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
+                    outln!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"))
                 }
             }
             Ok(())

@@ -350,7 +350,19 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
         !String::from_utf8_lossy(&again.stderr).contains("with the frozen encoder"),
         "the second sweep reads the cache"
     );
-    ok(rmlab(&["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"]));
+    // This sweep embeds again (its cache is beside its store) with stderr a pipe whose reader
+    // has gone: the embedding progress lines are dropped, the sweep runs to its end.
+    let (reader, closed) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"])
+        .current_dir(repo())
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(closed)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a closed stderr stops nothing");
     // Each cell alone is a batched group of one, with the numbers of its group.
     let alone = dir.path().join("a/alone.sqlite");
     ok(rmlab(&["sweep", spec, "--db", alone.to_str().unwrap(), "--no-vectorize"]));

@@ -78,8 +78,10 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         }
         Ok(bytes)
     };
-    let record: serde_json::Value = serde_json::from_slice(&read_checked(&record)?)
-        .map_err(|e| Error::Input(format!("{}: not a model record: {e}", root.join(&record.0).display())))?;
+    let record_path = record.0.clone();
+    let record: serde_json::Value = serde_json::from_slice(&read_checked(&record)?).map_err(|e| {
+        Error::Input(format!("{}: not a model record: {e}", root.join(&record_path).display()))
+    })?;
     let weights_path = root.join(&weights.0);
     read_checked(&weights)?;
     let tensors = tch::Tensor::read_safetensors(&weights_path)?;
@@ -91,8 +93,17 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         )));
     }
     let engine = record["engine"].as_str().unwrap_or("");
-    let (mean, std) =
-        (record["reward_mean"].as_f64().unwrap_or(0.0), record["reward_std"].as_f64().unwrap_or(1.0));
+    let (mean, std) = if normalise {
+        normalisation(&record).map_err(|why| {
+            Error::Input(format!(
+                "{}: run {uid}'s kept model cannot normalise rewards: {why}; score it without --normalize",
+                root.join(&record_path).display()
+            ))
+        })?
+    } else {
+        // Not used; shown as unknown rather than as a made-up (0, 1).
+        (f64::NAN, f64::NAN)
+    };
 
     // The file, read as the run read its training data (same text features, same split draw).
     let file_abs = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
@@ -106,12 +117,11 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
     let rewards = crate::train::kept_model_rewards(&cfg, engine, &tensors, &dataset)?;
     let mut r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double))?;
     if normalise {
-        r.iter_mut().for_each(|v| *v = (*v - mean) / std.max(f64::MIN_POSITIVE));
+        r.iter_mut().for_each(|v| *v = (*v - mean) / std);
     }
     let texts = prefs.texts.as_ref().expect("preference files keep their texts");
     let (mut prompt, mut chosen, mut rejected, mut ci, mut ri, mut split, mut rc, mut rr) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut correct = 0usize;
     for p in &prefs.pairs {
         let x = prefs.prompt_of[p.chosen];
         prompt.push(texts.prompts[x].clone());
@@ -122,7 +132,6 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         split.push(prefs.split_of_response(p.chosen).as_str().to_string());
         rc.push(r[p.chosen]);
         rr.push(r[p.rejected]);
-        correct += usize::from(r[p.chosen] > r[p.rejected]);
     }
     let n = prefs.pairs.len();
     let columns = vec![
@@ -136,23 +145,115 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         Column::new("reward_rejected".into(), rr),
     ];
     let pairs = DataFrame::new(n, columns).map_err(|e| Error::Run(format!("polars: {e}")))?;
-    let responses: BTreeSet<usize> = prefs.pairs.iter().flat_map(|p| [p.chosen, p.rejected]).collect();
-    let vals: Vec<f64> = responses.iter().map(|&i| r[i]).collect();
-    let m = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-    let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len().max(1) as f64).sqrt();
+    let t = tally(&prefs.pairs, &r);
     Ok(Scores {
         pairs,
-        accuracy: correct as f64 / n.max(1) as f64,
-        responses: vals.len(),
-        reward_mean: m,
-        reward_std: sd,
-        reward_max_abs: vals.iter().fold(0.0, |a: f64, v| a.max(v.abs())),
+        accuracy: t.accuracy,
+        responses: t.responses,
+        reward_mean: t.mean,
+        reward_std: t.std,
+        reward_max_abs: t.max_abs,
         normalisation: (mean, std),
         normalised: normalise,
         run_uid: uid,
     })
 }
 
+/// The normalisation statistics a model record keeps: `reward_mean` and `reward_std` of the
+/// training responses' rewards. Every record rmlab writes has both, but a run whose rewards were
+/// not finite wrote them as JSON `null` (serde's NaN), and a constant reward has std 0: neither
+/// can normalise, and a silent fallback to (0, 1) would print unnormalised rewards as normalised.
+fn normalisation(record: &serde_json::Value) -> std::result::Result<(f64, f64), String> {
+    let stat = |key: &str| match record.get(key) {
+        Some(v) if v.is_f64() || v.is_i64() || v.is_u64() => Ok(v.as_f64().expect("a JSON number")),
+        Some(serde_json::Value::Null) => {
+            Err(format!("its record has {key} = null (the rewards were not finite)"))
+        }
+        Some(other) => Err(format!("its record has {key} = {other}, not a number")),
+        None => Err(format!("its record has no {key}")),
+    };
+    let (mean, std) = (stat("reward_mean")?, stat("reward_std")?);
+    if !(std.is_finite() && std > 0.0) {
+        return Err(format!("its training rewards have std {std} (constant rewards)"));
+    }
+    Ok((mean, std))
+}
+
+/// Accuracy and reward statistics of scored pairs.
+#[derive(Debug, PartialEq)]
+struct Tally {
+    /// Fraction of pairs with `r[chosen] > r[rejected]` (a tie counts as wrong); 0 without pairs.
+    accuracy: f64,
+    /// Distinct responses in the pairs, and the mean, population std and max |r| of their rewards.
+    responses: usize,
+    mean: f64,
+    std: f64,
+    max_abs: f64,
+}
+
+/// The [`Tally`] of `pairs` under rewards `r` (`[R]`, indexed by response); responses in no
+/// pair do not count.
+fn tally(pairs: &[data::Pair], r: &[f64]) -> Tally {
+    let correct = pairs.iter().filter(|p| r[p.chosen] > r[p.rejected]).count();
+    let responses: BTreeSet<usize> = pairs.iter().flat_map(|p| [p.chosen, p.rejected]).collect();
+    let vals: Vec<f64> = responses.iter().map(|&i| r[i]).collect();
+    let m = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+    let sd = (vals.iter().map(|v| (v - m).powi(2)).sum::<f64>() / vals.len().max(1) as f64).sqrt();
+    Tally {
+        accuracy: correct as f64 / pairs.len().max(1) as f64,
+        responses: vals.len(),
+        mean: m,
+        std: sd,
+        max_abs: vals.iter().fold(0.0, |a: f64, v| a.max(v.abs())),
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Pair;
+    use serde_json::json;
+
+    fn pair(chosen: usize, rejected: usize) -> Pair {
+        Pair { chosen, rejected }
+    }
+
+    /// Accuracy and statistics worked by hand: response 4 is in no pair and must not count,
+    /// a tie is not a correct pair, response 1 is in three pairs but counts once.
+    #[test]
+    fn tally_matches_hand_computed_values() {
+        let r = [1.0, -1.0, 0.5, 2.0, 100.0, 0.5];
+        let pairs = [pair(0, 1), pair(2, 3), pair(3, 1), pair(2, 5), pair(5, 1)];
+        let t = tally(&pairs, &r);
+        // Correct: 1 > −1, 2 > −1, 0.5 > −1; wrong: 0.5 < 2, the tie 0.5 = 0.5.
+        assert_eq!(t.accuracy, 3.0 / 5.0);
+        assert_eq!(t.responses, 5);
+        // Responses 0, 1, 2, 3, 5: rewards 1, −1, 0.5, 2, 0.5; sum 3, mean 0.6.
+        assert!((t.mean - 0.6).abs() < 1e-15, "{}", t.mean);
+        // Squared deviations 0.16 + 2.56 + 0.01 + 1.96 + 0.01 = 4.7, / 5 = 0.94.
+        assert!((t.std - 0.94f64.sqrt()).abs() < 1e-15, "{}", t.std);
+        assert_eq!(t.max_abs, 2.0);
+    }
+
+    #[test]
+    fn tally_of_nothing_is_zero_not_nan() {
+        let t = tally(&[], &[]);
+        assert_eq!(t, Tally { accuracy: 0.0, responses: 0, mean: 0.0, std: 0.0, max_abs: 0.0 });
+    }
+
+    #[test]
+    fn normalisation_needs_both_statistics_and_a_positive_std() {
+        assert_eq!(normalisation(&json!({"reward_mean": -0.5, "reward_std": 2})), Ok((-0.5, 2.0)));
+        let err = |v: serde_json::Value| normalisation(&v).unwrap_err();
+        assert!(err(json!({"reward_std": 1.0})).contains("no reward_mean"));
+        assert!(err(json!({"reward_mean": 0.0})).contains("no reward_std"));
+        assert!(err(json!({"reward_mean": null, "reward_std": 1.0})).contains("reward_mean = null"));
+        assert!(err(json!({"reward_mean": 0.0, "reward_std": "1"})).contains("not a number"));
+        assert!(err(json!({"reward_mean": 0.0, "reward_std": 0.0})).contains("std 0"));
+        assert!(err(json!({"reward_mean": 0.0, "reward_std": -1.0})).contains("std -1"));
+    }
 }

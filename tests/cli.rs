@@ -534,3 +534,87 @@ splits = ["val", "graph"]
         assert!(figures.join("evalsplit").join(format!("{stem}.png")).exists(), "{stem}");
     }
 }
+
+/// A pipe whose reader has already gone: every write to it fails (EPIPE), whatever the size of
+/// the output and of the pipe's buffer.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer
+}
+
+/// `rmlab` with standard output (and, with `stderr_too`, standard error) a closed pipe.
+fn rmlab_into_closed_pipe(args: &[&str], stderr_too: bool) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmlab"));
+    cmd.args(args).current_dir(repo()).env_remove("LD_LIBRARY_PATH").stdout(closed_pipe());
+    if stderr_too {
+        cmd.stderr(closed_pipe());
+    }
+    cmd.output().expect("rmlab runs")
+}
+
+/// `rmlab … | head -1`: standard output read up to its first line, then closed; returns that
+/// line and how the process ended (its standard error captured).
+fn rmlab_head_1(args: &[&str]) -> (String, Output) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rmlab runs");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    (first, child.wait_with_output().unwrap())
+}
+
+/// Exit code 0 and no panic (a panic exits 101 and says `panicked` on stderr, when it can).
+#[track_caller]
+fn quietly_ok(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(o.status.code(), Some(0), "{what}: {err}");
+}
+
+/// `rmlab data f | head -1`, `rmlab query … | head -1` and a sweep whose stderr reader has
+/// gone: output to a closed pipe is dropped, the command ends with its normal exit code.
+#[test]
+fn output_to_a_closed_pipe_is_dropped_quietly() {
+    let files = ["data", "tests/fixtures/trl/graph.jsonl", "tests/fixtures/trl/pairs.jsonl"];
+    for format in ["table", "json"] {
+        let args: Vec<&str> = files.iter().copied().chain(["--format", format]).collect();
+        quietly_ok(&rmlab_into_closed_pipe(&args, false), &format!("data --format {format}"));
+        // With stderr closed too nothing can be said, but the exit code still tells.
+        assert_eq!(rmlab_into_closed_pipe(&args, true).status.code(), Some(0));
+        let (first, o) = rmlab_head_1(&args);
+        assert!(!first.trim().is_empty(), "a first line");
+        quietly_ok(&o, &format!("data --format {format} | head -1"));
+    }
+    // An error still exits 2 when its line cannot be written.
+    assert_eq!(
+        rmlab_into_closed_pipe(&["data", "tests/fixtures/trl/missing.jsonl"], true).status.code(),
+        Some(2)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir, "p.sqlite");
+    let db_s = db.to_str().unwrap();
+    // The sweep's progress and summary lines meet a closed stderr; the sweep runs to its end.
+    assert_eq!(rmlab_into_closed_pipe(&["sweep", &quick(), "--db", db_s], true).status.code(), Some(0));
+    assert_eq!(count_finished(&db), 4);
+    for kind in ["runs", "curves", "summary"] {
+        for format in ["table", "csv", "json"] {
+            let args = ["query", kind, "--db", db_s, "--format", format];
+            quietly_ok(&rmlab_into_closed_pipe(&args, false), &format!("query {kind} --format {format}"));
+            let (first, o) = rmlab_head_1(&args);
+            assert!(!first.trim().is_empty(), "query {kind} --format {format}: a first line");
+            quietly_ok(&o, &format!("query {kind} --format {format} | head -1"));
+        }
+    }
+    let spec = quick();
+    for args in [vec!["status", spec.as_str(), "--db", db_s], vec!["schema"], vec!["check", spec.as_str()]] {
+        quietly_ok(&rmlab_into_closed_pipe(&args, false), &args.join(" "));
+    }
+}

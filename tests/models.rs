@@ -257,3 +257,51 @@ fn scoring_without_a_kept_model_is_bad_input() {
     bad_input(rmlab(&["score", "--run", &uid, file, "--db", db_s]), "kept no model");
     bad_input(rmlab(&["score", "--run", "no-such-run", file, "--db", db_s]), "no run with this uid or id");
 }
+
+/// A model record whose normalisation statistics are unusable (a run with non-finite rewards
+/// writes them as `null`; constant rewards have std 0) is refused under `--normalize`, naming
+/// the run and the record, rather than normalised by a made-up (0, 1); without `--normalize`
+/// the model scores.
+#[test]
+fn normalising_without_usable_statistics_is_bad_input() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    sweep(&db, &["--set", "train.save=\"final\""]);
+    let conn = Connection::open(&db).unwrap();
+    let (uid, run_id, rel): (String, i64, String) = conn
+        .query_row(
+            "SELECT r.uid, r.id, a.path FROM runs r JOIN artifacts a ON a.run_id = r.id AND a.kind = 'config' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let original: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(&rel)).unwrap()).unwrap();
+    assert!(original["reward_std"].as_f64().unwrap() > 0.0, "the sweep's record is usable");
+    let fixture = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let (db_s, file) = (db.to_str().unwrap(), fixture.to_str().unwrap());
+    for (key, value, needle) in [
+        ("reward_mean", serde_json::Value::Null, "reward_mean = null"),
+        ("reward_std", serde_json::json!(0.0), "std 0"),
+    ] {
+        // The edited record, recorded under its own SHA-256 as the store would have it.
+        let mut record = original.clone();
+        record[key] = value;
+        let bytes = serde_json::to_vec_pretty(&record).unwrap();
+        let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let edited = format!("artifacts/{sha}.json");
+        std::fs::write(dir.path().join(&edited), &bytes).unwrap();
+        conn.execute(
+            "UPDATE artifacts SET path = ?1, sha256 = ?2, bytes = ?3 WHERE run_id = ?4 AND kind = 'config'",
+            rusqlite::params![edited, sha, bytes.len() as i64, run_id],
+        )
+        .unwrap();
+        let o = rmlab(&["score", "--run", &uid, file, "--db", db_s, "--normalize"]);
+        bad_input(o.clone(), needle);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&uid) && err.contains(&edited), "names the run and the record: {err}");
+        assert!(o.stdout.is_empty(), "no scores printed");
+        ok(rmlab(&["score", "--run", &uid, file, "--db", db_s]));
+    }
+}

@@ -9,6 +9,7 @@ use rmlab::experiment::Spec;
 /// Parses `text` as spec `bad.toml` and checks the error's key and location.
 #[track_caller]
 fn case(text: &str, key: &str, line: usize, column: usize, needle: &str) {
+    assert!(!needle.is_empty(), "an empty expected message matches every message");
     let err = Spec::parse(Path::new("bad.toml"), text.to_string()).expect_err("spec should be rejected");
     let msg = err.to_string();
     match &err {
@@ -41,7 +42,7 @@ fn top_level() {
 
 #[test]
 fn toml_syntax() {
-    case("name = \"t\"\n[loss]\nlambda = \n", "loss.lambda", 3, 10, "");
+    case("name = \"t\"\n[loss]\nlambda = \n", "loss.lambda", 3, 10, "string values must be quoted");
     case("name = \"t\"\n[loss]\nlambda = 1\nlambda = 2\n", "loss.lambda", 4, 1, "duplicate key");
     case("name = \"t\"\n[[figure]]\nname = \"a\"\nname = \"b\"\n", "figure.name", 4, 1, "duplicate key");
     case("name = \"t\"\nname = \"u\"\n", "name", 2, 1, "duplicate key");

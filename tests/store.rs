@@ -250,3 +250,140 @@ fn reruns_are_not_counted_twice() {
     let out = rmlab(&["query", "summary", "--db", db.to_str().unwrap(), "-e", "quik"]);
     assert_eq!(out.status.code(), Some(2), "an unknown experiment is bad input");
 }
+
+/// A store in `dir` (`s.sqlite`) with one finished run, `uid` (also its cell's config hash, so
+/// no two such stores hold the same cell), keeping one artifact recorded at `path` with SHA-256
+/// `sha`.
+fn store_with_artifact(dir: &Path, uid: &str, path: &str, sha: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let db = dir.join("s.sqlite");
+    drop(Store::open(&db).unwrap());
+    let conn = Connection::open(&db).unwrap();
+    conn.execute(
+        "INSERT INTO experiments VALUES ('e', '', 'e.toml', 'name = \"e\"', '2026-01-01T00:00:00Z')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO runs (id, experiment, config_hash, config_json, format_version, seed, status, started_at,
+                           device, threads, rmlab_version, uid)
+         VALUES (1, 'e', ?1, '{}', 1, 0, 'finished', '2026-01-01T00:00:00Z', 'cpu', 1, '0.1.0', ?1)",
+        [uid],
+    )
+    .unwrap();
+    conn.execute("INSERT INTO artifacts VALUES (1, 'weights', ?1, 5, ?2)", rusqlite::params![path, sha])
+        .unwrap();
+    db
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file below `dir`, relative to it, sorted.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A merge's failure through the CLI: bad input (exit 2), one line, containing every needle.
+#[track_caller]
+fn merge_refused(src: &Path, into: &Path, needles: &[&str]) {
+    let out = rmlab(&["merge", src.to_str().unwrap(), "--into", into.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err}");
+    }
+}
+
+/// An artifact path that is absolute, or climbs out with `..`, would be joined onto the
+/// target's directory and written (or read by `rmlab score`) outside the store: the merge
+/// names the run and the path and writes nothing.
+#[test]
+fn merge_refuses_artifact_paths_outside_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = b"bytes";
+    let sha = sha256_hex(bytes);
+    // `../outside/x.bin` from the source's directory is a real file there, with the recorded
+    // SHA-256; from the target's directory (two levels down) it would land in `dir/t/outside`.
+    std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+    std::fs::write(dir.path().join("outside/x.bin"), bytes).unwrap();
+    let climbing = store_with_artifact(&dir.path().join("src"), "run-climbing", "../outside/x.bin", &sha);
+    let into = dir.path().join("t/store/m.sqlite");
+    merge_refused(&climbing, &into, &["run-climbing", "\"../outside/x.bin\"", "nothing was merged"]);
+    assert!(!dir.path().join("t").exists(), "nothing is created: {:?}", files_below(dir.path()));
+
+    let absolute = dir.path().join("outside/x.bin").display().to_string();
+    let abs = store_with_artifact(&dir.path().join("abs"), "run-absolute", &absolute, &sha);
+    merge_refused(&abs, &into, &["run-absolute", &absolute]);
+    assert!(!dir.path().join("t").exists());
+    // Also into an existing target: its runs stay as they were.
+    drop(Store::open(&into).unwrap());
+    let before = files_below(&dir.path().join("t"));
+    merge_refused(&abs, &into, &["run-absolute"]);
+    merge_refused(&climbing, &into, &["run-climbing"]);
+    assert_eq!(count(&into, "SELECT count(*) FROM runs"), 0);
+    assert_eq!(files_below(&dir.path().join("t")), before);
+}
+
+/// A file whose bytes are not the recorded ones (or that is missing) is found before any run is
+/// committed: the target store and its directory are as they were, whether it existed or not.
+#[test]
+fn a_bad_artifact_file_leaves_the_target_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rel = "artifacts/a/b.bin";
+    std::fs::create_dir_all(dir.path().join("bad/artifacts/a")).unwrap();
+    std::fs::write(dir.path().join("bad").join(rel), b"bytes").unwrap();
+    let bad = store_with_artifact(&dir.path().join("bad"), "run-bad", rel, &sha256_hex(b"other"));
+    let missing = store_with_artifact(&dir.path().join("missing"), "run-missing", rel, &sha256_hex(b"bytes"));
+    // A new target: not created, nor its directory.
+    let fresh = dir.path().join("fresh/m.sqlite");
+    merge_refused(&bad, &fresh, &["SHA-256", "run-bad", "nothing was merged"]);
+    merge_refused(&missing, &fresh, &["missing", "run-missing", "nothing was merged"]);
+    assert!(!dir.path().join("fresh").exists(), "{:?}", files_below(dir.path()));
+    // An existing target holding a good run and its file: nothing added, nothing removed.
+    std::fs::create_dir_all(dir.path().join("good/artifacts")).unwrap();
+    std::fs::write(dir.path().join("good/artifacts/g.bin"), b"good").unwrap();
+    let good =
+        store_with_artifact(&dir.path().join("good"), "run-good", "artifacts/g.bin", &sha256_hex(b"good"));
+    let into = dir.path().join("target/m.sqlite");
+    merge(&[good], &into).unwrap();
+    let files = files_below(&dir.path().join("target"));
+    assert!(files.contains(&PathBuf::from("artifacts/g.bin")), "{files:?}");
+    let tables = ["runs", "params", "metrics", "artifacts"];
+    let counts = |db: &Path| -> Vec<i64> {
+        tables.iter().map(|t| count(db, &format!("SELECT count(*) FROM {t}"))).collect()
+    };
+    let before = counts(&into);
+    assert_eq!(before[0], 1);
+    merge_refused(&bad, &into, &["SHA-256", "run-bad"]);
+    merge_refused(&missing, &into, &["missing", "run-missing"]);
+    // Both in one merge, after a good source: the good one is not merged either.
+    let other =
+        store_with_artifact(&dir.path().join("other"), "run-other", "artifacts/o.bin", &sha256_hex(b"o"));
+    std::fs::create_dir_all(dir.path().join("other/artifacts")).unwrap();
+    std::fs::write(dir.path().join("other/artifacts/o.bin"), b"o").unwrap();
+    let err = merge(&[other.clone(), bad.clone()], &into).unwrap_err();
+    assert_eq!(err.exit_code(), 2, "{err}");
+    assert_eq!(counts(&into), before);
+    assert_eq!(files_below(&dir.path().join("target")), files);
+    // The good source alone merges, with its file.
+    merge(&[other], &into).unwrap();
+    assert_eq!(count(&into, "SELECT count(*) FROM runs"), 2);
+    assert_eq!(std::fs::read(dir.path().join("target/artifacts/o.bin")).unwrap(), b"o");
+}

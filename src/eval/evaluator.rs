@@ -112,3 +112,180 @@ pub fn report_eval_watching(
     }
     Ok((diverged.map(|reason| Outcome::Diverged { step, reason }), watched))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Pair, Preferences};
+    use crate::eval::MemorySink;
+    use crate::experiment::config::LossConfig;
+
+    /// Three prompts: p0 (train) with responses 0, 1, 2 and pairs (0, 1), (1, 2), (0, 2);
+    /// p1 (val) with responses 3, 4 and pair (4, 3); p2 (test) with response 5 and no pair.
+    fn dataset(true_reward: Option<Vec<f64>>) -> Dataset {
+        let pair = |chosen, rejected| Pair { chosen, rejected };
+        let prefs = Preferences {
+            dim: 1,
+            features: vec![0.0; 6],
+            prompt_of: vec![0, 0, 0, 1, 1, 2],
+            beta: true_reward.as_ref().map(|_| 1.0),
+            true_reward,
+            split_of_prompt: vec![Split::Train, Split::Val, Split::Test],
+            flip: 0.0,
+            pairs: vec![pair(0, 1), pair(1, 2), pair(0, 2), pair(4, 3)],
+            bags: None,
+            texts: None,
+            margins: None,
+            pair_kind: None,
+        };
+        Dataset::new(&prefs, Device::Cpu)
+    }
+
+    fn config(lambda: f64) -> RunConfig {
+        RunConfig {
+            seed: 0,
+            data: Default::default(),
+            model: Default::default(),
+            train: Default::default(),
+            loss: LossConfig { lambda, ..Default::default() },
+            eval: Default::default(),
+        }
+    }
+
+    const REWARDS: [f32; 6] = [2.0, -1.0, 0.5, 1.0, 3.0, 9.0];
+
+    /// Every value worked by hand from [`REWARDS`] (all exact in float32) and λ = 0.1.
+    #[test]
+    fn metrics_of_each_split_with_pairs_match_hand_computed_values() {
+        let data = dataset(None);
+        let truths = Truths::new(&data);
+        assert!(truths.0.iter().all(Option::is_none), "no true reward, no truth metrics");
+        let mut sink = MemorySink::default();
+        let r = Tensor::from_slice(&REWARDS);
+        let (outcome, watched) = report_eval_watching(
+            &r,
+            0.75,
+            &data,
+            &truths,
+            &config(0.1),
+            40,
+            &mut sink,
+            Some((Split::Val, "accuracy")),
+        )
+        .unwrap();
+        assert_eq!(outcome, None);
+        assert_eq!(watched, 1.0);
+        let get = |split, name| sink.last(split, name).unwrap_or_else(|| panic!("{split:?} {name}"));
+        let close = |split, name, want: f64| {
+            let got = get(split, name);
+            assert!((got - want).abs() < 1e-12, "{split:?} {name}: {got} vs {want}");
+        };
+        // Train: differences 3, −1.5, 1.5; sums 1, −0.5, 2.5.
+        let softplus = |x: f64| (1.0 + x.exp()).ln();
+        let pair = (softplus(-3.0) + softplus(1.5) + softplus(-1.5)) / 3.0;
+        close(Split::Train, "loss_pair", pair);
+        close(Split::Train, "loss_reg", 0.1 * (1.0 + 0.25 + 6.25) / 3.0);
+        close(Split::Train, "loss_total", pair + 0.25);
+        close(Split::Train, "accuracy", 2.0 / 3.0);
+        close(Split::Train, "reward_mean", 0.5);
+        close(Split::Train, "reward_std", 1.5f64.sqrt());
+        close(Split::Train, "reward_max_abs", 2.0);
+        close(Split::Train, "pair_sum_mean", 1.0);
+        close(Split::Train, "pair_sum_abs_mean", 4.0 / 3.0);
+        close(Split::Train, "pair_diff_mean", 1.0);
+        close(Split::Train, "head_weight_norm", 0.75);
+        // Val: one pair, 3 over 1.
+        close(Split::Val, "accuracy", 1.0);
+        close(Split::Val, "reward_mean", 2.0);
+        close(Split::Val, "reward_std", 1.0);
+        close(Split::Val, "reward_max_abs", 3.0);
+        close(Split::Val, "loss_pair", softplus(-2.0));
+        close(Split::Val, "loss_reg", 0.1 * 16.0);
+        assert!(sink.last(Split::Val, "head_weight_norm").is_none(), "the head norm is a train value");
+        assert!(
+            sink.rows.iter().all(|r| r.split != Split::Test && r.step == 40),
+            "a split without pairs is not reported"
+        );
+    }
+
+    #[test]
+    fn a_watched_split_without_pairs_or_nothing_watched_is_nan() {
+        let data = dataset(None);
+        let truths = Truths::new(&data);
+        let r = Tensor::from_slice(&REWARDS);
+        for watch in [Some((Split::Test, "accuracy")), Some((Split::Val, "no_such_metric")), None] {
+            let (_, watched) = report_eval_watching(
+                &r,
+                0.0,
+                &data,
+                &truths,
+                &config(0.0),
+                0,
+                &mut MemorySink::default(),
+                watch,
+            )
+            .unwrap();
+            assert!(watched.is_nan(), "{watch:?}");
+        }
+    }
+
+    /// Divergence is judged on the training split only: a huge reward there diverges the run,
+    /// the same reward in the validation split does not.
+    #[test]
+    fn divergence_is_judged_on_the_training_split() {
+        let data = dataset(None);
+        let truths = Truths::new(&data);
+        let run = |r: [f32; 6]| {
+            report_eval_watching(
+                &Tensor::from_slice(&r),
+                0.0,
+                &data,
+                &truths,
+                &config(0.0),
+                7,
+                &mut MemorySink::default(),
+                None,
+            )
+            .unwrap()
+            .0
+        };
+        let mut big = REWARDS;
+        big[4] = 2e6;
+        assert_eq!(run(big), None, "a validation reward does not count");
+        big[2] = -2e6;
+        assert_eq!(run(big), Some(Outcome::Diverged { step: 7, reason: Divergence::RewardsTooLarge }));
+        let mut nan = REWARDS;
+        nan[0] = f32::NAN;
+        assert_eq!(run(nan), Some(Outcome::Diverged { step: 7, reason: Divergence::NonFiniteLoss }));
+    }
+
+    /// Rewards of responses in splits with pairs (5 of 6: the test split has none), kept in the
+    /// sink only under `eval.rewards = "all"`, returned either way.
+    #[test]
+    fn final_rewards_cover_the_splits_with_pairs() {
+        let data = dataset(Some(vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]));
+        let r = Tensor::from_slice(&REWARDS);
+        let mut sink = MemorySink::default();
+        let rows = report_rewards(&r, &data, KeptRewards::All, &mut sink).unwrap();
+        let got: Vec<(usize, usize, Split, f64, Option<f64>)> =
+            rows.iter().map(|w| (w.response, w.prompt, w.split, w.reward, w.true_reward)).collect();
+        assert_eq!(
+            got,
+            [
+                (0, 0, Split::Train, 2.0, Some(0.1)),
+                (1, 0, Split::Train, -1.0, Some(0.2)),
+                (2, 0, Split::Train, 0.5, Some(0.3)),
+                (3, 1, Split::Val, 1.0, Some(0.4)),
+                (4, 1, Split::Val, 3.0, Some(0.5)),
+            ]
+        );
+        assert_eq!(sink.rewards, rows);
+        let mut none = MemorySink::default();
+        assert_eq!(report_rewards(&r, &data, KeptRewards::None, &mut none).unwrap(), rows);
+        assert!(none.rewards.is_empty());
+        // With a true reward and β, the splits with pairs get a truth index.
+        let truths = Truths::new(&data);
+        let has: Vec<bool> = truths.0.iter().map(Option::is_some).collect();
+        assert_eq!(has, [true, true, false]);
+    }
+}

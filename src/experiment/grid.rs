@@ -258,3 +258,171 @@ fn parse_seeds(src: &Source, v: &toml::Value, path: &[Step]) -> Result<Vec<u64>>
         other => Err(err(path, &format!("expected a count or a list of seeds, found {}", other.type_str()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::experiment::Spec;
+
+    /// Parses the `[sweep]` table of `text` (a whole spec) as the spec reader does.
+    fn sweep_of(text: &str) -> Result<(Vec<Axis>, Vec<u64>)> {
+        let src = Source { file: "g.toml".into(), text };
+        let doc: toml::Table = toml::from_str(text).expect("valid TOML");
+        parse_sweep(&src, doc["sweep"].as_table().expect("a [sweep] table"))
+    }
+
+    fn values(axis: &Axis) -> Vec<Vec<String>> {
+        axis.points.iter().map(|p| p.iter().map(|(v, _)| display_value(v)).collect()).collect()
+    }
+
+    fn spec_error(text: &str) -> (usize, usize, String) {
+        match sweep_of(text) {
+            Err(Error::Spec { line, column, message, .. }) => (line, column, message),
+            other => panic!("expected a spec error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn axes_keep_file_order_values_and_origins() {
+        let text = "name = \"g\"\n[sweep]\n\"train.lr\" = [0.1, 0.01, 0.001]\n\"loss.lambda\" = [0.0, 1.0]\nseeds = 2\n";
+        let (axes, seeds) = sweep_of(text).unwrap();
+        assert_eq!(seeds, [0, 1]);
+        assert_eq!(axes.len(), 2);
+        assert_eq!(axes[0].keys, ["train.lr"]);
+        assert_eq!(values(&axes[0]), [["0.1"], ["0.01"], ["0.001"]]);
+        assert_eq!(axes[1].keys, ["loss.lambda"]);
+        assert_eq!(values(&axes[1]), [["0.0"], ["1.0"]]);
+        let origin = &axes[0].points[2][0].1.path;
+        assert_eq!(origin, &[Step::Key("sweep".into()), Step::Key("train.lr".into()), Step::Index(2)]);
+    }
+
+    #[test]
+    fn a_zip_group_is_one_axis_of_tuples() {
+        let text = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\n[[sweep.zip]]\n\"data.flip\" = [0.0, 0.1, 0.2]\n\"data.beta\" = [1.0, 2.0, 1.0]\n";
+        let (axes, seeds) = sweep_of(text).unwrap();
+        assert_eq!(seeds, [0], "one seed, 0, by default");
+        assert_eq!(axes.len(), 2);
+        assert_eq!(axes[1].keys, ["data.flip", "data.beta"]);
+        // A zip column may repeat a value (beta 1.0 twice); its tuples differ.
+        assert_eq!(values(&axes[1]), [["0.0", "1.0"], ["0.1", "2.0"], ["0.2", "1.0"]]);
+        let origin = &axes[1].points[1][1].1.path;
+        assert_eq!(
+            origin,
+            &[
+                Step::Key("sweep".into()),
+                Step::Key("zip".into()),
+                Step::Index(0),
+                Step::Key("data.beta".into()),
+                Step::Index(1)
+            ]
+        );
+    }
+
+    #[test]
+    fn seeds_are_a_count_or_a_list() {
+        let seeds = |s: &str| sweep_of(&format!("name = \"g\"\n[sweep]\nseeds = {s}\n")).map(|r| r.1);
+        assert_eq!(seeds("3").unwrap(), [0, 1, 2]);
+        assert_eq!(seeds("[7, 0, 3]").unwrap(), [7, 0, 3], "a list keeps its order");
+        assert_eq!(seeds(&MAX_SEEDS.to_string()).unwrap().len(), MAX_SEEDS);
+        for (bad, needle) in [
+            ("0", "must be > 0"),
+            ("-2", "must be > 0"),
+            ("100001", "at most 100000 seeds"),
+            ("[]", "empty"),
+            ("[1, 2, 1]", "seed 1 appears twice"),
+            ("[1, -1]", "integer ≥ 0"),
+            ("\"3\"", "a count or a list"),
+        ] {
+            let (line, _, message) = spec_error(&format!("name = \"g\"\n[sweep]\nseeds = {bad}\n"));
+            assert_eq!(line, 3, "{bad}");
+            assert!(message.contains(needle), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn bad_axes_are_located_errors() {
+        let head = "name = \"g\"\n[sweep]\n";
+        for (body, line, column, needle) in [
+            ("\"loss.lambda\" = [0.1, 0.2, 0.1]", 3, 28, "value 0.1 repeats value 0"),
+            ("seed = [1, 2]", 3, 8, "seeds = N"),
+            ("\"loss.lamda\" = [1]", 3, 16, "unknown config key `loss.lamda`"),
+            (
+                "\"data.flip\" = [0.0]\n[[sweep.zip]]\n\"data.flip\" = [0.0, 0.1]\n\"data.beta\" = [1.0, 2.0]",
+                5,
+                15,
+                "swept twice",
+            ),
+            ("[[sweep.zip]]\n\"data.flip\" = [0.0, 0.1]\n\"data.beta\" = [1.0]", 5, 15, "equal lengths"),
+            ("[[sweep.zip]]\n\"data.flip\" = [0.0]", 3, 1, "at least two keys"),
+            (
+                "[[sweep.zip]]\n\"data.flip\" = [0.0, 0.0]\n\"data.beta\" = [1.0, 1.0]",
+                4,
+                21,
+                "point 1 of this zip group repeats point 0",
+            ),
+        ] {
+            let (l, c, message) = spec_error(&format!("{head}{body}\n"));
+            assert!(message.contains(needle), "{body}: {message}");
+            assert_eq!((l, c), (line, column), "{body}: {message}");
+        }
+    }
+
+    /// Cells: the first axis varies slowest, seeds fastest; a zip moves its keys together.
+    #[test]
+    fn cells_expand_the_grid_in_order() {
+        let text = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\n\"train.lr\" = [0.1, 0.01, 0.001]\nseeds = [5, 9]\n";
+        let cells = Spec::parse(std::path::Path::new("g.toml"), text.into()).unwrap().cells().unwrap();
+        assert_eq!(cells.len(), 2 * 3 * 2);
+        let labels: Vec<String> = cells.iter().map(|c| c.label()).collect();
+        assert_eq!(labels[0], "loss.lambda=0.0 train.lr=0.1 seed=5");
+        assert_eq!(labels[1], "loss.lambda=0.0 train.lr=0.1 seed=9");
+        assert_eq!(labels[2], "loss.lambda=0.0 train.lr=0.01 seed=5");
+        assert_eq!(labels[6], "loss.lambda=1.0 train.lr=0.1 seed=5");
+        assert_eq!(labels[11], "loss.lambda=1.0 train.lr=0.001 seed=9");
+        for (i, c) in cells.iter().enumerate() {
+            assert_eq!(c.index, i);
+            let (l, r, s) = (i / 6, (i / 2) % 3, i % 2);
+            assert_eq!(c.config.loss.lambda, [0.0, 1.0][l]);
+            assert_eq!(c.config.train.lr, [0.1, 0.01, 0.001][r]);
+            assert_eq!(c.config.seed, [5, 9][s]);
+            assert_eq!(c.hash, c.config.hash());
+        }
+        let hashes: HashSet<&str> = cells.iter().map(|c| c.hash.as_str()).collect();
+        assert_eq!(hashes.len(), cells.len(), "every cell is its own run");
+
+        let zipped = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\n[[sweep.zip]]\n\"data.flip\" = [0.0, 0.1]\n\"data.beta\" = [1.0, 2.0]\n";
+        let cells = Spec::parse(std::path::Path::new("g.toml"), zipped.into()).unwrap().cells().unwrap();
+        let got: Vec<(f64, f64, f64)> =
+            cells.iter().map(|c| (c.config.loss.lambda, c.config.data.flip, c.config.data.beta)).collect();
+        assert_eq!(got, [(0.0, 0.0, 1.0), (0.0, 0.1, 2.0), (1.0, 0.0, 1.0), (1.0, 0.1, 2.0)]);
+    }
+
+    #[test]
+    fn set_path_makes_and_replaces_tables() {
+        let mut t: toml::Table = toml::from_str("a = 1\n[b]\nc = 2\n").unwrap();
+        set_path(&mut t, "b.d.e", toml::Value::Integer(3));
+        set_path(&mut t, "a.x", toml::Value::Integer(4));
+        set_path(&mut t, "f", toml::Value::String("g".into()));
+        let want: toml::Table = toml::from_str("f = \"g\"\n[a]\nx = 4\n[b]\nc = 2\n[b.d]\ne = 3\n").unwrap();
+        assert_eq!(t, want);
+    }
+
+    #[test]
+    fn sweepable_keys_are_the_sections_fields() {
+        let keys = sweepable_keys();
+        for k in ["loss.lambda", "train.lr", "data.flip", "model.hidden", "eval.every"] {
+            assert!(keys.contains(k), "{k}");
+        }
+        assert!(!keys.contains("seed") && !keys.contains("loss"));
+        assert!(keys.iter().all(|k| SECTIONS.contains(&k.split('.').next().unwrap())));
+    }
+
+    #[test]
+    fn values_display_without_quotes() {
+        assert_eq!(display_value(&toml::Value::String("mlp".into())), "mlp");
+        assert_eq!(display_value(&toml::Value::Float(0.5)), "0.5");
+        assert_eq!(display_value(&toml::Value::Integer(3)), "3");
+        assert_eq!(display_value(&toml::Value::Array(vec![toml::Value::Integer(32)])), "[32]");
+    }
+}

@@ -1,9 +1,13 @@
 //! Merging stores: copies the runs of other store files into one, each run at most once.
 //!
 //! Runs are identified across files by their `uid`, so merging the same file twice adds
-//! nothing; a run of a cell that already has a finished run in the target is not copied either. Only runs that ended (`finished`, `diverged`, `failed`) are copied: a `running`
-//! run in a source is a run whose process was killed or is still writing it.
+//! nothing; a run of a cell that already has a finished run in the target is not copied
+//! either. Only runs that ended (`finished`, `diverged`, `failed`) are copied: a `running` run
+//! in a source is a run whose process was killed or is still writing it. The artifact files
+//! of the copied runs are copied before the runs that point at them are committed, and only
+//! from inside each source's directory to inside the target's.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
@@ -25,64 +29,240 @@ const RUN_COLUMNS: &str =
     torch_version, uid, data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report, process";
 
 /// Merges every source store into the store at `into` (created if missing). Every source is
-/// checked first (it exists, passes SQLite's `quick_check`, and is an rmlab store of this
-/// schema version); a bad one is named and nothing is written. Sources are opened read-only
-/// and never changed.
+/// checked first (it exists, passes SQLite's `quick_check`, is an rmlab store of this schema
+/// version, and every artifact path it records stays inside its directory); a bad one is named
+/// and nothing is written. Then the artifact files of the runs to be copied are copied (each
+/// checked against its SHA-256), and only then the runs that point at them are committed: a
+/// file that cannot be copied leaves the target store and its directory as they were. Sources
+/// are opened read-only and never changed.
 pub fn merge(sources: &[PathBuf], into: &Path) -> Result<MergeReport> {
+    let mut found = Vec::with_capacity(sources.len());
     for src in sources {
         check_source(src, into)?;
+        found.push(read_source(src)?);
     }
-    let mut store = Store::open(into)?;
+    let existing = if into.exists() { Some(Store::open(into)?) } else { None };
+    let plans = plan(sources, &found, existing.as_ref(), into)?;
+    let mut copied = Copied::default();
+    if let Err(e) = plans.iter().try_for_each(|p| p.files.iter().try_for_each(|f| copied.copy(f))) {
+        copied.undo();
+        return Err(e);
+    }
+    let mut store = match existing {
+        Some(store) => store,
+        None => Store::open(into).inspect_err(|_| copied.undo())?,
+    };
     let path = store.path.clone();
     let mut report = MergeReport::default();
-    for src in sources {
+    for (src, plan) in sources.iter().zip(&plans) {
         let uri = format!("{}?mode=ro", file_uri(src));
         at(&path, store.conn.execute("ATTACH DATABASE ?1 AS src", [uri]))?;
         // An error here is the source's (the target passed its own checks when opened).
-        let counts = copy_runs(&mut store.conn).map_err(|e| Error::sqlite(src, e));
+        let counts = copy_runs(&mut store.conn, &plan.runs).map_err(|e| Error::sqlite(src, e));
         at(&path, store.conn.execute("DETACH DATABASE src", []))?;
         let (copied, present, running) = counts?;
-        copy_artifact_files(src, &store)?;
         report.sources.push((src.clone(), copied, present, running));
     }
     Ok(report)
 }
 
-/// Copies the files of every artifact the target lists from the source's directory, where the
-/// target does not have them yet (they are content-addressed: same name, same bytes); each is
-/// checked against its SHA-256 and written under a temporary name first.
-fn copy_artifact_files(src: &Path, store: &Store) -> Result<()> {
-    let src_root = src.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let dst_root = store.artifacts_root();
-    if std::fs::canonicalize(&src_root).ok() == std::fs::canonicalize(&dst_root).ok() {
-        return Ok(());
-    }
-    let files: Vec<(String, String)> = {
-        let mut stmt = at(&store.path, store.conn.prepare("SELECT DISTINCT path, sha256 FROM artifacts"))?;
-        at(&store.path, stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| Error::sqlite(&store.path, e))?
+/// A source's ended runs and the artifacts they keep.
+struct Found {
+    /// `(id, uid, experiment, config_hash, format_version, status)`, by id.
+    runs: Vec<(i64, String, String, String, i64, String)>,
+    /// `(run id, run uid, kind, path, sha256)`.
+    artifacts: Vec<(i64, String, String, String, String)>,
+}
+
+/// Reads what [`plan`] needs of a source, refusing an artifact path that is absolute or climbs
+/// out of the source's directory (joined onto the target's, it would write outside it).
+fn read_source(src: &Path) -> Result<Found> {
+    let conn = Connection::open_with_flags(
+        format!("{}?mode=ro", file_uri(src)),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::sqlite(src, e))?;
+    let read = || -> rusqlite::Result<Found> {
+        let mut stmt = conn.prepare(
+            "SELECT id, uid, experiment, config_hash, format_version, status FROM runs
+             WHERE status != 'running' ORDER BY id",
+        )?;
+        let runs = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT a.run_id, r.uid, a.kind, a.path, a.sha256 FROM artifacts a JOIN runs r ON r.id = a.run_id
+             WHERE r.status != 'running' ORDER BY a.run_id, a.kind",
+        )?;
+        let artifacts = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Found { runs, artifacts })
     };
-    for (rel, sha) in files {
-        let (from, to) = (src_root.join(&rel), dst_root.join(&rel));
-        if to.exists() || !from.exists() {
-            continue;
-        }
-        let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e))?;
-        let got: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        if got != sha {
+    let found = read().map_err(|e| Error::sqlite(src, e))?;
+    for (_, uid, kind, rel, _) in &found.artifacts {
+        if !inside(Path::new(rel)) {
             return Err(Error::Input(format!(
-                "{}: its SHA-256 is not the one recorded; nothing more was merged",
-                from.display()
+                "{}: run {uid}: its {kind} artifact path {rel:?} is absolute or leaves the store's directory; \
+                 nothing was merged",
+                src.display()
             )));
         }
-        let dir = to.parent().expect("artifact paths have a directory");
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let tmp = dir.join(format!(".{sha}.{}.part", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &to).map_err(|e| Error::io(&to, e))?;
     }
-    Ok(())
+    Ok(found)
+}
+
+/// Whether a recorded artifact path is relative and stays below the directory it is joined onto.
+fn inside(rel: &Path) -> bool {
+    use std::path::Component;
+    rel.components().next().is_some()
+        && rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// What merging one source copies: its runs, and the files of their artifacts.
+struct Plan {
+    runs: HashSet<i64>,
+    files: Vec<FileCopy>,
+}
+
+/// One artifact file to copy into the target's directory.
+struct FileCopy {
+    from: PathBuf,
+    to: PathBuf,
+    sha256: String,
+    /// The run that keeps it, and its source, for messages.
+    run: String,
+    src: PathBuf,
+}
+
+/// Which runs of each source will be copied (as [`copy_runs`] chooses them: not already in the
+/// target by uid, nor a cell the target, or an earlier source, has done) and which of their
+/// artifact files the target's directory lacks. A file missing from the source is refused.
+fn plan(sources: &[PathBuf], found: &[Found], target: Option<&Store>, into: &Path) -> Result<Vec<Plan>> {
+    type Cell = (String, String, i64);
+    // The target's runs by uid, and its done cells.
+    let (mut uids, mut done): (HashSet<String>, HashSet<Cell>) = match target {
+        None => Default::default(),
+        Some(store) => {
+            let read = || -> rusqlite::Result<(HashSet<String>, HashSet<Cell>)> {
+                let mut stmt = store.conn.prepare("SELECT uid FROM runs WHERE uid IS NOT NULL")?;
+                let uids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                let mut stmt = store.conn.prepare(
+                    "SELECT experiment, config_hash, format_version FROM runs
+                     WHERE status IN ('finished', 'diverged')",
+                )?;
+                let done = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok((uids, done))
+            };
+            read().map_err(|e| Error::sqlite(&store.path, e))?
+        }
+    };
+    let dst_root =
+        into.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let mut planned_files: HashSet<PathBuf> = HashSet::new();
+    let mut plans = Vec::with_capacity(sources.len());
+    for (src, f) in sources.iter().zip(found) {
+        let src_root =
+            src.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        // Runs of one source are not weighed against each other, only against what came before.
+        let chosen: Vec<_> = f
+            .runs
+            .iter()
+            .filter(|r| !uids.contains(&r.1) && !done.contains(&(r.2.clone(), r.3.clone(), r.4)))
+            .collect();
+        for r in &chosen {
+            uids.insert(r.1.clone());
+            if matches!(r.5.as_str(), "finished" | "diverged") {
+                done.insert((r.2.clone(), r.3.clone(), r.4));
+            }
+        }
+        let runs: HashSet<i64> = chosen.iter().map(|r| r.0).collect();
+        let same_dir = std::fs::canonicalize(&src_root).ok() == std::fs::canonicalize(&dst_root).ok();
+        let mut files = Vec::new();
+        for (run_id, uid, kind, rel, sha) in &f.artifacts {
+            if same_dir || !runs.contains(run_id) {
+                continue;
+            }
+            let (from, to) = (src_root.join(rel), dst_root.join(rel));
+            // Content-addressed: a file already there (or already planned) has these bytes.
+            if to.exists() || !planned_files.insert(to.clone()) {
+                continue;
+            }
+            if !from.is_file() {
+                return Err(Error::Input(format!(
+                    "{}: run {uid} of {} keeps its {kind} here, but the file is missing; nothing was merged \
+                     (copy the store's artifacts/ directory with it)",
+                    from.display(),
+                    src.display()
+                )));
+            }
+            files.push(FileCopy { from, to, sha256: sha.clone(), run: uid.clone(), src: src.clone() });
+        }
+        plans.push(Plan { runs, files });
+    }
+    Ok(plans)
+}
+
+/// The files and directories a merge has created so far, so that a failure can remove them.
+#[derive(Default)]
+struct Copied {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Copied {
+    /// Copies one artifact file after checking its SHA-256, through a temporary name.
+    fn copy(&mut self, f: &FileCopy) -> Result<()> {
+        let bytes = std::fs::read(&f.from).map_err(|e| Error::io(&f.from, e))?;
+        let got: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        if got != f.sha256 {
+            return Err(Error::Input(format!(
+                "{}: its SHA-256 is not the one run {} of {} recorded; nothing was merged",
+                f.from.display(),
+                f.run,
+                f.src.display()
+            )));
+        }
+        let dir = f.to.parent().expect("an artifact path names a file");
+        self.create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.{}.part", f.sha256, std::process::id()));
+        std::fs::write(&tmp, &bytes).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&tmp, e)
+        })?;
+        std::fs::rename(&tmp, &f.to).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(&f.to, e)
+        })?;
+        self.files.push(f.to.clone());
+        Ok(())
+    }
+
+    /// `create_dir_all`, remembering each directory it made.
+    fn create_dir_all(&mut self, dir: &Path) -> Result<()> {
+        let missing: Vec<&Path> =
+            dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+        for d in missing.into_iter().rev() {
+            match std::fs::create_dir(d) {
+                Ok(()) => self.dirs.push(d.to_path_buf()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(d, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what was created, newest first (best effort: the error being reported matters more).
+    fn undo(&self) {
+        for f in self.files.iter().rev() {
+            let _ = std::fs::remove_file(f);
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 /// Refuses a source that is missing, damaged, not an rmlab store, of another schema version, or
@@ -138,9 +318,10 @@ fn check_source(src: &Path, into: &Path) -> Result<()> {
     }
 }
 
-/// Copies the attached `src`'s ended runs missing from `main`, with everything that belongs to
-/// them, in one transaction. Returns (copied, already present, still running).
-fn copy_runs(conn: &mut Connection) -> rusqlite::Result<(usize, usize, usize)> {
+/// Copies the attached `src`'s ended runs missing from `main` that the plan chose (their files
+/// are in place), with everything that belongs to them, in one transaction. Returns (copied,
+/// already present, still running).
+fn copy_runs(conn: &mut Connection, planned: &HashSet<i64>) -> rusqlite::Result<(usize, usize, usize)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute(
         "INSERT INTO main.experiments SELECT * FROM src.experiments WHERE true ON CONFLICT (name) DO NOTHING",
@@ -165,7 +346,9 @@ fn copy_runs(conn: &mut Connection) -> rusqlite::Result<(usize, usize, usize)> {
                    AND m.status IN ('finished', 'diverged'))
              ORDER BY s.id",
         )?;
-        stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+        let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        // A run another writer added since the plan was made has no files here yet.
+        ids.into_iter().filter(|id| planned.contains(id)).collect()
     };
     for &old in &ids {
         tx.execute(

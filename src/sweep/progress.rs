@@ -64,11 +64,7 @@ impl Progress {
             Some((multi, _, _)) => {
                 let _ = multi.println(line);
             }
-            None => {
-                // A closed stderr (a pipe whose reader left) must not stop the sweep.
-                use std::io::Write as _;
-                let _ = writeln!(std::io::stderr(), "{line}");
-            }
+            None => line_to_stderr(line),
         }
     }
 
@@ -145,7 +141,7 @@ pub(super) fn embedding() -> impl FnMut(usize, usize) {
                 );
                 bar = Some(b);
             } else {
-                eprintln!("embedding {total} texts with the frozen encoder");
+                line_to_stderr(&format!("embedding {total} texts with the frozen encoder"));
             }
             return;
         }
@@ -153,7 +149,10 @@ pub(super) fn embedding() -> impl FnMut(usize, usize) {
             b.set_position(done as u64);
             if done == total {
                 b.finish_and_clear();
-                eprintln!("embedded {total} texts in {:.1} s", started.elapsed().as_secs_f64());
+                line_to_stderr(&format!(
+                    "embedded {total} texts in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
             }
             return;
         }
@@ -162,10 +161,17 @@ pub(super) fn embedding() -> impl FnMut(usize, usize) {
             last_tenth = tenth;
             let secs = started.elapsed().as_secs_f64();
             let rate = done as f64 / secs.max(1e-9);
-            eprintln!(
+            line_to_stderr(&format!(
                 "embedding: {done}/{total} texts, {rate:.1} texts/s, ETA {:.0} s",
                 (total - done) as f64 / rate.max(1e-9)
-            );
+            ));
         }
     }
+}
+
+/// Writes one line to standard error, dropping it if stderr is closed (a pipe whose reader
+/// left): progress must never stop, or panic, the work it reports on.
+fn line_to_stderr(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

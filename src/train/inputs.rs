@@ -269,3 +269,105 @@ fn compute(
         truncated: pairs.iter().map(|p| p.truncated).collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::config::{DataConfig, TextFeatures};
+
+    fn config(data: DataConfig) -> RunConfig {
+        RunConfig {
+            seed: 3,
+            data,
+            model: Default::default(),
+            train: Default::default(),
+            loss: Default::default(),
+            eval: Default::default(),
+        }
+    }
+
+    /// Five responses: (p0, a) twice, so four distinct texts, numbered in first-seen order.
+    #[test]
+    fn items_are_the_distinct_texts_and_expand_back_to_every_response() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let texts = Texts { prompts: strings(&["p0", "p1"]), responses: strings(&["a", "b", "a", "a", "b"]) };
+        let it = items(Some(&texts), &[0, 0, 1, 0, 1]).unwrap();
+        assert_eq!(it.unique, [("p0", "a"), ("p0", "b"), ("p1", "a"), ("p1", "b")]);
+        assert_eq!(it.of_response, [0, 1, 2, 0, 3]);
+        // Rows [U = 4, 2] → rows [R = 5, 2].
+        let rows = it.expand(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], 2);
+        assert_eq!(rows, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0, 2.0, 7.0, 8.0]);
+        let err = items(None, &[0]).err().expect("no texts").to_string();
+        assert!(err.contains("needs the texts of a preference file"), "{err}");
+    }
+
+    #[test]
+    fn the_encoder_record_joins_the_data_report() {
+        let mut r = InputsReport::default();
+        r.add_encoder(json!({ "texts": 3 }));
+        assert_eq!(r.data_report, Some(json!({ "encoder": { "texts": 3 } })));
+        let mut r = InputsReport { rows: Some((2, 0)), data_report: Some(json!({ "train": { "rows": 2 } })) };
+        r.add_encoder(json!({ "texts": 4 }));
+        assert_eq!(r.data_report, Some(json!({ "train": { "rows": 2 }, "encoder": { "texts": 4 } })));
+    }
+
+    /// Synthetic inputs are the generator's features as they are: `[n_prompts · k, D]`.
+    #[test]
+    fn synthetic_inputs_are_the_generated_features() {
+        let data = DataConfig { n_prompts: 6, responses_per_prompt: 3, feature_dim: 4, ..Default::default() };
+        let cfg = config(data);
+        let (ds, report) = load(&cfg, Device::Cpu).unwrap();
+        assert_eq!(ds.features.size(), [18, 4]);
+        assert_eq!(ds.dim, 4);
+        let want = data::synthetic::generate(&cfg.data, cfg.seed).features;
+        let got = Vec::<f32>::try_from(ds.features.flatten(0, -1)).unwrap();
+        assert_eq!(got, want);
+        assert_eq!((report.rows, report.data_report), (None, None));
+        let r = super::report(&cfg).unwrap();
+        assert_eq!((r.rows, r.data_report), (None, None));
+    }
+
+    /// A file's embedding columns, written by hand, are the features of its responses; a bad
+    /// row is skipped and counted.
+    #[test]
+    fn a_files_embedding_columns_are_the_features() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let rows = [
+            r#"{"prompt": "p", "chosen": "a", "rejected": "b", "embedding_chosen": [1.0, 2.0], "embedding_rejected": [3.0, 4.0]}"#,
+            r#"{"prompt": "p", "chosen": "a", "rejected": "c", "embedding_chosen": [1.0, 2.0], "embedding_rejected": [5.0, -6.0]}"#,
+            r#"{"prompt": "q", "chosen": "d", "rejected": "a", "embedding_chosen": [0.5, 0.25], "embedding_rejected": [7.0, 8.0]}"#,
+            r#"{"prompt": "q", "chosen": "bad row"}"#,
+        ];
+        std::fs::write(&path, rows.join("\n") + "\n").unwrap();
+        let want: HashMap<(&str, &str), [f32; 2]> = [
+            (("p", "a"), [1.0, 2.0]),
+            (("p", "b"), [3.0, 4.0]),
+            (("p", "c"), [5.0, -6.0]),
+            (("q", "d"), [0.5, 0.25]),
+            (("q", "a"), [7.0, 8.0]),
+        ]
+        .into();
+        let cfg = config(DataConfig {
+            kind: DataKind::PreferenceFile,
+            path: Some(path.display().to_string()),
+            text_features: TextFeatures::Embedding,
+            skip_bad_rows: true,
+            ..Default::default()
+        });
+        let (ds, report) = load(&cfg, Device::Cpu).unwrap();
+        assert_eq!(report.rows, Some((4, 1)), "4 rows read, 1 of them skipped");
+        assert!(report.data_report.is_some());
+        assert_eq!(ds.features.size(), [5, 2]);
+        assert_eq!(ds.dim, 2);
+        assert_eq!(ds.train.n_pairs + ds.val.n_pairs + ds.test.n_pairs, 3);
+        // Which text each response is, from the data stage that numbered them.
+        let (prefs, _) = data::load(&cfg.data, cfg.seed).unwrap();
+        let texts = prefs.texts.unwrap();
+        let got = Vec::<f32>::try_from(ds.features.flatten(0, -1)).unwrap();
+        for r in 0..5 {
+            let key = (texts.prompts[prefs.prompt_of[r]].as_str(), texts.responses[r].as_str());
+            assert_eq!(got[2 * r..2 * r + 2], want[&key], "response {r} {key:?}");
+        }
+    }
+}

@@ -150,13 +150,7 @@ fn slurm(a: SlurmArgs) -> Result<()> {
 
 fn merge(a: MergeArgs) -> Result<()> {
     let report = rmlab::store::merge(&a.sources, &a.into)?;
-    for (src, copied, present, running) in &report.sources {
-        errln!(
-            "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
-            src.display(),
-            a.into.display()
-        );
-    }
+    errln!("{report}");
     Ok(())
 }
 
@@ -198,22 +192,7 @@ fn data(a: DataArgs) -> Result<()> {
 fn score(a: ScoreArgs) -> Result<()> {
     let ScoreArgs { run, file, db, out, format, normalize } = a;
     let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
-    outln!(
-        "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
-        file.display(),
-        s.pairs.height(),
-        s.run_uid,
-        s.accuracy,
-        if s.normalised {
-            format!(" (normalized by mean {:.4}, std {:.4})", s.normalisation.0, s.normalisation.1)
-        } else {
-            String::new()
-        },
-        s.responses,
-        s.reward_mean,
-        s.reward_std,
-        s.reward_max_abs
-    );
+    outln!("{s}");
     if let Some(out) = out {
         let format = match Format::resolve(format, Some(&out), Format::Table) {
             Format::Parquet => output::Format::Parquet,

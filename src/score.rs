@@ -28,16 +28,41 @@ pub struct Scores {
     pub reward_std: f64,
     pub reward_max_abs: f64,
     /// The training-response statistics kept with the model, and whether rewards were
-    /// normalised by them.
-    pub normalisation: (f64, f64),
-    pub normalised: bool,
+    /// normalized by them.
+    pub normalization: (f64, f64),
+    pub normalized: bool,
     pub run_uid: String,
+    /// The file scored, as given.
+    pub file: std::path::PathBuf,
+}
+
+/// One line: the pairs scored, by which run, the accuracy and the rewards' statistics.
+impl std::fmt::Display for Scores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
+            self.file.display(),
+            self.pairs.height(),
+            self.run_uid,
+            self.accuracy,
+            if self.normalized {
+                format!(" (normalized by mean {:.4}, std {:.4})", self.normalization.0, self.normalization.1)
+            } else {
+                String::new()
+            },
+            self.responses,
+            self.reward_mean,
+            self.reward_std,
+            self.reward_max_abs
+        )
+    }
 }
 
 /// Scores `file` with the model kept by run `run` (its uid, or its id in this store) of the
-/// store at `db`; with `normalise`, rewards are `(r − mean) / std` by the training statistics
+/// store at `db`; with `normalize`, rewards are `(r − mean) / std` by the training statistics
 /// kept with the model.
-pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Scores> {
+pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Scores> {
     let store = Store::open_read_only(db)?;
     let conn = store.connection();
     let found: Option<(i64, String)> = conn
@@ -93,10 +118,10 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         )));
     }
     let engine = record["engine"].as_str().unwrap_or("");
-    let (mean, std) = if normalise {
-        normalisation(&record).map_err(|why| {
+    let (mean, std) = if normalize {
+        normalization(&record).map_err(|why| {
             Error::Input(format!(
-                "{}: run {uid}'s kept model cannot normalise rewards: {why}; score it without --normalize",
+                "{}: run {uid}'s kept model cannot normalize rewards: {why}; score it without --normalize",
                 root.join(&record_path).display()
             ))
         })?
@@ -116,7 +141,7 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
     let dataset = Dataset::new(&prefs, tch::Device::Cpu);
     let rewards = crate::train::kept_model_rewards(&cfg, engine, &tensors, &dataset)?;
     let mut r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double))?;
-    if normalise {
+    if normalize {
         r.iter_mut().for_each(|v| *v = (*v - mean) / std);
     }
     let texts = prefs.texts.as_ref().expect("preference files keep their texts");
@@ -153,17 +178,18 @@ pub fn score(db: &Path, run: &str, file: &Path, normalise: bool) -> Result<Score
         reward_mean: t.mean,
         reward_std: t.std,
         reward_max_abs: t.max_abs,
-        normalisation: (mean, std),
-        normalised: normalise,
+        normalization: (mean, std),
+        normalized: normalize,
         run_uid: uid,
+        file: file.to_path_buf(),
     })
 }
 
-/// The normalisation statistics a model record keeps: `reward_mean` and `reward_std` of the
+/// The normalization statistics a model record keeps: `reward_mean` and `reward_std` of the
 /// training responses' rewards. Every record rmlab writes has both, but a run whose rewards were
 /// not finite wrote them as JSON `null` (serde's NaN), and a constant reward has std 0: neither
-/// can normalise, and a silent fallback to (0, 1) would print unnormalised rewards as normalised.
-fn normalisation(record: &serde_json::Value) -> std::result::Result<(f64, f64), String> {
+/// can normalize, and a silent fallback to (0, 1) would print unnormalized rewards as normalized.
+fn normalization(record: &serde_json::Value) -> std::result::Result<(f64, f64), String> {
     let stat = |key: &str| match record.get(key) {
         Some(v) if v.is_f64() || v.is_i64() || v.is_u64() => Ok(v.as_f64().expect("a JSON number")),
         Some(serde_json::Value::Null) => {
@@ -246,9 +272,9 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_needs_both_statistics_and_a_positive_std() {
-        assert_eq!(normalisation(&json!({"reward_mean": -0.5, "reward_std": 2})), Ok((-0.5, 2.0)));
-        let err = |v: serde_json::Value| normalisation(&v).unwrap_err();
+    fn normalization_needs_both_statistics_and_a_positive_std() {
+        assert_eq!(normalization(&json!({"reward_mean": -0.5, "reward_std": 2})), Ok((-0.5, 2.0)));
+        let err = |v: serde_json::Value| normalization(&v).unwrap_err();
         assert!(err(json!({"reward_std": 1.0})).contains("no reward_mean"));
         assert!(err(json!({"reward_mean": 0.0})).contains("no reward_std"));
         assert!(err(json!({"reward_mean": null, "reward_std": 1.0})).contains("reward_mean = null"));

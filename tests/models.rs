@@ -180,7 +180,7 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
         }
     }
 
-    // Normalised by the training responses' statistics kept with the model: mean 0, sd 1 there.
+    // Normalized by the training responses' statistics kept with the model: mean 0, sd 1 there.
     let norm = rmlab::score::score(&db, &uid, &fixture, true).unwrap();
     let splits: Vec<String> = norm
         .pairs
@@ -215,7 +215,7 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     let n = train.len() as f64;
     let mean = train.values().sum::<f64>() / n;
     let sd = (train.values().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-    assert!(mean.abs() < 1e-9 && (sd - 1.0).abs() < 1e-9, "normalised train rewards: mean {mean}, sd {sd}");
+    assert!(mean.abs() < 1e-9 && (sd - 1.0).abs() < 1e-9, "normalized train rewards: mean {mean}, sd {sd}");
 
     // The command line: a summary, and the pairs as Parquet (or CSV).
     let out = dir.path().join("scores.parquet");
@@ -258,12 +258,12 @@ fn scoring_without_a_kept_model_is_bad_input() {
     bad_input(rmlab(&["score", "--run", "no-such-run", file, "--db", db_s]), "no run with this uid or id");
 }
 
-/// A model record whose normalisation statistics are unusable (a run with non-finite rewards
+/// A model record whose normalization statistics are unusable (a run with non-finite rewards
 /// writes them as `null`; constant rewards have std 0) is refused under `--normalize`, naming
-/// the run and the record, rather than normalised by a made-up (0, 1); without `--normalize`
+/// the run and the record, rather than normalized by a made-up (0, 1); without `--normalize`
 /// the model scores.
 #[test]
-fn normalising_without_usable_statistics_is_bad_input() {
+fn normalizing_without_usable_statistics_is_bad_input() {
     use sha2::Digest;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.sqlite");

@@ -92,7 +92,7 @@ pub struct TrainedModel {
     /// The step after which these weights were taken.
     pub step: usize,
     /// Mean and standard deviation of the model's rewards over the training responses
-    /// (normalisation statistics, as OpenRLHF keeps them with a reward model).
+    /// (normalization statistics, as OpenRLHF keeps them with a reward model).
     pub reward_mean: f64,
     pub reward_std: f64,
 }

@@ -19,8 +19,28 @@ use crate::error::{Error, Result};
 /// What a merge did, per source.
 #[derive(Debug, Default)]
 pub struct MergeReport {
+    /// The store merged into.
+    pub into: PathBuf,
     /// `(source, runs copied, runs already present, runs skipped as still running)`.
     pub sources: Vec<(PathBuf, usize, usize, usize)>,
+}
+
+/// A line per source: what it gave, what the target had already, what was still running.
+impl std::fmt::Display for MergeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (src, copied, present, running)) in self.sources.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}: {copied} runs copied, {present} already in {} (same run or cell done), {running} still running (skipped)",
+                src.display(),
+                self.into.display()
+            )?;
+        }
+        Ok(())
+    }
 }
 
 const RUN_COLUMNS: &str =
@@ -53,7 +73,7 @@ pub fn merge(sources: &[PathBuf], into: &Path) -> Result<MergeReport> {
         None => Store::open(into).inspect_err(|_| copied.undo())?,
     };
     let path = store.path.clone();
-    let mut report = MergeReport::default();
+    let mut report = MergeReport { into: into.to_path_buf(), ..Default::default() };
     for (src, plan) in sources.iter().zip(&plans) {
         let uri = format!("{}?mode=ro", file_uri(src));
         at(&path, store.conn.execute("ATTACH DATABASE ?1 AS src", [uri]))?;

@@ -101,7 +101,8 @@ pub enum Command {
         out_dir: PathBuf,
     },
     /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
-    /// comparison graph (components, bipartite or with an odd cycle), duplicates,
+    /// comparison graph (components: bipartite with every winner on one side, bipartite with
+    /// winners on both sides, or with an odd cycle), duplicates,
     /// contradictions, empty responses, text lengths.
     Data {
         #[arg(required = true)]

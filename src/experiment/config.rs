@@ -18,7 +18,14 @@ pub use crate::runtime::DeviceChoice;
 /// text is one response): the identity of every preference-file cell changed with it (a file
 /// counts by its content, not its path), so their old runs read as missing, while synthetic
 /// cells, whose results did not change, keep theirs.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: the metrics by comparison-graph kind split bipartite components by where their winners
+/// sit (`…_one_sided`, `…_two_sided`; version 1 recorded `…_bipartite`, both together). A
+/// version-1 preference-file run lacks the new metrics, and as a finished current run it
+/// would never be rerun: its `graph_kinds` figures would stay empty without a word. Stale, it
+/// is rerun by the next sweep. Synthetic runs, whose results did not change, read as stale
+/// too: the version is one number for every run, and a wrong figure costs more than a rerun.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One training run, fully specified.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -424,12 +424,11 @@ fn final_panels(
             .iter()
             .flat_map(|&kind| {
                 let lines = lines_ref;
-                let what = style::graph_kind_words(kind);
                 groups.iter().map(move |(key, members)| FinalSource {
                     label: Some(if lines.is_empty() {
-                        format!("{what} components")
+                        style::graph_kind_components(kind)
                     } else {
-                        format!("{what}, {}", group_label(lines, key))
+                        format!("{}, {}", style::graph_kind_words(kind), group_label(lines, key))
                     }),
                     suffix: Some(kind),
                     runs: members.clone(),

@@ -112,14 +112,22 @@ fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
     GRAPH_KINDS.iter().find_map(|&k| name.strip_suffix(k)?.strip_suffix('_').map(|b| (b, graph_kind_words(k))))
 }
 
-/// A comparison-graph component kind (a suffix of `GRAPH_KINDS`) in words, for titles and
-/// legends: which side the winners of a bipartite component sit on is what matters.
+/// A comparison-graph component kind (a suffix of `GRAPH_KINDS`) in words, for titles: which
+/// side the winners of a bipartite component sit on is what matters.
 pub fn graph_kind_words(kind: &str) -> &'static str {
     match kind {
-        "one_sided" => "bipartite, one-sided",
-        "two_sided" => "bipartite, two-sided",
+        "one_sided" => "one-sided bipartite",
+        "two_sided" => "two-sided bipartite",
         "odd_cycle" => "odd cycle",
         _ => "unknown kind",
+    }
+}
+
+/// The components of a kind, in words, for legends.
+pub fn graph_kind_components(kind: &str) -> String {
+    match kind {
+        "odd_cycle" => "components with an odd cycle".into(),
+        other => format!("{} components", graph_kind_words(other)),
     }
 }
 
@@ -197,9 +205,10 @@ mod tests {
         }
         assert_eq!(
             super::super::typeset::plain(&metric_title("pair_diff_abs_mean_two_sided")),
-            "spread |r_a − r_b|, bipartite, two-sided"
+            "spread |r_a − r_b|, two-sided bipartite"
         );
-        assert_eq!(metric_title("accuracy_one_sided"), "pair accuracy, bipartite, one-sided");
+        assert_eq!(metric_title("accuracy_one_sided"), "pair accuracy, one-sided bipartite");
+        assert_eq!(graph_kind_components("odd_cycle"), "components with an odd cycle");
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub enum ComponentKind {
 
 impl ComponentKind {
     /// Every kind, in the order of [`GRAPH_KINDS`].
-    pub const ALL: [ComponentKind; 3] = [ComponentKind::OneSided, ComponentKind::TwoSided, ComponentKind::OddCycle];
+    pub const ALL: [ComponentKind; 3] =
+        [ComponentKind::OneSided, ComponentKind::TwoSided, ComponentKind::OddCycle];
 
     /// Position in [`ComponentKind::ALL`] and [`GRAPH_KINDS`].
     pub fn index(self) -> usize {
@@ -214,8 +215,11 @@ mod tests {
         pairs
             .iter()
             .map(|&(a, _)| {
-                let winner_colours: HashSet<usize> =
-                    pairs.iter().filter(|&&(w, _)| comp[w] == comp[a]).map(|&(w, _)| colour[w].unwrap()).collect();
+                let winner_colours: HashSet<usize> = pairs
+                    .iter()
+                    .filter(|&&(w, _)| comp[w] == comp[a])
+                    .map(|&(w, _)| colour[w].unwrap())
+                    .collect();
                 match (comp_odd[comp[a]], winner_colours.len()) {
                     (true, _) => O,
                     (false, 2) => T,

@@ -123,7 +123,8 @@ impl DataReport {
             pairs_in[k.index()] += 1;
         }
         let components_of = |k: ComponentKind| graphs.components.iter().filter(|&&c| c == k).count();
-        let prompts_with = |k: ComponentKind| graphs.prompts.iter().filter(|p| p.components[k.index()] > 0).count();
+        let prompts_with =
+            |k: ComponentKind| graphs.prompts.iter().filter(|p| p.components[k.index()] > 0).count();
         use ComponentKind::{OddCycle, OneSided, TwoSided};
         let g = &graphs.prompts;
         DataReport {

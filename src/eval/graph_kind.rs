@@ -65,7 +65,8 @@ mod tests {
     fn metrics_by_kind_by_hand() {
         use ComponentKind::{OddCycle as O, OneSided as S, TwoSided as T};
         let r = [2.0, -1.0, 0.5, 3.0, 1.0, -2.0, 4.0, 0.0];
-        let s = split(&[(0, 1), (2, 3), (6, 7), (3, 4), (4, 5), (5, 3), (7, 6)], Some(vec![S, S, T, O, O, O, T]));
+        let s =
+            split(&[(0, 1), (2, 3), (6, 7), (3, 4), (4, 5), (5, 3), (7, 6)], Some(vec![S, S, T, O, O, O, T]));
         let m: HashMap<_, _> = graph_kind_metrics(&r, &s).into_iter().collect();
         assert_eq!(m.len(), 9);
         // One-sided: (2, −1) right, (0.5, 3) wrong; |diff| 3 and 2.5; |sum| 1 and 3.5.

@@ -169,16 +169,11 @@ pub fn check(
     if fig.name.is_empty() || !fig.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
         return bad("name", format!("`{}`: use letters, digits, '_' and '-'", fig.name));
     }
-    if fig.kind == FigureKind::GraphKinds {
-        if let Some(m) = fig.metrics.iter().find(|m| !metric::GRAPH_KIND_BASES.contains(&m.as_str())) {
-            return bad(
-                "metrics",
-                format!(
-                    "`{m}` has no values by component kind; known: {}",
-                    metric::GRAPH_KIND_BASES.join(", ")
-                ),
-            );
-        }
+    if fig.kind == FigureKind::GraphKinds
+        && let Some(m) = fig.metrics.iter().find(|m| !metric::GRAPH_KIND_BASES.contains(&m.as_str()))
+    {
+        let known = metric::GRAPH_KIND_BASES.join(", ");
+        return bad("metrics", format!("`{m}` has no values by component kind; known: {known}"));
     }
     for m in fig.metrics.iter().filter(|_| fig.kind != FigureKind::GraphKinds) {
         if !metric::all_names().any(|n| n == m) {

@@ -139,8 +139,10 @@ mod tests {
     /// accuracies among them improve upwards as `accuracy` does.
     #[test]
     fn graph_kind_names_are_every_base_for_every_kind() {
-        let expected: Vec<String> =
-            GRAPH_KIND_BASES.iter().flat_map(|b| GRAPH_KINDS.iter().map(move |k| format!("{b}_{k}"))).collect();
+        let expected: Vec<String> = GRAPH_KIND_BASES
+            .iter()
+            .flat_map(|b| GRAPH_KINDS.iter().map(move |k| format!("{b}_{k}")))
+            .collect();
         assert_eq!(GRAPH_KIND_NAMES.to_vec(), expected);
         for name in GRAPH_KIND_NAMES {
             let base = GRAPH_KIND_BASES.iter().find(|b| name.starts_with(*b)).unwrap();

@@ -7,8 +7,8 @@ use plotters::prelude::*;
 
 use super::typeset::{sub, typeset};
 use crate::error::Error;
-use crate::experiment::metric::GRAPH_KINDS;
 pub use crate::experiment::figure::Width;
+use crate::experiment::metric::GRAPH_KINDS;
 
 /// Pixels per inch of the PNG output (and the unit of every size below).
 pub const DPI: f64 = 300.0;
@@ -109,7 +109,9 @@ pub fn metric_title(name: &str) -> String {
 
 /// `(base metric, kind in words)` of a metric by comparison-graph component kind.
 fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
-    GRAPH_KINDS.iter().find_map(|&k| name.strip_suffix(k)?.strip_suffix('_').map(|b| (b, graph_kind_words(k))))
+    GRAPH_KINDS
+        .iter()
+        .find_map(|&k| name.strip_suffix(k)?.strip_suffix('_').map(|b| (b, graph_kind_words(k))))
 }
 
 /// A comparison-graph component kind (a suffix of `GRAPH_KINDS`) in words, for titles: which

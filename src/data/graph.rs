@@ -13,7 +13,9 @@
 //! - with an odd cycle ([`ComponentKind::OddCycle`]): every reward is pinned.
 //!
 //! The labels are the rows as read, repeats and contradictions included: a component counts as
-//! two-sided as soon as one row's winner sits on each side.
+//! two-sided as soon as one row's winner sits on each side. A prompt lies wholly in one split
+//! (and an evaluation file's prompts are its own), so a component's kind is the same read from
+//! the whole file or from the split that holds it.
 
 use std::collections::HashSet;
 

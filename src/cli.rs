@@ -29,7 +29,8 @@ pub enum Command {
     /// store, as SVG + 300-dpi PNG + a JSON sidecar in OUT_DIR/<experiment>/.
     Plot(PlotArgs),
     /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
-    /// comparison graph (components, bipartite or with an odd cycle), duplicates,
+    /// comparison graph (components: bipartite with every winner on one side, bipartite with
+    /// winners on both sides, or with an odd cycle), duplicates,
     /// contradictions, empty responses, text lengths.
     Data(DataArgs),
     /// Print the JSON Schema of spec files (for editors).

@@ -372,11 +372,14 @@ fn data_command_reports_the_hand_counted_graph() {
         ("duplicates", 1),
         ("contradictions", 1),
         ("components", 7),
-        ("bipartite_components", 5),
+        ("one_sided_components", 3),
+        ("two_sided_components", 2),
         ("odd_cycle_components", 2),
-        ("prompts_with_bipartite_component", 4),
+        ("prompts_with_one_sided_component", 2),
+        ("prompts_with_two_sided_component", 2),
         ("prompts_with_odd_cycle", 2),
-        ("pairs_in_bipartite_components", 11),
+        ("pairs_in_one_sided_components", 5),
+        ("pairs_in_two_sided_components", 6),
         ("pairs_in_odd_cycle_components", 6),
     ] {
         assert_eq!(r[key], serde_json::json!(expected), "{key}");
@@ -394,6 +397,9 @@ fn data_command_reports_the_hand_counted_graph() {
     let line =
         |label: &str| table.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("{table}"));
     assert!(line("prompts with an odd cycle").contains("2 (40.0 %)"), "{table}");
+    assert!(line("pairs in two-sided components").contains("6 (35.3 %)"), "{table}");
+    assert_eq!(line("  bipartite, winners on one side").split_whitespace().nth(5), Some("3"), "{table}");
+    assert_eq!(line("  bipartite, winners on both sides").split_whitespace().nth(5), Some("2"), "{table}");
     assert!(line("rows read").split_whitespace().eq(["rows", "read", "19", "400"]), "{table}");
     assert!(table.contains("line 14: invalid JSON"), "{table}");
     // Bad rows stop it with --strict; a missing file is bad input.
@@ -465,8 +471,8 @@ splits = ["val", "graph"]
     ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", dbs]));
     let n = |sql: &str| query_i64(&db, sql);
     assert_eq!(n("SELECT count(*) FROM runs WHERE status = 'finished'"), 2);
-    // Steps 0, 10, 20: every split metric, and the six by component kind.
-    assert_eq!(n("SELECT count(*) FROM metrics WHERE split = 'graph'"), 2 * 3 * (10 + 6));
+    // Steps 0, 10, 20: every split metric, and the nine by component kind.
+    assert_eq!(n("SELECT count(*) FROM metrics WHERE split = 'graph'"), 2 * 3 * (10 + 9));
     assert_eq!(n("SELECT count(*) FROM summaries WHERE split = 'graph' AND name = 'accuracy'"), 2);
     assert_eq!(n("SELECT count(*) FROM rewards WHERE split = 'graph'"), 2 * 19);
     assert_eq!(n("SELECT count(DISTINCT prompt) FROM rewards WHERE split = 'graph'"), 5);
@@ -479,10 +485,10 @@ splits = ["val", "graph"]
     );
     assert_eq!(report["eval"]["graph"]["odd_cycle_components"], serde_json::json!(2));
 
-    // The odd-cycle pairs of graph.jsonl (its README), as offsets from its first response.
+    // The pairs of graph.jsonl by kind (its README), as offsets from its first response.
     let odd = [(0, 1), (1, 2), (0, 2), (16, 17), (17, 18), (18, 16)];
-    let bipartite =
-        [(3, 4), (3, 5), (6, 7), (8, 9), (3, 4), (7, 6), (10, 11), (12, 13), (13, 14), (14, 15), (15, 12)];
+    let one_sided = [(3, 4), (3, 5), (8, 9), (3, 4), (10, 11)];
+    let two_sided = [(6, 7), (7, 6), (12, 13), (13, 14), (14, 15), (15, 12)];
     for run in [1, 2] {
         let mut stmt = conn
             .prepare("SELECT response, reward FROM rewards WHERE run_id = ?1 AND split = 'graph' ORDER BY response")
@@ -504,7 +510,10 @@ splits = ["val", "graph"]
         };
         for (name, want) in [
             ("pair_diff_abs_mean_odd_cycle", mean(&odd, &|a, b| (a - b).abs())),
-            ("pair_sum_abs_mean_bipartite", mean(&bipartite, &|a, b| (a + b).abs())),
+            ("pair_sum_abs_mean_one_sided", mean(&one_sided, &|a, b| (a + b).abs())),
+            ("pair_diff_abs_mean_one_sided", mean(&one_sided, &|a, b| (a - b).abs())),
+            ("pair_diff_abs_mean_two_sided", mean(&two_sided, &|a, b| (a - b).abs())),
+            ("accuracy_two_sided", mean(&two_sided, &|a, b| f64::from(u8::from(a > b)))),
             ("accuracy_odd_cycle", mean(&odd, &|a, b| f64::from(u8::from(a > b)))),
         ] {
             assert!((stored(name) - want).abs() < 1e-9, "run {run} {name}: {} vs {want}", stored(name));

@@ -407,7 +407,7 @@ fn frozen_encoder_cells_embed_once_and_train_batched_as_alone() {
     assert!(!level_free.is_empty());
     let level =
         ["reward_mean", "reward_max_abs", "pair_sum_mean", "pair_sum_abs_mean", "offset_part_abs_mean"];
-    // By name, and by comparison-graph kind (`pair_sum_abs_mean_bipartite`, …).
+    // By name, and by comparison-graph kind (`pair_sum_abs_mean_one_sided`, …).
     let is_level = |name: &str| {
         level
             .iter()

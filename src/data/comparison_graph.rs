@@ -12,85 +12,23 @@
 //! - winners on both sides: either way along s some margin falls and its Bradley–Terry term
 //!   grows without bound, so (the objective being convex with no other flat direction) a
 //!   minimizer exists and the spread is bounded (a path a ≻ b ≻ c; a star whose centre ranks
-//!   in the middle);
+//!   in the middle; a pair labelled both ways);
 //! - an odd cycle: D + A is positive definite on the component, every reward is pinned.
 //!
 //! This holds for any labels and any λ > 0; with λ = 0 nothing bounds the spread of
-//! separable data.
+//! separable data. The three kinds are [`ComponentKind`]'s, classified by `data::graph`; the
+//! tests here check that classification against Newton's method on free rewards.
 
-/// How the pair-sum term acts on one connected component of a comparison graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Component {
-    /// Contains an odd cycle: D + A is positive definite there, every reward is bounded.
-    OddCycle,
-    /// Bipartite with winners on both sides: the spread is bounded.
-    MixedBipartite,
-    /// Bipartite with every winner on one side: the spread is unbounded.
-    OneSided,
-}
+use super::graph::{ComparisonGraphs, ComponentKind};
+use super::preferences::Pair;
 
-impl Component {
-    /// Whether the spread r_w − r_l of the component's pairs stays bounded at the optimum.
-    pub fn bounded(self) -> bool {
-        self != Component::OneSided
-    }
-}
-
-/// The components of the graph on responses `0..n` with labelled pairs `(winner, loser)` that
-/// contain at least one pair, in order of their lowest response. Responses outside every pair
-/// are ignored (no comparison, no spread).
-pub fn components(n: usize, pairs: &[(usize, usize)]) -> Vec<Component> {
-    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for &(w, l) in pairs {
-        adj[w].push(l);
-        adj[l].push(w);
-    }
-    // Two-colouring by breadth-first search; a clash means an odd cycle.
-    let mut side: Vec<Option<bool>> = vec![None; n];
-    let mut component_of = vec![usize::MAX; n];
-    let mut odd = Vec::new();
-    for start in 0..n {
-        if side[start].is_some() || adj[start].is_empty() {
-            continue;
-        }
-        let c = odd.len();
-        odd.push(false);
-        side[start] = Some(true);
-        component_of[start] = c;
-        let mut queue = std::collections::VecDeque::from([start]);
-        while let Some(u) = queue.pop_front() {
-            let su = side[u].expect("coloured when queued");
-            for &v in &adj[u] {
-                match side[v] {
-                    None => {
-                        side[v] = Some(!su);
-                        component_of[v] = c;
-                        queue.push_back(v);
-                    }
-                    Some(sv) if sv == su => odd[c] = true,
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-    // Which sides the winners of each component sit on: (some on `true`, some on `false`).
-    let mut winners = vec![(false, false); odd.len()];
-    for &(w, _) in pairs {
-        let c = component_of[w];
-        if side[w] == Some(true) {
-            winners[c].0 = true;
-        } else {
-            winners[c].1 = true;
-        }
-    }
-    odd.iter()
-        .zip(&winners)
-        .map(|(&odd, &(t, f))| match (odd, t && f) {
-            (true, _) => Component::OddCycle,
-            (false, true) => Component::MixedBipartite,
-            (false, false) => Component::OneSided,
-        })
-        .collect()
+/// The kinds of the components of the graph on responses `0..n` with labelled pairs
+/// `(winner, loser)` that contain at least one pair, in the order of their first pair
+/// (classified by [`ComparisonGraphs`], the one implementation rmlab has). Responses outside
+/// every pair are ignored (no comparison, no spread).
+pub fn components(n: usize, pairs: &[(usize, usize)]) -> Vec<ComponentKind> {
+    let pairs: Vec<Pair> = pairs.iter().map(|&(chosen, rejected)| Pair { chosen, rejected }).collect();
+    ComparisonGraphs::new(1, &vec![0; n], &pairs).components
 }
 
 /// Whether every compared spread of the graph stays bounded under the pair-sum term (λ > 0).
@@ -203,7 +141,7 @@ mod tests {
     #[test]
     fn path_spread_matches_closed_form() {
         let pairs = [(0, 1), (1, 2)];
-        assert_eq!(components(3, &pairs), [Component::MixedBipartite]);
+        assert_eq!(components(3, &pairs), [ComponentKind::TwoSided]);
         let (r, _, converged) = newton(3, &pairs, 0.1, 100);
         assert!(converged);
         let s = bisect(|s| sigmoid(-s) - 0.2 * s);
@@ -216,7 +154,7 @@ mod tests {
     #[test]
     fn triangle_spread_matches_closed_form() {
         let pairs = [(0, 1), (0, 2), (1, 2)];
-        assert_eq!(components(3, &pairs), [Component::OddCycle]);
+        assert_eq!(components(3, &pairs), [ComponentKind::OddCycle]);
         let (r, _, converged) = newton(3, &pairs, 0.1, 100);
         assert!(converged);
         let s = bisect(|s| sigmoid(-s) + sigmoid(-2.0 * s) - 0.2 * s);
@@ -229,7 +167,7 @@ mod tests {
     #[test]
     fn one_pair_spread_grows_without_bound() {
         let pairs = [(0, 1)];
-        assert_eq!(components(2, &pairs), [Component::OneSided]);
+        assert_eq!(components(2, &pairs), [ComponentKind::OneSided]);
         let (r, spreads, converged) = newton(2, &pairs, 0.1, 25);
         assert!(!converged && spreads.windows(2).all(|w| w[1] > w[0]), "spread increases at every step");
         assert!(spreads[24] > 20.0 && (spreads[24] - spreads[23] - 1.0).abs() < 1e-3, "{spreads:?}");
@@ -242,15 +180,25 @@ mod tests {
     fn star_depends_on_the_rank_of_its_centre() {
         let best = [(0, 1), (0, 2), (0, 3)];
         let middle = [(1, 0), (0, 2), (0, 3)];
-        assert_eq!(components(4, &best), [Component::OneSided]);
-        assert_eq!(components(4, &middle), [Component::MixedBipartite]);
+        assert_eq!(components(4, &best), [ComponentKind::OneSided]);
+        assert_eq!(components(4, &middle), [ComponentKind::TwoSided]);
         assert!(newton(4, &middle, 0.1, 100).2);
         let (_, spreads, converged) = newton(4, &best, 0.1, 25);
         assert!(!converged && spreads[24] > 20.0, "{spreads:?}");
     }
 
+    /// A pair labelled both ways (a contradiction) has winners on both sides: bounded, its
+    /// minimizer r = 0 (each Bradley–Terry term is the other's mirror image).
+    #[test]
+    fn contradicted_pair_is_bounded() {
+        let pairs = [(0, 1), (1, 0)];
+        assert_eq!(components(2, &pairs), [ComponentKind::TwoSided]);
+        let (r, _, converged) = newton(2, &pairs, 0.1, 100);
+        assert!(converged && r.iter().all(|v| v.abs() < 1e-9), "{r:?}");
+    }
+
     /// The theory against Newton on random labelled graphs of 2 to 6 responses (several
-    /// components, even cycles, isolated responses): bounded exactly when Newton converges
+    /// components, even cycles, isolated responses, contradicted pairs): bounded exactly when Newton converges
     /// to a finite minimizer.
     #[test]
     fn theory_matches_newton_on_random_graphs() {
@@ -262,7 +210,12 @@ mod tests {
             for i in 0..n {
                 for j in i + 1..n {
                     if rng.random::<f64>() < 0.45 {
-                        pairs.push(if rng.random::<bool>() { (i, j) } else { (j, i) });
+                        let pair = if rng.random::<bool>() { (i, j) } else { (j, i) };
+                        pairs.push(pair);
+                        // Now and then the same pair labelled the other way too.
+                        if rng.random::<f64>() < 0.1 {
+                            pairs.push((pair.1, pair.0));
+                        }
                     }
                 }
             }

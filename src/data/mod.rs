@@ -235,8 +235,8 @@ mod tests {
         let rows = [(0, 1), (1, 2), (0, 2), (3, 4), (3, 5), (6, 7), (8, 9), (3, 4), (7, 6), (10, 11)];
         let sea = [(12, 13), (13, 14), (14, 15), (15, 12), (16, 17), (17, 18), (18, 16)];
         assert_eq!(pairs, rows.iter().chain(&sea).copied().collect::<Vec<_>>());
-        use ComponentKind::{Bipartite as B, OddCycle as O};
-        assert_eq!(p.pair_kind.as_deref().unwrap(), [O, O, O, B, B, B, B, B, B, B, B, B, B, B, O, O, O]);
+        use ComponentKind::{OddCycle as O, OneSided as S, TwoSided as T};
+        assert_eq!(p.pair_kind.as_deref().unwrap(), [O, O, O, S, S, T, S, S, T, S, T, T, T, T, O, O, O]);
         assert_eq!(p.bags.as_ref().unwrap().ids.len(), 19 * p.dim, "one bag per response");
         let r = report.unwrap();
         assert_eq!((r.train.rows, r.train.skipped, r.train.pairs, r.train.responses), (19, 2, 17, 19));

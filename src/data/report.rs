@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::comparisons::Comparisons;
-use super::graph::ComparisonGraphs;
+use super::graph::{ComparisonGraphs, ComponentKind};
 use super::preference_file::{ReadReport, TIE};
 
 /// Skipped lines listed by line in a report (all are counted).
@@ -55,13 +55,20 @@ pub struct DataReport {
     /// `k → prompts with k responses`.
     pub responses_per_prompt: BTreeMap<usize, usize>,
     pub components: usize,
-    /// Components that are two-colourable: the pair-sum term does not pin their rewards.
-    pub bipartite_components: usize,
+    /// Bipartite components whose winners all sit on one side (a single pair always): the
+    /// pair-sum term leaves their spread free.
+    pub one_sided_components: usize,
+    /// Bipartite components with winners on both sides: their spread is bounded.
+    pub two_sided_components: usize,
     /// Components with an odd cycle: the pair-sum term pins their rewards.
     pub odd_cycle_components: usize,
-    pub prompts_with_bipartite_component: usize,
+    /// Prompts with at least one component of the kind.
+    pub prompts_with_one_sided_component: usize,
+    pub prompts_with_two_sided_component: usize,
     pub prompts_with_odd_cycle: usize,
-    pub pairs_in_bipartite_components: usize,
+    /// Pairs (rows) in components of the kind.
+    pub pairs_in_one_sided_components: usize,
+    pub pairs_in_two_sided_components: usize,
     pub pairs_in_odd_cycle_components: usize,
     /// Length in characters (Unicode scalar values) of each prompt's text.
     pub prompt_chars: Lengths,
@@ -111,13 +118,14 @@ impl DataReport {
             }
             h
         };
-        let (mut pairs_bipartite, mut pairs_odd) = (0, 0);
+        let mut pairs_in = [0; 3];
         for k in &graphs.pair_kind {
-            match k {
-                super::graph::ComponentKind::Bipartite => pairs_bipartite += 1,
-                super::graph::ComponentKind::OddCycle => pairs_odd += 1,
-            }
+            pairs_in[k.index()] += 1;
         }
+        let components_of = |k: ComponentKind| graphs.components.iter().filter(|&&c| c == k).count();
+        let prompts_with =
+            |k: ComponentKind| graphs.prompts.iter().filter(|p| p.components[k.index()] > 0).count();
+        use ComponentKind::{OddCycle, OneSided, TwoSided};
         let g = &graphs.prompts;
         DataReport {
             path: path.to_string(),
@@ -139,13 +147,16 @@ impl DataReport {
             contradictions: graphs.contradictions,
             pairs_per_prompt: histogram(&|p| p.pairs),
             responses_per_prompt: histogram(&|p| p.responses),
-            components: g.iter().map(|p| p.bipartite_components + p.odd_cycle_components).sum(),
-            bipartite_components: g.iter().map(|p| p.bipartite_components).sum(),
-            odd_cycle_components: g.iter().map(|p| p.odd_cycle_components).sum(),
-            prompts_with_bipartite_component: g.iter().filter(|p| p.bipartite_components > 0).count(),
-            prompts_with_odd_cycle: g.iter().filter(|p| p.odd_cycle_components > 0).count(),
-            pairs_in_bipartite_components: pairs_bipartite,
-            pairs_in_odd_cycle_components: pairs_odd,
+            components: graphs.components.len(),
+            one_sided_components: components_of(OneSided),
+            two_sided_components: components_of(TwoSided),
+            odd_cycle_components: components_of(OddCycle),
+            prompts_with_one_sided_component: prompts_with(OneSided),
+            prompts_with_two_sided_component: prompts_with(TwoSided),
+            prompts_with_odd_cycle: prompts_with(OddCycle),
+            pairs_in_one_sided_components: pairs_in[OneSided.index()],
+            pairs_in_two_sided_components: pairs_in[TwoSided.index()],
+            pairs_in_odd_cycle_components: pairs_in[OddCycle.index()],
             prompt_chars: Lengths::of(&comparisons.prompts),
             response_chars: Lengths::of(&comparisons.responses),
         }

@@ -19,8 +19,9 @@ pub enum FigureKind {
     Final,
     /// As `final`, by comparison-graph component kind (preference files): for each metric `m`
     /// (`accuracy`, `pair_diff_abs_mean`, `pair_sum_abs_mean`) a panel with a line for the
-    /// pairs in bipartite components (`m_bipartite`) and one for those in components with an
-    /// odd cycle (`m_odd_cycle`).
+    /// pairs of each kind of component: bipartite with every winner on one side
+    /// (`m_one_sided`), bipartite with winners on both sides (`m_two_sided`), with an odd cycle
+    /// (`m_odd_cycle`).
     GraphKinds,
     /// Final reward histograms, a panel per λ (and per value of the other swept keys), seeds
     /// pooled, each panel binned over its own range on one shared y scale.
@@ -168,21 +169,11 @@ pub fn check(
     if fig.name.is_empty() || !fig.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
         return bad("name", format!("`{}`: use letters, digits, '_' and '-'", fig.name));
     }
-    if fig.kind == FigureKind::GraphKinds {
-        for m in &fig.metrics {
-            if !metric::GRAPH_KINDS
-                .iter()
-                .all(|k| metric::GRAPH_KIND_NAMES.contains(&format!("{m}_{k}").as_str()))
-            {
-                let bases: BTreeSet<&str> =
-                    metric::GRAPH_KIND_NAMES.iter().filter_map(|n| n.strip_suffix("_bipartite")).collect();
-                let known: Vec<&str> = bases.into_iter().collect();
-                return bad(
-                    "metrics",
-                    format!("`{m}` has no values by component kind; known: {}", known.join(", ")),
-                );
-            }
-        }
+    if fig.kind == FigureKind::GraphKinds
+        && let Some(m) = fig.metrics.iter().find(|m| !metric::GRAPH_KIND_BASES.contains(&m.as_str()))
+    {
+        let known = metric::GRAPH_KIND_BASES.join(", ");
+        return bad("metrics", format!("`{m}` has no values by component kind; known: {known}"));
     }
     for m in fig.metrics.iter().filter(|_| fig.kind != FigureKind::GraphKinds) {
         if !metric::all_names().any(|n| n == m) {

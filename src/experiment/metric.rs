@@ -31,21 +31,33 @@ pub const TRUTH_NAMES: [&str; 7] = [
 ];
 
 /// Metrics over the pairs of one kind of comparison-graph component (preference files), in the
-/// order `eval::graph_kind::graph_kind_metrics` returns them. A pair lies in a bipartite
-/// component (a single pair, a star, an even cycle: the pair-sum term does not pin its rewards,
-/// and leaves its spread free when every winner sits on one side; `data::comparison_graph`)
-/// or in one with an odd cycle (the term pins its rewards); NaN where a split has none.
-pub const GRAPH_KIND_NAMES: [&str; 6] = [
-    "accuracy_bipartite", // fraction of those pairs with r_a > r_b
+/// order `eval::graph_kind::graph_kind_metrics` returns them: each base metric for each kind
+/// of [`GRAPH_KINDS`]; NaN where a split has no pair of that kind. A prompt's comparison graph
+/// has its responses as nodes and its labelled pairs as edges (`data::graph`), and the kinds
+/// are what the pair-sum term does there (`data::comparison_graph`):
+///
+/// - `one_sided`: bipartite with every winner on one side (a single pair always): the term
+///   leaves the spread r_a − r_b free, unbounded on separable data;
+/// - `two_sided`: bipartite with winners on both sides: the spread is bounded;
+/// - `odd_cycle`: with an odd cycle: every reward is pinned.
+pub const GRAPH_KIND_NAMES: [&str; 9] = [
+    "accuracy_one_sided", // fraction of those pairs with r_a > r_b
+    "accuracy_two_sided",
     "accuracy_odd_cycle",
-    "pair_diff_abs_mean_bipartite", // mean |r_a − r_b|: the spread
+    "pair_diff_abs_mean_one_sided", // mean |r_a − r_b|: the spread
+    "pair_diff_abs_mean_two_sided",
     "pair_diff_abs_mean_odd_cycle",
-    "pair_sum_abs_mean_bipartite", // mean |r_a + r_b|
+    "pair_sum_abs_mean_one_sided", // mean |r_a + r_b|
+    "pair_sum_abs_mean_two_sided",
     "pair_sum_abs_mean_odd_cycle",
 ];
 
-/// The component kinds of [`GRAPH_KIND_NAMES`], as their names end.
-pub const GRAPH_KINDS: [&str; 2] = ["bipartite", "odd_cycle"];
+/// The component kinds of [`GRAPH_KIND_NAMES`], as their names end, in the order of
+/// `data::ComponentKind::ALL`.
+pub const GRAPH_KINDS: [&str; 3] = ["one_sided", "two_sided", "odd_cycle"];
+
+/// The metrics that [`GRAPH_KIND_NAMES`] measures for each kind.
+pub const GRAPH_KIND_BASES: [&str; 3] = ["accuracy", "pair_diff_abs_mean", "pair_sum_abs_mean"];
 
 /// Metrics of the model rather than of a split, recorded with the train split.
 pub const MODEL_NAMES: [&str; 1] = ["head_weight_norm"];
@@ -85,7 +97,8 @@ pub fn goal(name: &str) -> Option<Goal> {
     match name {
         n if n.starts_with("loss_") => Some(Goal::Min),
         "accuracy"
-        | "accuracy_bipartite"
+        | "accuracy_one_sided"
+        | "accuracy_two_sided"
         | "accuracy_odd_cycle"
         | "true_pearson"
         | "true_pair_accuracy"
@@ -120,5 +133,20 @@ mod tests {
         }
         assert_eq!(range("spread_part_abs_mean"), Some((0.0, f64::INFINITY)));
         assert_eq!(range("true_within_prompt_accuracy"), Some((0.0, 1.0)));
+    }
+
+    /// The metrics by component kind are every base for every kind, base-major, and the
+    /// accuracies among them improve upwards as `accuracy` does.
+    #[test]
+    fn graph_kind_names_are_every_base_for_every_kind() {
+        let expected: Vec<String> = GRAPH_KIND_BASES
+            .iter()
+            .flat_map(|b| GRAPH_KINDS.iter().map(move |k| format!("{b}_{k}")))
+            .collect();
+        assert_eq!(GRAPH_KIND_NAMES.to_vec(), expected);
+        for name in GRAPH_KIND_NAMES {
+            let base = GRAPH_KIND_BASES.iter().find(|b| name.starts_with(*b)).unwrap();
+            assert_eq!(goal(name), goal(base), "{name}");
+        }
     }
 }

@@ -476,7 +476,7 @@ fn curve_panels(
 }
 
 /// One line of a final-value figure: some runs, and the metric suffix it reads (`graph_kinds`
-/// figures read `m_bipartite` and `m_odd_cycle` for each metric `m`).
+/// figures read `m_one_sided`, `m_two_sided` and `m_odd_cycle` for each metric `m`).
 struct FinalSource<'r> {
     /// Legend label; `None` for the only line of a figure without `lines`.
     label: Option<String>,
@@ -503,12 +503,11 @@ fn final_panels(
             .iter()
             .flat_map(|&kind| {
                 let lines = lines_ref;
-                let what = if kind == "odd_cycle" { "odd-cycle" } else { kind };
                 groups.iter().map(move |(key, members)| FinalSource {
                     label: Some(if lines.is_empty() {
-                        format!("{what} components")
+                        style::graph_kind_components(kind)
                     } else {
-                        format!("{what}, {}", group_label(lines, key))
+                        format!("{}, {}", style::graph_kind_words(kind), group_label(lines, key))
                     }),
                     suffix: Some(kind),
                     runs: members.clone(),

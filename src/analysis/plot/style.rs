@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use super::typeset::{sub, typeset};
 use crate::error::Error;
 pub use crate::experiment::figure::Width;
+use crate::experiment::metric::GRAPH_KINDS;
 
 /// Pixels per inch of the PNG output (and the unit of every size below).
 pub const DPI: f64 = 300.0;
@@ -102,7 +103,7 @@ pub fn metric_title(name: &str) -> String {
         "head_weight_norm" => "head weight norm ‖w‖".into(),
         "pair_diff_abs_mean" => format!("spread |r{a} − r{b}|"),
         other => match graph_kind(other) {
-            // `m_bipartite`, `m_odd_cycle`: what `m` is, then the kind.
+            // `m_one_sided`, `m_two_sided`, `m_odd_cycle`: what `m` is, then the kind.
             Some((base, kind)) => format!("{}, {kind}", metric_title(base)),
             None => typeset(&other.replace('_', " ")),
         },
@@ -111,9 +112,28 @@ pub fn metric_title(name: &str) -> String {
 
 /// `(base metric, kind in words)` of a metric by comparison-graph component kind.
 fn graph_kind(name: &str) -> Option<(&str, &'static str)> {
-    name.strip_suffix("_bipartite")
-        .map(|b| (b, "bipartite"))
-        .or_else(|| name.strip_suffix("_odd_cycle").map(|b| (b, "odd cycle")))
+    GRAPH_KINDS
+        .iter()
+        .find_map(|&k| name.strip_suffix(k)?.strip_suffix('_').map(|b| (b, graph_kind_words(k))))
+}
+
+/// A comparison-graph component kind (a suffix of `GRAPH_KINDS`) in words, for titles: which
+/// side the winners of a bipartite component sit on is what matters.
+pub fn graph_kind_words(kind: &str) -> &'static str {
+    match kind {
+        "one_sided" => "one-sided bipartite",
+        "two_sided" => "two-sided bipartite",
+        "odd_cycle" => "odd cycle",
+        _ => "unknown kind",
+    }
+}
+
+/// The components of a kind, in words, for legends.
+pub fn graph_kind_components(kind: &str) -> String {
+    match kind {
+        "odd_cycle" => "components with an odd cycle".into(),
+        other => format!("{} components", graph_kind_words(other)),
+    }
 }
 
 /// The unit or kind of a metric's values: its y-axis label (plain text).
@@ -185,6 +205,15 @@ mod tests {
             assert!(!metric_title(name).contains('_'), "{name}: {}", metric_title(name));
         }
         assert_eq!(super::super::typeset::plain(&metric_title("pair_sum_abs_mean")), "mean |r_a + r_b|");
+        for k in GRAPH_KINDS {
+            assert_ne!(graph_kind_words(k), "unknown kind", "{k}");
+        }
+        assert_eq!(
+            super::super::typeset::plain(&metric_title("pair_diff_abs_mean_two_sided")),
+            "spread |r_a − r_b|, two-sided bipartite"
+        );
+        assert_eq!(metric_title("accuracy_one_sided"), "pair accuracy, one-sided bipartite");
+        assert_eq!(graph_kind_components("odd_cycle"), "components with an odd cycle");
     }
 
     #[test]

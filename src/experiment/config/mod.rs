@@ -37,7 +37,14 @@ pub use train::{BatchSize, OptimizerKind, Sampling, SaveModel, Schedule, TrainCo
 /// cells, whose results did not change, keep theirs. Nor when evaluation-file paths and encoder
 /// names became locators (`experiment::identity`): cells with `data.eval` or an encoder changed
 /// identity once and rerun, their results unchanged.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: the metrics by comparison-graph kind split bipartite components by where their winners
+/// sit (`…_one_sided`, `…_two_sided`; version 1 recorded `…_bipartite`, both together). A
+/// version-1 preference-file run lacks the new metrics, and as a finished current run it
+/// would never be rerun: its `graph_kinds` figures would stay empty without a word. Stale, it
+/// is rerun by the next sweep. Synthetic runs, whose results did not change, read as stale
+/// too: the version is one number for every run, and a wrong figure costs more than a rerun.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A config value that is out of range, by dotted key path ([`RunConfig::validate`]).
 #[derive(Clone, Debug, PartialEq)]

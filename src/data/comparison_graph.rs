@@ -20,7 +20,7 @@
 //! tests here check that classification against Newton's method on free rewards.
 
 use super::graph::{ComparisonGraphs, ComponentKind};
-use super::preferences::Pair;
+use super::pair::Pair;
 
 /// The kinds of the components of the graph on responses `0..n` with labelled pairs
 /// `(winner, loser)` that contain at least one pair, in the order of their first pair

@@ -374,6 +374,7 @@ fn data_command_reports_the_hand_counted_graph() {
         ("components", 7),
         ("one_sided_components", 3),
         ("two_sided_components", 2),
+        ("contradicted_pair_components", 1),
         ("odd_cycle_components", 2),
         ("prompts_with_one_sided_component", 2),
         ("prompts_with_two_sided_component", 2),

@@ -36,6 +36,10 @@ pub fn table(reports: &[DataReport]) -> String {
         ("components", Box::new(|r| r.components.to_string())),
         ("  bipartite, winners on one side", Box::new(|r| r.one_sided_components.to_string())),
         ("  bipartite, winners on both sides", Box::new(|r| r.two_sided_components.to_string())),
+        (
+            "    of which one pair labelled both ways",
+            Box::new(|r| r.contradicted_pair_components.to_string()),
+        ),
         ("  with an odd cycle", Box::new(|r| r.odd_cycle_components.to_string())),
         (
             "prompts with a one-sided component",

@@ -84,6 +84,9 @@ pub struct ComparisonGraphs {
     pub duplicates: usize,
     /// Response pairs labelled both ways (a ≻ b and b ≻ a): ties in effect.
     pub contradictions: usize,
+    /// Two-sided components that are two responses labelled both ways, nothing else: two-sided
+    /// by a contradiction, not by a ranking (a ≻ b ≻ c).
+    pub contradicted_pair_components: usize,
 }
 
 impl ComparisonGraphs {
@@ -170,7 +173,23 @@ impl ComparisonGraphs {
                 })
             })
             .collect();
-        ComparisonGraphs { pair_kind, components, prompts, duplicates, contradictions }
+        // Responses of each component: a two-sided component of two is one pair both ways.
+        let mut size = vec![0usize; n];
+        for (r, &seen_in_pair) in in_pair.iter().enumerate() {
+            if seen_in_pair {
+                size[find(&mut parent, &mut parity, r).0] += 1;
+            }
+        }
+        let contradicted_pair_components =
+            (0..n).filter(|&r| component_kind[r] == Some(ComponentKind::TwoSided) && size[r] == 2).count();
+        ComparisonGraphs {
+            pair_kind,
+            components,
+            prompts,
+            duplicates,
+            contradictions,
+            contradicted_pair_components,
+        }
     }
 }
 
@@ -341,6 +360,8 @@ mod tests {
             ]
         );
         assert_eq!((g.duplicates, g.contradictions), (1, 1));
+        // Of the two two-sided components, the pair labelled both ways, not the 4-cycle.
+        assert_eq!(g.contradicted_pair_components, 1);
     }
 
     /// The kinds' metric suffixes are the vocabulary's, in its order.

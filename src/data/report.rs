@@ -60,6 +60,8 @@ pub struct DataReport {
     pub one_sided_components: usize,
     /// Bipartite components with winners on both sides: their spread is bounded.
     pub two_sided_components: usize,
+    /// Of those, a single pair labelled both ways (two-sided by a contradiction).
+    pub contradicted_pair_components: usize,
     /// Components with an odd cycle: the pair-sum term pins their rewards.
     pub odd_cycle_components: usize,
     /// Prompts with at least one component of the kind.
@@ -150,6 +152,7 @@ impl DataReport {
             components: graphs.components.len(),
             one_sided_components: components_of(OneSided),
             two_sided_components: components_of(TwoSided),
+            contradicted_pair_components: graphs.contradicted_pair_components,
             odd_cycle_components: components_of(OddCycle),
             prompts_with_one_sided_component: prompts_with(OneSided),
             prompts_with_two_sided_component: prompts_with(TwoSided),

@@ -120,7 +120,7 @@ pub fn flatten_config(cfg: &RunConfig) -> Vec<(String, rusqlite::types::Value)> 
 
 /// Flattens a JSON object into dotted keys with SQLite values: numbers stay numbers (integers
 /// as INTEGER), booleans become 0/1, arrays are stored as their JSON text.
-fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
+pub(super) fn flatten(v: &serde_json::Value) -> Vec<(String, rusqlite::types::Value)> {
     use rusqlite::types::Value as Sql;
     use serde_json::Value as Json;
     fn walk(prefix: &str, v: &Json, out: &mut Vec<(String, Sql)>) {

@@ -636,4 +636,34 @@ mod tests {
         assert_eq!(cells[0].config, defaults);
         assert_eq!(cells[0].hash, defaults.hash());
     }
+
+    /// Cells: the first axis varies slowest, seeds fastest; a zip moves its keys together.
+    #[test]
+    fn cells_expand_the_grid_in_order() {
+        let text = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\n\"train.lr\" = [0.1, 0.01, 0.001]\nseeds = [5, 9]\n";
+        let cells = Spec::parse(std::path::Path::new("g.toml"), text.into()).unwrap().cells().unwrap();
+        assert_eq!(cells.len(), 2 * 3 * 2);
+        let labels: Vec<String> = cells.iter().map(|c| c.label()).collect();
+        assert_eq!(labels[0], "loss.lambda=0.0 train.lr=0.1 seed=5");
+        assert_eq!(labels[1], "loss.lambda=0.0 train.lr=0.1 seed=9");
+        assert_eq!(labels[2], "loss.lambda=0.0 train.lr=0.01 seed=5");
+        assert_eq!(labels[6], "loss.lambda=1.0 train.lr=0.1 seed=5");
+        assert_eq!(labels[11], "loss.lambda=1.0 train.lr=0.001 seed=9");
+        for (i, c) in cells.iter().enumerate() {
+            assert_eq!(c.index, i);
+            let (l, r, s) = (i / 6, (i / 2) % 3, i % 2);
+            assert_eq!(c.config.loss.lambda, [0.0, 1.0][l]);
+            assert_eq!(c.config.train.lr, [0.1, 0.01, 0.001][r]);
+            assert_eq!(c.config.seed, [5, 9][s]);
+            assert_eq!(c.hash, c.config.hash());
+        }
+        let hashes: std::collections::HashSet<&str> = cells.iter().map(|c| c.hash.as_str()).collect();
+        assert_eq!(hashes.len(), cells.len(), "every cell is its own run");
+
+        let zipped = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\n[[sweep.zip]]\n\"data.flip\" = [0.0, 0.1]\n\"data.beta\" = [1.0, 2.0]\n";
+        let cells = Spec::parse(std::path::Path::new("g.toml"), zipped.into()).unwrap().cells().unwrap();
+        let got: Vec<(f64, f64, f64)> =
+            cells.iter().map(|c| (c.config.loss.lambda, c.config.data.flip, c.config.data.beta)).collect();
+        assert_eq!(got, [(0.0, 0.0, 1.0), (0.0, 0.1, 2.0), (1.0, 0.0, 1.0), (1.0, 0.1, 2.0)]);
+    }
 }

@@ -164,6 +164,9 @@ fn migrate(a: MigrateArgs) -> Result<()> {
 }
 
 fn data(a: DataArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        output::refuse_overwriting(out, &a.files.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    }
     let rule = match a.prompt_split {
         PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
         PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
@@ -191,6 +194,9 @@ fn data(a: DataArgs) -> Result<()> {
 
 fn score(a: ScoreArgs) -> Result<()> {
     let ScoreArgs { run, file, db, out, format, normalize } = a;
+    if let Some(out) = &out {
+        output::refuse_overwriting(out, &[&db, &file])?;
+    }
     let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
     outln!("{s}");
     if let Some(out) = out {
@@ -232,6 +238,9 @@ fn query(a: QueryArgs) -> Result<()> {
         all_runs: o.all_runs,
         for_reading: Format::resolve(o.format, o.out.as_deref(), Format::Table) == Format::Table,
     };
+    if let Some(out) = &o.out {
+        output::refuse_overwriting(out, &[&o.db])?;
+    }
     let (mut df, notes) = query::answer(&o.db, &req)?;
     for note in notes {
         errln!("note: {note}");

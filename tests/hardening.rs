@@ -274,6 +274,38 @@ fn queries_refuse_unknown_keys_and_metrics() {
     ok(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lambda=0.1", "--where", "status=finished"]));
 }
 
+/// An output path that is the store, one of its side files or an input is refused before
+/// anything is written; the store is intact afterwards.
+#[test]
+fn outputs_never_overwrite_what_the_command_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    let before = std::fs::read(&db).unwrap();
+    let wal = format!("{db_s}-wal");
+    let dotted = dir.path().join("x/../s.sqlite");
+    std::fs::create_dir_all(dir.path().join("x")).unwrap();
+    for out in [db_s, wal.as_str(), dotted.to_str().unwrap()] {
+        for format in ["csv", "parquet"] {
+            let o = rmlab(&["query", "summary", "--db", db_s, "--out", out, "--format", format]);
+            bad_input(o, "which this command reads");
+        }
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the store is untouched");
+    assert!(count(&db, "SELECT count(*) FROM runs") > 0);
+    let data = repo().join("tests/fixtures/trl/pairs.jsonl.gz");
+    let data_s = data.to_str().unwrap();
+    let copy = dir.path().join("pairs.jsonl.gz");
+    std::fs::copy(&data, &copy).unwrap();
+    bad_input(
+        rmlab(&["data", copy.to_str().unwrap(), "--out", copy.to_str().unwrap()]),
+        "which this command reads",
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(data_s).unwrap());
+    ok(rmlab(&["query", "summary", "--db", db_s, "--out", dir.path().join("s.csv").to_str().unwrap()]));
+}
+
 /// A summary says how many cells it leaves out and why; a diverged cell is flagged with its
 /// reason in the store.
 #[test]

@@ -43,6 +43,42 @@ pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<(
     emit(&bytes, out)
 }
 
+/// Refuses an output file that is one of the command's `inputs` or, for an input store, one of
+/// its SQLite side files (`-wal`, `-shm`, `-journal`): writing it would destroy what is read.
+/// Paths are compared after resolving links and `..`, so `./r.sqlite` and `results/../r.sqlite`
+/// are caught; an output that does not exist yet is compared through its directory.
+pub fn refuse_overwriting(out: &Path, inputs: &[&Path]) -> Result<()> {
+    let resolve = |p: &Path| -> Option<std::path::PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    let Some(target) = resolve(out) else { return Ok(()) };
+    for input in inputs {
+        let Some(input) = resolve(input) else { continue };
+        let mut taken = vec![input.clone()];
+        for side in ["-wal", "-shm", "-journal"] {
+            let mut name = input.clone().into_os_string();
+            name.push(side);
+            taken.push(name.into());
+        }
+        if taken.contains(&target) {
+            return Err(Error::Input(format!(
+                "--out {}: is {}, which this command reads; write somewhere else",
+                out.display(),
+                if target == input {
+                    input.display().to_string()
+                } else {
+                    format!("a side file of {}", input.display())
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to the file `out`, whole or not at all (a temporary name, then a rename), or
 /// to standard output when `None`, where a reader that closed it (`| head`) ends the output
 /// quietly.
@@ -149,5 +185,30 @@ mod tests {
         }
         assert!(text.ends_with("2 rows"));
         assert!(text.contains("0.1235"));
+    }
+
+    #[test]
+    fn an_output_that_is_an_input_or_its_side_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("r.sqlite");
+        std::fs::write(&store, b"x").unwrap();
+        let other = dir.path().join("prefs.jsonl");
+        std::fs::write(&other, b"x").unwrap();
+        let inputs = [store.as_path(), other.as_path()];
+        for bad in [
+            store.clone(),
+            dir.path().join("sub/../r.sqlite"),
+            dir.path().join("r.sqlite-wal"),
+            dir.path().join("r.sqlite-shm"),
+            other.clone(),
+        ] {
+            if bad.parent().is_some_and(|p| p.ends_with("..")) {
+                std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+            }
+            let err = refuse_overwriting(&bad, &inputs).expect_err(&bad.display().to_string());
+            assert_eq!(err.exit_code(), 2);
+        }
+        refuse_overwriting(&dir.path().join("out.csv"), &inputs).unwrap();
+        refuse_overwriting(&dir.path().join("r.sqlite.csv"), &inputs).unwrap();
     }
 }

@@ -82,7 +82,8 @@ pub fn read(
     } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
         let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
         let reader: Box<dyn Read> =
-            if name.ends_with(".gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+            // Every gzip member: `cat a.gz b.gz`, and many writers, make files of several.
+            if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
         let mut out = Vec::new();
         for (i, line) in BufReader::new(reader).split(b'\n').enumerate() {
             let line = line.map_err(|e| Error::Input(format!("{name}:{}: cannot read: {e}", i + 1)))?;
@@ -459,6 +460,26 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
         (dir, path)
+    }
+
+    /// A `.jsonl.gz` of two gzip members (`cat a.gz b.gz`) is read whole: every row of both.
+    #[test]
+    fn every_member_of_a_gzip_file_is_read() {
+        use std::io::Write;
+        let member = |rows: std::ops::Range<usize>| {
+            let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            for i in rows {
+                writeln!(z, r#"{{"prompt": "Q{i}", "chosen": "a{i}", "rejected": "b{i}"}}"#).unwrap();
+            }
+            z.finish().unwrap()
+        };
+        let mut bytes = member(0..30);
+        bytes.extend(member(30..60));
+        let (_dir, path) = temp_file("two.jsonl.gz", &bytes);
+        let (ex, report) = read(&path, false, PREFIX).unwrap();
+        assert_eq!(ex.len(), 60, "rows of the second member are read too");
+        assert_eq!((ex[0].prompt.as_str(), ex[59].prompt.as_str()), ("Q0", "Q59"));
+        assert_eq!(report.rows, 60);
     }
 
     /// A UTF-8 byte-order mark is not part of the first row; blank lines are not rows; empty

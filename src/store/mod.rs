@@ -75,8 +75,15 @@ impl Store {
         store.sql(store.conn.busy_timeout(Duration::from_secs(60)))?;
         // Another program's database is refused before anything is written to it (switching
         // it to WAL mode would be); `migrate` checks again under its write lock.
-        let version = store.schema_version()?;
-        if version == 0 && store.tables()? > 0 {
+        // One statement, so one snapshot: another process creating the same store commits its
+        // tables and its version together, and must not be seen half done.
+        let (version, tables): (i64, i64) = store.sql(store.conn.query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version),
+                    (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        ))?;
+        if version == 0 && tables > 0 {
             return Err(store.foreign());
         }
         store.configure()?;

@@ -1,7 +1,9 @@
 //! The pipeline's dependency rules, checked on the source (docs/architecture.md):
 //!
 //! 1. a module may use only modules of its own stage or of earlier stages;
-//! 2. within a stage, no files use each other in a cycle (a → b → a, or longer).
+//! 2. within a stage, no files use each other in a cycle (a → b → a, or longer);
+//! 3. unsafe code is written in `train/kernels.rs` only: `lib.rs` denies it, and the one
+//!    `#[allow(unsafe_code)]` is that on `mod kernels` in `train/mod.rs`.
 //!
 //! Every path in code counts (comments and string literals are not read): `use` items, grouped
 //! and spread over several lines, and paths in expressions, whether they start at `crate::`,
@@ -618,6 +620,92 @@ fn no_files_of_a_stage_use_each_other_in_a_cycle() {
     let krate = Crate::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let found = cycles(&krate);
     assert!(found.is_empty(), "files that use each other in a cycle:\n{}", found.join("\n"));
+}
+
+/// Unsafe code outside `train/kernels.rs`, one message each (`file:line: what`): the word
+/// `unsafe` in code of any other file, an `unsafe_code` lint attribute other than `lib.rs`'s
+/// `#![deny(unsafe_code)]` and `#[allow(unsafe_code)] mod kernels;` in `train/mod.rs`, or
+/// that deny missing. `sources` are (path under `src/`, text).
+fn unsafe_outside_kernels(sources: &[(String, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut denied = false;
+    for (rel, src) in sources {
+        let code: Vec<char> = code_only(src).chars().collect();
+        let squeezed = |range: &[char]| range.iter().filter(|c| !c.is_whitespace()).collect::<String>();
+        let mut i = 0;
+        while i < code.len() {
+            if !ident_char(code[i]) || (i > 0 && ident_char(code[i - 1])) {
+                i += 1;
+                continue;
+            }
+            let end = (i..code.len()).find(|&j| !ident_char(code[j])).unwrap_or(code.len());
+            let word: String = code[i..end].iter().collect();
+            let line = code[..i].iter().filter(|&&c| c == '\n').count() + 1;
+            let (before, after) =
+                (squeezed(&code[i.saturating_sub(40)..i]), squeezed(&code[end..(end + 400).min(code.len())]));
+            match word.as_str() {
+                "unsafe" if rel != "train/kernels.rs" => out.push(format!("src/{rel}:{line}: unsafe code")),
+                "unsafe_code"
+                    if rel == "lib.rs" && before.ends_with("#![deny(") && after.starts_with(")]") =>
+                {
+                    denied = true
+                }
+                "unsafe_code"
+                    if rel == "train/mod.rs"
+                        && before.ends_with("#[allow(")
+                        && after.starts_with(")]modkernels;") => {}
+                "unsafe_code" => out.push(format!("src/{rel}:{line}: an unsafe_code lint attribute")),
+                _ => {}
+            }
+            i = end;
+        }
+    }
+    if !denied {
+        out.push("src/lib.rs: no #![deny(unsafe_code)]".into());
+    }
+    out
+}
+
+#[test]
+fn unsafe_code_is_written_in_the_kernels_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    let sources: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            (p.strip_prefix(&src).unwrap().to_str().unwrap().to_string(), std::fs::read_to_string(p).unwrap())
+        })
+        .collect();
+    assert!(sources.iter().any(|(rel, src)| rel == "train/kernels.rs" && src.contains("unsafe fn")));
+    let found = unsafe_outside_kernels(&sources);
+    assert!(found.is_empty(), "unsafe code outside train/kernels.rs:\n{}", found.join("\n"));
+}
+
+/// The allowed attributes pass (comments and strings are not code); an unsafe block
+/// elsewhere, another allow, and a missing deny are each found.
+#[test]
+fn unsafe_code_outside_the_kernels_is_found() {
+    let case = |files: &[(&str, &str)]| {
+        unsafe_outside_kernels(&files.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
+    };
+    let lib = ("lib.rs", "#![deny(unsafe_code)]\npub mod train;\n");
+    let train = (
+        "train/mod.rs",
+        "mod batched;\n#[allow(unsafe_code)] // a comment as long as the one in train/mod.rs, which blanks to spaces\nmod kernels;\n",
+    );
+    let kernels = ("train/kernels.rs", "unsafe fn f() {}\npub fn g() { unsafe { f() } }\n");
+    let quiet = ("train/batched/mod.rs", "// an unsafe word in a comment\nconst S: &str = \"unsafe\";\n");
+    assert_eq!(case(&[lib, train, kernels, quiet]), Vec::<String>::new());
+    let block = ("train/batched/mod.rs", "fn f(p: *const f32) -> f32 {\n    unsafe { *p }\n}\n");
+    assert_eq!(case(&[lib, train, kernels, block]), ["src/train/batched/mod.rs:2: unsafe code"]);
+    let allow =
+        ("train/mod.rs", "#[allow(unsafe_code)]\nmod batched;\n#[allow(unsafe_code)]\nmod kernels;\n");
+    assert_eq!(case(&[lib, allow, kernels]), ["src/train/mod.rs:1: an unsafe_code lint attribute"]);
+    assert_eq!(
+        case(&[("lib.rs", "pub mod train;\n"), train, kernels]),
+        ["src/lib.rs: no #![deny(unsafe_code)]"]
+    );
 }
 
 fn synthetic(files: &[(&str, &str)]) -> Crate {

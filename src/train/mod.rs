@@ -12,7 +12,6 @@
 //! dozens (BENCHMARKS.md, training rows).
 
 mod autograd;
-#[allow(unsafe_code)] // calls the host kernels' views of CPU tensors
 mod batched;
 mod batches;
 mod clip;
@@ -20,7 +19,7 @@ mod early_stopping;
 #[cfg(test)]
 mod engine_equality;
 pub mod inputs;
-#[allow(unsafe_code)] // the host kernels; no other file defines unsafe functions
+#[allow(unsafe_code)] // the host kernels, safe functions over rmlab's only unsafe code
 mod kernels;
 mod optim;
 mod schedule;

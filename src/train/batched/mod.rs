@@ -4,7 +4,8 @@
 //! are stacked into one [`StackedMlp`] ([`stacked`]): one batched matmul per layer for all
 //! cells, a hand-derived gradient ([`loss_grad`], then [`StackedMlp::backward`]) and one
 //! optimizer update over all parameters ([`FlatOptimizer`]); on the CPU, host loops
-//! ([`kernels`], the crate's only unsafe functions) replace kernels where that is faster. Each cell
+//! (`train::kernels`, safe functions over the crate's only unsafe code) replace kernels where
+//! that is faster. Each cell
 //! keeps its own data (generated from its seed), its own initialisation and batch stream (the
 //! same draws as the autograd trainer's: `model::build_model`, `train::batches`), its own λ and, because Adam and
 //! SGD update every element on its own, its own optimizer state. A seed's cells listed
@@ -14,25 +15,23 @@
 //! its own sink, as if it had been trained alone; results equal the autograd trainer's up to
 //! float32 rounding (`train::engine_equality` checks 1e-5). Nothing here uses that trainer.
 
+mod cell_reports;
+mod pair_batches;
 mod stacked;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use super::batches::BatchStream;
-use super::early_stopping::{EarlyStopping, Verdict};
-use super::kernels;
 use super::optim::FlatOptimizer;
 use super::schedule;
 use super::step_loss::StepLoss;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::evaluator::{Truths, report_eval_watching, report_rewards};
-use crate::eval::{MetricsSink, Outcome, TrainedModel};
-use crate::experiment::config::{
-    DataKind, Finetune, ModelKind, Regularizer, RunConfig, SaveModel, TextFeatures,
-};
+use crate::eval::{MetricsSink, Outcome};
+use crate::experiment::config::{DataKind, Finetune, ModelKind, Regularizer, RunConfig, TextFeatures};
 use crate::model::build_model;
 use crate::objective::{Objective, loss_grad, loss_grad_host};
+use cell_reports::CellReports;
+use pair_batches::PairBatches;
 use stacked::StackedMlp;
 
 /// The part of a config that must be equal for cells to share a batched program: everything
@@ -146,7 +145,8 @@ fn input_counts(cfgs: &[RunConfig], datasets: &[&Dataset]) -> Vec<usize> {
     counts
 }
 
-/// The engine: `cfgs[k]` trained on `datasets[k]`, reporting to `sinks[k]`.
+/// The engine: `cfgs[k]` trained on `datasets[k]`, reporting to `sinks[k]`; host loops on
+/// the CPU unless `host_loops` is false.
 fn train_stack(
     cfgs: &[RunConfig],
     datasets: &[&Dataset],
@@ -155,64 +155,75 @@ fn train_stack(
     on_step: &mut dyn FnMut(usize, &StepLoss),
     host_loops: bool,
 ) -> Result<Vec<Outcome>> {
-    let cpu_loops = host_loops && device == Device::Cpu;
-    let k = cfgs.len();
-    if k == 0 || sinks.len() != k || datasets.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
-        return Err(Error::Run(
-            "train_group needs one data set and sink per cell and compatible cells".into(),
-        ));
-    }
-    let base = &cfgs[0];
-    let n_train = datasets[0].train.n_pairs;
-    if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
-        return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
-    }
+    check_group(cfgs, datasets, sinks.len())?;
     // Inputs shared by a seed's cells: their data is stacked, tabled and gathered once.
     let counts = input_counts(cfgs, datasets);
     let firsts: Vec<usize> =
         counts.iter().scan(0, |next, &c| Some(std::mem::replace(next, *next + c))).collect();
-    let n_inputs = firsts.len();
     let input_of: Vec<usize> =
         counts.iter().enumerate().flat_map(|(u, &c)| std::iter::repeat_n(u, c)).collect();
     let inputs: Vec<&Dataset> = firsts.iter().map(|&i| datasets[i]).collect();
-    // Every response's features, ones appended: [U, R, D + 1] (evaluation input).
-    let features = StackedMlp::stack_with_ones(&inputs.iter().map(|ds| &ds.features).collect::<Vec<_>>());
-    let d1 = features.size()[2];
-    // Training pairs as rows of a table [U·P, 2·(D + 1)], chosen then rejected features: a
-    // batch is one row gather, its rows interleaved (chosen, rejected, chosen, …). On the CPU
-    // the table is built on the host, row by row from the features (no tensor copies in
-    // between), and read into one reused batch buffer.
-    let (table_host, pair_table) = if cpu_loops {
-        // SAFETY: nothing writes `features` while this block reads it.
-        let all = unsafe { kernels::f32s(&features) }.ok_or_else(|| {
-            Error::Run("the stacked features are not a contiguous float32 CPU tensor".into())
-        })?;
-        let (width, per_cell) = (d1 as usize, (features.size()[1] * d1) as usize);
-        let mut table = Vec::with_capacity(n_inputs * n_train * 2 * width);
-        for (f, ds) in all.chunks_exact(per_cell).zip(&inputs) {
-            for &(a, b) in &ds.train.pairs_host {
-                table.extend_from_slice(&f[a * width..][..width]);
-                table.extend_from_slice(&f[b * width..][..width]);
-            }
-        }
-        (Some(table), None)
-    } else {
-        let rows: Vec<Tensor> = features
-            .unbind(0)
-            .iter()
-            .zip(&inputs)
-            .map(|(f, ds)| {
-                Tensor::cat(&[f.index_select(0, &ds.train.chosen), f.index_select(0, &ds.train.rejected)], 1)
-            })
-            .collect();
-        (None, Some(Tensor::cat(&rows, 0)))
-    };
-    // Input u's pairs start at row u·P.
-    let offsets =
-        Tensor::arange_start_step(0, n_inputs as i64 * n_train as i64, n_train as i64, (Kind::Int64, device))
-            .view([n_inputs as i64, 1]);
+    let seeds: Vec<u64> = firsts.iter().map(|&i| cfgs[i].seed).collect();
 
-    // Parameters: each cell's initial weights (its own seed's draws), stacked.
+    let mut mlp = stack_models(cfgs, datasets, device, &counts, host_loops)?;
+    let t = &cfgs[0].train;
+    let mut opt = FlatOptimizer::new(t, &mlp.params);
+    if !host_loops {
+        opt = opt.without_host_loops();
+    }
+    let cpu_loops = host_loops && device == Device::Cpu;
+    let loss = GroupLoss::new(cfgs, device, cpu_loops);
+    let mut pairs = PairBatches::new(&inputs, &seeds, &input_of, t, &mlp, cpu_loops, device)?;
+    let mut cells = CellReports::new(cfgs, datasets, &inputs, &input_of);
+    // Gradients of the micro-batches of one step, summed (accumulation only).
+    let mut acc = (t.gradient_accumulation > 1).then(|| mlp.grad.zeros_like());
+
+    cells.evaluate(&mlp, pairs.features(), 0, sinks)?;
+    let mut step = 0;
+    while step < t.steps && !cells.all_done() {
+        step += 1;
+        if schedule::varies(t) {
+            opt.set_lr(schedule::lr_at(t, step));
+        }
+        let rewards = step_gradient(&mut mlp, &mut pairs, &loss, acc.as_mut(), t.gradient_accumulation)?;
+        let grad = acc.as_ref().unwrap_or(&mlp.grad);
+        if t.max_grad_norm > 0.0 {
+            mlp.clip_per_cell(grad, t.max_grad_norm);
+        }
+        opt.step(&mut mlp.params, grad);
+        on_step(step, &StepLoss::Rewards { rewards: &rewards, objectives: &loss.objectives });
+        if step % cfgs[0].eval.every == 0 || step == t.steps {
+            cells.evaluate(&mlp, pairs.features(), step, sinks)?;
+        }
+    }
+    cells.finish(&mut mlp, pairs.features(), step, sinks)
+}
+
+/// Checks that the cells can be trained as one group: one data set and sink a cell, cells
+/// compatible, and the same non-zero number of training pairs in every data set.
+fn check_group(cfgs: &[RunConfig], datasets: &[&Dataset], sinks: usize) -> Result<()> {
+    let k = cfgs.len();
+    if k == 0 || sinks != k || datasets.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
+        return Err(Error::Run(
+            "train_group needs one data set and sink per cell and compatible cells".into(),
+        ));
+    }
+    let n_train = datasets[0].train.n_pairs;
+    if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
+        return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
+    }
+    Ok(())
+}
+
+/// Each cell's initial weights (its own seed's draws, `model::build_model`), stacked; inputs
+/// shared as `counts` says ([`StackedMlp::share_inputs`]).
+fn stack_models(
+    cfgs: &[RunConfig],
+    datasets: &[&Dataset],
+    device: Device,
+    counts: &[usize],
+    host_loops: bool,
+) -> Result<StackedMlp> {
     let models: Vec<_> = cfgs
         .iter()
         .zip(datasets)
@@ -234,197 +245,92 @@ fn train_stack(
                 .collect()
         })
         .collect();
-    let mut mlp = StackedMlp::new(&layers, base.model.activation);
+    let mut mlp = StackedMlp::new(&layers, cfgs[0].model.activation);
     mlp.use_host_kernels(host_loops);
-    mlp.share_inputs(&counts);
-    // The fused host pass reads a shared input as it is; other paths take one input a cell,
-    // so their batches are gathered a cell (from the shared table) and their evaluation input
-    // is copied a cell once, here.
-    let per_input = cpu_loops && mlp.fused_on_host();
-    let features = if per_input { features } else { mlp.per_cell(&features) };
-    let entry_input: Vec<usize> = if per_input { (0..n_inputs).collect() } else { input_of.clone() };
-    let entries = entry_input.len() as i64;
-    let input_of_cell = mlp.input_of_cells();
-    drop((layers, models));
-    let mut opt = FlatOptimizer::new(&base.train, &mlp.params);
-    if !host_loops {
-        opt = opt.without_host_loops();
-    }
-    let lambda_host: Vec<f64> = cfgs.iter().map(|c| c.loss.lambda).collect();
-    let lambdas = Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>())
-        .to_device(device)
-        .view([k as i64, 1]);
-    // The group's regularizer: that of its cells with λ > 0 (a λ = 0 cell joins any kind).
-    let penalty =
-        cfgs.iter().find(|c| c.loss.lambda != 0.0).map_or(Regularizer::None, |c| c.loss.regularizer);
-    let t = &base.train;
-    let seeds: Vec<u64> = firsts.iter().map(|&i| cfgs[i].seed).collect();
-    let mut batches = BatchStream::many(&seeds, n_train, t.batch_size, t.sampling, device);
-    let b_full = batches.batch() as i64;
-    let x_full = Tensor::zeros([entries, 2 * b_full, d1], (Kind::Float, device));
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; k];
-    let mut stoppers: Vec<Option<EarlyStopping>> =
-        cfgs.iter().map(|c| EarlyStopping::new(&c.train)).collect();
-    // Each cell's parameters at its best evaluation (early stopping).
-    let mut best: Vec<Option<Vec<Tensor>>> = (0..k).map(|_| None).collect();
-    let truths: Vec<Truths> = inputs.iter().map(|ds| Truths::new(ds)).collect();
-    // Gradients of the micro-batches of one step, summed (accumulation only).
-    let accumulate = t.gradient_accumulation;
-    let mut acc = (accumulate > 1).then(|| mlp.grad.zeros_like());
-    let objectives: Vec<Objective> = cfgs.iter().map(|c| Objective::new(&c.loss)).collect();
-    // The rewards of the step's last micro-batch, for its loss (on request).
-    let mut step_rewards = Tensor::new();
+    mlp.share_inputs(counts);
+    Ok(mlp)
+}
 
-    let evaluate = |mlp: &StackedMlp,
-                    step: usize,
-                    outcomes: &mut Vec<Option<Outcome>>,
-                    stoppers: &mut Vec<Option<EarlyStopping>>,
-                    best: &mut Vec<Option<Vec<Tensor>>>,
-                    sinks: &mut [&mut dyn MetricsSink]|
-     -> Result<()> {
-        let rewards = mlp.forward(&features); // [K, R]
-        let norms =
-            Vec::<f64>::try_from(mlp.head_weight_norms().to_kind(Kind::Double).to_device(Device::Cpu))?;
-        for i in 0..k {
-            if outcomes[i].is_some() {
-                continue;
-            }
-            let watch = stoppers[i].as_ref().map(|e| (e.split, e.metric.as_str()));
-            let (diverged, watched) = report_eval_watching(
-                &rewards.get(i as i64),
-                norms[i],
-                datasets[i],
-                &truths[input_of[i]],
-                &cfgs[i],
-                step,
-                &mut *sinks[i],
-                watch,
-            )?;
-            if let Some(o) = diverged {
-                report_rewards(&rewards.get(i as i64), datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
-                outcomes[i] = Some(o);
-            } else if let Some(e) = &mut stoppers[i] {
-                match e.observe(step, watched) {
-                    Verdict::Improved => best[i] = Some(mlp.cell_parameters(i as i64)),
-                    Verdict::Stop => outcomes[i] = Some(Outcome::Finished),
-                    Verdict::Continue => {}
-                }
-            }
+/// The group's loss: each cell's λ under the group's regularizer, and its objective for the
+/// loss reported each step.
+struct GroupLoss {
+    /// The regularizer of the group's cells with λ > 0 (a λ = 0 cell joins any kind).
+    penalty: Regularizer,
+    lambda_host: Vec<f64>,
+    /// λ of every cell, `[K, 1]` on the device.
+    lambdas: Tensor,
+    margin: f64,
+    objectives: Vec<Objective>,
+    /// ∂L/∂rewards by one host loop (on the CPU it beats a dozen small kernels).
+    host_loop: bool,
+}
+
+impl GroupLoss {
+    fn new(cfgs: &[RunConfig], device: Device, host_loop: bool) -> GroupLoss {
+        let k = cfgs.len() as i64;
+        GroupLoss {
+            penalty: cfgs
+                .iter()
+                .find(|c| c.loss.lambda != 0.0)
+                .map_or(Regularizer::None, |c| c.loss.regularizer),
+            lambda_host: cfgs.iter().map(|c| c.loss.lambda).collect(),
+            lambdas: Tensor::from_slice(&cfgs.iter().map(|c| c.loss.lambda as f32).collect::<Vec<_>>())
+                .to_device(device)
+                .view([k, 1]),
+            margin: cfgs[0].loss.margin,
+            objectives: cfgs.iter().map(|c| Objective::new(&c.loss)).collect(),
+            host_loop,
         }
-        Ok(())
-    };
-    evaluate(&mlp, 0, &mut outcomes, &mut stoppers, &mut best, sinks)?;
-    let mut step = 0;
-    while step < t.steps && !outcomes.iter().all(Option::is_some) {
-        step += 1;
-        if schedule::varies(t) {
-            opt.set_lr(schedule::lr_at(t, step));
+    }
+
+    /// ∂L/∂rewards `[K, 2b]` for rewards `rr` `[K, 2b]` of b pairs, interleaved (chosen,
+    /// rejected, …).
+    fn reward_grad(&self, rr: &Tensor) -> Result<Tensor> {
+        let (k, b) = (rr.size()[0], rr.size()[1] / 2);
+        Ok(if self.host_loop {
+            let host = Vec::<f32>::try_from(rr.view([-1]))?;
+            let dr = loss_grad_host(&host, b as usize, self.penalty, &self.lambda_host, self.margin);
+            Tensor::from_slice(&dr).view([k, 2 * b])
+        } else {
+            let rr = rr.view([k, b, 2]);
+            let (d_a, d_b) =
+                loss_grad(&rr.select(2, 0), &rr.select(2, 1), self.penalty, &self.lambdas, self.margin);
+            Tensor::stack(&[d_a, d_b], 2).view([k, 2 * b])
+        })
+    }
+}
+
+/// One step's gradient over `accumulate` micro-batches, in [`StackedMlp::grad`] and, when
+/// accumulating, summed into `acc`; returns the last micro-batch's rewards `[K, 2b]`. Each
+/// micro-batch's input is borrowed from `pairs` by its tape until the backward pass consumes
+/// it.
+fn step_gradient(
+    mlp: &mut StackedMlp,
+    pairs: &mut PairBatches,
+    loss: &GroupLoss,
+    mut acc: Option<&mut Tensor>,
+    accumulate: usize,
+) -> Result<Tensor> {
+    let mut rewards = Tensor::new();
+    for micro in 0..accumulate {
+        let x = pairs.next()?;
+        let (rr, tape) = mlp.forward_train(x); // [K, 2b], interleaved
+        let mut dr = loss.reward_grad(&rr)?;
+        if accumulate > 1 {
+            // Each micro-batch's loss counts 1/accumulate, as in the autograd trainer.
+            dr /= accumulate as f64;
         }
-        for micro in 0..accumulate {
-            // [U, b] pair indices, each input from its own stream, offset into its own pairs.
-            let idx = if n_inputs == 1 { batches.next().unsqueeze(0) } else { batches.next() };
-            let b = idx.size()[1];
-            // A partial batch (the end of an epoch) gets a buffer of its own size.
-            let x_buf = if b == b_full {
-                x_full.shallow_clone()
+        mlp.backward(&dr, tape);
+        rewards = rr;
+        if let Some(acc) = acc.as_deref_mut() {
+            if micro == 0 {
+                acc.copy_(&mlp.grad);
             } else {
-                Tensor::zeros([entries, 2 * b, d1], (Kind::Float, device))
-            };
-            let x = match &table_host {
-                Some(table) => {
-                    // On the CPU the row copies overlap their cache misses in one loop.
-                    // SAFETY: `x_buf` is read and written only through the previous
-                    // micro-batch's forward and backward passes, done by now (its tape is
-                    // dropped), and `idx` is a fresh tensor of the batch stream that nothing
-                    // writes.
-                    let buf = unsafe { kernels::f32s_mut(&x_buf) }.expect("a float32 CPU buffer");
-                    let idx = unsafe { kernels::i64s(&idx) }.expect("int64 CPU indices");
-                    let (width, b) = (2 * d1 as usize, b as usize);
-                    for (i, dst) in buf.chunks_exact_mut(width).enumerate() {
-                        // Entry i / b (an input, or a cell reading its input), pair i % b.
-                        let u = entry_input[i / b];
-                        let row = u * n_train + idx[u * b + i % b] as usize;
-                        dst.copy_from_slice(&table[row * width..][..width]);
-                    }
-                    x_buf
-                }
-                None => {
-                    let rows = idx + &offsets; // [U, b]
-                    let rows = if per_input { rows } else { rows.index_select(0, &input_of_cell) };
-                    pair_table
-                        .as_ref()
-                        .expect("a pair table off the CPU's host loops")
-                        .index_select(0, &rows.view([-1]))
-                        .view([entries, 2 * b, d1])
-                }
-            };
-            let (rr, tape) = mlp.forward_train(&x); // [K, 2b], interleaved
-            // ∂L/∂rewards [K, 2b]: on the CPU one host loop beats a dozen small kernels.
-            let mut dr = if cpu_loops {
-                let host = Vec::<f32>::try_from(rr.view([-1]))?;
-                let dr = loss_grad_host(&host, b as usize, penalty, &lambda_host, base.loss.margin);
-                Tensor::from_slice(&dr).view([k as i64, 2 * b])
-            } else {
-                let rr = rr.view([k as i64, b, 2]);
-                let (d_a, d_b) =
-                    loss_grad(&rr.select(2, 0), &rr.select(2, 1), penalty, &lambdas, base.loss.margin);
-                Tensor::stack(&[d_a, d_b], 2).view([k as i64, 2 * b])
-            };
-            if accumulate > 1 {
-                // Each micro-batch's loss counts 1/accumulate, as in the autograd trainer.
-                dr /= accumulate as f64;
-            }
-            mlp.backward(&dr, &tape);
-            step_rewards = rr;
-            if let Some(acc) = &mut acc {
-                if micro == 0 {
-                    acc.copy_(&mlp.grad);
-                } else {
-                    let _ = acc.g_add_(&mlp.grad);
-                }
+                let _ = acc.g_add_(&mlp.grad);
             }
         }
-        let grad = acc.as_ref().unwrap_or(&mlp.grad);
-        if t.max_grad_norm > 0.0 {
-            mlp.clip_per_cell(grad, t.max_grad_norm);
-        }
-        opt.step(&mut mlp.params, grad);
-        on_step(step, &StepLoss::Rewards { rewards: &step_rewards, objectives: &objectives });
-        if step % base.eval.every == 0 || step == t.steps {
-            evaluate(&mlp, step, &mut outcomes, &mut stoppers, &mut best, sinks)?;
-        }
     }
-    // Early-stopped cells (and finished cells with early stopping) keep their best weights.
-    for i in 0..k {
-        if let (Some(snapshot), None | Some(Outcome::Finished)) = (&best[i], outcomes[i]) {
-            mlp.set_cell_parameters(i as i64, snapshot);
-        }
-    }
-    let rewards = mlp.forward(&features);
-    let mut done = Vec::with_capacity(k);
-    for (i, o) in outcomes.into_iter().enumerate() {
-        if let Some(d @ Outcome::Diverged { .. }) = o {
-            done.push(d);
-            continue;
-        }
-        let rows = report_rewards(&rewards.get(i as i64), datasets[i], cfgs[i].eval.rewards, &mut *sinks[i])?;
-        if let Some(best_step) = stoppers[i].as_ref().and_then(EarlyStopping::best_step) {
-            sinks[i].record_best_step(best_step)?;
-        }
-        if cfgs[i].train.save != SaveModel::None {
-            let (reward_mean, reward_std) = TrainedModel::train_statistics(&rows);
-            sinks[i].record_model(&TrainedModel {
-                tensors: mlp.export_cell(i as i64),
-                engine: "batched",
-                config_json: cfgs[i].canonical_json(),
-                step: stoppers[i].as_ref().and_then(EarlyStopping::best_step).unwrap_or(step),
-                reward_mean,
-                reward_std,
-            })?;
-        }
-        done.push(Outcome::Finished);
-    }
-    Ok(done)
+    Ok(rewards)
 }
 
 /// The rewards `[R]` of one model (the variables of `vs`, as the one-cell model names them) by

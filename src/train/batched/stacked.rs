@@ -16,11 +16,13 @@
 //! Every cell still multiplies its own weights with the same numbers, so its results are
 //! unchanged to the bit.
 
+use std::marker::PhantomData;
+
 use tch::{Kind, Tensor};
 
 use crate::experiment::config::Activation;
 use crate::model::activate;
-use crate::train::kernels::{self, relu_head_kernel_available, relu_head_mask};
+use crate::train::kernels::{self, relu_head_kernel_available};
 
 /// The parameters of K models with the same layer sizes.
 pub struct StackedMlp {
@@ -52,8 +54,11 @@ struct SharedInputs {
     of_cell: Tensor,
 }
 
-/// What the backward pass needs from a forward pass.
-pub struct Tape {
+/// What the backward pass needs from a forward pass of input `xs`, which it borrows for `'x`:
+/// `inputs[0]` is a handle to `xs` (or to a copy of it), which [`StackedMlp::backward`] reads
+/// and may scale in place, so the borrow checker keeps the caller from writing `xs` (a batch
+/// buffer reused for the next micro-batch) while the tape can still be used.
+pub struct Tape<'x> {
     /// The input of every layer: `[K, N, D + 1]` (with ones) for the first (`[U, N, D + 1]` when
     /// `shared_input`), `[K, N, in_l]` after.
     inputs: Vec<Tensor>,
@@ -64,6 +69,8 @@ pub struct Tape {
     hidden_is_mask: bool,
     /// `inputs[0]` is `[U, N, D + 1]`, one a group of cells ([`StackedMlp::share_inputs`]).
     shared_input: bool,
+    /// The borrow of the input `inputs[0]` holds a handle to.
+    input: PhantomData<&'x Tensor>,
 }
 
 impl StackedMlp {
@@ -191,13 +198,13 @@ impl StackedMlp {
         self.run(xs, false).0
     }
 
-    /// Rewards `[K, N]` and the tape for [`StackedMlp::backward`].
-    pub fn forward_train(&self, xs: &Tensor) -> (Tensor, Tape) {
+    /// Rewards `[K, N]` and the tape for [`StackedMlp::backward`], which borrows `xs`.
+    pub fn forward_train<'x>(&self, xs: &'x Tensor) -> (Tensor, Tape<'x>) {
         let (r, tape) = self.run(xs, true);
         (r, tape.expect("taped"))
     }
 
-    fn run(&self, xs: &Tensor, taped: bool) -> (Tensor, Option<Tape>) {
+    fn run<'x>(&self, xs: &'x Tensor, taped: bool) -> (Tensor, Option<Tape<'x>>) {
         if let Some(out) = self.run_one_relu_on_host(xs, taped) {
             return out;
         }
@@ -208,6 +215,7 @@ impl StackedMlp {
             pre: Vec::with_capacity(n_layers),
             hidden_is_mask: false,
             shared_input: false,
+            input: PhantomData,
         };
         let mut h = xs.shallow_clone();
         for (l, w) in self.ws.iter().enumerate() {
@@ -264,28 +272,22 @@ impl StackedMlp {
     /// over the `[K, N, H]` pre-activations that computes the rewards and leaves the ReLU
     /// mask in their place (three kernels and their passes otherwise: ReLU, the head's
     /// matrix-vector product, the mask). `None` where it does not apply.
-    fn run_one_relu_on_host(&self, xs: &Tensor, taped: bool) -> Option<(Tensor, Option<Tape>)> {
+    fn run_one_relu_on_host<'x>(&self, xs: &'x Tensor, taped: bool) -> Option<(Tensor, Option<Tape<'x>>)> {
         if !(self.fused_on_host() && kernels::is_host(xs, Kind::Float)) {
             return None;
         }
         let shared_input = self.is_shared(xs);
-        let a = self.first_layer(xs); // [K, N, H], contiguous
-        let (k, n, h) = (self.k as usize, a.size()[1] as usize, a.size()[2] as usize);
+        let mut a = self.first_layer(xs); // [K, N, H], contiguous
+        let n = a.size()[1];
         let head = self.ws[1].contiguous(); // [K, H + 1, 1]
-        let mut r = vec![0f32; k * n];
-        // SAFETY: `a` is a fresh tensor nothing else uses; nothing writes `head` (a view of
-        // the parameters, or a copy) meanwhile; `applies` checked the CPU features.
-        unsafe {
-            let a_host = kernels::f32s_mut(&a)?;
-            let w_host = kernels::f32s(&head)?;
-            relu_head_mask(a_host, w_host, k, n, h, &mut r);
-        }
-        let r = Tensor::from_slice(&r).view([self.k, n as i64]);
+        let r = kernels::relu_head_mask(&mut a, &head)?;
+        let r = Tensor::from_slice(&r).view([self.k, n]);
         let tape = taped.then(|| Tape {
             inputs: vec![xs.shallow_clone(), a],
             pre: vec![None],
             hidden_is_mask: true,
             shared_input,
+            input: PhantomData,
         });
         Some((r, tape))
     }
@@ -307,16 +309,16 @@ impl StackedMlp {
     }
 
     /// Writes ∂loss/∂params into [`StackedMlp::grad`] from `dr` = ∂loss/∂rewards `[K, N]`.
-    /// A tape serves one backward pass, which may overwrite it, and with it the input `xs` the
-    /// caller gave [`StackedMlp::forward_train`] (one ReLU layer scales it in place): the
-    /// caller must not read `xs` afterwards.
+    /// A tape serves one backward pass, which consumes it and may overwrite what it holds, the
+    /// input `xs` given to [`StackedMlp::forward_train`] among them (one ReLU layer scales it
+    /// in place): `xs` is not meant to be read afterwards.
     ///
     /// The gradient at every layer is carried as `diag(s) · G` with the row scale `s = dr`
     /// kept aside: the head has one output, so below it `G` starts as the head's weights
     /// broadcast over rows (no `[K, N, H]` product is formed), activation derivatives act
     /// element-wise and commute with the row scale, and each weight gradient is
     /// `(s ⊙ input)ᵀ · G`, scaling the layer's input instead of its output gradient.
-    pub fn backward(&mut self, dr: &Tensor, tape: &Tape) {
+    pub fn backward(&mut self, dr: &Tensor, tape: Tape<'_>) {
         let s = dr.unsqueeze(-1); // [K, N, 1]
         let head = self.ws.len() - 1;
         let input_t = tape.inputs[head].transpose(1, 2); // [K, in(+1), N]
@@ -328,7 +330,7 @@ impl StackedMlp {
         let rows = self.ws[head].size()[1] - 1;
         let _ = s.sum_intlist_out(&self.gws[head].narrow(1, rows, 1), 1, true, Kind::Float);
         if head == 1 && self.activation == Activation::Relu {
-            self.backward_one_relu_layer(&s, tape);
+            self.backward_one_relu_layer(&s, &tape);
             return;
         }
         let _ = input_t.bmm_out(&self.gws[head].narrow(1, 0, rows), &s);
@@ -363,7 +365,7 @@ impl StackedMlp {
     /// gradient is G with column j scaled by the head weight w_j, and, since h = m ⊙ (x̃ · W)
     /// for a ReLU, the head's weight gradient Σₙ sₙ hₙⱼ is Σᵢ Wᵢⱼ Gᵢⱼ. This never reads h for
     /// the head's gradient (a pass over `[K, N, H]` saved); the head bias is done already.
-    fn backward_one_relu_layer(&mut self, s: &Tensor, tape: &Tape) {
+    fn backward_one_relu_layer(&mut self, s: &Tensor, tape: &Tape<'_>) {
         // h is not needed after this: it becomes its own mask in place (no new [K, N, H]).
         let mut mask = tape.inputs[1].shallow_clone(); // [K, N, H]
         if !tape.hidden_is_mask {
@@ -516,10 +518,11 @@ mod tests {
             let mut mlp = StackedMlp::new(&layers, activation);
             mlp.host_kernels = host_kernels;
             let xs = normal.tensor(&[k, 6, sizes[0]]);
-            let (r, tape) = mlp.forward_train(&StackedMlp::with_ones(&xs));
+            let input = StackedMlp::with_ones(&xs);
+            let (r, tape) = mlp.forward_train(&input);
             // A loss with a different weight per reward: Σ r · c.
             let c = normal.tensor(&[k, 6]);
-            mlp.backward(&c, &tape);
+            mlp.backward(&c, tape);
             for cell in 0..k {
                 let mut h = xs.get(cell);
                 for (l, layer) in layers.iter().enumerate() {

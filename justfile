@@ -28,26 +28,30 @@ build:
 sweep NAME *FLAGS: build
     {{bin}} sweep experiments/{{NAME}}.toml {{FLAGS}}
 
-# Show each cell of experiments/NAME.toml as done, running, failed, missing or stale.
-status NAME: build
-    {{bin}} status experiments/{{NAME}}.toml
+# Show each cell of experiments/NAME.toml in store DB as done, running, failed, missing or stale; FLAGS go to `rmlab status` (--set).
+status NAME DB=db *FLAGS: build
+    {{bin}} status experiments/{{NAME}}.toml --db {{DB}} {{FLAGS}}
 
-# Draw the figures of every experiment in the store into results/figures/<experiment>/ (SVG, PNG, JSON).
-figures: build
+# Draw the figures of every experiment with finished runs in store DB into OUT/<experiment>/ (SVG, PNG, JSON).
+figures DB=db OUT="results/figures": build
     #!/usr/bin/env bash
     set -euo pipefail
     for spec in experiments/*.toml; do
         name=$(basename "$spec" .toml)
-        if {{bin}} query runs -e "$name" --where status=finished --format csv | sed -n 2p | grep -q .; then
-            {{bin}} plot "$spec"
+        if {{bin}} query runs --db "{{DB}}" -e "$name" --where status=finished --format csv 2>/dev/null | sed -n 2p | grep -q .; then
+            {{bin}} plot "$spec" --db "{{DB}}" --out-dir "{{OUT}}"
         else
-            echo "skipping $name: no finished runs in {{db}} (just sweep $name)"
+            echo "skipping $name: no finished runs in {{DB}} (just sweep $name)"
         fi
     done
 
-# Draw the figures of experiments/NAME.toml.
-plot NAME: build
-    {{bin}} plot experiments/{{NAME}}.toml
+# Draw the figures of experiments/NAME.toml from store DB into OUT/NAME/; FLAGS go to `rmlab plot` (--set).
+plot NAME DB=db OUT="results/figures" *FLAGS: build
+    {{bin}} plot experiments/{{NAME}}.toml --db {{DB}} --out-dir {{OUT}} {{FLAGS}}
+
+# Run the rmlab binary with ARGS (the same as .venv/bin/rmlab, which bootstrap links to it).
+rmlab *ARGS: build
+    {{bin}} {{ARGS}}
 
 # Check that every spec in experiments/ parses and expands.
 check-specs: build
@@ -97,6 +101,6 @@ bench *FLAGS: build
 profile-scale: build
     scripts/profile-scale.sh {{bin}}
 
-# Open the results store in sqlite3.
-db:
-    sqlite3 {{db}}
+# Open store DB in sqlite3.
+db DB=db:
+    sqlite3 {{DB}}

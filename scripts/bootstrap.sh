@@ -69,6 +69,10 @@ export PATH="$VIRTUAL_ENV/bin:$PATH"
 # clones at other paths (CI's CARGO_TARGET_DIR) reruns torch-sys's build script, which caches the
 # LibTorch path that ends up in the binary's RUNPATH.
 export LIBTORCH_USE_PYTORCH="$VIRTUAL_ENV"
-say "building the release binary (the first build takes ~20 min on 2 cores)"
-cargo build --release --locked --quiet
-say "ready: $(ls "${CARGO_TARGET_DIR:-target}/release/rmlab")"
+say "building the release binary (the first build takes ~20 min on 2 cores; cargo's progress follows)"
+started=$SECONDS
+cargo build --release --locked
+bin="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/rmlab"
+# `rmlab` on PATH inside the venv (source .venv/bin/activate), and as .venv/bin/rmlab.
+ln -sf "$bin" "$VENV/bin/rmlab"
+say "ready in $((SECONDS - started)) s: $bin (also .venv/bin/rmlab)"

@@ -423,6 +423,7 @@ fn figures_draw_exactly_the_specs_cells_and_summaries_never_pool_configs() {
             .iter()
             .find(|p| p["title"].as_str().unwrap().contains("accuracy"))
             .expect("an accuracy panel");
+        assert_eq!(panel["chance"], 0.5, "accuracy panels draw chance");
         let values = finals(&db, ids, "val", "accuracy");
         let series = panel["series"].as_array().unwrap();
         let baselines = panel["baselines"].as_array().unwrap();

@@ -9,7 +9,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::Stat;
 use super::legend::Dash;
-use super::style::{FONT, LABEL_PX, TICK_PX, TITLE_PX, pe, tick};
+use super::style::{Chance, FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, pe};
 use crate::error::Result;
 
 /// One line: a mean per x with its band.
@@ -49,6 +49,9 @@ pub struct LinePanel {
     pub series: Vec<Series>,
     pub baselines: Vec<Baseline>,
     pub references: Vec<Reference>,
+    /// What a model that knows nothing scores (accuracy 0.5, a pair loss of ln 2), drawn as a
+    /// thin grey line labelled at its right end, and always inside the y range.
+    pub chance: Option<Chance>,
 }
 
 fn font(px: f64) -> TextStyle<'static> {
@@ -116,6 +119,7 @@ pub fn line_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &LinePan
         }
     }
     ys.extend(p.references.iter().map(|r| r.value));
+    ys.extend(p.chance.map(|c| c.value));
     ys.retain(|y| y.is_finite() && (!p.log_y || *y > 0.0));
     if xs.is_empty() || ys.is_empty() {
         note(area, &p.title, "no data")?;
@@ -222,14 +226,18 @@ where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    let (x_span, y_span) = {
+        let (x, y) = (chart.x_range(), chart.y_range());
+        (x.end - x.start, y.end - y.start)
+    };
     chart
         .configure_mesh()
         .x_desc(x_desc)
         .y_desc(y_desc)
         .axis_desc_style(font(LABEL_PX))
         .label_style(font(TICK_PX))
-        .x_label_formatter(&|x| tick(*x))
-        .y_label_formatter(&|y| tick(*y))
+        .x_label_formatter(&|x| axis_tick(*x, x_span))
+        .y_label_formatter(&|y| axis_tick(*y, y_span))
         .x_labels(6)
         .y_labels(6)
         .bold_line_style(BLACK.mix(0.08))
@@ -288,6 +296,11 @@ where
                 .map_err(pe)?;
         }
         hline(chart, (x_lo, x_hi, b.stat.mean), Dash::Dashed, b.color.stroke_width(stroke))?;
+    }
+    if let Some(c) = p.chance.filter(|c| shown(c.value)) {
+        hline(chart, (x_lo, x_hi, c.value), Dash::Solid, RGBColor(150, 150, 150).stroke_width(2))?;
+        let style = font(TICK_PX * 0.8).color(&RGBColor(110, 110, 110)).pos(Pos::new(HPos::Right, VPos::Bottom));
+        chart.draw_series(std::iter::once(Text::new(c.label, (x_hi, c.value), style))).map_err(pe)?;
     }
     for r in p.references.iter().filter(|r| shown(r.value)) {
         hline(chart, (x_lo, x_hi, r.value), Dash::Dotted, r.color.stroke_width(4))?;

@@ -80,6 +80,8 @@ enum PanelRecord {
         baselines: Vec<f64>,
         /// Values of the dotted identifiable-ceiling references.
         references: Vec<f64>,
+        /// The thin grey chance line (accuracy 0.5, pair loss ln 2), when the panel has one.
+        chance: Option<f64>,
     },
     Histogram {
         title: String,
@@ -454,6 +456,7 @@ fn curve_panels(
                 references: references(ceilings, &groups, split, metric)?,
                 series,
                 baselines: vec![],
+                chance: style::chance(metric),
             });
         }
     }
@@ -585,6 +588,7 @@ fn final_panels(
                 references: if by_kind { vec![] } else { references(ceilings, &groups, split, metric)? },
                 series,
                 baselines,
+                chance: style::chance(metric),
             });
         }
     }
@@ -807,6 +811,7 @@ impl Panels {
                         .collect(),
                     baselines: p.baselines.iter().map(|b| b.stat.mean).collect(),
                     references: p.references.iter().map(|r| r.value).collect(),
+                    chance: p.chance.map(|c| c.value),
                 })
                 .collect(),
             Panels::Hists(ps) => ps

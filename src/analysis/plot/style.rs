@@ -171,6 +171,32 @@ pub fn tick(x: f64) -> String {
     if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
+/// A panel's chance level and its label.
+#[derive(Clone, Copy, Debug)]
+pub struct Chance {
+    pub value: f64,
+    pub label: &'static str,
+}
+
+/// The chance level of a metric, where one is read against: accuracies (pairwise and against
+/// the truth, per graph kind too) at 0.5, the Bradley–Terry pair loss at ln 2 (a model that
+/// says 50/50 to every pair).
+pub fn chance(metric: &str) -> Option<Chance> {
+    if metric.contains("accuracy") {
+        Some(Chance { value: 0.5, label: "chance 0.5" })
+    } else if metric == "loss_pair" {
+        Some(Chance { value: std::f64::consts::LN_2, label: "ln 2: chance" })
+    } else {
+        None
+    }
+}
+
+/// A tick label on an axis spanning `span`: a value within a billionth of the span of 0 is the
+/// zero tick that floating-point steps missed (2.8e-17 on a [−1, 1] axis), written `0`.
+pub fn axis_tick(x: f64, span: f64) -> String {
+    tick(if x.abs() <= 1e-9 * span.abs() { 0.0 } else { x })
+}
+
 /// `x` rounded to `digits` significant digits, without trailing zeros: 18.2, 0.482, 4.01.
 pub fn significant(x: f64, digits: i32) -> String {
     if x == 0.0 || !x.is_finite() {
@@ -245,5 +271,14 @@ mod tests {
         ] {
             assert_eq!(tick(x), s, "{x}");
         }
+    }
+
+    #[test]
+    fn a_zero_tick_missed_by_rounding_is_written_zero() {
+        assert_eq!(axis_tick(2.8e-17, 2.0), "0");
+        assert_eq!(axis_tick(-3e-12, 10.0), "0");
+        assert_eq!(axis_tick(0.25, 2.0), "0.25");
+        // On an axis that small, a small value is a real tick.
+        assert_eq!(axis_tick(2e-9, 1e-8), "2e-9");
     }
 }

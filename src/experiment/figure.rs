@@ -50,7 +50,7 @@ pub struct FigureSpec {
     #[serde(default)]
     pub lines: Vec<String>,
     /// Only runs whose params have these values (a list: any of its values).
-    #[serde(default, rename = "where")]
+    #[serde(default, rename = "where", serialize_with = "filters_as_json")]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub filters: BTreeMap<String, toml::Value>,
     #[serde(default)]
@@ -279,5 +279,41 @@ impl Width {
             Width::Single => 3.5,
             Width::Double => 7.16,
         }
+    }
+}
+
+/// `where` values as JSON (figure sidecars): JSON has no infinity, so `inf` (as in
+/// `data.beta = inf`) is written as the string `"inf"`, as the canonical config writes it,
+/// never as `null`.
+fn filters_as_json<S: serde::Serializer>(
+    filters: &BTreeMap<String, toml::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    fn json(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::Float(f) if f.is_nan() => "nan".into(),
+            toml::Value::Float(f) if f.is_infinite() => (if *f > 0.0 { "inf" } else { "-inf" }).into(),
+            toml::Value::Array(items) => items.iter().map(json).collect(),
+            toml::Value::Table(t) => t.iter().map(|(k, v)| (k.clone(), json(v))).collect(),
+            other => serde_json::to_value(other).unwrap_or(serde_json::Value::Null),
+        }
+    }
+    let as_json: BTreeMap<&String, serde_json::Value> = filters.iter().map(|(k, v)| (k, json(v))).collect();
+    serde::Serialize::serialize(&as_json, s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinite_where_values_are_written_as_inf_not_null() {
+        let fig: FigureSpec = toml::from_str(
+            "name = \"f\"\nkind = \"final\"\n[where]\n\"data.beta\" = inf\n\"loss.lambda\" = [0.1, -inf]\n",
+        )
+        .unwrap();
+        let json = serde_json::to_value(&fig).unwrap();
+        assert_eq!(json["where"]["data.beta"], "inf");
+        assert_eq!(json["where"]["loss.lambda"], serde_json::json!([0.1, "-inf"]));
     }
 }

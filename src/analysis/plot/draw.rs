@@ -299,7 +299,8 @@ where
     }
     if let Some(c) = p.chance.filter(|c| shown(c.value)) {
         hline(chart, (x_lo, x_hi, c.value), Dash::Solid, RGBColor(150, 150, 150).stroke_width(2))?;
-        let style = font(TICK_PX * 0.8).color(&RGBColor(110, 110, 110)).pos(Pos::new(HPos::Right, VPos::Bottom));
+        let style =
+            font(TICK_PX * 0.8).color(&RGBColor(110, 110, 110)).pos(Pos::new(HPos::Right, VPos::Bottom));
         chart.draw_series(std::iter::once(Text::new(c.label, (x_hi, c.value), style))).map_err(pe)?;
     }
     for r in p.references.iter().filter(|r| shown(r.value)) {

@@ -50,6 +50,8 @@ pub struct Written {
 struct Sidecar<'a> {
     figure: &'a FigureSpec,
     experiment: &'a str,
+    /// The version and the commit the binary was built from (`0.1.0+abc123def456`, `.dirty`
+    /// when built with uncommitted changes), as runs record it.
     rmlab_version: &'static str,
     /// The caption as drawn (`{lines}` filled in).
     caption: String,
@@ -159,7 +161,7 @@ pub fn render_all(
         let sidecar = Sidecar {
             figure: fig,
             experiment,
-            rmlab_version: env!("CARGO_PKG_VERSION"),
+            rmlab_version: concat!(env!("CARGO_PKG_VERSION"), env!("RMLAB_BUILD")),
             caption: plain(&caption),
             footer: plain(&footer),
             query: format!(

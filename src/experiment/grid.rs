@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use serde::Deserialize;
+
 use super::config::RunConfig;
 use super::location::{Source, Step};
 use crate::error::Result;
@@ -27,6 +29,38 @@ pub(super) struct Axis {
     pub(super) keys: Vec<String>,
     /// `points[i][j]`: value of `keys[j]` at the axis' i-th point, with its origin.
     pub(super) points: Vec<Vec<(toml::Value, Origin)>>,
+}
+
+/// One entry of the `[sweep]` table as written.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum SweepEntry {
+    /// `seeds = N` or `seeds = [..]`.
+    Seeds(toml::Value),
+    /// `[[sweep.zip]]`: groups of axes that vary together.
+    Zip(toml::Value),
+    /// `"section.key" = [..]`: a grid axis. Its values are config values of any key, so they
+    /// stay TOML values until a cell's table is deserialized.
+    Axis(String, toml::Value),
+}
+
+/// The `[sweep]` table: its entries in file order (axes vary in that order), checked and
+/// located by [`parse_sweep`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct SweepSection(pub(super) Vec<SweepEntry>);
+
+impl<'de> Deserialize<'de> for SweepSection {
+    /// Read as a table first, so a `sweep` that is not one is refused as any table would be.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let entries = toml::Table::deserialize(d)?
+            .into_iter()
+            .map(|(key, value)| match key.as_str() {
+                "seeds" => SweepEntry::Seeds(value),
+                "zip" => SweepEntry::Zip(value),
+                _ => SweepEntry::Axis(key, value),
+            })
+            .collect();
+        Ok(SweepSection(entries))
+    }
 }
 
 pub(super) fn display_value(v: &toml::Value) -> String {
@@ -73,7 +107,7 @@ pub(super) fn sweepable_keys() -> HashSet<String> {
     keys
 }
 
-pub(super) fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis>, Vec<u64>)> {
+pub(super) fn parse_sweep(src: &Source, sweep: &SweepSection) -> Result<(Vec<Axis>, Vec<u64>)> {
     let valid = sweepable_keys();
     let mut axes = Vec::new();
     let mut seeds = vec![0];
@@ -151,11 +185,11 @@ pub(super) fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis
             }
             Ok(out)
         };
-    for (key, value) in sweep {
-        let path = at(&[Step::Key(key.clone())]);
-        match key.as_str() {
-            "seeds" => seeds = parse_seeds(src, value, &path)?,
-            "zip" => {
+    for entry in &sweep.0 {
+        match entry {
+            SweepEntry::Seeds(value) => seeds = parse_seeds(src, value, &at(&[Step::Key("seeds".into())]))?,
+            SweepEntry::Zip(value) => {
+                let path = at(&[Step::Key("zip".into())]);
                 let toml::Value::Array(groups) = value else {
                     return Err(src.error_at_path(
                         &path,
@@ -217,7 +251,8 @@ pub(super) fn parse_sweep(src: &Source, sweep: &toml::Table) -> Result<(Vec<Axis
                     axes.push(Axis { keys, points });
                 }
             }
-            _ => {
+            SweepEntry::Axis(key, value) => {
+                let path = at(&[Step::Key(key.clone())]);
                 check_key(key, &path, &mut used)?;
                 let points = values_of(key, value, path, true)?.into_iter().map(|v| vec![v]).collect();
                 axes.push(Axis { keys: vec![key.clone()], points });
@@ -268,7 +303,7 @@ mod tests {
     fn sweep_of(text: &str) -> Result<(Vec<Axis>, Vec<u64>)> {
         let src = Source { file: "g.toml".into(), text };
         let doc: toml::Table = toml::from_str(text).expect("valid TOML");
-        parse_sweep(&src, doc["sweep"].as_table().expect("a [sweep] table"))
+        parse_sweep(&src, &SweepSection::deserialize(doc["sweep"].clone()).expect("a [sweep] table"))
     }
 
     fn values(axis: &Axis) -> Vec<Vec<String>> {

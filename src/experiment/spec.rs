@@ -20,21 +20,26 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use toml::de::{DeTable, DeValue};
 
 use super::checkpoint;
 use super::config::{
     DataConfig, DataKind, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig,
 };
 use super::figure::{self, FigureSpec};
-use super::grid::{Axis, Origin, SECTIONS, display_value, parse_sweep, set_path, sweepable_keys};
+use super::grid::{
+    Axis, Origin, SECTIONS, SweepSection, display_value, parse_sweep, set_path, sweepable_keys,
+};
 use super::location::{Source, Step};
 use crate::error::{Error, Result};
 
-/// The on-disk shape, used to check the file's keys and types with their locations, and for
-/// `rmlab schema`.
+// Read in one pass: the top-level fields typed, the base sections as the partial tables a
+// cell layers its swept values and `--set` overrides onto (a typed section could not tell a
+// key left unset from one set to its default; `check_base` checks them as typed), the sweep's
+// entries as written. The schema shows each section's typed shape.
+/// An rmlab experiment spec: its name, base config sections, `[sweep]` grid and figures.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // the values are read from the raw table; this pass only checks them
 struct SpecFile {
     /// The experiment's name in the store: letters, digits, '_', '-', '.'.
     name: String,
@@ -46,22 +51,27 @@ struct SpecFile {
     #[serde(default)]
     paths_relative_to: Option<String>,
     #[serde(default)]
-    data: DataConfig,
+    #[schemars(with = "DataConfig", default = "DataConfig::default")]
+    data: toml::Table,
     #[serde(default)]
-    model: ModelConfig,
+    #[schemars(with = "ModelConfig", default = "ModelConfig::default")]
+    model: toml::Table,
     #[serde(default)]
-    train: TrainConfig,
+    #[schemars(with = "TrainConfig", default = "TrainConfig::default")]
+    train: toml::Table,
     #[serde(default)]
-    loss: LossConfig,
+    #[schemars(with = "LossConfig", default = "LossConfig::default")]
+    loss: toml::Table,
     #[serde(default)]
-    eval: EvalConfig,
+    #[schemars(with = "EvalConfig", default = "EvalConfig::default")]
+    eval: toml::Table,
     /// Figures of this experiment (`[[figure]]`); the default catalogue when none.
     #[serde(default)]
     figure: Vec<FigureSpec>,
     /// The grid: config key paths → lists of values, `seeds`, and `[[sweep.zip]]` groups.
     #[serde(default)]
-    #[schemars(schema_with = "sweep_schema")]
-    sweep: toml::Table,
+    #[schemars(schema_with = "sweep_schema", default = "toml::Table::new")]
+    sweep: SweepSection,
 }
 
 fn sweep_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -165,24 +175,27 @@ impl Spec {
     /// of every cell now rather than mid-sweep.
     pub fn parse(path: &Path, text: String) -> Result<Spec> {
         let src = Source { file: path.display().to_string(), text: &text };
-        if let Err(e) = toml::from_str::<SpecFile>(&text) {
-            let span = e.span().unwrap_or(0..0);
-            // serde names a missing field only in its message; the span is its table's.
-            let key = match e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
-                Some(field) if span.start == 0 => field.to_string(),
-                Some(field) => format!("{}.{field}", src.key_at(span.start)),
-                None => src.key_at(span.start),
-            };
-            return Err(src.error_at(span.clone(), &key, e.message()));
-        }
-        let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let span = e.span().unwrap_or(0..0);
-            src.error_at(span.clone(), &src.key_at(span.start), e.message())
+        let file = toml::from_str::<SpecFile>(&text).map_err(|e| {
+            // A base value's error comes first when it comes first in the file, as a pass
+            // reading the sections typed would have met it; a top-level missing field is
+            // only found at the end of the file.
+            let at_end = e.span().is_none_or(|s| s.start == 0) && e.message().starts_with("missing field");
+            match base_error(&text) {
+                Some(b) if at_end || b.span().map(|s| s.start) <= e.span().map(|s| s.start) => {
+                    serde_error(&src, &b)
+                }
+                _ => serde_error(&src, &e),
+            }
         })?;
-        let name = match doc.remove("name") {
-            Some(toml::Value::String(s)) => s,
-            _ => unreachable!("checked by SpecFile"),
-        };
+        let SpecFile { name, description, paths_relative_to, data, model, train, loss, eval, figure, sweep } =
+            file;
+        let base: toml::Table =
+            [("data", data), ("model", model), ("train", train), ("loss", loss), ("eval", eval)]
+                .into_iter()
+                .filter(|(_, section)| !section.is_empty())
+                .map(|(key, section)| (key.to_string(), toml::Value::Table(section)))
+                .collect();
+        check_base(&src, &base)?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
             return Err(src.error_at_path(
                 &[Step::Key("name".into())],
@@ -190,12 +203,8 @@ impl Spec {
                 "must be non-empty and use only letters, digits, '_', '-' and '.'",
             ));
         }
-        let description = match doc.remove("description") {
-            Some(toml::Value::String(s)) => s,
-            _ => String::new(),
-        };
-        let paths_relative_to = match doc.remove("paths_relative_to") {
-            Some(toml::Value::String(dir)) => {
+        let paths_relative_to = match paths_relative_to {
+            Some(dir) => {
                 let dir = PathBuf::from(dir);
                 if !dir.is_absolute() || !dir.is_dir() {
                     return Err(src.error_at_path(
@@ -209,28 +218,18 @@ impl Spec {
                 }
                 Some(dir)
             }
-            _ => None,
-        };
-        let sweep = match doc.remove("sweep") {
-            Some(toml::Value::Table(t)) => t,
-            _ => toml::Table::new(),
+            None => None,
         };
         let (axes, seeds) = parse_sweep(&src, &sweep)?;
-        let figures: Vec<FigureSpec> = match doc.remove("figure") {
-            Some(v) => {
-                v.try_into().map_err(|e: toml::de::Error| src.error_at(0..0, "figure", e.message()))?
-            }
-            None => Vec::new(),
-        };
         let spec = Spec {
             name,
             description,
             path: path.to_path_buf(),
-            base: doc,
+            base,
             axes,
             seeds,
             text: text.clone(),
-            figures,
+            figures: figure,
             overrides: Vec::new(),
             paths_relative_to,
         };
@@ -594,6 +593,54 @@ fn get_path<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
     Some(cur)
 }
 
+/// A serde error of the spec text, located at its span and named by the key there.
+fn serde_error(src: &Source, e: &toml::de::Error) -> Error {
+    let span = e.span().unwrap_or(0..0);
+    // serde names a missing field only in its message; the span is its table's.
+    let key = match e.message().strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+        Some(field) if span.start == 0 => field.to_string(),
+        Some(field) => format!("{}.{field}", src.key_at(span.start)),
+        None => src.key_at(span.start),
+    };
+    src.error_at(span, &key, e.message())
+}
+
+/// Refuses a base value that does not deserialize on its own, before the grid is expanded,
+/// located where it is written.
+fn check_base(src: &Source, base: &toml::Table) -> Result<()> {
+    let mut table = base.clone();
+    table.insert("seed".into(), toml::Value::Integer(0));
+    let Err(e) = RunConfig::deserialize(toml::Value::Table(table)) else { return Ok(()) };
+    if let Some(located) = base_error(src.text) {
+        return Err(serde_error(src, &located));
+    }
+    match first_bad_key(base) {
+        Some((key, message)) => {
+            let at: Vec<Step> = key.split('.').map(|s| Step::Key(s.into())).collect();
+            Err(src.error_at_path(&at, &key, &message))
+        }
+        None => Err(src.error_at(0..0, &src.key_at(0), e.message())),
+    }
+}
+
+/// The first error (in file order) of the base sections of `text` read as their config
+/// types, with its span: a partial table keeps no spans, so the text is read again, only
+/// on this error path, as [`Source`] does to locate any error.
+fn base_error(text: &str) -> Option<toml::de::Error> {
+    fn section<T: serde::de::DeserializeOwned>(value: toml::Spanned<DeValue>) -> Option<toml::de::Error> {
+        T::deserialize(toml::de::ValueDeserializer::from(value)).err()
+    }
+    let doc = DeTable::parse(text).ok()?.into_inner();
+    doc.into_iter().find_map(|(key, value)| match key.get_ref().as_ref() {
+        "data" => section::<DataConfig>(value),
+        "model" => section::<ModelConfig>(value),
+        "train" => section::<TrainConfig>(value),
+        "loss" => section::<LossConfig>(value),
+        "eval" => section::<EvalConfig>(value),
+        _ => None,
+    })
+}
+
 /// The first base key (section order) whose value alone does not deserialize, with serde's
 /// message: type errors name no key when a whole table is deserialized, so each key is tried
 /// on its own.
@@ -635,6 +682,38 @@ mod tests {
         .resolve();
         assert_eq!(cells[0].config, defaults);
         assert_eq!(cells[0].hash, defaults.hash());
+    }
+
+    /// The error a spec reports: (key, line, column, message).
+    fn error_of(text: &str) -> (String, usize, usize, String) {
+        match Spec::parse(Path::new("bad.toml"), text.into()) {
+            Err(Error::Spec { key, line, column, message, .. }) => (key, line, column, message),
+            other => panic!("expected a spec error, got {other:?}"),
+        }
+    }
+
+    /// Base sections are read as partial tables, yet their errors are those of the typed
+    /// sections, where they are written, and the first in the file is the one reported.
+    #[test]
+    fn base_section_errors_are_typed_located_and_in_file_order() {
+        let (key, line, column, message) = error_of("name = \"t\"\nloss = 3\n");
+        assert_eq!((key.as_str(), line, column), ("loss", 2, 8), "{message}");
+        assert!(message.contains("expected struct LossConfig"), "{message}");
+        // Inside an array of tables: the nested value, not the section.
+        let (key, line, column, message) = error_of("name = \"t\"\n[[data.eval]]\nname = 3\npath = \"x\"\n");
+        assert_eq!((key.as_str(), line, column), ("data.eval.name", 3, 8), "{message}");
+        assert!(message.contains("invalid type"), "{message}");
+        let section = "[loss]\nlambda = \"x\"\n";
+        let figure = "[[figure]]\nname = 3\n";
+        let (key, line, ..) = error_of(&format!("name = \"t\"\n{section}{figure}"));
+        assert_eq!((key.as_str(), line), ("loss.lambda", 3));
+        let (key, line, ..) = error_of(&format!("name = \"t\"\n{figure}{section}"));
+        assert_eq!((key.as_str(), line), ("figure.name", 3));
+        // A missing name is found after every value of the file.
+        let (key, line, ..) = error_of(&format!("description = \"d\"\n{section}"));
+        assert_eq!((key.as_str(), line), ("loss.lambda", 3));
+        let (key, line, ..) = error_of("description = \"d\"\n[loss]\nlambda = 0.5\n");
+        assert_eq!((key.as_str(), line), ("name", 1));
     }
 
     /// Cells: the first axis varies slowest, seeds fastest; a zip moves its keys together.

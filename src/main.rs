@@ -246,10 +246,22 @@ fn query(a: QueryArgs) -> Result<()> {
         errln!("note: {note}");
     }
     let format = match Format::resolve(o.format, o.out.as_deref(), Format::Table) {
-        Format::Table => output::Format::Table { width: 100 },
+        Format::Table => output::Format::Table { width: table_width() },
         Format::Csv => output::Format::Csv,
         Format::Json => output::Format::Json,
         Format::Parquet => output::Format::Parquet,
     };
     output::write(&mut df, format, o.out.as_deref())
+}
+
+/// Columns for a table: the terminal's width when standard output is one, else `$COLUMNS`,
+/// else 100 (a file or a pipe).
+fn table_width() -> u16 {
+    let term = console::Term::stdout();
+    if term.is_term()
+        && let Some((_, cols)) = term.size_checked()
+    {
+        return cols;
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&c: &u16| c >= 40).unwrap_or(100)
 }

@@ -105,7 +105,13 @@ fn preference_files() {
     let d = |body: &str| with_head(&format!("[data]\n{body}\n"));
     case(&d("kind = \"preference_file\""), "data.path", 2, 1, "needs a path");
     case(&d("path = \"x.jsonl\""), "data.path", 3, 8, "kind = \"synthetic\"");
-    case(&d("kind = \"preference_file\"\npath = \"missing.jsonl\""), "data.path", 4, 8, "cannot read");
+    case(
+        &d("kind = \"preference_file\"\npath = \"missing.jsonl\""),
+        "data.path",
+        4,
+        8,
+        "read from the spec file's directory",
+    );
     case(&d("kind = \"preference_file\"\npath = \"x.jsonl\"\nngram = 4"), "data.ngram", 5, 9, "1, 2 or 3");
 }
 

@@ -508,7 +508,19 @@ impl Spec {
         if let Some(sha) = file_hashes.get(&full) {
             return Ok((full, sha.clone()));
         }
-        let bytes = std::fs::read(&full).map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        let bytes = std::fs::read(&full).map_err(|e| {
+            let relative = if Path::new(p).is_absolute() {
+                String::new()
+            } else if self.paths_relative_to.is_some() {
+                format!(" (relative paths are read from paths_relative_to, {})", self.base_dir().display())
+            } else {
+                format!(
+                    " (relative paths in a spec are read from the spec file's directory, {}; a copied spec needs its paths adjusted or paths_relative_to)",
+                    self.base_dir().display()
+                )
+            };
+            format!("cannot read {}: {e}{relative}", full.display())
+        })?;
         let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         file_hashes.insert(full.clone(), sha.clone());
         Ok((full, sha))

@@ -447,6 +447,8 @@ fn figures_draw_exactly_the_specs_cells_and_summaries_never_pool_configs() {
         );
         let footer = side["footer"].as_str().unwrap();
         assert!(footer.contains("2 runs (one per seed)"), "{footer}");
+        let steps = if set.is_some() { 100 } else { 50 };
+        assert!(footer.contains(&format!("final value at step {steps} ")), "the horizon: {footer}");
     }
 
     // The summary of the experiment holds both configs: split by train.steps, with a note.

@@ -287,6 +287,22 @@ pub fn summary_values(
     Ok(out)
 }
 
+/// The steps the runs' final values were taken at (their last evaluation; earlier for a run
+/// stopped early), distinct and in order: a figure of final values states its horizon.
+pub fn final_steps(conn: &Connection, runs: &[RunInfo]) -> Result<BTreeSet<i64>> {
+    let sql_err = Error::on(conn);
+    let mut stmt =
+        conn.prepare("SELECT DISTINCT final_step FROM summaries WHERE run_id = ?1").map_err(sql_err)?;
+    let mut steps = BTreeSet::new();
+    for r in runs {
+        let rows = stmt.query_map([r.id], |row| row.get::<_, i64>(0)).map_err(sql_err)?;
+        for step in rows {
+            steps.insert(step.map_err(sql_err)?);
+        }
+    }
+    Ok(steps)
+}
+
 /// Final rewards of one run: `(prompt, reward, true reward)` for the responses of a split.
 pub fn rewards(conn: &Connection, run: i64, split: &str) -> Result<Vec<(i64, f64, Option<f64>)>> {
     let sql_err = Error::on(conn);

@@ -142,7 +142,11 @@ pub fn render_all(
             .collect();
         let (runs, coverage) = data::finished_runs(conn, experiment, cells, states, &filters)?;
         let mut notes = Vec::new();
-        let footer = footer(fig, &runs, &coverage, &mut notes);
+        let horizon = match fig.kind {
+            FigureKind::Final | FigureKind::GraphKinds => horizon(&data::final_steps(conn, &runs)?),
+            _ => String::new(),
+        };
+        let footer = footer(fig, &runs, &coverage, &horizon, &mut notes);
         let stem = out_dir.join(&fig.name);
         let fig_built = match fig.kind {
             FigureKind::Curves => curve_panels(conn, fig, &runs, &mut ceilings)?,
@@ -218,13 +222,28 @@ fn caption(fig: &FigureSpec, line_keys: &[String]) -> String {
 }
 
 /// The line under every figure: what the points and bands are, n, and which runs were left out.
-fn footer(fig: &FigureSpec, runs: &[RunInfo], coverage: &Coverage, notes: &mut Vec<String>) -> String {
+/// ` at step 300`, or ` at steps 120–300` when some runs stopped early; empty without runs.
+fn horizon(steps: &BTreeSet<i64>) -> String {
+    match (steps.first(), steps.last()) {
+        (Some(a), Some(b)) if a == b => format!(" at step {a}"),
+        (Some(a), Some(b)) => format!(" at steps {a}–{b} (runs that stopped early end sooner)"),
+        _ => String::new(),
+    }
+}
+
+fn footer(
+    fig: &FigureSpec,
+    runs: &[RunInfo],
+    coverage: &Coverage,
+    horizon: &str,
+    notes: &mut Vec<String>,
+) -> String {
     let seeds: BTreeSet<i64> = runs.iter().map(|r| r.seed).collect();
     let value = match fig.stat {
-        Statistic::Final => "final value",
-        Statistic::Best => {
-            "best value over its evaluations on the split shown (optimistic: chosen on that split)"
-        }
+        Statistic::Final => format!("final value{horizon}"),
+        Statistic::Best => format!(
+            "best value over its evaluations on the split shown (optimistic: chosen on that split; last evaluation{horizon})"
+        ),
     };
     let points = Points::of(fig, runs);
     let mut s = match fig.kind {

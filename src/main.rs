@@ -156,7 +156,7 @@ fn merge(a: MergeArgs) -> Result<()> {
 
 fn migrate(a: MigrateArgs) -> Result<()> {
     if !a.db.exists() {
-        return Err(Error::Input(format!("{}: no such store", a.db.display())));
+        return Err(Error::file(&a.db, "no such store"));
     }
     let store = Store::open(&a.db)?;
     errln!("{}: schema version {}", a.db.display(), store.schema_version()?);
@@ -178,10 +178,14 @@ fn data(a: DataArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>()
         .map_err(|e| match e {
             // The reader's hint names the spec key; here the flag decides.
-            Error::Input(m) => Error::Input(m.replace(
-                "set data.skip_bad_rows = true to skip bad",
-                "without --strict, rmlab data skips and counts bad",
-            )),
+            Error::File { path, line, message } => Error::File {
+                path,
+                line,
+                message: message.replace(
+                    "set data.skip_bad_rows = true to skip bad",
+                    "without --strict, rmlab data skips and counts bad",
+                ),
+            },
             other => other,
         })?;
     let json = a.out.as_deref().is_some_and(|o| o.extension().is_some_and(|e| e == "json"));
@@ -205,10 +209,11 @@ fn score(a: ScoreArgs) -> Result<()> {
             Format::Csv => output::Format::Csv,
             Format::Json => output::Format::Json,
             Format::Table => {
-                return Err(Error::Input(format!(
-                    "--out {}: expected a .csv, .json or .parquet file (or --format csv|json|parquet)",
-                    out.display()
-                )));
+                return Err(Error::flag(
+                    "--out",
+                    out.display(),
+                    "expected a .csv, .json or .parquet file (or --format csv|json|parquet)",
+                ));
             }
         };
         output::write(&mut s.pairs, format, Some(&out))?;

@@ -78,8 +78,8 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Cpu => Ok(Device::Cpu),
         DeviceChoice::Auto => Ok(Device::cuda_if_available()),
         DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(Error::Run(
-            "model.device = \"cuda\" but LibTorch sees no CUDA device (run `rmlab doctor`)".into(),
+        DeviceChoice::Cuda => Err(Error::system(
+            "model.device = \"cuda\" but LibTorch sees no CUDA device (run `rmlab doctor`)",
         )),
     }
 }
@@ -119,7 +119,7 @@ pub fn doctor_report() -> Result<String> {
             line("tensor check", "ok".into());
             Ok(out)
         }
-        Ok(v) => Err(Error::Run(format!("tensor check: 1 + 2 gave {v}"))),
-        Err(_) => Err(Error::Run("tensor check: LibTorch panicked on a CPU sum".into())),
+        Ok(v) => Err(Error::system(format!("tensor check: 1 + 2 gave {v}"))),
+        Err(_) => Err(Error::system("tensor check: LibTorch panicked on a CPU sum")),
     }
 }

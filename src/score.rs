@@ -73,7 +73,7 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
         .map_err(|e| Error::sqlite(db, e))?;
     let Some((run_id, uid)) = found else {
-        return Err(Error::Input(format!("--run {run}: no run with this uid or id in {}", db.display())));
+        return Err(Error::flag("--run", run, format!("no run with this uid or id in {}", db.display())));
     };
     let artifact = |kind: &str| -> Result<Option<(String, String)>> {
         conn.query_row(
@@ -86,44 +86,51 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         .map_err(|e| Error::sqlite(db, e))
     };
     let (Some(record), Some(weights)) = (artifact("config")?, artifact("weights")?) else {
-        return Err(Error::Input(format!(
-            "--run {run}: the run kept no model (train.save = \"none\"); rerun its cell with --set train.save=\"final\""
-        )));
+        return Err(Error::flag(
+            "--run",
+            run,
+            "the run kept no model (train.save = \"none\"); rerun its cell with --set train.save=\"final\"",
+        ));
     };
     let root = store.artifacts_root();
     let read_checked = |(rel, sha): &(String, String)| -> Result<Vec<u8>> {
         let path = root.join(rel);
+        // A kept file that cannot be read is a failure of the store's artifacts (exit code 1);
+        // one that reads but was changed is not the model the run kept (bad input, 2).
         let bytes = std::fs::read(&path)
-            .map_err(|e| Error::Input(format!("{}: the kept model's file: {e}", path.display())))?;
+            .map_err(|e| Error::unreadable(&path, format!("the kept model's file: {e}")))?;
         if sha256(&bytes) != *sha {
-            return Err(Error::Input(format!(
-                "{}: its SHA-256 is not the one recorded; the file was changed",
-                path.display()
-            )));
+            return Err(Error::file(&path, "its SHA-256 is not the one recorded; the file was changed"));
         }
         Ok(bytes)
     };
     let record_path = record.0.clone();
-    let record: serde_json::Value = serde_json::from_slice(&read_checked(&record)?).map_err(|e| {
-        Error::Input(format!("{}: not a model record: {e}", root.join(&record_path).display()))
-    })?;
+    let record_file = root.join(&record_path);
+    let record: serde_json::Value = serde_json::from_slice(&read_checked(&record)?)
+        .map_err(|e| Error::file(&record_file, format!("not a model record: {e}")))?;
     let weights_path = root.join(&weights.0);
     read_checked(&weights)?;
-    let tensors = tch::Tensor::read_safetensors(&weights_path)?;
-    let mut cfg: RunConfig = serde_json::from_value(record["config"].clone())
-        .map_err(|e| Error::Input(format!("the kept model's config does not read as this rmlab's: {e}")))?;
+    let tensors = tch::Tensor::read_safetensors(&weights_path)
+        .map_err(|e| Error::unreadable(&weights_path, format!("not a readable safetensors file: {e}")))?;
+    let mut cfg: RunConfig = serde_json::from_value(record["config"].clone()).map_err(|e| {
+        Error::file(&record_file, format!("the kept model's config does not read as this rmlab's: {e}"))
+    })?;
     if cfg.data.kind != DataKind::PreferenceFile {
-        return Err(Error::Input(format!(
-            "--run {run}: the run trained on synthetic data, which has no text; score takes runs trained on preference files"
-        )));
+        return Err(Error::flag(
+            "--run",
+            run,
+            "the run trained on synthetic data, which has no text; score takes runs trained on preference files",
+        ));
     }
     let engine = record["engine"].as_str().unwrap_or("");
     let (mean, std) = if normalize {
         normalization(&record).map_err(|why| {
-            Error::Input(format!(
-                "{}: run {uid}'s kept model cannot normalize rewards: {why}; score it without --normalize",
-                root.join(&record_path).display()
-            ))
+            Error::file(
+                &record_file,
+                format!(
+                    "run {uid}'s kept model cannot normalize rewards: {why}; score it without --normalize"
+                ),
+            )
         })?
     } else {
         // Not used; shown as unknown rather than as a made-up (0, 1).
@@ -132,7 +139,7 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
 
     // The file, read as the run read its training data (same text features, same split draw).
     let file_abs = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
-    let bytes = std::fs::read(&file_abs).map_err(|e| Error::Input(format!("{}: {e}", file.display())))?;
+    let bytes = std::fs::read(&file_abs).map_err(|e| Error::file(file, e.to_string()))?;
     cfg.data.path = Some(file_abs.display().to_string());
     cfg.data.resolved_path = Some(PathBuf::from(&file_abs));
     cfg.data.file_sha256 = Some(sha256(&bytes));
@@ -169,7 +176,7 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         Column::new("reward_chosen".into(), rc),
         Column::new("reward_rejected".into(), rr),
     ];
-    let pairs = DataFrame::new(n, columns).map_err(|e| Error::Run(format!("polars: {e}")))?;
+    let pairs = DataFrame::new(n, columns).map_err(|e| Error::report(format!("polars: {e}")))?;
     let t = tally(&prefs.pairs, &r);
     Ok(Scores {
         pairs,

@@ -185,6 +185,36 @@ fn tiny_model(
     (fx, vs, model, packed)
 }
 
+/// A checkpoint checked before the run whose weights then cannot be read (damaged, or a
+/// tensor gone) fails while running: exit code 1, naming the file, not bad input.
+#[test]
+fn a_checkpoint_whose_read_fails_mid_run_is_a_runtime_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = tiny_checkpoint(dir.path(), |_| {});
+    let cfg = encoder_config(dir.path(), fx["max_length"].as_u64().unwrap() as usize, Finetune::All);
+    let ck = Checkpoint::open(&cfg).unwrap();
+    let weights = dir.path().join("model.safetensors");
+    let load = || {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        EncoderRewardModel::new(&vs.root(), &ck, &cfg, &mut rng).map(|_| ()).unwrap_err()
+    };
+    let tensors = Tensor::read_safetensors(&weights).unwrap();
+    let kept: Vec<(String, Tensor)> =
+        tensors.into_iter().filter(|(n, _)| !n.ends_with("attention.self.query.weight")).collect();
+    Tensor::write_safetensors(&kept, &weights).unwrap();
+    let err = load();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(err.to_string().starts_with(&format!("{}: no tensor `", weights.display())), "{err}");
+    std::fs::write(&weights, b"not safetensors").unwrap();
+    let err = load();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("{}: not a readable safetensors file", weights.display())),
+        "{err}"
+    );
+}
+
 fn loss_of(
     model: &EncoderRewardModel,
     packed: &Tensor,

@@ -305,3 +305,37 @@ fn normalizing_without_usable_statistics_is_bad_input() {
         ok(rmlab(&["score", "--run", &uid, file, "--db", db_s]));
     }
 }
+
+/// A kept model's file that was changed is not the model the run kept: bad input (exit code
+/// 2). One that cannot be read at all is a failure of the store's artifacts while running
+/// (exit code 1), not bad input. Both name the file.
+#[test]
+fn a_changed_kept_model_is_bad_input_and_an_unreadable_one_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    sweep(&db, &["--set", "train.save=\"final\""]);
+    let (uid, rel): (String, String) = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT r.uid, a.path FROM runs r JOIN artifacts a ON a.run_id = r.id AND a.kind = 'weights' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let fixture = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let (db_s, file) = (db.to_str().unwrap(), fixture.to_str().unwrap());
+    let weights = dir.path().join(&rel);
+    let kept = std::fs::read(&weights).unwrap();
+    let mut changed = kept.clone();
+    *changed.last_mut().unwrap() ^= 1;
+    std::fs::write(&weights, &changed).unwrap();
+    bad_input(rmlab(&["score", "--run", &uid, file, "--db", db_s]), "its SHA-256 is not the one recorded");
+    std::fs::remove_file(&weights).unwrap();
+    let o = rmlab(&["score", "--run", &uid, file, "--db", db_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("the kept model's file") && err.contains(&rel), "names the file: {err}");
+    std::fs::write(&weights, &kept).unwrap();
+    ok(rmlab(&["score", "--run", &uid, file, "--db", db_s]));
+}

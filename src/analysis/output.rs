@@ -26,10 +26,10 @@ pub enum Format {
 /// closed by its reader (`rmlab query … | head`) ends the output quietly.
 pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
     if out.is_none() && format == Format::Parquet {
-        return Err(Error::Input("--format parquet needs --out FILE".into()));
+        return Err(Error::flag("--format", "parquet", "needs --out FILE"));
     }
     let mut bytes = Vec::new();
-    let pe = |e: PolarsError| Error::Run(format!("writing {format:?}: {e}"));
+    let pe = |e: PolarsError| Error::report(format!("writing {format:?}: {e}"));
     match format {
         Format::Table { width } => bytes.extend_from_slice(format!("{}\n", table(df, width)).as_bytes()),
         Format::Csv => CsvWriter::new(&mut bytes).finish(df).map_err(pe)?,
@@ -65,15 +65,16 @@ pub fn refuse_overwriting(out: &Path, inputs: &[&Path]) -> Result<()> {
             taken.push(name.into());
         }
         if taken.contains(&target) {
-            return Err(Error::Input(format!(
-                "--out {}: is {}, which this command reads; write somewhere else",
+            let what = if target == input {
+                input.display().to_string()
+            } else {
+                format!("a side file of {}", input.display())
+            };
+            return Err(Error::flag(
+                "--out",
                 out.display(),
-                if target == input {
-                    input.display().to_string()
-                } else {
-                    format!("a side file of {}", input.display())
-                }
-            )));
+                format!("is {what}, which this command reads; write somewhere else"),
+            ));
         }
     }
     Ok(())

@@ -25,11 +25,11 @@ impl Filter {
     /// then text, matching how params are stored.
     pub fn parse(text: &str) -> Result<Filter> {
         let Some((key, value)) = text.split_once('=') else {
-            return Err(Error::Input(format!("--where {text}: expected key=value, e.g. loss.lambda=0.1")));
+            return Err(Error::flag("--where", text, "expected key=value, e.g. loss.lambda=0.1"));
         };
         let (key, value) = (key.trim(), value.trim());
         if key.is_empty() {
-            return Err(Error::Input(format!("--where {text}: the key is empty")));
+            return Err(Error::flag("--where", text, "the key is empty"));
         }
         let value = if let Ok(i) = value.parse::<i64>() {
             Sql::Integer(i)
@@ -87,7 +87,7 @@ fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
 }
 
 fn polars_err(e: PolarsError) -> Error {
-    Error::Run(format!("polars: {e}"))
+    Error::report(format!("polars: {e}"))
 }
 
 /// Fills a temporary table with the selected run ids, so queries join on it instead of
@@ -304,10 +304,14 @@ pub fn summary(
     for a in &axes {
         if !params.contains_key(a) && !ids.is_empty() {
             let known: Vec<&String> = params.keys().collect();
-            return Err(Error::Input(format!(
-                "--group-by {a}: no such param in the selected runs; known: {}",
-                known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            )));
+            return Err(Error::flag(
+                "--group-by",
+                a,
+                format!(
+                    "no such param in the selected runs; known: {}",
+                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
         }
     }
     let experiments: std::collections::HashMap<i64, String> = {
@@ -520,7 +524,7 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
             .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
             .map_err(|err| Error::sqlite(db, err))?;
         if !known {
-            return Err(Error::Input(format!("--experiment {e}: no such experiment in {}", db.display())));
+            return Err(Error::flag("--experiment", e, format!("no such experiment in {}", db.display())));
         }
     }
     if let Some(s) = &req.split {
@@ -537,10 +541,11 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
             }
         }
         if !known.contains(s) {
-            return Err(Error::Input(format!(
-                "--split {s}: no such split; expected one of {}",
-                known.join(", ")
-            )));
+            return Err(Error::flag(
+                "--split",
+                s,
+                format!("no such split; expected one of {}", known.join(", ")),
+            ));
         }
     }
     if req.kind != QueryKind::Runs {
@@ -586,7 +591,7 @@ fn check_metrics(metrics: &[String]) -> Result<()> {
     for m in metrics {
         if !crate::experiment::metric::all_names().any(|n| n == m) {
             let known: Vec<&str> = crate::experiment::metric::all_names().collect();
-            return Err(Error::Input(format!("--metrics {m}: unknown metric; known: {}", known.join(", "))));
+            return Err(Error::flag("--metrics", m, format!("unknown metric; known: {}", known.join(", "))));
         }
     }
     Ok(())
@@ -615,7 +620,7 @@ fn check_filter_keys(conn: &Connection, experiment: Option<&str>, filters: &[Fil
             } else {
                 format!("known: status, {}", known.join(", "))
             };
-            return Err(Error::Input(format!("--where {}: no selected run has this key; {hint}", f.key)));
+            return Err(Error::flag("--where", &f.key, format!("no selected run has this key; {hint}")));
         }
     }
     Ok(())

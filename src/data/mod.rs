@@ -88,7 +88,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<(Preferences, Option<RunDataR
                 .resolved_path
                 .clone()
                 .or_else(|| cfg.path.as_ref().map(PathBuf::from))
-                .ok_or_else(|| Error::Input("data.path is not set".into()))?;
+                .ok_or_else(|| Error::Config { key: "data.path".into(), message: "is not set".into() })?;
             let train = read_file(&path, cfg.skip_bad_rows, cfg.prompt_split)?;
             let mut files = vec![(path, None, train)];
             for e in &cfg.eval {
@@ -159,20 +159,24 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<(Preferences, Option<RunDataR
                     let mut dim = None;
                     for (e, (path, r)) in embeddings.iter().zip(&firsts) {
                         let Some(v) = e else {
-                            return Err(Error::Input(format!(
-                                "{}: response {} has no embedding_chosen/embedding_rejected, but data.text_features = \"embedding\"",
-                                path.display(),
-                                r + 1
-                            )));
+                            return Err(Error::file(
+                                path,
+                                format!(
+                                    "response {} has no embedding_chosen/embedding_rejected, but data.text_features = \"embedding\"",
+                                    r + 1
+                                ),
+                            ));
                         };
                         if *dim.get_or_insert(v.len()) != v.len() {
-                            return Err(Error::Input(format!(
-                                "{}: response {} has an embedding of length {}, earlier ones {}",
-                                path.display(),
-                                r + 1,
-                                v.len(),
-                                dim.unwrap_or(0)
-                            )));
+                            return Err(Error::file(
+                                path,
+                                format!(
+                                    "response {} has an embedding of length {}, earlier ones {}",
+                                    r + 1,
+                                    v.len(),
+                                    dim.unwrap_or(0)
+                                ),
+                            ));
                         }
                         p.features.extend(v);
                     }

@@ -77,29 +77,28 @@ pub fn read(
     prompt_split: PromptSplit,
 ) -> Result<(Vec<Example>, ReadReport)> {
     let name = path.display().to_string();
-    let lines: Vec<(usize, std::result::Result<Vec<u8>, String>)> = if name.ends_with(".parquet") {
-        parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, Ok(l))).collect()
+    let lines: Vec<(usize, Vec<u8>)> = if name.ends_with(".parquet") {
+        parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, l)).collect()
     } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
-        let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
         let reader: Box<dyn Read> =
             // Every gzip member: `cat a.gz b.gz`, and many writers, make files of several.
             if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
         let mut out = Vec::new();
         for (i, line) in BufReader::new(reader).split(b'\n').enumerate() {
-            let line = line.map_err(|e| Error::Input(format!("{name}:{}: cannot read: {e}", i + 1)))?;
-            out.push((i + 1, Ok(line)));
+            let line = line.map_err(|e| Error::file_line(path, i + 1, format!("cannot read: {e}")))?;
+            out.push((i + 1, line));
         }
         out
     } else {
-        return Err(Error::Input(format!("{name}: unknown format; expected .jsonl, .jsonl.gz or .parquet")));
+        return Err(Error::file(path, "unknown format; expected .jsonl, .jsonl.gz or .parquet"));
     };
     let unit = if name.ends_with(".parquet") { "row" } else { "line" };
     let mut examples: Vec<Example> = Vec::new();
     let mut report = ReadReport::default();
     // The embedding length of the first row that has one: every other row must match it.
     let mut width: Option<(usize, usize)> = None;
-    for (line, bytes) in lines {
-        let mut bytes = bytes.map_err(Error::Input)?;
+    for (line, mut bytes) in lines {
         // A UTF-8 byte-order mark (Windows editors write one) is not part of the first row.
         if line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
             bytes.drain(..3);
@@ -129,30 +128,31 @@ pub fn read(
             }
             Err(reason) if skip_bad_rows => report.skipped.push((line, reason)),
             Err(reason) => {
-                return Err(Error::Input(format!(
-                    "{name}:{line}: {reason} (set data.skip_bad_rows = true to skip bad {unit}s)"
-                )));
+                return Err(Error::file_line(
+                    path,
+                    line,
+                    format!("{reason} (set data.skip_bad_rows = true to skip bad {unit}s)"),
+                ));
             }
         }
     }
     if examples.is_empty() {
-        return Err(Error::Input(format!("{name}: no usable preference pairs ({} rows read)", report.rows)));
+        return Err(Error::file(path, format!("no usable preference pairs ({} rows read)", report.rows)));
     }
     Ok((examples, report))
 }
 
 /// Parquet rows as JSON lines, so one parser checks every format alike.
 fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| Error::Input(format!("{name}: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
     let mut df = ParquetReader::new(file)
         .finish()
-        .map_err(|e| Error::Input(format!("{name}: not a readable Parquet file: {e}")))?;
+        .map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
     let mut buf = Vec::new();
     JsonWriter::new(&mut buf)
         .with_json_format(JsonFormat::JsonLines)
         .finish(&mut df)
-        .map_err(|e| Error::Input(format!("{name}: {e}")))?;
+        .map_err(|e| Error::file(path, e.to_string()))?;
     Ok(buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
 }
 

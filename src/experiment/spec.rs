@@ -158,13 +158,13 @@ impl Spec {
     /// Reads and checks the spec at `path`.
     pub fn load(path: &Path) -> Result<Spec> {
         if path.is_dir() {
-            return Err(Error::Input(format!("{}: is a directory, not a spec file", path.display())));
+            return Err(Error::file(path, "is a directory, not a spec file"));
         }
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Input(format!("{}: no such spec file", path.display())),
-            std::io::ErrorKind::InvalidData => Error::Input(format!("{}: not UTF-8 text", path.display())),
+            std::io::ErrorKind::NotFound => Error::file(path, "no such spec file"),
+            std::io::ErrorKind::InvalidData => Error::file(path, "not UTF-8 text"),
             std::io::ErrorKind::PermissionDenied => {
-                Error::Input(format!("{}: cannot read the spec file (permission denied)", path.display()))
+                Error::file(path, "cannot read the spec file (permission denied)")
             }
             _ => Error::io(path, e),
         })?;
@@ -535,11 +535,11 @@ impl Spec {
         let valid = sweepable_keys();
         for o in overrides {
             let Some((key, raw)) = o.split_once('=') else {
-                return Err(Error::Input(format!("--set {o}: expected key=value, e.g. loss.lambda=0.1")));
+                return Err(Error::flag("--set", o, "expected key=value, e.g. loss.lambda=0.1"));
             };
             let (key, raw) = (key.trim(), raw.trim());
             if !valid.contains(key) {
-                return Err(Error::Input(format!("--set {o}: unknown config key `{key}`")));
+                return Err(Error::flag("--set", o, format!("unknown config key `{key}`")));
             }
             let mut value = format!("v = {raw}")
                 .parse::<toml::Table>()
@@ -558,12 +558,16 @@ impl Spec {
             match self.axes.iter().position(|a| a.keys.iter().any(|k| k == key)) {
                 Some(i) if self.axes[i].keys.len() > 1 => {
                     let others: Vec<&String> = self.axes[i].keys.iter().filter(|k| *k != key).collect();
-                    return Err(Error::Input(format!(
-                        "--set {o}: `{key}` is swept together with {} in a [[sweep.zip]] group of {}; \
+                    return Err(Error::flag(
+                        "--set",
+                        o,
+                        format!(
+                            "`{key}` is swept together with {} in a [[sweep.zip]] group of {}; \
                          edit the group in the spec",
-                        others.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
-                        self.path.display()
-                    )));
+                            others.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                            self.path.display()
+                        ),
+                    ));
                 }
                 // The override replaces the axis: the sweep runs this one value.
                 Some(i) => {
@@ -573,7 +577,7 @@ impl Spec {
             }
             set_path(&mut self.base, key, value);
             if let Some((bad, message)) = first_bad_key(&self.base) {
-                return Err(Error::Input(format!("--set {o}: {bad}: {message}")));
+                return Err(Error::flag("--set", o, format!("{bad}: {message}")));
             }
             self.overrides.push(format!("{key}={recorded}"));
         }
@@ -582,8 +586,10 @@ impl Spec {
             Error::Spec { key, message, .. } => {
                 let by = overrides.iter().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key));
                 match by {
-                    Some(o) => Error::Input(format!("--set {o}: {key}: {message}")),
-                    None => Error::Input(format!("--set: {key}: {message} (with the overrides applied)")),
+                    Some(o) => Error::flag("--set", o, format!("{key}: {message}")),
+                    None => {
+                        Error::flag("--set", "", format!("{key}: {message} (with the overrides applied)"))
+                    }
                 }
             }
             other => other,

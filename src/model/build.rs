@@ -8,7 +8,7 @@ use tch::{Device, nn};
 use super::encoder::{Checkpoint, EncoderRewardModel};
 use super::{RewardModel, Scorer};
 use crate::data::Dataset;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiment::config::{Finetune, ModelKind, RunConfig};
 
 /// ChaCha8 stream of the run's seed that draws the initial weights (stream 0 draws the data,
@@ -22,11 +22,8 @@ pub fn build_model(cfg: &RunConfig, data: &Dataset, device: Device) -> Result<(n
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng.set_stream(INIT_STREAM);
     let model = if cfg.model.kind == ModelKind::Encoder && cfg.model.finetune() != Finetune::None {
-        let ck = Checkpoint::open(&cfg.model)
-            .map_err(|(key, message)| Error::Input(format!("{key}: {message}")))?;
-        Scorer::Encoder(Box::new(
-            EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng).map_err(Error::Input)?,
-        ))
+        let ck = Checkpoint::open(&cfg.model)?;
+        Scorer::Encoder(Box::new(EncoderRewardModel::new(&vs.root(), &ck, &cfg.model, &mut rng)?))
     } else {
         Scorer::Features(RewardModel::new(&vs.root(), data.dim, &cfg.model, &mut rng, data.buckets))
     };

@@ -122,11 +122,13 @@ fn read_source(src: &Path) -> Result<Found> {
     let found = read().map_err(|e| Error::sqlite(src, e))?;
     for (_, uid, kind, rel, _) in &found.artifacts {
         if !inside(Path::new(rel)) {
-            return Err(Error::Input(format!(
-                "{}: run {uid}: its {kind} artifact path {rel:?} is absolute or leaves the store's directory; \
-                 nothing was merged",
-                src.display()
-            )));
+            return Err(Error::file(
+                src,
+                format!(
+                    "run {uid}: its {kind} artifact path {rel:?} is absolute or leaves the store's directory; \
+                     nothing was merged"
+                ),
+            ));
         }
     }
     Ok(found)
@@ -211,12 +213,14 @@ fn plan(sources: &[PathBuf], found: &[Found], target: Option<&Store>, into: &Pat
                 continue;
             }
             if !from.is_file() {
-                return Err(Error::Input(format!(
-                    "{}: run {uid} of {} keeps its {kind} here, but the file is missing; nothing was merged \
-                     (copy the store's artifacts/ directory with it)",
-                    from.display(),
-                    src.display()
-                )));
+                return Err(Error::file(
+                    &from,
+                    format!(
+                        "run {uid} of {} keeps its {kind} here, but the file is missing; nothing was merged \
+                         (copy the store's artifacts/ directory with it)",
+                        src.display()
+                    ),
+                ));
             }
             files.push(FileCopy { from, to, sha256: sha.clone(), run: uid.clone(), src: src.clone() });
         }
@@ -238,12 +242,14 @@ impl Copied {
         let bytes = std::fs::read(&f.from).map_err(|e| Error::io(&f.from, e))?;
         let got: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         if got != f.sha256 {
-            return Err(Error::Input(format!(
-                "{}: its SHA-256 is not the one run {} of {} recorded; nothing was merged",
-                f.from.display(),
-                f.run,
-                f.src.display()
-            )));
+            return Err(Error::file(
+                &f.from,
+                format!(
+                    "its SHA-256 is not the one run {} of {} recorded; nothing was merged",
+                    f.run,
+                    f.src.display()
+                ),
+            ));
         }
         let dir = f.to.parent().expect("an artifact path names a file");
         self.create_dir_all(dir)?;
@@ -289,13 +295,12 @@ impl Copied {
 /// the target itself, naming it.
 fn check_source(src: &Path, into: &Path) -> Result<()> {
     if !src.is_file() {
-        return Err(Error::Input(format!("{}: no such store", src.display())));
+        return Err(Error::file(src, "no such store"));
     }
     if std::fs::canonicalize(src).ok() == std::fs::canonicalize(into).ok() {
-        return Err(Error::Input(format!("{}: cannot merge a store into itself", src.display())));
+        return Err(Error::file(src, "cannot merge a store into itself"));
     }
-    let bad =
-        |message: String| Err(Error::Input(format!("{}: {message}; nothing was merged", src.display())));
+    let bad = |message: String| Err(Error::file(src, format!("{message}; nothing was merged")));
     let conn = match Connection::open_with_flags(
         file_uri(src),
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,

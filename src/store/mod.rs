@@ -66,10 +66,7 @@ impl Store {
         let conn = Connection::open(path).map_err(|e| Error::sqlite(path, e))?;
         // SQLite quietly opens a write-protected file read-only; say so now, not at the first write.
         if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-            return Err(Error::Input(format!(
-                "{}: the store is read-only; this command writes results to it",
-                path.display()
-            )));
+            return Err(Error::file(path, "the store is read-only; this command writes results to it"));
         }
         let store = Store { conn, path: path.to_path_buf() };
         store.sql(store.conn.busy_timeout(Duration::from_secs(60)))?;
@@ -109,7 +106,7 @@ impl Store {
     /// rmlab's schema version.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         if !path.is_file() {
-            return Err(Error::Input(format!("{}: no such store (run a sweep first)", path.display())));
+            return Err(Error::file(path, "no such store (run a sweep first)"));
         }
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;

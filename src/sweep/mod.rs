@@ -32,8 +32,7 @@ pub fn load_spec(path: &Path, overrides: &[String]) -> Result<Spec> {
     let spec = Spec::load(path)?.with_overrides(overrides)?;
     let cells = spec.cells()?;
     data::check_files(&cells)?;
-    crate::model::encoder::check_encoders(&cells)
-        .map_err(|(key, message)| spec.error_at_key(key, &message))?;
+    crate::model::encoder::check_encoders(&cells).map_err(|e| spec.error_at_key(e.key, &e.message))?;
     Ok(spec)
 }
 
@@ -250,10 +249,14 @@ fn selected_cells(spec: &Spec, only: &[String]) -> Result<Vec<Cell>> {
     let mut cells = spec.cells()?;
     if !only.is_empty() {
         if let Some(h) = only.iter().find(|h| !cells.iter().any(|c| &c.hash == *h)) {
-            return Err(Error::Input(format!(
-                "--only {h}: no cell of {} has this config hash (was the spec changed since the hashes were listed?)",
-                spec.path.display()
-            )));
+            return Err(Error::flag(
+                "--only",
+                h,
+                format!(
+                    "no cell of {} has this config hash (was the spec changed since the hashes were listed?)",
+                    spec.path.display()
+                ),
+            ));
         }
         cells.retain(|c| only.contains(&c.hash));
     }
@@ -524,7 +527,7 @@ fn run_group<'c>(
                 writers.iter_mut().map(|w| w as &mut dyn MetricsSink).collect();
             train::train_group(&cfgs, device, &mut sinks, on_step)
         }))
-        .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))
+        .unwrap_or_else(|panic| Err(Error::training(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
     let share = started.elapsed().as_secs_f64() / claimed.len() as f64;
     match outcome {
@@ -537,8 +540,8 @@ fn run_group<'c>(
         Err(e) => {
             let msg = e.to_string();
             for (w, cell) in writers.into_iter().zip(claimed) {
-                w.finish(&Err(Error::Run(msg.clone())), share)?;
-                results.push((cell, Err(Error::Run(msg.clone()))));
+                w.finish(&Err(Error::training(msg.clone())), share)?;
+                results.push((cell, Err(Error::training(msg.clone()))));
             }
         }
     }
@@ -584,7 +587,7 @@ fn run_cell(
             }
             train(cfg, &data, device, &mut writer, on_step)
         }))
-        .unwrap_or_else(|panic| Err(Error::Run(format!("libtorch panicked: {}", panic_message(&panic)))))
+        .unwrap_or_else(|panic| Err(Error::training(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
     writer.finish(&outcome, started.elapsed().as_secs_f64())?;
     outcome.map(Some)

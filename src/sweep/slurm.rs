@@ -81,7 +81,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 /// when every cell is done (`tasks` is then empty).
 pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
     if opts.cells_per_task == 0 || opts.cpus_per_task == 0 {
-        return Err(Error::Input("--cells-per-task and --cpus-per-task must be at least 1".into()));
+        return Err(Error::flag("--cells-per-task and --cpus-per-task", "", "must be at least 1"));
     }
     let cells = if opts.db.exists() {
         plan(spec, &Store::open_read_only(&opts.db)?)?
@@ -117,7 +117,7 @@ pub fn write_scripts(spec: &Spec, opts: &SlurmOptions) -> Result<SlurmPlan> {
         return Ok(plan);
     }
     let rmlab =
-        std::env::current_exe().map_err(|e| Error::Run(format!("cannot locate the rmlab binary: {e}")))?;
+        std::env::current_exe().map_err(|e| Error::system(format!("cannot locate the rmlab binary: {e}")))?;
     let spec_path = absolute(&spec.path)?;
     // SLURM opens each job's --output file before the job starts: its directory must exist.
     for dir in [plan.array_script.parent().unwrap_or(Path::new(".")), &plan.shared_dir] {
@@ -341,10 +341,12 @@ fn shell_quote(s: &str) -> String {
 pub fn submit(plan: &SlurmPlan) -> Result<(String, String)> {
     let sbatch = |args: &[&str]| -> Result<String> {
         let out = Command::new("sbatch").arg("--parsable").args(args).output().map_err(|e| {
-            Error::Run(format!("cannot run sbatch ({e}); is SLURM installed here? The scripts are written."))
+            Error::system(format!(
+                "cannot run sbatch ({e}); is SLURM installed here? The scripts are written."
+            ))
         })?;
         if !out.status.success() {
-            return Err(Error::Run(format!(
+            return Err(Error::system(format!(
                 "sbatch {}: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()

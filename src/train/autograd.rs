@@ -44,7 +44,7 @@ pub fn train(
 ) -> Result<Outcome> {
     let n_train = data.train.n_pairs;
     if n_train == 0 {
-        return Err(Error::Run("the training split has no pairs".into()));
+        return Err(Error::training("the training split has no pairs"));
     }
     let t = &cfg.train;
     // Model and optimizer.

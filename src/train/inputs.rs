@@ -64,7 +64,7 @@ pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> 
     }
     // Fine-tuning: token rows of every response replace the data stage's features.
     let ck = open(&cfg.model)?;
-    let pairs = ck.tokenizer.encode_all(&items.unique).map_err(Error::Input)?;
+    let pairs = ck.tokenizer.encode_all(&items.unique).map_err(Error::training)?;
     let truncated = pairs.iter().filter(|p| p.truncated).count();
     report.add_encoder(encoder_record(&cfg.model, items.unique.len(), truncated, None));
     (prefs.bags, prefs.dim, prefs.features) = (None, 0, Vec::new());
@@ -151,7 +151,7 @@ impl Items<'_> {
 
 /// The distinct (prompt, response) texts of the responses of a preference file.
 fn items<'t>(texts: Option<&'t Texts>, prompt_of: &[usize]) -> Result<Items<'t>> {
-    let texts = texts.ok_or_else(|| Error::Run("an encoder needs the texts of a preference file".into()))?;
+    let texts = texts.ok_or_else(|| Error::training("an encoder needs the texts of a preference file"))?;
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     let mut unique = Vec::new();
     let of_response = (0..prompt_of.len())
@@ -167,7 +167,7 @@ fn items<'t>(texts: Option<&'t Texts>, prompt_of: &[usize]) -> Result<Items<'t>>
 }
 
 fn open(m: &ModelConfig) -> Result<Checkpoint> {
-    Checkpoint::open(m).map_err(|(key, message)| Error::Input(format!("{key}: {message}")))
+    Ok(Checkpoint::open(m)?)
 }
 
 fn key_parts<T>(
@@ -232,7 +232,7 @@ fn embeddings(
         Some(e) if e.truncated.len() == items.len() => e,
         _ => {
             let emb = compute(&cfg.model, items, device, progress)?;
-            cache::store(&dir, &key, &emb).map_err(|e| Error::Run(format!("embedding cache: {e}")))?;
+            cache::store(&dir, &key, &emb)?;
             emb
         }
     };
@@ -248,7 +248,7 @@ fn compute(
     progress: EmbedProgress,
 ) -> Result<cache::Embeddings> {
     let ck = open(m)?;
-    let pairs = ck.tokenizer.encode_all(items).map_err(Error::Input)?;
+    let pairs = ck.tokenizer.encode_all(items).map_err(Error::training)?;
     let vs = tch::nn::VarStore::new(device);
     let bert = Bert::new(
         &vs.root(),
@@ -257,7 +257,7 @@ fn compute(
         false,
         m.precision.unwrap_or(crate::experiment::config::Precision::Fp32),
     );
-    bert.load(&ck.dir.join("model.safetensors")).map_err(Error::Input)?;
+    bert.load(&ck.dir.join("model.safetensors"))?;
     let pooling = m.pooling.unwrap_or(crate::experiment::config::Pooling::Mean);
     let total = pairs.len();
     progress(0, total);

@@ -92,29 +92,27 @@ pub fn kept_model_rewards(
     let (vs, model) = build_model(cfg, data, Device::Cpu)?;
     let mut vars = vs.variables();
     if vars.len() != tensors.len() {
-        return Err(Error::Input(format!(
-            "the kept model has {} tensors, but its config builds a model of {}",
-            tensors.len(),
-            vars.len()
-        )));
+        return Err(Error::unreadable(
+            "the kept model",
+            format!("has {} tensors, but its config builds a model of {}", tensors.len(), vars.len()),
+        ));
     }
     for (name, t) in tensors {
         let v = vars.get_mut(name).ok_or_else(|| {
-            Error::Input(format!("the kept model has a tensor `{name}` its config does not build"))
+            Error::unreadable("the kept model", format!("has a tensor `{name}` its config does not build"))
         })?;
         if v.size() != t.size() {
-            return Err(Error::Input(format!(
-                "tensor `{name}`: shape {:?} in the kept model, {:?} in its config's model",
-                t.size(),
-                v.size()
-            )));
+            return Err(Error::unreadable(
+                "the kept model",
+                format!("tensor `{name}` has shape {:?}, its config's model {:?}", t.size(), v.size()),
+            ));
         }
         tch::no_grad(|| v.copy_(t));
     }
     match engine {
         "autograd" => Ok(model.rewards(&data.features)),
         "batched" => Ok(batched::forward_one(&vs, cfg, &data.features)),
-        other => Err(Error::Input(format!("the kept model names an unknown engine `{other}`"))),
+        other => Err(Error::unreadable("the kept model", format!("names an unknown engine `{other}`"))),
     }
 }
 

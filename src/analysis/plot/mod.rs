@@ -117,11 +117,14 @@ pub fn render_all(
 ) -> Result<Vec<Written>> {
     let (all_runs, coverage) = data::finished_runs(conn, experiment, cells, states, &BTreeMap::new())?;
     if all_runs.is_empty() {
-        return Err(Error::Input(format!(
-            "the store has no finished run of experiment `{experiment}` for any of its spec's {} cells ({}): run `rmlab sweep` on the spec (with the same --set) first",
-            coverage.cells,
-            coverage.missing_by_state()
-        )));
+        return Err(Error::file(
+            conn.path().filter(|p| !p.is_empty()).unwrap_or("the store"),
+            format!(
+                "no finished run of experiment `{experiment}` for any of its spec's {} cells ({}): run `rmlab sweep` on the spec (with the same --set) first",
+                coverage.cells,
+                coverage.missing_by_state()
+            ),
+        ));
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     style::register_font();

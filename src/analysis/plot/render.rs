@@ -53,7 +53,7 @@ fn rasterize(svg: &str, size: (u32, u32)) -> Result<Vec<u8>> {
     });
     let tree = usvg::Tree::from_str(svg, opt).map_err(pe)?;
     let mut pixmap = tiny_skia::Pixmap::new(size.0, size.1)
-        .ok_or_else(|| Error::Run(format!("plotting: no {}×{} canvas", size.0, size.1)))?;
+        .ok_or_else(|| Error::report(format!("plotting: no {}×{} canvas", size.0, size.1)))?;
     pixmap.fill(tiny_skia::Color::WHITE);
     resvg::render(&tree, tiny_skia::Transform::identity(), &mut pixmap.as_mut());
     // Opaque on white, so the RGBA premultiplied pixels are plain RGB.

@@ -59,7 +59,7 @@ pub fn register_font() {
 
 /// Converts a plotting error.
 pub fn pe<E: std::fmt::Display>(e: E) -> Error {
-    Error::Run(format!("plotting: {e}"))
+    Error::report(format!("plotting: {e}"))
 }
 
 /// A config key as a reader knows it: λ, β, ε, …

@@ -7,6 +7,7 @@ use std::path::Path;
 use tch::{Kind, Tensor, nn};
 
 use super::config::{Act, BertConfig};
+use crate::error::{Error, Result};
 use crate::experiment::config::{Finetune, Precision};
 
 /// A linear layer `[out, in]` + `[out]`.
@@ -149,11 +150,13 @@ impl Bert {
 
     /// Copies every parameter from a checkpoint's safetensors, found by its name (or with a
     /// `bert.` prefix, as task models save it; `gamma`/`beta` for old layer norms). Every
-    /// missing or misshapen tensor is an error naming it and the file.
-    pub fn load(&self, path: &Path) -> Result<(), String> {
-        let file = path.display();
+    /// missing or misshapen tensor is an error naming it and the file: [`Error::Unreadable`]
+    /// (exit code 1), as the checkpoint was checked before the run and its read failed while
+    /// running.
+    pub fn load(&self, path: &Path) -> Result<()> {
+        let bad = |message: String| Error::unreadable(path, message);
         let tensors: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
-            .map_err(|e| format!("{file}: not a readable safetensors file: {e}"))?
+            .map_err(|e| bad(format!("not a readable safetensors file: {e}")))?
             .into_iter()
             .collect();
         tch::no_grad(|| {
@@ -164,13 +167,13 @@ impl Bert {
                 let src = [name.clone(), format!("bert.{name}"), legacy.clone(), format!("bert.{legacy}")]
                     .into_iter()
                     .find_map(|n| tensors.get(&n))
-                    .ok_or_else(|| format!("{file}: no tensor `{name}` (nor `bert.{name}`)"))?;
+                    .ok_or_else(|| bad(format!("no tensor `{name}` (nor `bert.{name}`)")))?;
                 if src.size() != var.size() {
-                    return Err(format!(
-                        "{file}: `{name}` has shape {:?}, config.json implies {:?}",
+                    return Err(bad(format!(
+                        "`{name}` has shape {:?}, config.json implies {:?}",
                         src.size(),
                         var.size()
-                    ));
+                    )));
                 }
                 let mut var = var.shallow_clone();
                 var.copy_(&src.to_kind(Kind::Float));

@@ -98,8 +98,9 @@ pub fn load(dir: &Path, key: &str) -> Option<Embeddings> {
 }
 
 /// Writes `emb` under `key` atomically: a temporary file in `dir`, then a rename.
-pub fn store(dir: &Path, key: &str, emb: &Embeddings) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn store(dir: &Path, key: &str, emb: &Embeddings) -> crate::error::Result<PathBuf> {
+    use crate::error::Error;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let n = emb.truncated.len() as i64;
     let values = Tensor::from_slice(&emb.values).view([n, emb.dim as i64]);
     let truncated = Tensor::from_slice(&emb.truncated.iter().map(|&b| b as u8).collect::<Vec<u8>>());
@@ -108,8 +109,8 @@ pub fn store(dir: &Path, key: &str, emb: &Embeddings) -> Result<PathBuf, String>
     let tmp = dir.join(format!(".{key}.{}.{nanos}.tmp", std::process::id()));
     let target = path(dir, key);
     let written = Tensor::write_safetensors(&[("embeddings", &values), ("truncated", &truncated)], &tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))
-        .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| format!("{}: {e}", target.display())));
+        .map_err(|e| Error::io(&tmp, std::io::Error::other(e)))
+        .and_then(|()| std::fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

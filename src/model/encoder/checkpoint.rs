@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::checkpoint_error::CheckpointError;
 use super::config::BertConfig;
 use super::tokenizer::PairTokenizer;
 use crate::experiment::config::{Finetune, ModelConfig};
@@ -15,20 +16,19 @@ pub struct Checkpoint {
     pub tokenizer: PairTokenizer,
 }
 
-/// A problem with a checkpoint, by the config key it concerns.
-pub type CheckError = (&'static str, String);
-
 impl Checkpoint {
     /// Opens the checkpoint of a resolved encoder config and checks it against the config:
     /// BERT-family, a tokenizer whose ids fit the embedding table, `max_length` within the
     /// position table, `last:K` within the layers.
-    pub fn open(m: &ModelConfig) -> Result<Checkpoint, CheckError> {
-        let dir =
-            m.resolved_encoder.clone().ok_or(("model.encoder", "no checkpoint resolved".to_string()))?;
+    pub fn open(m: &ModelConfig) -> Result<Checkpoint, CheckpointError> {
+        let dir = m
+            .resolved_encoder
+            .clone()
+            .ok_or(CheckpointError::at("model.encoder", "no checkpoint resolved"))?;
         let max_length = m.max_length.unwrap_or(crate::experiment::config::DEFAULT_MAX_LENGTH);
-        let config = BertConfig::read(&dir.join("config.json")).map_err(|e| ("model.encoder", e))?;
+        let config = BertConfig::read(&dir.join("config.json"))?;
         if max_length > config.max_position_embeddings {
-            return Err((
+            return Err(CheckpointError::at(
                 "model.max_length",
                 format!(
                     "{max_length} is above the checkpoint's position limit, max_position_embeddings = {} ({})",
@@ -40,15 +40,15 @@ impl Checkpoint {
         if let Finetune::Last(k) = m.finetune()
             && k > config.num_hidden_layers
         {
-            return Err((
+            return Err(CheckpointError::at(
                 "model.finetune",
                 format!("last:{k} but the checkpoint has {} layers", config.num_hidden_layers),
             ));
         }
         let weights = dir.join("model.safetensors");
-        let (rows, width) = embedding_shape(&weights).map_err(|e| ("model.encoder", e))?;
+        let (rows, width) = embedding_shape(&weights)?;
         if (rows, width) != (config.vocab_size, config.hidden_size) {
-            return Err((
+            return Err(CheckpointError::at(
                 "model.encoder",
                 format!(
                     "{}: the embedding table is [{rows}, {width}] but config.json says vocab_size = {}, hidden_size = {}",
@@ -59,10 +59,9 @@ impl Checkpoint {
             ));
         }
         let tok_path = dir.join("tokenizer.json");
-        let tokenizer =
-            PairTokenizer::from_file(&tok_path, max_length).map_err(|e| ("model.max_length", e))?;
+        let tokenizer = PairTokenizer::from_file(&tok_path, max_length)?;
         if tokenizer.id_bound() > rows {
-            return Err((
+            return Err(CheckpointError::at(
                 "model.encoder",
                 format!(
                     "{}: the tokenizer's vocabulary does not match the embedding table: its largest id is {}, the table of {} has {rows} rows",
@@ -77,24 +76,25 @@ impl Checkpoint {
 }
 
 /// `[rows, width]` of the word embedding table, from the safetensors header alone.
-fn embedding_shape(path: &Path) -> Result<(usize, usize), String> {
+fn embedding_shape(path: &Path) -> Result<(usize, usize), CheckpointError> {
     let name = path.display();
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let bad = |message: String| CheckpointError::at("model.encoder", message);
+    let mut f = std::fs::File::open(path).map_err(|e| bad(format!("{name}: {e}")))?;
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| format!("{name}: not a safetensors file: {e}"))?;
+    f.read_exact(&mut len).map_err(|e| bad(format!("{name}: not a safetensors file: {e}")))?;
     let n = u64::from_le_bytes(len);
     if n > 100_000_000 {
-        return Err(format!("{name}: not a safetensors file (header of {n} bytes)"));
+        return Err(bad(format!("{name}: not a safetensors file (header of {n} bytes)")));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(|e| format!("{name}: not a safetensors file: {e}"))?;
+    f.read_exact(&mut header).map_err(|e| bad(format!("{name}: not a safetensors file: {e}")))?;
     let header: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| format!("{name}: not a safetensors header: {e}"))?;
+        serde_json::from_slice(&header).map_err(|e| bad(format!("{name}: not a safetensors header: {e}")))?;
     let key = ["embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight"]
         .into_iter()
         .find(|k| header.get(*k).is_some())
         .ok_or_else(|| {
-            format!("{name}: no tensor `embeddings.word_embeddings.weight`: not a BertModel checkpoint")
+            bad(format!("{name}: no tensor `embeddings.word_embeddings.weight`: not a BertModel checkpoint"))
         })?;
     let shape: Vec<usize> = header[key]["shape"]
         .as_array()
@@ -102,6 +102,6 @@ fn embedding_shape(path: &Path) -> Result<(usize, usize), String> {
         .unwrap_or_default();
     match shape[..] {
         [rows, width] => Ok((rows, width)),
-        _ => Err(format!("{name}: `{key}` has shape {shape:?}, expected [vocab, hidden]")),
+        _ => Err(bad(format!("{name}: `{key}` has shape {shape:?}, expected [vocab, hidden]"))),
     }
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::checkpoint_error::CheckpointError;
+
 /// The fields of `config.json` that `BertModel` reads (others are ignored).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct BertConfig {
@@ -56,10 +58,12 @@ pub enum Act {
 }
 
 impl BertConfig {
-    /// Reads and checks `config.json`; the error names the file and what is wrong.
-    pub fn read(path: &Path) -> Result<BertConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        BertConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    /// Reads and checks `config.json`; the error names the file and what is wrong, at
+    /// `model.encoder`.
+    pub fn read(path: &Path) -> Result<BertConfig, CheckpointError> {
+        let bad = |e: String| CheckpointError::at("model.encoder", format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        BertConfig::parse(&text).map_err(bad)
     }
 
     /// Parses and checks the text of a `config.json`.

@@ -6,6 +6,7 @@
 mod bert;
 pub mod cache;
 mod checkpoint;
+mod checkpoint_error;
 pub mod config;
 pub mod embed;
 mod pooling;
@@ -13,7 +14,8 @@ mod reward_model;
 pub mod tokenizer;
 
 pub use bert::Bert;
-pub use checkpoint::{CheckError, Checkpoint};
+pub use checkpoint::Checkpoint;
+pub use checkpoint_error::CheckpointError;
 pub use config::BertConfig;
 pub use pooling::pool;
 pub use reward_model::EncoderRewardModel;
@@ -26,7 +28,7 @@ use crate::experiment::config::ModelKind;
 /// a checkpoint that is not BERT-family, a tokenizer that does not fit the embedding table or
 /// a `max_length` past the position table is bad input before any cell runs. Returns the first
 /// problem with its config key.
-pub fn check_encoders(cells: &[Cell]) -> Result<(), CheckError> {
+pub fn check_encoders(cells: &[Cell]) -> Result<(), CheckpointError> {
     let mut seen = std::collections::HashSet::new();
     for c in cells {
         let m = &c.config.model;

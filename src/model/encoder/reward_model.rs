@@ -23,12 +23,13 @@ pub struct EncoderRewardModel {
 impl EncoderRewardModel {
     /// The checkpoint's weights (loaded by name) under `vs`'s root, with the ones
     /// `model.finetune` trains trainable, and a head drawn from `rng` like any reward model's.
+    /// Weights that cannot be read are [`crate::error::Error::Unreadable`] (see [`Bert::load`]).
     pub fn new(
         vs: &nn::Path,
         ck: &Checkpoint,
         cfg: &ModelConfig,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Self, String> {
+    ) -> crate::error::Result<Self> {
         let bert = Bert::new(
             vs,
             &ck.config,

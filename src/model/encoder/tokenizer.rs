@@ -13,6 +13,8 @@ use std::path::Path;
 
 use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
+use super::checkpoint_error::CheckpointError;
+
 /// A tokenizer for prompt–response pairs.
 pub struct PairTokenizer {
     tok: Tokenizer,
@@ -33,17 +35,19 @@ pub struct PairTokens {
 }
 
 impl PairTokenizer {
-    /// Reads `tokenizer.json`; the error names the file.
-    pub fn from_file(path: &Path, max_length: usize) -> Result<PairTokenizer, String> {
-        let mut tok =
-            Tokenizer::from_file(path).map_err(|e| format!("{}: not a tokenizer: {e}", path.display()))?;
-        tok.with_truncation(None).map_err(|e| format!("{}: {e}", path.display()))?;
+    /// Reads `tokenizer.json`; the error names the file (at `model.encoder`) or `max_length`
+    /// (at `model.max_length`).
+    pub fn from_file(path: &Path, max_length: usize) -> Result<PairTokenizer, CheckpointError> {
+        let bad = |e: String| CheckpointError::at("model.encoder", format!("{}: {e}", path.display()));
+        let mut tok = Tokenizer::from_file(path).map_err(|e| bad(format!("not a tokenizer: {e}")))?;
+        tok.with_truncation(None).map_err(|e| bad(e.to_string()))?;
         tok.with_padding(None);
         let special = tok.get_post_processor().map_or(0, |p| p.added_tokens(true));
         let id_bound = tok.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1);
         if max_length <= special {
-            return Err(format!(
-                "max_length = {max_length} leaves no room beside the {special} special tokens"
+            return Err(CheckpointError::at(
+                "model.max_length",
+                format!("max_length = {max_length} leaves no room beside the {special} special tokens"),
             ));
         }
         Ok(PairTokenizer { tok, max_length, special, id_bound })

@@ -93,7 +93,7 @@ pub fn train_alone(
     on_step: &mut dyn FnMut(usize, &StepLoss),
 ) -> Result<Outcome> {
     if group_key(cfg).is_none() {
-        return Err(Error::Run("the batched engine cannot train this cell (train it with `train`)".into()));
+        return Err(Error::training("the batched engine cannot train this cell (train it with `train`)"));
     }
     let outcomes = train_stack(std::slice::from_ref(cfg), &[data], device, &mut [sink], on_step, true)?;
     Ok(outcomes[0])
@@ -204,13 +204,11 @@ fn train_stack(
 fn check_group(cfgs: &[RunConfig], datasets: &[&Dataset], sinks: usize) -> Result<()> {
     let k = cfgs.len();
     if k == 0 || sinks != k || datasets.len() != k || !cfgs.iter().all(|c| compatible(&cfgs[0], c)) {
-        return Err(Error::Run(
-            "train_group needs one data set and sink per cell and compatible cells".into(),
-        ));
+        return Err(Error::training("train_group needs one data set and sink per cell and compatible cells"));
     }
     let n_train = datasets[0].train.n_pairs;
     if n_train == 0 || datasets.iter().any(|ds| ds.train.n_pairs != n_train) {
-        return Err(Error::Run("cells of a group need the same, non-zero number of training pairs".into()));
+        return Err(Error::training("cells of a group need the same, non-zero number of training pairs"));
     }
     Ok(())
 }

@@ -73,10 +73,9 @@ impl PairBatches {
             let pairs: Vec<&[(usize, usize)]> =
                 inputs.iter().map(|ds| ds.train.pairs_host.as_slice()).collect();
             PairTable::Host(kernels::pair_table(&features, &pairs).ok_or_else(|| {
-                Error::Run(
+                Error::training(
                     "no host pair table: the stacked features are not a contiguous float32 CPU \
-                     tensor, or a pair names a response out of range"
-                        .into(),
+                     tensor, or a pair names a response out of range",
                 )
             })?)
         } else {
@@ -154,7 +153,7 @@ impl PairBatches {
                 let buf = if full { &mut self.full } else { &mut self.other };
                 let width = 2 * self.d1 as usize;
                 if !kernels::gather_rows(buf, table, width, &idx, self.n_train, &self.entry_input) {
-                    return Err(Error::Run("a batch's pair indices do not fit its pair table".into()));
+                    return Err(Error::training("a batch's pair indices do not fit its pair table"));
                 }
                 Ok(buf)
             }

@@ -89,14 +89,7 @@ pub(super) fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) {
 
 /// Every dotted config key a sweep may set (from the serialized defaults).
 pub(super) fn sweepable_keys() -> HashSet<String> {
-    let defaults = RunConfig {
-        seed: 0,
-        data: Default::default(),
-        model: Default::default(),
-        train: Default::default(),
-        loss: Default::default(),
-        eval: Default::default(),
-    };
+    let defaults = RunConfig::default();
     let json = serde_json::to_value(defaults).expect("defaults serialize");
     let mut keys = HashSet::new();
     for section in SECTIONS {

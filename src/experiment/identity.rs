@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, RunConfig, TrainConfig};
+use super::config::RunConfig;
 
 /// How one config key bears on a cell's identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,14 +99,7 @@ pub const KEYS: &[(&str, Identity)] = &[
 
 /// The config every section's defaults make, as JSON: what a [`Later`] key is compared with.
 fn defaults() -> serde_json::Value {
-    let c = RunConfig {
-        seed: 0,
-        data: DataConfig::default(),
-        model: ModelConfig::default(),
-        train: TrainConfig::default(),
-        loss: LossConfig::default(),
-        eval: EvalConfig::default(),
-    };
+    let c = RunConfig::default();
     serde_json::to_value(c).expect("a RunConfig always serializes")
 }
 
@@ -180,15 +173,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn base() -> RunConfig {
-        RunConfig {
-            seed: 0,
-            data: DataConfig::default(),
-            model: ModelConfig::default(),
-            train: TrainConfig::default(),
-            loss: LossConfig::default(),
-            eval: EvalConfig::default(),
-        }
-        .resolve()
+        RunConfig::default().resolve()
     }
 
     fn eval_file(name: &str, path: &str, sha: &str) -> EvalFile {

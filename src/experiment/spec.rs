@@ -680,7 +680,6 @@ fn first_bad_key(base: &toml::Table) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::config::{DataConfig, EvalConfig, LossConfig, ModelConfig, TrainConfig};
 
     /// An empty spec runs one cell, seed 0, with every section's defaults (the serde defaults
     /// of a spec and the `Default` impls cannot drift apart).
@@ -689,15 +688,7 @@ mod tests {
         let spec = Spec::parse(Path::new("empty.toml"), "name = \"empty\"\n".into()).unwrap();
         let cells = spec.cells().unwrap();
         assert_eq!(cells.len(), 1);
-        let defaults = RunConfig {
-            seed: 0,
-            data: DataConfig::default(),
-            model: ModelConfig::default(),
-            train: TrainConfig::default(),
-            loss: LossConfig::default(),
-            eval: EvalConfig::default(),
-        }
-        .resolve();
+        let defaults = RunConfig::default().resolve();
         assert_eq!(cells[0].config, defaults);
         assert_eq!(cells[0].hash, defaults.hash());
     }

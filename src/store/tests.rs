@@ -10,14 +10,7 @@ use crate::train::Engine;
 use rusqlite::types::Value as Sql;
 
 fn config(seed: u64) -> RunConfig {
-    RunConfig {
-        seed,
-        data: Default::default(),
-        model: Default::default(),
-        train: Default::default(),
-        loss: Default::default(),
-        eval: Default::default(),
-    }
+    RunConfig { seed, ..RunConfig::default() }
 }
 
 fn provenance() -> Provenance {

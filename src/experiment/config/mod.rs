@@ -55,8 +55,9 @@ pub struct InvalidValue {
     pub message: String,
 }
 
-/// One training run, fully specified.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One training run, fully specified. `RunConfig::default()` is seed 0 with every section's
+/// defaults, not yet resolved ([`RunConfig::resolve`]); a spec must still state its seed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Seeds the data generator and LibTorch.
@@ -110,15 +111,7 @@ mod tests {
     use super::*;
 
     fn base() -> RunConfig {
-        RunConfig {
-            seed: 0,
-            data: DataConfig::default(),
-            model: ModelConfig::default(),
-            train: TrainConfig::default(),
-            loss: LossConfig::default(),
-            eval: EvalConfig::default(),
-        }
-        .resolve()
+        RunConfig::default().resolve()
     }
 
     /// Every default, pinned: a changed default changes the results of every spec that leaves

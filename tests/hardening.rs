@@ -84,6 +84,34 @@ fn set_overrides_name_their_own_key() {
     bad_input(sweep("train.stepz=3"), "unknown config key `train.stepz`");
 }
 
+/// `--set sweep.seeds=…` chooses the seeds and `--set name=…` stores a `--set` sweep apart
+/// from the spec's own experiment; names that would leave a directory are refused.
+#[test]
+fn seeds_and_the_experiment_name_can_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s, "--set", "sweep.seeds=[5]", "--set", "name=quick-s5"]));
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE experiment = 'quick-s5' AND seed = 5"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE experiment != 'quick-s5'"), 0);
+    let status =
+        ok(rmlab(&["status", &quick(), "--db", db_s, "--set", "sweep.seeds=[5]", "--set", "name=quick-s5"]));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("2 cells (2 done)"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    ok(rmlab(&["sweep", &quick(), "--db", db_s, "--set", "sweep.seeds=1", "--dry-run"]));
+    let sweep = |set: &str| rmlab(&["sweep", &quick(), "--db", db_s, "--set", set, "--dry-run"]);
+    bad_input(sweep("sweep.seeds=x"), "sweep.seeds:");
+    bad_input(sweep("sweep.seeds=[1, 1]"), "sweep.seeds:");
+    bad_input(sweep("name=.."), "name: must not start with '.'");
+    bad_input(sweep("name=a/b"), "name: must be non-empty");
+    bad_input(sweep(&format!("name={}", "x".repeat(101))), "at most 100 characters");
+    let spec = write(dir.path(), "dots.toml", "name = \"..\"\n");
+    bad_input(rmlab(&["check", spec.to_str().unwrap()]), "must not start with '.'");
+}
+
 /// `--set` on a swept key replaces its axis by the one value (it used to be ignored silently),
 /// a key of a zip group cannot be set alone, and the overrides are stored with the spec text.
 #[test]

@@ -255,7 +255,7 @@ pub(super) fn parse_sweep(src: &Source, sweep: &SweepSection) -> Result<(Vec<Axi
     Ok((axes, seeds))
 }
 
-fn parse_seeds(src: &Source, v: &toml::Value, path: &[Step]) -> Result<Vec<u64>> {
+pub(super) fn parse_seeds(src: &Source, v: &toml::Value, path: &[Step]) -> Result<Vec<u64>> {
     let err = |p: &[Step], m: &str| src.error_at_path(p, "sweep.seeds", m);
     match v {
         toml::Value::Integer(n) if *n > MAX_SEEDS as i64 => {

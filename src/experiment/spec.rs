@@ -196,12 +196,8 @@ impl Spec {
                 .map(|(key, section)| (key.to_string(), toml::Value::Table(section)))
                 .collect();
         check_base(&src, &base)?;
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-            return Err(src.error_at_path(
-                &[Step::Key("name".into())],
-                "name",
-                "must be non-empty and use only letters, digits, '_', '-' and '.'",
-            ));
+        if let Err(message) = check_name(&name) {
+            return Err(src.error_at_path(&[Step::Key("name".into())], "name", &message));
         }
         let paths_relative_to = match paths_relative_to {
             Some(dir) => {
@@ -538,6 +534,20 @@ impl Spec {
                 return Err(Error::flag("--set", o, "expected key=value, e.g. loss.lambda=0.1"));
             };
             let (key, raw) = (key.trim(), raw.trim());
+            // The experiment's name and its seeds are spec keys, not config keys: a `--set`
+            // sweep can be stored apart from the spec's own, and its seeds chosen.
+            if key == "name" {
+                check_name(raw).map_err(|m| Error::flag("--set", o, format!("name: {m}")))?;
+                self.name = raw.to_string();
+                self.overrides.push(format!("name={raw}"));
+                continue;
+            }
+            if key == "sweep.seeds" {
+                self.seeds =
+                    override_seeds(raw).map_err(|m| Error::flag("--set", o, format!("sweep.seeds: {m}")))?;
+                self.overrides.push(format!("sweep.seeds={raw}"));
+                continue;
+            }
             if !valid.contains(key) {
                 return Err(Error::flag("--set", o, format!("unknown config key `{key}`")));
             }
@@ -596,6 +606,36 @@ impl Spec {
         })?;
         Ok(self)
     }
+}
+
+/// Longest experiment name: it names a directory of figures and rows of the store.
+const MAX_NAME: usize = 100;
+
+/// An experiment name: 1 to 100 letters, digits, '_', '-' and '.', not starting with '.' (so
+/// never `.` or `..`, which `plot --out-dir` would resolve outside its directory).
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err("must be non-empty and use only letters, digits, '_', '-' and '.'".into());
+    }
+    if name.starts_with('.') {
+        return Err(format!("must not start with '.', found `{name}`"));
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("must be at most {MAX_NAME} characters, found {}", name.len()));
+    }
+    Ok(())
+}
+
+/// The seeds of `--set sweep.seeds=VALUE`: a count or a list, as in a spec's `[sweep]`.
+fn override_seeds(raw: &str) -> std::result::Result<Vec<u64>, String> {
+    let text = format!("seeds = {raw}");
+    let table: toml::Table =
+        text.parse().map_err(|_| "expected a count or a list of seeds, e.g. 3 or [0, 7]")?;
+    let src = Source { file: "--set".into(), text: &text };
+    super::grid::parse_seeds(&src, &table["seeds"], &[Step::Key("seeds".into())]).map_err(|e| match e {
+        Error::Spec { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// Most cells one spec may expand to.

@@ -34,6 +34,13 @@ fn bad_input(o: Output, needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in: {err}");
 }
 
+/// Exit 1 for a store that cannot be used (damaged, another program's, a newer schema).
+#[track_caller]
+fn store_failure(o: Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains(needle), "{needle:?} not in {}", stderr(&o));
+}
+
 fn quick() -> String {
     repo().join("experiments/quick.toml").display().to_string()
 }
@@ -268,13 +275,13 @@ fn merge_checks_every_source_first_and_writes_nothing_on_failure() {
             "--into",
             target.to_str().unwrap(),
         ]);
-        bad_input(out, &format!("{}:", bad.display()));
+        store_failure(out, &format!("{}:", bad.display()));
         assert!(!target.exists(), "no target is created when a source is bad");
     }
     // Into an existing target: refused, the target unchanged.
     ok(rmlab(&["merge", good.to_str().unwrap(), "--into", target.to_str().unwrap()]));
     let before = count(&target, "SELECT count(*) FROM metrics");
-    bad_input(
+    store_failure(
         rmlab(&["merge", corrupt.to_str().unwrap(), "--into", target.to_str().unwrap()]),
         "corrupt.sqlite",
     );
@@ -284,7 +291,17 @@ fn merge_checks_every_source_first_and_writes_nothing_on_failure() {
     std::fs::copy(&good, &newer).unwrap();
     Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
     let out = rmlab(&["merge", newer.to_str().unwrap(), "--into", target.to_str().unwrap()]);
-    bad_input(out, "newer than this rmlab's");
+    store_failure(out, "newer than this rmlab's");
+    // Another program's SQLite file: exit 1, as `query` and `sweep` give it (README: Exit codes).
+    let foreign = dir.path().join("foreign.sqlite");
+    Connection::open(&foreign).unwrap().execute_batch("CREATE TABLE t (a);").unwrap();
+    for out in [
+        rmlab(&["merge", foreign.to_str().unwrap(), "--into", target.to_str().unwrap()]),
+        rmlab(&["query", "runs", "--db", foreign.to_str().unwrap()]),
+        rmlab(&["sweep", &quick(), "--db", foreign.to_str().unwrap()]),
+    ] {
+        store_failure(out, "not an rmlab store");
+    }
     assert!(
         !stderr(&rmlab(&["merge", newer.to_str().unwrap(), "--into", target.to_str().unwrap()]))
             .contains("migrate")
@@ -300,6 +317,36 @@ fn queries_refuse_unknown_keys_and_metrics() {
     bad_input(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lamda=0.1"]), "--where loss.lamda");
     bad_input(rmlab(&["query", "curves", "--db", db_s, "--metrics", "acuracy"]), "--metrics acuracy");
     ok(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lambda=0.1", "--where", "status=finished"]));
+}
+
+/// A `--db` or `--out` that cannot name a file (a directory, a path under a regular file, a
+/// directory that does not exist) is bad input: exit 2, before any work.
+#[test]
+fn paths_that_cannot_be_files_are_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", &quick(), "--db", db_s]));
+    let file = write(dir.path(), "plain.txt", "x");
+    let d = dir.path().to_str().unwrap();
+    let under_file = file.join("s.sqlite");
+    bad_input(rmlab(&["sweep", &quick(), "--db", d]), "is a directory");
+    bad_input(
+        rmlab(&["sweep", &quick(), "--db", under_file.to_str().unwrap()]),
+        "is a file, not a directory",
+    );
+    bad_input(rmlab(&["query", "runs", "--db", d]), "is a directory");
+    bad_input(rmlab(&["migrate", "--db", d]), "is a directory");
+    let missing = dir.path().join("no/such/dir/out.csv");
+    bad_input(
+        rmlab(&["query", "summary", "--db", db_s, "--out", missing.to_str().unwrap()]),
+        "not an existing directory",
+    );
+    bad_input(rmlab(&["query", "summary", "--db", db_s, "--out", d]), "is a directory");
+    bad_input(
+        rmlab(&["query", "summary", "--db", db_s, "--out", file.join("o.csv").to_str().unwrap()]),
+        "not an existing directory",
+    );
 }
 
 /// An output path that is the store, one of its side files or an input is refused before

@@ -43,11 +43,23 @@ pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<(
     emit(&bytes, out)
 }
 
-/// Refuses an output file that is one of the command's `inputs` or, for an input store, one of
-/// its SQLite side files (`-wal`, `-shm`, `-journal`): writing it would destroy what is read.
+/// Refuses an output path that is a directory or lies in no existing directory, and an output
+/// file that is one of the command's `inputs` or, for an input store, one of its SQLite side files (`-wal`, `-shm`, `-journal`): writing it would destroy what is read.
 /// Paths are compared after resolving links and `..`, so `./r.sqlite` and `results/../r.sqlite`
 /// are caught; an output that does not exist yet is compared through its directory.
 pub fn refuse_overwriting(out: &Path, inputs: &[&Path]) -> Result<()> {
+    // A path that cannot be written is bad input, said before any work is done.
+    if out.is_dir() {
+        return Err(Error::flag("--out", out.display(), "is a directory; name a file"));
+    }
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(Error::flag(
+            "--out",
+            out.display(),
+            format!("{} is not an existing directory", dir.display()),
+        ));
+    }
     let resolve = |p: &Path| -> Option<std::path::PathBuf> {
         if let Ok(c) = p.canonicalize() {
             return Some(c);

@@ -300,7 +300,14 @@ fn check_source(src: &Path, into: &Path) -> Result<()> {
     if std::fs::canonicalize(src).ok() == std::fs::canonicalize(into).ok() {
         return Err(Error::file(src, "cannot merge a store into itself"));
     }
-    let bad = |message: String| Err(Error::file(src, format!("{message}; nothing was merged")));
+    // A source that is no usable rmlab store (damaged, another program's, another schema) is
+    // a store problem, exit 1, as for every command that opens one.
+    let bad = |message: String| {
+        Err(Error::Store {
+            path: src.display().to_string(),
+            message: format!("{message}; nothing was merged"),
+        })
+    };
     let conn = match Connection::open_with_flags(
         file_uri(src),
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,

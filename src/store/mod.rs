@@ -60,8 +60,17 @@ impl Store {
     /// Opens for writing (creating it if needed, with its parent directory) and migrates the
     /// store at `path`. A file that cannot be written is refused here, before any work.
     pub fn open(path: &Path) -> Result<Store> {
+        // A path that cannot name a store file is bad input (exit 2), said before SQLite's
+        // "unable to open database file".
+        if path.is_dir() {
+            return Err(Error::file(path, "is a directory; --db names the store's file"));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+                return Err(Error::file(path, format!("{} is a file, not a directory", file.display())));
+            }
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::file(dir, format!("cannot create the store's directory: {e}")))?;
         }
         let conn = Connection::open(path).map_err(|e| Error::sqlite(path, e))?;
         // SQLite quietly opens a write-protected file read-only; say so now, not at the first write.
@@ -105,6 +114,9 @@ impl Store {
     /// written, and a write-protected file (or directory) is fine. The store must be at this
     /// rmlab's schema version.
     pub fn open_read_only(path: &Path) -> Result<Store> {
+        if path.is_dir() {
+            return Err(Error::file(path, "is a directory; --db names the store's file"));
+        }
         if !path.is_file() {
             return Err(Error::file(path, "no such store (run a sweep first)"));
         }

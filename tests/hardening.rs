@@ -319,6 +319,25 @@ fn queries_refuse_unknown_keys_and_metrics() {
     ok(rmlab(&["query", "runs", "--db", db_s, "--where", "loss.lambda=0.1", "--where", "status=finished"]));
 }
 
+/// A FIFO as a data file is refused at once (it used to hang `check` and `data` forever), by
+/// `data` and by a spec that names it; `timeout` would exit 124 on a hang.
+#[test]
+fn a_fifo_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.jsonl");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let run = |args: &[&str]| {
+        Command::new("timeout").arg("20").arg(env!("CARGO_BIN_EXE_rmlab")).args(args).output().unwrap()
+    };
+    bad_input(run(&["data", fifo.to_str().unwrap()]), "not a regular file");
+    let spec = write(
+        dir.path(),
+        "f.toml",
+        "name = \"f\"\n[data]\nkind = \"preference_file\"\npath = \"pipe.jsonl\"\n",
+    );
+    bad_input(run(&["check", spec.to_str().unwrap()]), "not a regular file");
+}
+
 /// A `--db` or `--out` that cannot name a file (a directory, a path under a regular file, a
 /// directory that does not exist) is bad input: exit 2, before any work.
 #[test]

@@ -77,6 +77,15 @@ pub fn read(
     prompt_split: PromptSplit,
 ) -> Result<(Vec<Example>, ReadReport)> {
     let name = path.display().to_string();
+    // A FIFO or a device would block or never end: only regular files are read.
+    if let Ok(meta) = std::fs::metadata(path)
+        && !meta.is_file()
+    {
+        return Err(Error::file(
+            path,
+            "not a regular file (a directory, FIFO or device); rmlab reads files only",
+        ));
+    }
     let lines: Vec<(usize, Vec<u8>)> = if name.ends_with(".parquet") {
         parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, l)).collect()
     } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
@@ -96,8 +105,7 @@ pub fn read(
     let unit = if name.ends_with(".parquet") { "row" } else { "line" };
     let mut examples: Vec<Example> = Vec::new();
     let mut report = ReadReport::default();
-    // The embedding length of the first row that has one: every other row must match it.
-    let mut width: Option<(usize, usize)> = None;
+    let mut parsed = Vec::with_capacity(lines.len());
     for (line, mut bytes) in lines {
         // A UTF-8 byte-order mark (Windows editors write one) is not part of the first row.
         if line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -109,18 +117,29 @@ pub fn read(
             continue;
         }
         report.rows += 1;
-        let parsed = parse_row(&bytes, prompt_split).and_then(|ex| match (&ex.embedding, width) {
-            (Some((a, _)), Some((w, first))) if a.len() != w => {
-                Err(format!("embeddings of length {}, but the row at {unit} {first} has length {w}", a.len()))
+        parsed.push((line, parse_row(&bytes, prompt_split)));
+    }
+    // The embedding length most rows have (the first such row's on a tie): one bad row, first
+    // or not, is the one named and skipped, never the rest.
+    let width = {
+        let mut counts: std::collections::HashMap<usize, (usize, usize)> = Default::default();
+        for (line, ex) in &parsed {
+            if let Ok(Example { embedding: Some((a, _)), .. }) = ex {
+                counts.entry(a.len()).or_insert((0, *line)).0 += 1;
+            }
+        }
+        counts.into_iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1))).map(|(w, (n, _))| (w, n))
+    };
+    for (line, ex) in parsed {
+        let ex = ex.and_then(|ex| match (&ex.embedding, width) {
+            (Some((a, _)), Some((w, n))) if a.len() != w => {
+                Err(format!("embeddings of length {}, but {n} other {unit}s have length {w}", a.len()))
             }
             _ => Ok(ex),
         });
-        match parsed {
+        match ex {
             Ok(mut ex) => {
                 ex.line = line;
-                if let (Some((a, _)), None) = (&ex.embedding, width) {
-                    width = Some((a.len(), line));
-                }
                 report.empty_prompts +=
                     usize::from(ex.prompt_from == PromptFrom::Column && ex.prompt.is_empty());
                 report.implicit_prompts += usize::from(ex.prompt_from == PromptFrom::Implicit);
@@ -508,22 +527,36 @@ mod tests {
         assert!(report.skipped.is_empty());
     }
 
-    /// Rows whose embeddings differ in length from the first are bad rows, found when the file is
-    /// read (not when a run trains on it).
+    /// Rows whose embeddings differ in length from most rows' are bad rows, found when the file
+    /// is read (not when a run trains on it): a short first row is the one named and skipped,
+    /// never the 79 good rows after it.
     #[test]
-    fn embedding_lengths_are_checked_when_read() {
-        let text = [
-            r#"{"prompt": "p", "chosen": "a", "rejected": "b", "embedding_chosen": [1, 2], "embedding_rejected": [3, 4]}"#,
-            r#"{"prompt": "p", "chosen": "c", "rejected": "d", "embedding_chosen": [1, 2, 3], "embedding_rejected": [3, 4, 5]}"#,
-        ]
-        .join("\n");
-        let (_dir, path) = temp_file("emb.jsonl", text.as_bytes());
+    fn embedding_lengths_are_checked_against_most_rows_when_read() {
+        let row = |i: usize, w: usize| {
+            let v = vec!["1"; w].join(", ");
+            format!(
+                r#"{{"prompt": "p{i}", "chosen": "a", "rejected": "b", "embedding_chosen": [{v}], "embedding_rejected": [{v}]}}"#
+            )
+        };
+        let text: Vec<String> = std::iter::once(row(0, 2)).chain((1..80).map(|i| row(i, 3))).collect();
+        let (_dir, path) = temp_file("emb.jsonl", text.join("\n").as_bytes());
         let err = read(&path, false, PREFIX).unwrap_err().to_string();
         assert!(
-            err.contains("emb.jsonl:2: embeddings of length 3, but the row at line 1 has length 2"),
+            err.contains("emb.jsonl:1: embeddings of length 2, but 79 other lines have length 3"),
             "{err}"
         );
         let (ex, report) = read(&path, true, PREFIX).unwrap();
-        assert_eq!((ex.len(), report.skipped.len()), (1, 1));
+        assert_eq!((ex.len(), report.skipped.len()), (79, 1));
+        assert_eq!(report.skipped[0].0, 1, "the short row is the one skipped");
+        // A bad row in the middle is named the same way.
+        let mut text = text.clone();
+        text[0] = row(0, 3);
+        text[40] = row(40, 5);
+        let (_dir, path) = temp_file("emb2.jsonl", text.join("\n").as_bytes());
+        let err = read(&path, false, PREFIX).unwrap_err().to_string();
+        assert!(
+            err.contains("emb2.jsonl:41: embeddings of length 5, but 79 other lines have length 3"),
+            "{err}"
+        );
     }
 }

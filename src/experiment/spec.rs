@@ -504,6 +504,12 @@ impl Spec {
         if let Some(sha) = file_hashes.get(&full) {
             return Ok((full, sha.clone()));
         }
+        if std::fs::metadata(&full).is_ok_and(|m| !m.is_file()) {
+            return Err(format!(
+                "{} is not a regular file (a directory, FIFO or device); rmlab reads files only",
+                full.display()
+            ));
+        }
         let bytes = std::fs::read(&full).map_err(|e| {
             let relative = if Path::new(p).is_absolute() {
                 String::new()

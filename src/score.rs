@@ -178,6 +178,16 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
     ];
     let pairs = DataFrame::new(n, columns).map_err(|e| Error::report(format!("polars: {e}")))?;
     let t = tally(&prefs.pairs, &r);
+    if t.non_finite > 0 {
+        // NaN compares false and `max` skips it: the statistics would read as a model that
+        // scores nothing right, not as one whose rewards are not numbers.
+        return Err(Error::training(format!(
+            "run {uid}: {} of the {} rewards of {} are not finite (NaN or ±inf); the kept model's weights are not usable",
+            t.non_finite,
+            t.responses,
+            file.display()
+        )));
+    }
     Ok(Scores {
         pairs,
         accuracy: t.accuracy,
@@ -222,6 +232,8 @@ struct Tally {
     mean: f64,
     std: f64,
     max_abs: f64,
+    /// Of those responses, how many rewards are NaN or ±inf.
+    non_finite: usize,
 }
 
 /// The [`Tally`] of `pairs` under rewards `r` (`[R]`, indexed by response); responses in no
@@ -238,6 +250,7 @@ fn tally(pairs: &[data::Pair], r: &[f64]) -> Tally {
         mean: m,
         std: sd,
         max_abs: vals.iter().fold(0.0, |a: f64, v| a.max(v.abs())),
+        non_finite: vals.iter().filter(|v| !v.is_finite()).count(),
     }
 }
 
@@ -273,9 +286,20 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_rewards_are_counted() {
+        let pairs = [pair(0, 1), pair(2, 1)];
+        let t = tally(&pairs, &[f64::NAN, 0.5, f64::INFINITY, 7.0]);
+        assert_eq!((t.responses, t.non_finite), (3, 2));
+        assert_eq!(tally(&pairs, &[1.0, 0.5, 2.0]).non_finite, 0);
+    }
+
+    #[test]
     fn tally_of_nothing_is_zero_not_nan() {
         let t = tally(&[], &[]);
-        assert_eq!(t, Tally { accuracy: 0.0, responses: 0, mean: 0.0, std: 0.0, max_abs: 0.0 });
+        assert_eq!(
+            t,
+            Tally { accuracy: 0.0, responses: 0, mean: 0.0, std: 0.0, max_abs: 0.0, non_finite: 0 }
+        );
     }
 
     #[test]

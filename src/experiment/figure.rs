@@ -64,8 +64,9 @@ pub struct FigureSpec {
     /// `curves` figures: training steps on a log axis (step 0 left out).
     #[serde(default)]
     pub log_x: bool,
-    /// Metrics (of `metrics`) drawn on a log y axis: magnitudes that span decades. Values ≤ 0
-    /// are left out.
+    /// Metrics (of `metrics`) drawn on a log y axis; values ≤ 0 are left out. Magnitudes
+    /// (max |r|, mean |r_a + r_b|, …) not listed get one anyway when their positive means span
+    /// two decades or more.
     #[serde(default)]
     pub log_y: Vec<String>,
     /// One sentence saying what the figure shows (goes to the sidecar and the README gallery);

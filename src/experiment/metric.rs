@@ -75,14 +75,15 @@ pub fn range(name: &str) -> Option<(f64, f64)> {
     match name {
         "true_pearson" | "true_spearman" | "true_pearson_within" => Some((-1.0, 1.0)),
         n if n.contains("accuracy") || n == "ece" => Some(unit),
-        n if n.starts_with("loss_")
-            || n.contains("abs")
-            || matches!(n, "reward_std" | "offset_error" | "head_weight_norm") =>
-        {
-            Some((0.0, f64::INFINITY))
-        }
+        n if n.starts_with("loss_") || magnitude(n) => Some((0.0, f64::INFINITY)),
         _ => None,
     }
+}
+
+/// Whether a metric is a magnitude (a non-negative size: max |r|, mean |r_a + r_b|, a norm),
+/// whose values can span decades, so that a figure may draw it on a log axis.
+pub fn magnitude(name: &str) -> bool {
+    name.contains("abs") || matches!(name, "reward_std" | "offset_error" | "head_weight_norm")
 }
 
 /// Which way a metric improves; `None` for magnitudes, which have no better direction.
@@ -133,6 +134,24 @@ mod tests {
         }
         assert_eq!(range("spread_part_abs_mean"), Some((0.0, f64::INFINITY)));
         assert_eq!(range("true_within_prompt_accuracy"), Some((0.0, 1.0)));
+    }
+
+    /// The magnitudes are the metrics of range [0, ∞) that are not losses: sizes of rewards.
+    #[test]
+    fn magnitudes_are_the_non_negative_sizes() {
+        let sizes: Vec<&str> = all_names().filter(|n| magnitude(n)).collect();
+        for n in &sizes {
+            assert_eq!(range(n), Some((0.0, f64::INFINITY)), "{n}");
+            assert!(!n.starts_with("loss_"), "{n}");
+        }
+        for n in
+            ["reward_max_abs", "pair_sum_abs_mean", "spread_part_abs_mean", "pair_diff_abs_mean_one_sided"]
+        {
+            assert!(sizes.contains(&n), "{n}");
+        }
+        for n in ["accuracy", "loss_pair", "reward_mean", "pair_diff_mean", "ece", "true_pearson"] {
+            assert!(!magnitude(n), "{n}");
+        }
     }
 
     /// The metrics by component kind are every base for every kind, base-major, and the

@@ -9,7 +9,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::data::Stat;
 use super::legend::Dash;
-use super::style::{Chance, FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, pe};
+use super::style::{BAND_EDGE, BAND_FILL, Chance, FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, pe};
 use crate::error::Result;
 
 /// One line: a mean per x with its band.
@@ -269,6 +269,33 @@ where
     Ok(())
 }
 
+/// Whether two bands of a panel share some y at some x: two filled series bands at a common
+/// x, a baseline's band and a series band anywhere, or two baselines. Translucent fills there
+/// mix into a grey that belongs to no line, so the panel draws band edges only.
+pub fn bands_overlap(p: &LinePanel) -> bool {
+    let meets = |a: (f64, f64), b: (f64, f64)| a.0 <= b.1 && b.0 <= a.1;
+    let bands: Vec<Vec<(f64, (f64, f64))>> = if p.error_bars {
+        vec![]
+    } else {
+        p.series
+            .iter()
+            .map(|s| s.points.iter().filter_map(|(x, st)| st.band.map(|b| (*x, b))).collect())
+            .collect()
+    };
+    let base: Vec<(f64, f64)> = p.baselines.iter().filter_map(|b| b.stat.band).collect();
+    for (i, a) in bands.iter().enumerate() {
+        for b in &bands[i + 1..] {
+            if a.iter().any(|(x, ba)| b.iter().any(|(y, bb)| x == y && meets(*ba, *bb))) {
+                return true;
+            }
+        }
+        if a.iter().any(|(_, ba)| base.iter().any(|bb| meets(*ba, *bb))) {
+            return true;
+        }
+    }
+    base.iter().enumerate().any(|(i, a)| base[i + 1..].iter().any(|b| meets(*a, *b)))
+}
+
 fn draw_contents<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     p: &LinePanel,
@@ -283,17 +310,24 @@ where
     // A log axis shows positive values only.
     let shown = |y: f64| y.is_finite() && (frame.y_floor == f64::NEG_INFINITY || y > 0.0);
     let stroke = 5;
+    let fill = !bands_overlap(p);
+    let edge = |c: RGBColor| c.mix(BAND_EDGE).stroke_width(2);
     for b in &p.baselines {
         if !shown(b.stat.mean) {
             continue;
         }
         if let Some((lo, hi)) = b.stat.band.map(|(lo, hi)| (cut(lo), hi)) {
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(x_lo, lo), (x_hi, hi)],
-                    b.color.mix(if p.baselines.len() > 1 { 0.07 } else { 0.12 }).filled(),
-                )))
-                .map_err(pe)?;
+            if fill {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x_lo, lo), (x_hi, hi)],
+                        b.color.mix(BAND_FILL).filled(),
+                    )))
+                    .map_err(pe)?;
+            }
+            for y in [lo, hi].into_iter().filter(|y| shown(*y)) {
+                hline(chart, (x_lo, x_hi, y), Dash::Solid, edge(b.color))?;
+            }
         }
         hline(chart, (x_lo, x_hi, b.stat.mean), Dash::Dashed, b.color.stroke_width(stroke))?;
     }
@@ -320,8 +354,15 @@ where
             let lower: Vec<(f64, f64)> =
                 pts.iter().rev().filter_map(|(x, st)| st.band.map(|b| (*x, b.0))).collect();
             if upper.len() >= 2 {
-                let poly: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
-                chart.draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled()))).map_err(pe)?;
+                if fill {
+                    let poly: Vec<(f64, f64)> = upper.iter().chain(&lower).copied().collect();
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(poly, c.mix(BAND_FILL).filled())))
+                        .map_err(pe)?;
+                }
+                for e in [upper, lower] {
+                    chart.draw_series(LineSeries::new(e, edge(c))).map_err(pe)?;
+                }
             }
         } else {
             chart
@@ -461,6 +502,40 @@ mod tests {
         assert!((narrow[0] - 0.6).abs() < 1e-12 && (narrow[6] - 1.8).abs() < 1e-12, "{narrow:?}");
         assert_eq!(log_ticks(0.011, 0.55), [0.03, 0.1, 0.3]);
         assert_eq!(log_ticks(0.15, 0.9), [0.2, 0.3, 0.5]);
+    }
+
+    fn band_series(band: (f64, f64)) -> Series {
+        let st = Stat { mean: (band.0 + band.1) / 2.0, band: Some(band), n: 3 };
+        Series { label: String::new(), color: BLACK, points: vec![(1.0, st), (2.0, st)] }
+    }
+
+    #[test]
+    fn bands_overlap_where_they_share_a_y_at_an_x() {
+        let panel = |series: Vec<Series>, baselines: Vec<(f64, f64)>, error_bars: bool| LinePanel {
+            series,
+            baselines: baselines
+                .into_iter()
+                .map(|b| Baseline {
+                    color: BLACK,
+                    stat: Stat { mean: (b.0 + b.1) / 2.0, band: Some(b), n: 3 },
+                })
+                .collect(),
+            error_bars,
+            ..LinePanel::default()
+        };
+        let (low, high, mid) = ((0.1, 0.2), (0.3, 0.4), (0.15, 0.35));
+        assert!(!bands_overlap(&panel(vec![band_series(low), band_series(high)], vec![], false)));
+        assert!(bands_overlap(&panel(vec![band_series(low), band_series(mid)], vec![], false)));
+        // Bands at different x never meet.
+        let mut moved = band_series(mid);
+        moved.points.iter_mut().for_each(|p| p.0 += 10.0);
+        assert!(!bands_overlap(&panel(vec![band_series(low), moved], vec![], false)));
+        // Error bars are not fills; baselines still are.
+        assert!(!bands_overlap(&panel(vec![band_series(low), band_series(mid)], vec![], true)));
+        assert!(bands_overlap(&panel(vec![], vec![low, mid], true)));
+        assert!(!bands_overlap(&panel(vec![], vec![low, high], true)));
+        assert!(bands_overlap(&panel(vec![band_series(high)], vec![mid], false)));
+        assert!(!bands_overlap(&panel(vec![band_series(high)], vec![low], false)));
     }
 
     #[test]

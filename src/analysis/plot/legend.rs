@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{FONT, TICK_PX, pe};
+use super::style::{BAND_EDGE, BAND_FILL, FONT, TICK_PX, pe};
 use super::typeset::plain;
 use crate::error::Result;
 
@@ -108,8 +108,19 @@ fn swatch<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: Swatch, x: i32, 
         }
         Swatch::Line { color, dash, marker, band } => {
             if band {
-                area.draw(&Rectangle::new([(x, y - 13), (x + SWATCH_PX, y + 13)], color.mix(0.15).filled()))
+                // As a panel draws a band: a light fill between edges of the line's colour.
+                area.draw(&Rectangle::new(
+                    [(x, y - 13), (x + SWATCH_PX, y + 13)],
+                    color.mix(BAND_FILL).filled(),
+                ))
+                .map_err(pe)?;
+                for e in [y - 13, y + 13] {
+                    area.draw(&PathElement::new(
+                        vec![(x, e), (x + SWATCH_PX, e)],
+                        color.mix(BAND_EDGE).stroke_width(2),
+                    ))
                     .map_err(pe)?;
+                }
             }
             let style = color.stroke_width(5);
             match dash.pattern() {

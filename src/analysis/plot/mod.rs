@@ -23,7 +23,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as Sql;
 use serde::Serialize;
 
-use crate::experiment::metric::range;
+use crate::experiment::metric::{magnitude, range};
 use ceiling::Ceilings;
 use data::{Coverage, OrdValue, RunInfo, SpecCell, Statistic, stat};
 use draw::{Baseline, HistPanel, LinePanel, Reference, ScatterPanel, Series};
@@ -84,6 +84,8 @@ enum PanelRecord {
         references: Vec<f64>,
         /// The thin grey chance line (accuracy 0.5, pair loss ln 2), when the panel has one.
         chance: Option<f64>,
+        /// Whether the y axis is logarithmic (asked for, or a magnitude spanning decades).
+        log_y: bool,
     },
     Histogram {
         title: String,
@@ -255,10 +257,15 @@ fn footer(
             "One run per point: no band.".to_string()
         }
         FigureKind::Curves => {
-            format!("Lines: mean over {} at each step; bands: {}.", points.describe(), fig.band.describe())
+            format!(
+                "Lines: mean over {} at each step; bands: {} (outlined only where bands overlap).",
+                points.describe(),
+                fig.band.describe()
+            )
         }
         FigureKind::Final | FigureKind::GraphKinds => format!(
-            "Points: mean of each run's {value} over {} at each point; bars and shaded band: {}.",
+            "Points: mean of each run's {value} over {} at each point; bars and band (outlined only where \
+             bands overlap): {}.",
             points.describe(),
             fig.band.describe()
         ),
@@ -349,9 +356,45 @@ impl Points {
 }
 
 /// The y-axis label of a metric: its unit, and the scale when it is a log axis.
-fn axis_label(fig: &FigureSpec, metric: &str) -> String {
+fn axis_label(metric: &str, log_y: bool) -> String {
     let unit = metric_unit(metric);
-    if fig.log_y.iter().any(|m| m == metric) { format!("{unit} (log scale)") } else { unit.to_string() }
+    if log_y { format!("{unit} (log scale)") } else { unit.to_string() }
+}
+
+/// How many decades the means of a magnitude must span for its panel to get a log axis
+/// unasked: at two, a linear axis flattens the smaller lines onto zero.
+const LOG_Y_DECADES: f64 = 2.0;
+
+/// Sets the y scale of each panel, `metrics[i]` being the metric panel `i` shows: log when
+/// the figure asks for it (`log_y`), or when the metric is a magnitude whose drawn means, over
+/// all of the metric's panels (so its splits share a scale), are positive and span at least
+/// [`LOG_Y_DECADES`] decades (max |r| of λ = 0 and λ = 1 runs, say). Means ≤ 0 keep the axis
+/// linear, since a log axis would drop them.
+fn set_y_scales(fig: &FigureSpec, panels: &mut [LinePanel], metrics: &[&str]) {
+    let drawn_means = |p: &LinePanel| -> Vec<f64> {
+        p.series
+            .iter()
+            .flat_map(|s| s.points.iter().filter(|(x, _)| !p.log_x || *x > 0.0).map(|(_, st)| st.mean))
+            .chain(p.baselines.iter().map(|b| b.stat.mean))
+            .filter(|m| m.is_finite())
+            .collect()
+    };
+    for &metric in metrics {
+        let means: Vec<f64> = panels
+            .iter()
+            .zip(metrics)
+            .filter(|(_, m)| **m == metric)
+            .flat_map(|(p, _)| drawn_means(p))
+            .collect();
+        let (lo, hi) =
+            means.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &m| (a.min(m), b.max(m)));
+        let spans = !means.is_empty() && lo > 0.0 && (hi / lo).log10() >= LOG_Y_DECADES;
+        let log_y = fig.log_y.iter().any(|m| m == metric) || (magnitude(metric) && spans);
+        for (p, _) in panels.iter_mut().zip(metrics).filter(|(_, m)| **m == metric) {
+            p.log_y = log_y;
+            p.y_label = axis_label(metric, log_y);
+        }
+    }
 }
 
 fn group_label(keys: &[String], values: &[OrdValue]) -> String {
@@ -473,9 +516,9 @@ fn curve_panels(
             panels.push(LinePanel {
                 title: format!("{} ({split})", metric_title(metric)),
                 x_label: if fig.log_x { "training step (log scale)".into() } else { "training step".into() },
-                y_label: axis_label(fig, metric),
+                y_label: axis_label(metric, false),
                 log_x: fig.log_x,
-                log_y: fig.log_y.contains(metric),
+                log_y: false,
                 error_bars: false,
                 references: references(ceilings, &groups, split, metric)?,
                 series,
@@ -484,6 +527,8 @@ fn curve_panels(
             });
         }
     }
+    let shown: Vec<&str> = fig.splits.iter().flat_map(|_| fig.metrics.iter().map(String::as_str)).collect();
+    set_y_scales(fig, &mut panels, &shown);
     let mut legend: Vec<Entry> = panels
         .first()
         .map(|p| {
@@ -605,9 +650,9 @@ fn final_panels(
             panels.push(LinePanel {
                 title: format!("{which} {} ({split})", metric_title(metric)),
                 x_label: format!("{xsym} (log scale)"),
-                y_label: axis_label(fig, metric),
+                y_label: axis_label(metric, false),
                 log_x: true,
-                log_y: fig.log_y.contains(metric),
+                log_y: false,
                 error_bars: true,
                 references: if by_kind { vec![] } else { references(ceilings, &groups, split, metric)? },
                 series,
@@ -616,6 +661,8 @@ fn final_panels(
             });
         }
     }
+    let shown: Vec<&str> = fig.splits.iter().flat_map(|_| fig.metrics.iter().map(String::as_str)).collect();
+    set_y_scales(fig, &mut panels, &shown);
     if missing_baseline {
         notes.push(format!("no {xsym} = 0 runs in some lines: no unregularized baseline drawn for them"));
     }
@@ -836,6 +883,7 @@ impl Panels {
                     baselines: p.baselines.iter().map(|b| b.stat.mean).collect(),
                     references: p.references.iter().map(|r| r.value).collect(),
                     chance: p.chance.map(|c| c.value),
+                    log_y: p.log_y,
                 })
                 .collect(),
             Panels::Hists(ps) => ps
@@ -984,6 +1032,35 @@ pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Wri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn panel_of(means: &[f64]) -> LinePanel {
+        let st = |m: f64| data::Stat { mean: m, band: None, n: 2 };
+        let points = means.iter().enumerate().map(|(i, m)| (i as f64 + 1.0, st(*m))).collect();
+        LinePanel {
+            series: vec![Series { label: String::new(), color: BLACK, points }],
+            ..LinePanel::default()
+        }
+    }
+
+    /// A magnitude's panels go log together when their means span two decades; other
+    /// metrics, and magnitudes with a mean at 0, only when the figure asks.
+    #[test]
+    fn magnitudes_spanning_decades_get_a_log_axis() {
+        let mut fig = catalogue().into_iter().find(|f| f.kind == FigureKind::Curves).unwrap();
+        let scales = |fig: &FigureSpec, metric: &str, panels: &[&[f64]]| {
+            let mut ps: Vec<LinePanel> = panels.iter().map(|m| panel_of(m)).collect();
+            let metrics = vec![metric; ps.len()];
+            set_y_scales(fig, &mut ps, &metrics);
+            ps.iter().map(|p| (p.log_y, p.y_label.contains("log scale"))).collect::<Vec<_>>()
+        };
+        // 0.1 … 1 in one split and 1 … 20 in the other: 2.3 decades together.
+        assert_eq!(scales(&fig, "reward_max_abs", &[&[0.1, 1.0], &[1.0, 20.0]]), [(true, true); 2]);
+        assert_eq!(scales(&fig, "reward_max_abs", &[&[0.3, 1.0], &[1.0, 20.0]]), [(false, false); 2]);
+        assert_eq!(scales(&fig, "reward_max_abs", &[&[0.0, 1.0], &[1.0, 2000.0]]), [(false, false); 2]);
+        assert_eq!(scales(&fig, "loss_pair", &[&[0.001, 1.0]]), [(false, false)]);
+        fig.log_y = vec!["loss_pair".into()];
+        assert_eq!(scales(&fig, "loss_pair", &[&[0.5, 1.0]]), [(true, true)]);
+    }
 
     #[test]
     fn wrap_keeps_every_word_and_fits() {

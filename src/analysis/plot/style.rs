@@ -152,6 +152,11 @@ pub fn metric_unit(name: &str) -> &'static str {
     }
 }
 
+/// Opacity of a band's fill, drawn only where no two bands of a panel overlap.
+pub const BAND_FILL: f64 = 0.18;
+/// Opacity of a band's edges, drawn always: overlapping bands stay told apart by them.
+pub const BAND_EDGE: f64 = 0.55;
+
 /// A short tick label: 4 significant digits at most, no trailing zeros.
 pub fn tick(x: f64) -> String {
     if x == 0.0 {

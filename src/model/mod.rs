@@ -5,6 +5,7 @@ mod build;
 pub mod encoder;
 mod mlp;
 mod scorer;
+pub mod transformer;
 
 pub use build::build_model;
 pub use mlp::{RewardModel, activate};

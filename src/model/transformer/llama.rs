@@ -144,6 +144,8 @@ impl Llama {
     /// `[B, T]` (1 = token, 0 = padding, on either side). Positions count a row's tokens
     /// only, so a row's states do not depend on its padding; a token attends to the tokens at
     /// or before it.
+    // `x = x + …`, not `x += …`: tch's `+=` adds in place, into a tensor autograd has saved.
+    #[allow(clippy::assign_op_pattern)]
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Tensor {
         let (b, t) = (ids.size()[0], ids.size()[1]);
         let (heads, kv, d) =

@@ -547,3 +547,26 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
         9
     );
 }
+
+/// Issue 26: a sweep stopped by the file-size limit (`ulimit -f`) is not killed by SIGXFSZ
+/// without a word: the write fails, one line names the store, exit 1; the store stays sound
+/// and the next sweep (without the limit) completes it.
+#[test]
+fn a_file_size_limit_is_a_write_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let bin = env!("CARGO_BIN_EXE_rmlab");
+    // 100 KiB: the schema fits, the runs' rows do not (the store of quick.toml is 160 KiB).
+    let script = format!("ulimit -f 100; exec '{bin}' sweep '{}' --db '{}' --jobs 1", quick(), db.display());
+    let out = Command::new("bash").args(["-c", &script]).current_dir(repo()).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "exit {:?} (a signal kills with none):\n{err}", out.status);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("rmlab: error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains(&db.display().to_string()), "{err}");
+    let check: String =
+        Connection::open(&db).unwrap().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]));
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
+}

@@ -169,7 +169,7 @@ fn migrate(a: MigrateArgs) -> Result<()> {
     if !a.db.exists() {
         return Err(Error::file(&a.db, "no such store"));
     }
-    let store = Store::open(&a.db)?;
+    let store = Store::open_checked(&a.db)?;
     errln!("{}: schema version {}", a.db.display(), store.schema_version()?);
     Ok(())
 }

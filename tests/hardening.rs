@@ -144,8 +144,7 @@ fn set_on_a_swept_key_replaces_the_axis_and_is_recorded() {
 }
 
 /// Read-only commands leave the store's bytes alone: no lock, no WAL switch, no migration.
-/// (SQLite lets a reader of a WAL store create the empty `-wal`/`-shm` companions a writer
-/// would use; the database file itself is not touched.)
+/// (Nor do they create `-wal`/`-shm` beside it: readers_leave_no_wal_files_and_see_a_live_writer.)
 #[test]
 fn read_only_commands_do_not_write_the_store() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,7 @@ macro_rules! errln {
 }
 
 fn main() -> ExitCode {
+    survive_file_size_limit();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +41,16 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// A write past the file-size limit (`ulimit -f`) raises SIGXFSZ, whose default action ends the
+/// process without a word and leaves its run `running`. With a handler installed the write fails
+/// with EFBIG instead, and that error is reported as a full disk's is: one line naming the file,
+/// exit 1. signal-hook's flag handler is a safe API (`unsafe` is for src/train/kernels.rs only);
+/// the flag itself is not read.
+fn survive_file_size_limit() {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
 }
 
 fn run(command: Command) -> Result<()> {
@@ -158,7 +169,7 @@ fn migrate(a: MigrateArgs) -> Result<()> {
     if !a.db.exists() {
         return Err(Error::file(&a.db, "no such store"));
     }
-    let store = Store::open(&a.db)?;
+    let store = Store::open_checked(&a.db)?;
     errln!("{}: schema version {}", a.db.display(), store.schema_version()?);
     Ok(())
 }

@@ -144,8 +144,7 @@ fn set_on_a_swept_key_replaces_the_axis_and_is_recorded() {
 }
 
 /// Read-only commands leave the store's bytes alone: no lock, no WAL switch, no migration.
-/// (SQLite lets a reader of a WAL store create the empty `-wal`/`-shm` companions a writer
-/// would use; the database file itself is not touched.)
+/// (Nor do they create `-wal`/`-shm` beside it: readers_leave_no_wal_files_and_see_a_live_writer.)
 #[test]
 fn read_only_commands_do_not_write_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +185,8 @@ fn read_only_commands_do_not_write_the_store() {
     }
     let out = rmlab(&["sweep", &quick(), "--db", old.to_str().unwrap(), "--dry-run"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("schema version 2 is older than this rmlab's 3"), "{}", stderr(&out));
+    let older = format!("schema version 2 is older than this rmlab's {}", rmlab::store::SCHEMA_VERSION);
+    assert!(stderr(&out).contains(&older), "{}", stderr(&out));
     assert_eq!(count(&old, "PRAGMA user_version"), 2);
 }
 
@@ -546,4 +546,212 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
         count(&dbs[4], "SELECT count(*) FROM runs WHERE engine = 'autograd' AND batch_group IS NULL"),
         9
     );
+}
+
+/// The store's `-wal` and `-shm` files that exist now.
+fn wal_files(db: &Path) -> Vec<String> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|s| format!("{}{s}", db.display()))
+        .filter(|p| Path::new(p).exists())
+        .collect()
+}
+
+/// `db` with the first leaf page of its `metrics` b-tree scrambled (issue 26): SQLite's
+/// `quick_check` finds it, but a sweep that only appends runs (to the right edge of every
+/// b-tree) would never read it.
+fn damage_first_metrics_leaf(db: &Path) {
+    let (page, size): (i64, i64) = {
+        let conn = Connection::open(db).unwrap();
+        let page = conn
+            .query_row(
+                "SELECT pageno FROM dbstat WHERE name = 'metrics' AND pagetype = 'leaf' ORDER BY path LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let leaves: i64 = conn
+            .query_row("SELECT count(*) FROM dbstat WHERE name = 'metrics' AND pagetype = 'leaf'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(leaves >= 4, "the first leaf must be away from the right edge ({leaves} leaves)");
+        (page, conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap())
+    };
+    assert!(wal_files(db).is_empty(), "everything is in the store file");
+    let mut bytes = std::fs::read(db).unwrap();
+    let start = ((page - 1) * size) as usize;
+    for b in &mut bytes[start..start + size as usize] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(db, &bytes).unwrap();
+}
+
+/// Issue 26: a sweep (`--force` too), a merge into it and a migration refuse a store that fails
+/// `quick_check`, naming it, exit 1, and write nothing to it. Before, `sweep --force` added runs
+/// to a file that failed `integrity_check` and `merge` wrote into a damaged target.
+#[test]
+fn writers_refuse_a_damaged_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "wide.toml",
+        &std::fs::read_to_string(quick()).unwrap().replace("seeds = 2", "seeds = 6"),
+    );
+    let (db, good) = (dir.path().join("s.sqlite"), dir.path().join("good.sqlite"));
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let other = write(
+        dir.path(),
+        "other.toml",
+        &std::fs::read_to_string(quick()).unwrap().replace("name = \"quick\"", "name = \"other\""),
+    );
+    ok(rmlab(&["sweep", other.to_str().unwrap(), "--db", good.to_str().unwrap()]));
+    damage_first_metrics_leaf(&db);
+    let bytes = std::fs::read(&db).unwrap();
+    let runs = count(&db, "SELECT count(*) FROM runs");
+    for out in [
+        rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap(), "--force"]),
+        rmlab(&["merge", good.to_str().unwrap(), "--into", db.to_str().unwrap()]),
+        rmlab(&["migrate", "--db", db.to_str().unwrap()]),
+    ] {
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().filter(|l| l.starts_with("rmlab: error:")).count(), 1, "{err}");
+        assert!(err.contains(&format!("{}: damaged (SQLite quick_check", db.display())), "{err}");
+        assert_eq!(count(&db, "SELECT count(*) FROM runs"), runs);
+        assert!(std::fs::read(&db).unwrap() == bytes, "the damaged store was written to");
+    }
+}
+
+/// Issue 26: a run left `running` by a sweep killed with SIGKILL reads as `interrupted` in
+/// `query runs` and `status` at once (read-only: the store is not written), and the next sweep
+/// records it as `interrupted`, so no dead run stays `running` beside the finished ones.
+#[test]
+fn runs_of_a_killed_sweep_become_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(quick())
+        .unwrap()
+        .replace("steps = 100", "steps = 4000")
+        .replace("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.1]");
+    let spec = write(dir.path(), "long.toml", &text);
+    let db = dir.path().join("s.sqlite");
+    let (spec_s, db_s) = (spec.to_str().unwrap(), db.to_str().unwrap());
+    let running = |db: &Path| -> i64 {
+        Connection::open(db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmlab"))
+        .args(["sweep", spec_s, "--db", db_s, "--jobs", "1", "--no-vectorize"])
+        .current_dir(repo())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while running(&db) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(running(&db), 1, "the sweep was killed while a run was running");
+
+    let runs = String::from_utf8_lossy(
+        &ok(rmlab(&["query", "runs", "--db", db_s, "--all-runs", "--format", "csv"])).stdout,
+    )
+    .into_owned();
+    assert!(runs.contains(",interrupted,") && !runs.contains(",running,"), "{runs}");
+    let filtered = ok(rmlab(&["query", "runs", "--db", db_s, "--all-runs", "--where", "status=interrupted"]));
+    assert!(String::from_utf8_lossy(&filtered.stdout).contains("interrupted"));
+    let status = String::from_utf8_lossy(&ok(rmlab(&["status", spec_s, "--db", db_s])).stdout).into_owned();
+    assert!(status.contains("interrupted") && !status.contains(" running "), "{status}");
+    assert_eq!(running(&db), 1, "readers do not write");
+
+    ok(rmlab(&["sweep", spec_s, "--db", db_s]));
+    assert_eq!(running(&db), 0, "the resumed sweep recorded the dead run");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM runs WHERE status = 'interrupted' AND error LIKE '%was gone%'"),
+        1
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 2);
+}
+
+/// Issue 26: `query`, `status`, `plot` and `score` on a store with no `-wal`/`-shm` beside it
+/// create neither (in a shared directory another user's would be files the owner cannot
+/// write), and a store with a live writer is still read through its WAL, rows not yet
+/// checkpointed included.
+#[test]
+fn readers_leave_no_wal_files_and_see_a_live_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let db_s = db.to_str().unwrap();
+    let real = repo().join("experiments/real.toml").display().to_string();
+    let sets = [
+        "--set",
+        "data.path=tests/fixtures/trl/pairs.jsonl",
+        "--set",
+        "train.steps=60",
+        "--set",
+        "loss.lambda=0.01",
+        "--set",
+        "train.save=\"final\"",
+    ];
+    let with_sets =
+        |args: &[&str]| -> Vec<String> { args.iter().chain(&sets).map(|s| s.to_string()).collect() };
+    let run = |args: Vec<String>| ok(rmlab(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    run(with_sets(&["sweep", &real, "--db", db_s]));
+    assert!(wal_files(&db).is_empty(), "the sweep's last connection removed them");
+    let uid: String = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+        .query_row("SELECT uid FROM runs LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    // That read made them: remove them as its connection could not.
+    for f in wal_files(&db) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let figures = dir.path().join("fig");
+    let pairs = repo().join("tests/fixtures/trl/pairs.jsonl").display().to_string();
+    for args in [
+        vec!["query".to_string(), "runs".into(), "--db".into(), db_s.into()],
+        vec!["query".into(), "summary".into(), "--db".into(), db_s.into()],
+        with_sets(&["status", &real, "--db", db_s]),
+        with_sets(&["plot", &real, "--db", db_s, "--out-dir", figures.to_str().unwrap()]),
+        vec!["score".into(), "--run".into(), uid.clone(), pairs.clone(), "--db".into(), db_s.into()],
+    ] {
+        run(args.clone());
+        assert!(wal_files(&db).is_empty(), "{args:?} left {:?}", wal_files(&db));
+    }
+
+    // A live writer: its committed change is still only in the WAL, and is read.
+    let writer = Connection::open(&db).unwrap();
+    writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;").unwrap();
+    writer.execute("UPDATE runs SET seed = 4242 WHERE uid = ?1", [&uid]).unwrap();
+    assert!(!wal_files(&db).is_empty());
+    let out =
+        run(vec!["query".into(), "runs".into(), "--db".into(), db_s.into(), "--format".into(), "csv".into()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4242"), "the WAL's rows are read");
+    drop(writer);
+}
+
+/// Issue 26: a sweep stopped by the file-size limit (`ulimit -f`) is not killed by SIGXFSZ
+/// without a word: the write fails, one line names the store, exit 1; the store stays sound
+/// and the next sweep (without the limit) records the cut-off run as `interrupted`.
+#[test]
+fn a_file_size_limit_is_a_write_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.sqlite");
+    let bin = env!("CARGO_BIN_EXE_rmlab");
+    // 100 KiB: the schema fits, the runs' rows do not (the store of quick.toml is 160 KiB).
+    let script = format!("ulimit -f 100; exec '{bin}' sweep '{}' --db '{}' --jobs 1", quick(), db.display());
+    let out = Command::new("bash").args(["-c", &script]).current_dir(repo()).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "exit {:?} (a signal kills with none):\n{err}", out.status);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("rmlab: error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains(&db.display().to_string()), "{err}");
+    let check: String =
+        Connection::open(&db).unwrap().query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    ok(rmlab(&["sweep", &quick(), "--db", db.to_str().unwrap()]));
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'running'"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
 }

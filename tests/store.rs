@@ -48,7 +48,7 @@ fn fresh_store_has_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 }
 
 #[test]
@@ -79,9 +79,10 @@ fn version_1_migrates_with_summaries_backfilled() {
 }
 
 /// A version-2 store (rmlab before run engines and artifacts) gains the v3 columns and table,
-/// and keeps its runs.
+/// then v4's `interrupted` status (a rebuilt `runs`), and keeps its runs and everything that
+/// points at them (foreign keys on, the rebuild's drop would have deleted them).
 #[test]
-fn version_2_migrates_to_3() {
+fn version_2_migrates_to_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("v2.sqlite");
     make_v1(&db);
@@ -93,8 +94,14 @@ fn version_2_migrates_to_3() {
         tx.commit().unwrap();
     }
     let store = Store::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let conn = store.connection();
+    assert_eq!(count(&db, "SELECT count(*) FROM params"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM metrics"), 8);
+    assert_eq!(count(&db, "SELECT count(*) FROM summaries"), 3);
+    conn.execute("UPDATE runs SET status = 'interrupted' WHERE id = 1", []).unwrap();
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(fk, 1, "foreign keys are on once migrated");
     let (engine, report): (Option<String>, Option<String>) = conn
         .query_row("SELECT engine, data_report FROM runs WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use sha2::Digest;
 
-use super::{SCHEMA_VERSION, Store, at, file_uri};
+use super::{SCHEMA_VERSION, Store, at, file_uri, quick_check};
 use crate::error::{Error, Result};
 
 /// What a merge did, per source.
@@ -48,8 +48,8 @@ const RUN_COLUMNS: &str =
     started_at, ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version,
     torch_version, uid, data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report, process";
 
-/// Merges every source store into the store at `into` (created if missing). Every source is
-/// checked first (it exists, passes SQLite's `quick_check`, is an rmlab store of this schema
+/// Merges every source store into the store at `into` (created if missing). The target, when it
+/// exists, must pass `quick_check` too. Every source is checked first (it exists, passes SQLite's `quick_check`, is an rmlab store of this schema
 /// version, and every artifact path it records stays inside its directory); a bad one is named
 /// and nothing is written. Then the artifact files of the runs to be copied are copied (each
 /// checked against its SHA-256), and only then the runs that point at them are committed: a
@@ -61,7 +61,8 @@ pub fn merge(sources: &[PathBuf], into: &Path) -> Result<MergeReport> {
         check_source(src, into)?;
         found.push(read_source(src)?);
     }
-    let existing = if into.exists() { Some(Store::open(into)?) } else { None };
+    // A damaged target is refused before anything is copied into it.
+    let existing = if into.exists() { Some(Store::open_checked(into)?) } else { None };
     let plans = plan(sources, &found, existing.as_ref(), into)?;
     let mut copied = Copied::default();
     if let Err(e) = plans.iter().try_for_each(|p| p.files.iter().try_for_each(|f| copied.copy(f))) {
@@ -315,15 +316,9 @@ fn check_source(src: &Path, into: &Path) -> Result<()> {
         Ok(c) => c,
         Err(e) => return bad(format!("cannot open it ({e})")),
     };
-    let check: rusqlite::Result<String> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
-    match check {
-        Ok(ok) if ok == "ok" => {}
-        Ok(problem) => {
-            return bad(format!(
-                "damaged (SQLite quick_check: {})",
-                problem.split_whitespace().collect::<Vec<_>>().join(" ")
-            ));
-        }
+    match quick_check(&conn) {
+        Ok(None) => {}
+        Ok(Some(problem)) => return bad(format!("damaged (SQLite quick_check: {problem})")),
         Err(e) => return bad(format!("not a readable SQLite store ({e})")),
     }
     let version: i64 = match conn.query_row("PRAGMA user_version", [], |r| r.get(0)) {

@@ -60,6 +60,20 @@ impl Store {
     /// Opens for writing (creating it if needed, with its parent directory) and migrates the
     /// store at `path`. A file that cannot be written is refused here, before any work.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with(path, false)
+    }
+
+    /// [`Store::open`] for the first writer of a command (a sweep, a merge into an existing
+    /// store, a migration): a store that fails SQLite's `quick_check` is refused, naming it,
+    /// before anything is written to it (the migration included). Writing into a damaged file
+    /// can spread the damage, and a sweep would add runs to a file no reader can trust. The
+    /// check reads every page (about 1 s for 10 million metric rows, see docs/schema.md), so it
+    /// is made once a command, not by each worker's connection.
+    pub fn open_checked(path: &Path) -> Result<Store> {
+        Store::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, check: bool) -> Result<Store> {
         // A path that cannot name a store file is bad input (exit 2), said before SQLite's
         // "unable to open database file".
         if path.is_dir() {
@@ -92,9 +106,35 @@ impl Store {
         if version == 0 && tables > 0 {
             return Err(store.foreign());
         }
+        if check {
+            store.check_intact()?;
+        }
         store.configure()?;
         store.migrate()?;
+        // On only once migrated: a migration that rebuilds a table (version 4) must not
+        // cascade the drop of the old one into the rows that point at it.
+        store.sql(store.conn.execute_batch("PRAGMA foreign_keys = ON;"))?;
         Ok(store)
+    }
+
+    /// Refuses a store that fails SQLite's `quick_check` (a damaged page, a broken b-tree),
+    /// with the first problem SQLite names: exit 1, nothing written.
+    pub fn check_intact(&self) -> Result<()> {
+        match quick_check(&self.conn) {
+            Ok(None) => Ok(()),
+            Ok(Some(problem)) => Err(Error::Store {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "damaged (SQLite quick_check: {problem}); nothing was written to it. Keep a copy, then \
+                     recover what it holds with `sqlite3 {} .recover | sqlite3 new.sqlite`, or sweep into a new store",
+                    self.path.display()
+                ),
+            }),
+            Err(e) => Err(Error::Store {
+                path: self.path.display().to_string(),
+                message: format!("damaged (SQLite quick_check failed: {e}); nothing was written to it"),
+            }),
+        }
     }
 
     fn tables(&self) -> Result<i64> {
@@ -110,9 +150,26 @@ impl Store {
         }
     }
 
-    /// Opens an existing store for reading only: no lock is taken, nothing is migrated or
-    /// written, and a write-protected file (or directory) is fine. The store must be at this
-    /// rmlab's schema version.
+    /// Opens an existing store for reading only: nothing is migrated or written, a
+    /// write-protected file (or directory) is fine, and no file is created beside it. The store
+    /// must be at this rmlab's schema version. Runs left `running` by a process that is gone read
+    /// as `interrupted` ([`Store::show_dead_runs_as_interrupted`]).
+    ///
+    /// A WAL store's readers normally create `<store>-wal` and `<store>-shm` when they are
+    /// absent, and a read-only connection cannot remove them again: another user's `query` in a
+    /// shared directory would leave files the store's owner cannot write. So:
+    /// - with no `-wal` beside the store, no writer has it open (the last writer to close
+    ///   checkpoints and removes it) and it is opened `immutable`: no lock, no file created;
+    /// - with a `-wal` (a live writer, or one killed with committed rows still in it) it is
+    ///   opened the ordinary read-only way, through the files that are already there, so rows
+    ///   only in the WAL are read too.
+    ///
+    /// The price of `immutable`: a writer that starts while the read is under way, and
+    /// checkpoints into the store file before the read ends (a sweep does after ~4 MB of rows,
+    /// or when it ends), can make that read fail as malformed or miss rows; SQLite's locks are
+    /// not there to prevent it. A `-wal` that appears between the check and the open is caught
+    /// (the store is then reopened the ordinary way); the rest of that window is the time one
+    /// command reads, and rerunning it reads a consistent store.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         if path.is_dir() {
             return Err(Error::file(path, "is a directory; --db names the store's file"));
@@ -122,17 +179,97 @@ impl Store {
         }
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = match Connection::open_with_flags(path, flags) {
-            Ok(c) if readable(&c) => c,
-            // A WAL store in a directory this process cannot write (no -shm to create) opens
-            // as immutable: nothing can change it while it is read-protected anyway.
-            _ => Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)
-                .map_err(|e| Error::sqlite(path, e))?,
+        let wal = sibling(path, "-wal");
+        let immutable = || Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags);
+        let conn = if !wal.exists() {
+            let c = immutable().map_err(|e| Error::sqlite(path, e))?;
+            // Read the schema now, so that a writer starting after this check is noticed here.
+            let read = readable(&c);
+            if read && !wal.exists() {
+                c
+            } else {
+                Connection::open_with_flags(format!("{}?mode=ro", file_uri(path)), flags)
+                    .map_err(|e| Error::sqlite(path, e))?
+            }
+        } else {
+            match Connection::open_with_flags(format!("{}?mode=ro", file_uri(path)), flags) {
+                Ok(c) if readable(&c) => c,
+                // A WAL store in a directory this process cannot write (no -shm to create) opens
+                // as immutable: nothing can change it while it is read-protected anyway.
+                _ => immutable().map_err(|e| Error::sqlite(path, e))?,
+            }
         };
         let store = Store { conn, path: path.to_path_buf() };
         store.sql(store.conn.busy_timeout(Duration::from_secs(60)))?;
         store.check_readable_version()?;
+        store.show_dead_runs_as_interrupted()?;
         Ok(store)
+    }
+
+    /// On a read-only connection, makes every reader (query, plot, score, status) see a run left
+    /// `running` by a process that is gone as `interrupted`, as a later sweep records it
+    /// ([`Store::mark_interrupted`]): a temporary view `runs` over `main.runs`, which unqualified
+    /// names resolve to first, with only `status` changed. It lives in this connection's own
+    /// temporary schema; the file is not touched. Without such runs no view is made.
+    fn show_dead_runs_as_interrupted(&self) -> Result<()> {
+        let dead = self.sql(dead_runs(&self.conn))?;
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<String> = {
+            let mut stmt =
+                self.sql(self.conn.prepare("SELECT name FROM pragma_table_info('runs', 'main')"))?;
+            self.sql(stmt.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()))?
+        };
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| match c.as_str() {
+                "status" => {
+                    "CASE WHEN id IN (SELECT id FROM temp.dead_runs) THEN 'interrupted' ELSE status END \
+                             AS status"
+                        .to_string()
+                }
+                c => format!("\"{}\"", c.replace('"', "\"\"")),
+            })
+            .collect();
+        self.sql(self.conn.execute_batch(&format!(
+            "CREATE TEMP TABLE dead_runs (id INTEGER PRIMARY KEY);
+             CREATE TEMP VIEW runs AS SELECT {} FROM main.runs;",
+            select.join(", ")
+        )))?;
+        let mut ins = self.sql(self.conn.prepare("INSERT INTO temp.dead_runs (id) VALUES (?1)"))?;
+        for (id, _, _) in dead {
+            self.sql(ins.execute([id]))?;
+        }
+        Ok(())
+    }
+
+    /// Records every `running` run whose process is gone (killed, crashed, stopped by a full
+    /// disk) as `interrupted`, with why in `error`; returns how many. A sweep calls it before it
+    /// plans, so that `query runs` no longer shows runs of dead processes beside finished ones.
+    /// A run that is still running, or of another host, is left as it is. The check and the
+    /// update are one write transaction, so a run that finishes meanwhile keeps `finished`.
+    pub fn mark_interrupted(&mut self) -> Result<usize> {
+        let path = self.path.clone();
+        let tx = at(&path, self.conn.transaction_with_behavior(TransactionBehavior::Immediate))?;
+        let dead = at(&path, dead_runs(&tx))?;
+        for (id, host, pid) in &dead {
+            at(
+                &path,
+                tx.execute(
+                    "UPDATE runs SET status = 'interrupted', error = ?2 WHERE id = ?1 AND status = 'running'",
+                    params![
+                        id,
+                        format!(
+                            "its process (pid {pid} on {host}) was gone when a later sweep looked: killed, \
+                             crashed or stopped by a write error; its rows so far are kept"
+                        )
+                    ],
+                ),
+            )?;
+        }
+        at(&path, tx.commit())?;
+        Ok(dead.len())
     }
 
     fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
@@ -161,7 +298,9 @@ impl Store {
                 message: format!("cannot use WAL mode (got {mode})"),
             });
         }
-        self.sql(self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"))
+        // Foreign keys stay off until the store is migrated (see `open_with`); the bundled
+        // SQLite turns them on by default.
+        self.sql(self.conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;"))
     }
 
     /// The schema version of the file.
@@ -308,9 +447,54 @@ fn at<T>(path: &Path, r: rusqlite::Result<T>) -> Result<T> {
     r.map_err(|e| Error::sqlite(path, e))
 }
 
+/// SQLite's `quick_check`: `None` when the file is sound, else its first problem (and how many
+/// more it found), on one line.
+pub(crate) fn quick_check(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    let rows: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(match rows.as_slice() {
+        [ok] if ok == "ok" => None,
+        [] => Some("no answer".into()),
+        [first, rest @ ..] => {
+            let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
+            Some(if rest.is_empty() { first } else { format!("{first}; and {} more problems", rest.len()) })
+        }
+    })
+}
+
 /// Whether a read-only connection can read the file (a WAL file needs its -shm).
 fn readable(conn: &Connection) -> bool {
     conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).is_ok()
+}
+
+/// The `running` runs whose process is known to be gone: `(id, host, pid)`. Gone means this
+/// host, and no process with the recorded pid and start time alive ([`run_process_alive`]); a
+/// run of another host cannot be checked from here and is not among them.
+fn dead_runs(conn: &Connection) -> rusqlite::Result<Vec<(i64, String, i64)>> {
+    let mut stmt = conn.prepare("SELECT id, host, pid, process FROM main.runs WHERE status = 'running'")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut dead = Vec::new();
+    for row in rows {
+        let (id, host, pid, process) = row?;
+        if run_process_alive(host.as_deref(), pid, process.as_deref()) == Some(false) {
+            dead.push((id, host.unwrap_or_default(), pid.unwrap_or_default()));
+        }
+    }
+    Ok(dead)
+}
+
+/// `<path><suffix>`: SQLite's name for the store's `-wal` and `-shm` files.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// `file:` URI of a path, escaping what URIs reserve.

@@ -9,7 +9,8 @@ use rusqlite::Transaction;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a store from version i to i + 1.
-pub const MIGRATIONS: [fn(&Transaction) -> rusqlite::Result<()>; 3] = [v0_to_v1, v1_to_v2, v2_to_v3];
+pub const MIGRATIONS: [fn(&Transaction) -> rusqlite::Result<()>; 4] =
+    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4];
 
 /// Version 1: experiments, runs, params, metrics.
 pub const V1: &str = "
@@ -152,4 +153,78 @@ CREATE TABLE artifacts (
 
 fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(V3)
+}
+
+/// Version 4: a run whose process is gone can be recorded as `interrupted` (a later sweep marks
+/// the `running` runs it finds dead, see `Store::mark_interrupted`). SQLite cannot change a CHECK
+/// constraint in place, so `runs` is rebuilt (SQLite's documented twelve-step way): a new table
+/// with the new constraint and the same columns in the same order, the rows copied, the old one
+/// dropped, the new one renamed, its indexes made again. Foreign keys must be off meanwhile (the
+/// store opens with them off until it is migrated): dropping `runs` with them on would delete
+/// every run's params, metrics, summaries, rewards and artifacts through their cascades.
+pub const V4: &str = "
+CREATE TABLE runs_v4 (
+    id             INTEGER PRIMARY KEY,
+    experiment     TEXT NOT NULL REFERENCES experiments(name),
+    config_hash    TEXT NOT NULL,
+    config_json    TEXT NOT NULL,
+    format_version INTEGER NOT NULL,
+    seed           INTEGER NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'finished', 'diverged', 'failed', 'interrupted')),
+    error          TEXT,
+    diverged_step  INTEGER,
+    started_at     TEXT NOT NULL,
+    ended_at       TEXT,
+    wall_seconds   REAL,
+    device         TEXT NOT NULL,
+    threads        INTEGER NOT NULL,
+    host           TEXT,
+    pid            INTEGER,
+    git_commit     TEXT,
+    git_dirty      INTEGER,
+    rmlab_version  TEXT NOT NULL,
+    torch_version  TEXT,
+    uid            TEXT,
+    data_rows      INTEGER,
+    data_skipped   INTEGER,
+    engine         TEXT,
+    batch_group    TEXT,
+    diverged_reason TEXT,
+    best_step      INTEGER,
+    data_report    TEXT,
+    process        TEXT
+);
+INSERT INTO runs_v4 (
+    id, experiment, config_hash, config_json, format_version, seed, status, error, diverged_step, started_at,
+    ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid,
+    data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report, process)
+SELECT
+    id, experiment, config_hash, config_json, format_version, seed, status, error, diverged_step, started_at,
+    ended_at, wall_seconds, device, threads, host, pid, git_commit, git_dirty, rmlab_version, torch_version, uid,
+    data_rows, data_skipped, engine, batch_group, diverged_reason, best_step, data_report, process
+FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v4 RENAME TO runs;
+CREATE INDEX runs_by_experiment ON runs (experiment, config_hash, status);
+CREATE UNIQUE INDEX runs_by_uid ON runs (uid);
+";
+
+fn v3_to_v4(tx: &Transaction) -> rusqlite::Result<()> {
+    let fail = |message: String| {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(message),
+        ))
+    };
+    let fk: i64 = tx.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    if fk != 0 {
+        return fail("foreign keys are on: rebuilding `runs` would delete what belongs to each run".into());
+    }
+    tx.execute_batch(V4)?;
+    // Every child row still points at its run (step 10 of SQLite's procedure).
+    let dangling: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+    if dangling > 0 {
+        return fail(format!("{dangling} rows point at no run after rebuilding `runs`"));
+    }
+    Ok(())
 }

@@ -267,7 +267,10 @@ fn selected_cells(spec: &Spec, only: &[String]) -> Result<Vec<Cell>> {
 /// frozen encoder's embeddings (cached beside the store, computed with all cores and a
 /// progress bar before any cell runs) and the experiment's record in the store.
 fn prepare(spec: &Spec, opts: &SweepOptions, cells: Vec<Cell>) -> Result<Vec<Cell>> {
-    let store = Store::open(&opts.db)?;
+    // Once per sweep: a damaged store is refused before a run is added to it, and runs that
+    // earlier sweeps left `running` when they were killed are recorded as `interrupted`.
+    let mut store = Store::open_checked(&opts.db)?;
+    store.mark_interrupted()?;
     let states = store.cell_statuses(&spec.name)?;
     let mut todo: Vec<Cell> = cells
         .into_iter()

@@ -478,6 +478,80 @@ fn a_closed_pipe_is_not_a_crash() {
 /// stacked groups), the cells run in two halves with `--only`, or every cell alone
 /// (`--no-vectorize`: the batched engine as groups of one). The engine and group of each run
 /// are recorded. The autograd trainer (`--autograd`) agrees to float32 rounding.
+/// Every metric value of a store, ordered by cell, split, name and step.
+fn metric_values(db: &Path) -> Vec<(String, String, String, i64, Option<f64>)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.config_hash, m.split, m.name, m.step, m.value FROM metrics m JOIN runs r ON r.id = m.run_id
+             ORDER BY 1, 2, 3, 4",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Linear models too: one worker (one group), two workers (two groups) and every cell alone
+/// (`--no-vectorize`) give every metric value bit for bit, and every final reward.
+#[test]
+fn linear_results_do_not_depend_on_jobs_or_grouping() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "linear.toml",
+        &std::fs::read_to_string(quick())
+            .unwrap()
+            .replace("hidden = [16]", "kind = \"linear\"")
+            .replace("seeds = 2", "seeds = 1")
+            .replace("\"loss.lambda\" = [0.0, 0.1]", "\"loss.lambda\" = [0.0, 0.01, 0.1]"),
+    );
+    let spec_s = spec.to_str().unwrap();
+    // Three cells: one group with one worker, groups of two and one with two workers.
+    let runs = [&["--jobs", "1"][..], &["--jobs", "2"], &["--no-vectorize"]];
+    let dbs: Vec<PathBuf> = (0..runs.len()).map(|i| dir.path().join(format!("{i}.sqlite"))).collect();
+    for (db, args) in dbs.iter().zip(runs) {
+        let mut all = vec!["sweep", spec_s, "--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        ok(rmlab(&all));
+    }
+    let reference = metric_values(&dbs[0]);
+    assert_eq!(reference.len(), 3 * 5 * 39);
+    let rewards = |db: &Path| -> Vec<(String, i64, f64)> {
+        let conn = Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT r.config_hash, w.response, w.reward FROM rewards w JOIN runs r ON r.id = w.run_id
+                 ORDER BY 1, 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let final_rewards = rewards(&dbs[0]);
+    assert!(!final_rewards.is_empty());
+    for (db, args) in dbs.iter().zip(runs).skip(1) {
+        let other = metric_values(db);
+        assert_eq!(other.len(), reference.len(), "{args:?}");
+        let differing = reference
+            .iter()
+            .zip(&other)
+            .filter(|(a, b)| {
+                (&a.0, &a.1, &a.2, a.3, a.4.map(f64::to_bits))
+                    != (&b.0, &b.1, &b.2, b.3, b.4.map(f64::to_bits))
+            })
+            .count();
+        assert_eq!(differing, 0, "{args:?}: {differing} of {} metric values differ", reference.len());
+        let bits = |v: &[(String, i64, f64)]| {
+            v.iter().map(|(h, i, r)| (h.clone(), *i, r.to_bits())).collect::<Vec<_>>()
+        };
+        assert!(bits(&rewards(db)) == bits(&final_rewards), "{args:?}: final rewards differ");
+    }
+    let groups =
+        |db: &Path| count(db, "SELECT count(DISTINCT batch_group) FROM runs WHERE engine = 'batched'");
+    assert_eq!((groups(&dbs[0]), groups(&dbs[1]), groups(&dbs[2])), (1, 2, 3));
+}
+
 #[test]
 fn results_do_not_depend_on_how_a_sweep_was_split() {
     let dir = tempfile::tempdir().unwrap();

@@ -169,8 +169,8 @@ pub(super) fn gather_rows(
     true
 }
 
-/// Whether this CPU runs [`relu_head_mask`].
-pub(super) fn relu_head_kernel_available() -> bool {
+/// Whether this CPU runs the head kernels, [`relu_head_mask`] and [`head_rewards`].
+pub(super) fn head_kernels_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -186,11 +186,11 @@ pub(super) fn relu_head_kernel_available() -> bool {
 /// becomes the mask [a > 0] in place. A NaN pre-activation stays NaN through the ReLU (as
 /// LibTorch's), so divergence still shows. `None`, and `a` unchanged, unless both are
 /// contiguous float32 CPU tensors of those shapes lying apart in memory and the CPU has AVX2
-/// and FMA ([`relu_head_kernel_available`]).
+/// and FMA ([`head_kernels_available`]).
 pub(super) fn relu_head_mask(a: &mut Tensor, head: &Tensor) -> Option<Vec<f32>> {
     let &[k, n, h] = a.size().as_slice() else { return None };
     let (k, n, h) = (k as usize, n as usize, h as usize);
-    let ok = relu_head_kernel_available()
+    let ok = head_kernels_available()
         && is_host(a, Kind::Float)
         && is_host(head, Kind::Float)
         && head.numel() == k * (h + 1)
@@ -211,7 +211,7 @@ pub(super) fn relu_head_mask(a: &mut Tensor, head: &Tensor) -> Option<Vec<f32>> 
 /// [`relu_head_mask`]'s loop over `a` `[K, N, H]` and `w` `[K, H + 1]` into `r` `[K·N]`.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA ([`relu_head_kernel_available`]).
+/// The CPU has AVX2 and FMA ([`head_kernels_available`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn relu_head_avx2(a: &mut [f32], w: &[f32], k: usize, n: usize, h: usize, r: &mut [f32]) {
@@ -244,7 +244,73 @@ unsafe fn relu_head_avx2(a: &mut [f32], w: &[f32], k: usize, n: usize, h: usize,
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn relu_head_avx2(_: &mut [f32], _: &[f32], _: usize, _: usize, _: usize, _: &mut [f32]) {
-    unreachable!("relu_head_kernel_available is false off x86_64")
+    unreachable!("head_kernels_available is false off x86_64")
+}
+
+/// The rewards of heads with one output: for inputs `x` `[K, N, W]` and head blocks `head`
+/// `[K, W + 1, 1]` (weights, then bias) or `[K, W, 1]` (a linear model: the bias is the last
+/// weight, read by the ones column of `x`), `r[k, n] = Σᵢ x[k, n, i] · w[k, i]` (`+ b_k`),
+/// `[K·N]` flat. Every row is summed in one fixed order (eight partial sums, their sum, then
+/// the tail), so a cell's rewards do not depend on how many cells share the call: MKL's
+/// batched matmul computes one matrix-vector product (a cell alone) by another kernel than
+/// several, and rounds differently. `None` unless both are contiguous float32 CPU tensors of
+/// those shapes and the CPU has AVX2 and FMA ([`head_kernels_available`]).
+pub(super) fn head_rewards(x: &Tensor, head: &Tensor) -> Option<Vec<f32>> {
+    let &[k, n, w] = x.size().as_slice() else { return None };
+    let &[hk, rows, 1] = head.size().as_slice() else { return None };
+    let ok = head_kernels_available()
+        && hk == k
+        && (rows == w || rows == w + 1)
+        && is_host(x, Kind::Float)
+        && is_host(head, Kind::Float);
+    if !ok {
+        return None;
+    }
+    let mut r = vec![0f32; (k * n) as usize];
+    // SAFETY: the views live only in this function, which calls no other code while they do
+    // and only reads them; the CPU has AVX2 and FMA (checked above).
+    unsafe {
+        let (x, head) = (f32s(x)?, f32s(head)?);
+        head_avx2(x, head, [k, n, w, rows].map(|d| d as usize), &mut r);
+    }
+    Some(r)
+}
+
+/// [`head_rewards`]' loop over `x` `[K, N, W]` and `w` `[K, rows]` (rows = W, or W + 1 with
+/// the bias last) into `r` `[K·N]`; `dims` = [K, N, W, rows].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA ([`head_kernels_available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn head_avx2(x: &[f32], w: &[f32], dims: [usize; 4], r: &mut [f32]) {
+    const LANES: usize = 8;
+    let [k, n, width, rows] = dims;
+    let body = width - width % LANES;
+    for cell in 0..k {
+        let block = &w[cell * rows..][..rows];
+        let wk = &block[..width];
+        for row in 0..n {
+            let xr = &x[(cell * n + row) * width..][..width];
+            // Eight partial sums, so the loop vectorizes.
+            let mut acc = [0f32; LANES];
+            for (xc, wc) in xr[..body].chunks_exact(LANES).zip(wk[..body].chunks_exact(LANES)) {
+                for i in 0..LANES {
+                    acc[i] = xc[i].mul_add(wc[i], acc[i]);
+                }
+            }
+            let mut sum = acc.iter().sum::<f32>();
+            for (&xi, &wi) in xr[body..].iter().zip(&wk[body..]) {
+                sum = xi.mul_add(wi, sum);
+            }
+            r[cell * n + row] = if rows > width { sum + block[width] } else { sum };
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn head_avx2(_: &[f32], _: &[f32], _: [usize; 4], _: &mut [f32]) {
+    unreachable!("head_kernels_available is false off x86_64")
 }
 
 /// Whether every tensor is a contiguous float32 CPU tensor of the same length, no two of their
@@ -414,7 +480,7 @@ mod tests {
     /// The fused pass equals ReLU then the head's product by LibTorch, and leaves the mask.
     #[test]
     fn relu_head_equals_tensor_ops() {
-        if !relu_head_kernel_available() {
+        if !head_kernels_available() {
             return;
         }
         let mut normal = crate::testing::Normal::new(3);
@@ -436,5 +502,41 @@ mod tests {
         let mut same = raw.view([-1]).narrow(0, 0, k * h).view([k, 1, h]);
         assert!(relu_head_mask(&mut same, &raw).is_none(), "the head's own memory");
         assert_eq!(host(&b), host(&pre), "a refused pass changes nothing");
+    }
+
+    /// Head rewards equal a float64 matmul to float32 rounding, with the bias as its own row
+    /// and folded into the weights, and a cell's rewards are the same bits alone as among
+    /// others.
+    #[test]
+    fn head_rewards_equal_a_double_matmul_and_ignore_other_cells() {
+        if !head_kernels_available() {
+            return;
+        }
+        let mut normal = crate::testing::Normal::new(5);
+        // W = 19: two vectorized chunks of eight and a tail of three.
+        let (k, n, w) = (3, 5, 19);
+        let x = normal.tensor(&[k, n, w]);
+        for rows in [w, w + 1] {
+            let head = normal.tensor(&[k, rows, 1]);
+            let r = head_rewards(&x, &head).unwrap();
+            let (xd, hd) = (x.to_kind(Kind::Double), head.to_kind(Kind::Double));
+            let mut want = xd.bmm(&hd.narrow(1, 0, w)).squeeze_dim(-1);
+            if rows > w {
+                want += hd.narrow(1, w, 1).view([k, 1]);
+            }
+            let want = Vec::<f64>::try_from(want.view([-1])).unwrap();
+            for (x, y) in r.iter().zip(want) {
+                assert!((f64::from(*x) - y).abs() <= 1e-5 * y.abs().max(1.0), "{x} vs {y}");
+            }
+            for cell in 0..k {
+                let alone =
+                    head_rewards(&x.narrow(0, cell, 1).copy(), &head.narrow(0, cell, 1).copy()).unwrap();
+                let of_cell = &r[(cell * n) as usize..][..n as usize];
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&alone), bits(of_cell), "cell {cell}, {rows} rows");
+            }
+        }
+        assert!(head_rewards(&x, &normal.tensor(&[k, w + 2, 1])).is_none(), "rows neither W nor W + 1");
+        assert!(head_rewards(&x.transpose(0, 1), &normal.tensor(&[n, w, 1])).is_none(), "not contiguous");
     }
 }

@@ -22,7 +22,7 @@ use tch::{Kind, Tensor};
 
 use crate::experiment::config::Activation;
 use crate::model::activate;
-use crate::train::kernels::{self, relu_head_kernel_available};
+use crate::train::kernels::{self, head_kernels_available};
 
 /// The parameters of K models with the same layer sizes.
 pub struct StackedMlp {
@@ -219,22 +219,21 @@ impl StackedMlp {
         };
         let mut h = xs.shallow_clone();
         for (l, w) in self.ws.iter().enumerate() {
+            if l + 1 == n_layers {
+                let r = self.head(&h, w, l == 0);
+                if taped {
+                    tape.inputs.push(h);
+                }
+                return (r, taped.then_some(tape));
+            }
             let a = if l == 0 {
                 h.bmm(w)
-            } else if l + 1 == n_layers {
-                // The head (one output): the bias added to the [K, N, 1] product costs less
-                // than a fused baddbmm, whose bias broadcast MKL handles slowly at out = 1.
-                let rows = w.size()[1] - 1;
-                h.bmm(&w.narrow(1, 0, rows)) + w.narrow(1, rows, 1)
             } else {
                 let rows = w.size()[1] - 1;
                 w.narrow(1, rows, 1).baddbmm(&h, &w.narrow(1, 0, rows), 1.0, 1.0)
             };
             if taped {
                 tape.inputs.push(h);
-            }
-            if l + 1 == n_layers {
-                return (a.squeeze_dim(-1), taped.then_some(tape));
             }
             h = match self.activation {
                 // In place: the output alone decides the derivative.
@@ -258,6 +257,26 @@ impl StackedMlp {
         unreachable!("a stacked model has a head layer")
     }
 
+    /// The head's rewards `[K, N]` for its input `h` `[K, N, in(+1)]` (`with_ones`: a linear
+    /// model, whose input carries the ones column that folds the bias in) and its block `w`
+    /// `[K, in + 1, 1]`. On the CPU, by a host loop ([`kernels::head_rewards`]) that sums each
+    /// row in one order whatever K is: LibTorch's batched matmul at one output rounds a cell
+    /// alone differently than among others, so results would depend on the group.
+    fn head(&self, h: &Tensor, w: &Tensor, with_ones: bool) -> Tensor {
+        if self.host_kernels && kernels::is_host(h, Kind::Float) {
+            if let Some(r) = kernels::head_rewards(h, w) {
+                return Tensor::from_slice(&r).view([self.k, h.size()[1]]);
+            }
+        }
+        if with_ones {
+            return h.bmm(w).squeeze_dim(-1);
+        }
+        // The bias added to the [K, N, 1] product costs less than a fused baddbmm, whose bias
+        // broadcast MKL handles slowly at out = 1.
+        let rows = w.size()[1] - 1;
+        (h.bmm(&w.narrow(1, 0, rows)) + w.narrow(1, rows, 1)).squeeze_dim(-1)
+    }
+
     /// Whether forward passes of CPU inputs take the fused host path (`x̃ → ReLU → head`, the
     /// host kernels on, a CPU that runs them), which reads a shared input without a copy a
     /// cell; other paths copy it ([`StackedMlp::per_cell`]).
@@ -265,7 +284,7 @@ impl StackedMlp {
         self.host_kernels
             && self.ws.len() == 2
             && self.activation == Activation::Relu
-            && relu_head_kernel_available()
+            && head_kernels_available()
     }
 
     /// [`StackedMlp::run`] for `x̃ → ReLU → head` on the CPU: one matmul, then one host pass
@@ -333,7 +352,9 @@ impl StackedMlp {
             self.backward_one_relu_layer(&s, &tape);
             return;
         }
-        let _ = input_t.bmm_out(&self.gws[head].narrow(1, 0, rows), &s);
+        // Into a new tensor, then copied: LibTorch's batched matmul into this strided view
+        // (one output column) rounds a group of one differently from a larger group.
+        self.gws[head].narrow(1, 0, rows).copy_(&input_t.bmm(&s));
         let n = s.size()[1];
         // ∂loss/∂(head input) = diag(s) · G with G = head weights on every row.
         let mut g = self.ws[head].narrow(1, 0, rows).transpose(1, 2).expand([self.k, n, rows], false);

@@ -547,3 +547,130 @@ fn results_do_not_depend_on_how_a_sweep_was_split() {
         9
     );
 }
+
+/// A gzip file of `copies` identical members, each `member` compressed: small on disk, as large
+/// as `copies × member.len()` decompressed (every member is read, as `cat a.gz b.gz` needs).
+fn gzip_bomb(dir: &Path, name: &str, member: &[u8], copies: usize) -> PathBuf {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(member).unwrap();
+    let one = z.finish().unwrap();
+    let path = dir.join(name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for _ in 0..copies {
+        f.write_all(&one).unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+/// rmlab with its data segment (heap) capped at `mib` MiB, as `ulimit -d` caps it: an
+/// allocation past the cap fails, and Rust aborts (exit 134), where reading within bounded
+/// memory exits as usual. `timeout` exits 124 on a hang.
+fn rmlab_capped(mib: usize, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -d {} && exec timeout 120 \"$0\" \"$@\"", mib * 1024))
+        .arg(env!("CARGO_BIN_EXE_rmlab"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("bash runs")
+}
+
+/// A spec in `dir` reading the preference file `path`, with `data` lines added to `[data]`.
+fn file_spec(dir: &Path, name: &str, path: &Path, data: &str) -> PathBuf {
+    write(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "name = \"{name}\"\n[data]\nkind = \"preference_file\"\npath = \"{}\"\n{data}\n[train]\nsteps = 5\n",
+            path.display()
+        ),
+    )
+}
+
+/// Gzip bombs (issue 26): 4 GiB of one line without end, and 2.8 GiB of 60 M valid rows, each
+/// a few MB on disk, used to be read whole and abort (exit 134) after allocating gigabytes.
+/// Reading now stops at the first limit met, line length, decompressed size or rows, with one
+/// line naming the file and the limit (the spec key for `check`, the flag for `data`), exit 2,
+/// in a heap capped at 1 GiB.
+#[test]
+fn gzip_bombs_stop_at_a_stated_limit_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = gzip_bomb(dir.path(), "line.jsonl.gz", &vec![b'x'; 16 << 20], 256);
+    assert!(std::fs::metadata(&line).unwrap().len() < 16 << 20, "a bomb is small on disk");
+    let o = rmlab_capped(2048, &["data", line.to_str().unwrap()]);
+    bad_input(o, "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit --max-line-bytes sets");
+    let spec = file_spec(dir.path(), "line", &line, "");
+    let o = rmlab_capped(2048, &["check", spec.to_str().unwrap()]);
+    bad_input(
+        o,
+        "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit data.max_line_bytes sets",
+    );
+
+    let row = br#"{"prompt": "p", "chosen": "a", "rejected": "b"}"#;
+    let member: Vec<u8> = std::iter::repeat_n([&row[..], b"\n"].concat(), 20_000).flatten().collect();
+    let rows = gzip_bomb(dir.path(), "rows.jsonl.gz", &member, 3000);
+    let rows_s = rows.to_str().unwrap();
+    assert!(std::fs::metadata(&rows).unwrap().len() < 16 << 20, "a bomb is small on disk");
+    bad_input(
+        rmlab_capped(2048, &["data", rows_s, "--max-rows", "100000"]),
+        "rows.jsonl.gz:100001: the file holds more than 100000 rows, the limit --max-rows sets",
+    );
+    bad_input(
+        rmlab_capped(2048, &["data", rows_s, "--max-file-bytes", "1000000"]),
+        "rows.jsonl.gz:20834: the file holds more than 1000000 bytes after decompression, the limit --max-file-bytes sets",
+    );
+    for (keys, needle) in [
+        (
+            "max_rows = 100000",
+            "rows.jsonl.gz:100001: the file holds more than 100000 rows, the limit data.max_rows sets",
+        ),
+        ("max_file_bytes = 1000000", "the limit data.max_file_bytes sets"),
+        (
+            "max_line_bytes = 10",
+            "rows.jsonl.gz:1: the line holds more than 10 bytes, the limit data.max_line_bytes sets",
+        ),
+    ] {
+        let spec = file_spec(dir.path(), "rows", &rows, keys);
+        bad_input(rmlab_capped(2048, &["check", spec.to_str().unwrap()]), needle);
+    }
+    // A limit must be positive.
+    let spec = file_spec(dir.path(), "zero", &rows, "max_rows = 0");
+    bad_input(rmlab(&["check", spec.to_str().unwrap()]), "data.max_rows: must be > 0");
+}
+
+/// `/dev/zero` never ends: as a data file it is refused by `data`, `check` and `score` (which
+/// used to read it whole to hash it, and abort after allocating gigabytes), and a gzip bomb
+/// given to `score` stops at the kept run's line limit, exit 2, in a capped heap.
+#[test]
+fn endless_files_are_refused_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.jsonl");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let zero_s = zero.to_str().unwrap();
+    bad_input(rmlab_capped(2048, &["data", "/dev/zero"]), "/dev/zero: not a regular file");
+    bad_input(rmlab_capped(2048, &["data", zero_s]), "zero.jsonl: not a regular file");
+    let spec = file_spec(dir.path(), "zero", &zero, "");
+    bad_input(rmlab_capped(2048, &["check", spec.to_str().unwrap()]), "not a regular file");
+
+    // A run that kept its model, scored on /dev/zero and on a bomb.
+    let pairs = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let spec = file_spec(dir.path(), "kept", &pairs, "");
+    let spec_text = std::fs::read_to_string(&spec).unwrap() + "save = \"final\"\n";
+    std::fs::write(&spec, spec_text).unwrap();
+    let db = dir.path().join("kept.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db_s]));
+    let uid: String =
+        Connection::open(&db).unwrap().query_row("SELECT uid FROM runs", [], |r| r.get(0)).unwrap();
+    bad_input(rmlab_capped(2048, &["score", "--run", &uid, "/dev/zero", "--db", db_s]), "not a regular file");
+    bad_input(rmlab_capped(2048, &["score", "--run", &uid, zero_s, "--db", db_s]), "not a regular file");
+    let line = gzip_bomb(dir.path(), "line.jsonl.gz", &vec![b'x'; 16 << 20], 256);
+    bad_input(
+        rmlab_capped(2048, &["score", "--run", &uid, line.to_str().unwrap(), "--db", db_s]),
+        "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit data.max_line_bytes sets",
+    );
+}
+

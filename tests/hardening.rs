@@ -674,3 +674,93 @@ fn endless_files_are_refused_by_every_reader() {
     );
 }
 
+/// The tiny random BERT of tests/fixtures/encoder/tiny_bert.json as a checkpoint directory.
+fn tiny_checkpoint(dir: &Path) {
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/encoder/tiny_bert.json")).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), fx["config"].to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), fx["tokenizer_json"].as_str().unwrap()).unwrap();
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let tensors: Vec<(String, tch::Tensor)> = fx["weights"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| !name.starts_with("head."))
+        .map(|(name, w)| {
+            let values: Vec<f32> = numbers(&w["values"]).into_iter().map(|x| x as f32).collect();
+            let shape: Vec<i64> = numbers(&w["shape"]).into_iter().map(|x| x as i64).collect();
+            (name.clone(), tch::Tensor::from_slice(&values).view(shape.as_slice()))
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+/// The embedding cache is checked, not trusted (issue 26): a cache file whose every value is
+/// set to 1000.0, shape kept, used to be trained on without a word. Now the file is named on
+/// stderr, the embeddings are computed again and cached anew, and every metric equals the
+/// untampered run's.
+#[test]
+fn a_changed_embedding_cache_file_is_named_and_computed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(&dir.path().join("tiny"));
+    let data = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let spec = write(
+        dir.path(),
+        "frozen.toml",
+        &format!(
+            "name = \"frozen\"\n[data]\nkind = \"preference_file\"\npath = \"{}\"\nval_frac = 0.25\n\
+             [model]\nkind = \"encoder\"\nencoder = \"./tiny\"\ndevice = \"cpu\"\nmax_length = 24\n\
+             [train]\nbatch_size = 16\nsteps = 20\nlr = 0.003\n[eval]\nevery = 10\n",
+            data.display()
+        ),
+    );
+    let (spec_s, db) = (spec.to_str().unwrap(), dir.path().join("s.sqlite"));
+    let db_s = db.to_str().unwrap();
+    let metrics = || -> Vec<(String, i64, f64)> {
+        let conn = Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.split || '/' || m.name, m.step, m.value FROM metrics m
+                 WHERE m.value IS NOT NULL ORDER BY 1, 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let first = ok(rmlab(&["sweep", spec_s, "--db", db_s]));
+    assert!(stderr(&first).contains("with the frozen encoder"), "{}", stderr(&first));
+    let untampered = metrics();
+    assert!(!untampered.is_empty());
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir.path().join("cache/embeddings")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    let tensors: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(file).unwrap();
+    let tampered: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(name, t)| if name == "embeddings" { (name, t.full_like(1000.0)) } else { (name, t) })
+        .collect();
+    tch::Tensor::write_safetensors(&tampered, file).unwrap();
+
+    let again = ok(rmlab(&["sweep", spec_s, "--db", db_s, "--force"]));
+    let err = stderr(&again);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning: embedding cache")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains(&file.display().to_string()), "names the file: {}", warnings[0]);
+    assert!(warnings[0].contains("does not match its SHA-256"), "{}", warnings[0]);
+    assert!(err.contains("with the frozen encoder"), "computed again:\n{err}");
+    let rerun = metrics();
+    assert!(rerun.len() >= untampered.len());
+    let differing: Vec<&(String, i64, f64)> = rerun.iter().filter(|m| !untampered.contains(m)).collect();
+    assert!(differing.is_empty(), "metrics of the rerun that the untampered run did not have: {differing:?}");
+
+    // Cached anew: the next run reads the file without a word.
+    let third = ok(rmlab(&["sweep", spec_s, "--db", db_s, "--force"]));
+    assert!(!stderr(&third).contains("warning"), "{}", stderr(&third));
+    assert!(!stderr(&third).contains("with the frozen encoder"), "{}", stderr(&third));
+}
+

@@ -764,3 +764,20 @@ fn a_changed_embedding_cache_file_is_named_and_computed_again() {
     assert!(!stderr(&third).contains("with the frozen encoder"), "{}", stderr(&third));
 }
 
+/// A spec of more than 10⁵ cells is refused at its `[sweep]` table, naming the count and the
+/// limit, before any cell is made (a 10⁶-cell spec used to be expanded four times over by
+/// `check`, holding every cell).
+#[test]
+fn a_spec_over_the_cell_limit_is_refused_at_its_sweep_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lambdas: Vec<String> = (0..10_000).map(|i| format!("{}", i as f64 * 1e-4)).collect();
+    let spec = write(
+        dir.path(),
+        "big.toml",
+        &format!("name = \"big\"\n[sweep]\nseeds = 11\n\"loss.lambda\" = [{}]\n", lambdas.join(", ")),
+    );
+    bad_input(
+        rmlab(&["check", spec.to_str().unwrap()]),
+        "big.toml:2:1: sweep: the grid has 110000 cells (11 seeds × 10000 grid points); at most 100000 fit one spec",
+    );
+}

@@ -104,9 +104,11 @@ pub const KEYS: &[(&str, Identity)] = &[
 ];
 
 /// The config every section's defaults make, as JSON: what a [`Later`] key is compared with.
-fn defaults() -> serde_json::Value {
-    let c = RunConfig::default();
-    serde_json::to_value(c).expect("a RunConfig always serializes")
+/// Made once: every cell of a spec is hashed.
+fn defaults() -> &'static serde_json::Value {
+    static DEFAULTS: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| serde_json::to_value(RunConfig::default()).expect("a RunConfig always serializes"))
 }
 
 /// Nulls a locator in `obj` when its content hash is known.

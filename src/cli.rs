@@ -167,6 +167,15 @@ pub struct DataArgs {
     /// Stop at the first bad row (exit 2) instead of skipping and counting bad rows.
     #[arg(long)]
     pub strict: bool,
+    /// Longest line a file may have, in bytes (as data.max_line_bytes).
+    #[arg(long, default_value_t = rmlab::experiment::config::MAX_LINE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_line_bytes: u64,
+    /// Most bytes a file may hold after decompression (as data.max_file_bytes).
+    #[arg(long, default_value_t = rmlab::experiment::config::MAX_FILE_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_file_bytes: u64,
+    /// Most rows a file may hold (as data.max_rows).
+    #[arg(long, default_value_t = rmlab::experiment::config::MAX_ROWS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rows: u64,
     /// Output format (default: from --out's extension, else table).
     #[arg(long, value_enum)]
     pub format: Option<DataFormat>,

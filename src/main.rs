@@ -113,7 +113,7 @@ fn status(a: StatusArgs) -> Result<()> {
 fn check(a: CheckArgs) -> Result<()> {
     for path in a.specs {
         let spec = sweep::load_spec(&path, &[])?;
-        outln!("{}: ok, {} cells", path.display(), spec.cells()?.len());
+        outln!("{}: ok, {} cells", path.display(), spec.n_cells());
     }
     Ok(())
 }
@@ -182,20 +182,30 @@ fn data(a: DataArgs) -> Result<()> {
         PromptSplitArg::CommonPrefix => rmlab::experiment::config::PromptSplit::CommonPrefix,
         PromptSplitArg::LastTurn => rmlab::experiment::config::PromptSplit::LastTurn,
     };
+    let limits = rmlab::data::ReadLimits {
+        max_line_bytes: usize::try_from(a.max_line_bytes).unwrap_or(usize::MAX),
+        max_file_bytes: usize::try_from(a.max_file_bytes).unwrap_or(usize::MAX),
+        max_rows: usize::try_from(a.max_rows).unwrap_or(usize::MAX),
+    };
     let reports = a
         .files
         .iter()
-        .map(|f| rmlab::data::read_file(f, !a.strict, rule).map(|d| d.report))
+        .map(|f| rmlab::data::read_file(f, !a.strict, rule, limits).map(|d| d.report))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| match e {
-            // The reader's hint names the spec key; here the flag decides.
+            // The reader's hints name the spec keys; here the flags decide.
             Error::File { path, line, message } => Error::File {
                 path,
                 line,
-                message: message.replace(
-                    "set data.skip_bad_rows = true to skip bad",
-                    "without --strict, rmlab data skips and counts bad",
-                ),
+                message: ["max_line_bytes", "max_file_bytes", "max_rows"]
+                    .iter()
+                    .fold(message, |m, k| {
+                        m.replace(&format!("data.{k}"), &format!("--{}", k.replace('_', "-")))
+                    })
+                    .replace(
+                        "set data.skip_bad_rows = true to skip bad",
+                        "without --strict, rmlab data skips and counts bad",
+                    ),
             },
             other => other,
         })?;

@@ -139,10 +139,11 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
 
     // The file, read as the run read its training data (same text features, same split draw).
     let file_abs = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
-    let bytes = std::fs::read(&file_abs).map_err(|e| Error::file(file, e.to_string()))?;
+    // Streamed, not read whole: a device (`/dev/zero`) is refused, a large file is not held.
+    let sha = data::preference_file::file_sha256(&file_abs)?;
     cfg.data.path = Some(file_abs.display().to_string());
     cfg.data.resolved_path = Some(PathBuf::from(&file_abs));
-    cfg.data.file_sha256 = Some(sha256(&bytes));
+    cfg.data.file_sha256 = Some(sha);
     cfg.data.eval.clear();
     let (prefs, _) = data::load(&cfg.data, cfg.seed)?;
     let dataset = Dataset::new(&prefs, tch::Device::Cpu);

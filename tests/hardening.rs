@@ -829,3 +829,237 @@ fn a_file_size_limit_is_a_write_error() {
     assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'running'"), 0);
     assert_eq!(count(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 4);
 }
+
+/// A gzip file of `copies` identical members, each `member` compressed: small on disk, as large
+/// as `copies × member.len()` decompressed (every member is read, as `cat a.gz b.gz` needs).
+fn gzip_bomb(dir: &Path, name: &str, member: &[u8], copies: usize) -> PathBuf {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(member).unwrap();
+    let one = z.finish().unwrap();
+    let path = dir.join(name);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for _ in 0..copies {
+        f.write_all(&one).unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+/// rmlab with its data segment (heap) capped at `mib` MiB, as `ulimit -d` caps it: an
+/// allocation past the cap fails, and Rust aborts (exit 134), where reading within bounded
+/// memory exits as usual. `timeout` exits 124 on a hang.
+fn rmlab_capped(mib: usize, args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -d {} && exec timeout 120 \"$0\" \"$@\"", mib * 1024))
+        .arg(env!("CARGO_BIN_EXE_rmlab"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("bash runs")
+}
+
+/// A spec in `dir` reading the preference file `path`, with `data` lines added to `[data]`.
+fn file_spec(dir: &Path, name: &str, path: &Path, data: &str) -> PathBuf {
+    write(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "name = \"{name}\"\n[data]\nkind = \"preference_file\"\npath = \"{}\"\n{data}\n[train]\nsteps = 5\n",
+            path.display()
+        ),
+    )
+}
+
+/// Gzip bombs (issue 26): 4 GiB of one line without end, and 2.8 GiB of 60 M valid rows, each
+/// a few MB on disk, used to be read whole and abort (exit 134) after allocating gigabytes.
+/// Reading now stops at the first limit met, line length, decompressed size or rows, with one
+/// line naming the file and the limit (the spec key for `check`, the flag for `data`), exit 2,
+/// in a heap capped at 1 GiB.
+#[test]
+fn gzip_bombs_stop_at_a_stated_limit_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = gzip_bomb(dir.path(), "line.jsonl.gz", &vec![b'x'; 16 << 20], 256);
+    assert!(std::fs::metadata(&line).unwrap().len() < 16 << 20, "a bomb is small on disk");
+    let o = rmlab_capped(2048, &["data", line.to_str().unwrap()]);
+    bad_input(o, "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit --max-line-bytes sets");
+    let spec = file_spec(dir.path(), "line", &line, "");
+    let o = rmlab_capped(2048, &["check", spec.to_str().unwrap()]);
+    bad_input(
+        o,
+        "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit data.max_line_bytes sets",
+    );
+
+    let row = br#"{"prompt": "p", "chosen": "a", "rejected": "b"}"#;
+    let member: Vec<u8> = std::iter::repeat_n([&row[..], b"\n"].concat(), 20_000).flatten().collect();
+    let rows = gzip_bomb(dir.path(), "rows.jsonl.gz", &member, 3000);
+    let rows_s = rows.to_str().unwrap();
+    assert!(std::fs::metadata(&rows).unwrap().len() < 16 << 20, "a bomb is small on disk");
+    bad_input(
+        rmlab_capped(2048, &["data", rows_s, "--max-rows", "100000"]),
+        "rows.jsonl.gz:100001: the file holds more than 100000 rows, the limit --max-rows sets",
+    );
+    bad_input(
+        rmlab_capped(2048, &["data", rows_s, "--max-file-bytes", "1000000"]),
+        "rows.jsonl.gz:20834: the file holds more than 1000000 bytes after decompression, the limit --max-file-bytes sets",
+    );
+    for (keys, needle) in [
+        (
+            "max_rows = 100000",
+            "rows.jsonl.gz:100001: the file holds more than 100000 rows, the limit data.max_rows sets",
+        ),
+        ("max_file_bytes = 1000000", "the limit data.max_file_bytes sets"),
+        (
+            "max_line_bytes = 10",
+            "rows.jsonl.gz:1: the line holds more than 10 bytes, the limit data.max_line_bytes sets",
+        ),
+    ] {
+        let spec = file_spec(dir.path(), "rows", &rows, keys);
+        bad_input(rmlab_capped(2048, &["check", spec.to_str().unwrap()]), needle);
+    }
+    // A limit must be positive.
+    let spec = file_spec(dir.path(), "zero", &rows, "max_rows = 0");
+    bad_input(rmlab(&["check", spec.to_str().unwrap()]), "data.max_rows: must be > 0");
+}
+
+/// `/dev/zero` never ends: as a data file it is refused by `data`, `check` and `score` (which
+/// used to read it whole to hash it, and abort after allocating gigabytes), and a gzip bomb
+/// given to `score` stops at the kept run's line limit, exit 2, in a capped heap.
+#[test]
+fn endless_files_are_refused_by_every_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.jsonl");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let zero_s = zero.to_str().unwrap();
+    bad_input(rmlab_capped(2048, &["data", "/dev/zero"]), "/dev/zero: not a regular file");
+    bad_input(rmlab_capped(2048, &["data", zero_s]), "zero.jsonl: not a regular file");
+    let spec = file_spec(dir.path(), "zero", &zero, "");
+    bad_input(rmlab_capped(2048, &["check", spec.to_str().unwrap()]), "not a regular file");
+
+    // A run that kept its model, scored on /dev/zero and on a bomb.
+    let pairs = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let spec = file_spec(dir.path(), "kept", &pairs, "");
+    let spec_text = std::fs::read_to_string(&spec).unwrap() + "save = \"final\"\n";
+    std::fs::write(&spec, spec_text).unwrap();
+    let db = dir.path().join("kept.sqlite");
+    let db_s = db.to_str().unwrap();
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db_s]));
+    let uid: String =
+        Connection::open(&db).unwrap().query_row("SELECT uid FROM runs", [], |r| r.get(0)).unwrap();
+    bad_input(rmlab_capped(2048, &["score", "--run", &uid, "/dev/zero", "--db", db_s]), "not a regular file");
+    bad_input(rmlab_capped(2048, &["score", "--run", &uid, zero_s, "--db", db_s]), "not a regular file");
+    let line = gzip_bomb(dir.path(), "line.jsonl.gz", &vec![b'x'; 16 << 20], 256);
+    bad_input(
+        rmlab_capped(2048, &["score", "--run", &uid, line.to_str().unwrap(), "--db", db_s]),
+        "line.jsonl.gz:1: the line holds more than 16777216 bytes, the limit data.max_line_bytes sets",
+    );
+}
+
+/// The tiny random BERT of tests/fixtures/encoder/tiny_bert.json as a checkpoint directory.
+fn tiny_checkpoint(dir: &Path) {
+    let fx: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/fixtures/encoder/tiny_bert.json")).unwrap(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), fx["config"].to_string()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), fx["tokenizer_json"].as_str().unwrap()).unwrap();
+    let numbers = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let tensors: Vec<(String, tch::Tensor)> = fx["weights"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| !name.starts_with("head."))
+        .map(|(name, w)| {
+            let values: Vec<f32> = numbers(&w["values"]).into_iter().map(|x| x as f32).collect();
+            let shape: Vec<i64> = numbers(&w["shape"]).into_iter().map(|x| x as i64).collect();
+            (name.clone(), tch::Tensor::from_slice(&values).view(shape.as_slice()))
+        })
+        .collect();
+    tch::Tensor::write_safetensors(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+/// The embedding cache is checked, not trusted (issue 26): a cache file whose every value is
+/// set to 1000.0, shape kept, used to be trained on without a word. Now the file is named on
+/// stderr, the embeddings are computed again and cached anew, and every metric equals the
+/// untampered run's.
+#[test]
+fn a_changed_embedding_cache_file_is_named_and_computed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(&dir.path().join("tiny"));
+    let data = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let spec = write(
+        dir.path(),
+        "frozen.toml",
+        &format!(
+            "name = \"frozen\"\n[data]\nkind = \"preference_file\"\npath = \"{}\"\nval_frac = 0.25\n\
+             [model]\nkind = \"encoder\"\nencoder = \"./tiny\"\ndevice = \"cpu\"\nmax_length = 24\n\
+             [train]\nbatch_size = 16\nsteps = 20\nlr = 0.003\n[eval]\nevery = 10\n",
+            data.display()
+        ),
+    );
+    let (spec_s, db) = (spec.to_str().unwrap(), dir.path().join("s.sqlite"));
+    let db_s = db.to_str().unwrap();
+    let metrics = || -> Vec<(String, i64, f64)> {
+        let conn = Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.split || '/' || m.name, m.step, m.value FROM metrics m
+                 WHERE m.value IS NOT NULL ORDER BY 1, 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let first = ok(rmlab(&["sweep", spec_s, "--db", db_s]));
+    assert!(stderr(&first).contains("with the frozen encoder"), "{}", stderr(&first));
+    let untampered = metrics();
+    assert!(!untampered.is_empty());
+    let files: Vec<PathBuf> =
+        std::fs::read_dir(dir.path().join("cache/embeddings")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    let tensors: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(file).unwrap();
+    let tampered: Vec<(String, tch::Tensor)> = tensors
+        .into_iter()
+        .map(|(name, t)| if name == "embeddings" { (name, t.full_like(1000.0)) } else { (name, t) })
+        .collect();
+    tch::Tensor::write_safetensors(&tampered, file).unwrap();
+
+    let again = ok(rmlab(&["sweep", spec_s, "--db", db_s, "--force"]));
+    let err = stderr(&again);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning: embedding cache")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains(&file.display().to_string()), "names the file: {}", warnings[0]);
+    assert!(warnings[0].contains("does not match its SHA-256"), "{}", warnings[0]);
+    assert!(err.contains("with the frozen encoder"), "computed again:\n{err}");
+    let rerun = metrics();
+    assert!(rerun.len() >= untampered.len());
+    let differing: Vec<&(String, i64, f64)> = rerun.iter().filter(|m| !untampered.contains(m)).collect();
+    assert!(differing.is_empty(), "metrics of the rerun that the untampered run did not have: {differing:?}");
+
+    // Cached anew: the next run reads the file without a word.
+    let third = ok(rmlab(&["sweep", spec_s, "--db", db_s, "--force"]));
+    assert!(!stderr(&third).contains("warning"), "{}", stderr(&third));
+    assert!(!stderr(&third).contains("with the frozen encoder"), "{}", stderr(&third));
+}
+
+/// A spec of more than 10⁵ cells is refused at its `[sweep]` table, naming the count and the
+/// limit, before any cell is made (a 10⁶-cell spec used to be expanded four times over by
+/// `check`, holding every cell).
+#[test]
+fn a_spec_over_the_cell_limit_is_refused_at_its_sweep_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let lambdas: Vec<String> = (0..10_000).map(|i| format!("{}", i as f64 * 1e-4)).collect();
+    let spec = write(
+        dir.path(),
+        "big.toml",
+        &format!("name = \"big\"\n[sweep]\nseeds = 11\n\"loss.lambda\" = [{}]\n", lambdas.join(", ")),
+    );
+    bad_input(
+        rmlab(&["check", spec.to_str().unwrap()]),
+        "big.toml:2:1: sweep: the grid has 110000 cells (11 seeds × 10000 grid points); at most 100000 fit one spec",
+    );
+}

@@ -24,6 +24,7 @@ pub use comparisons::Comparisons;
 pub use dataset::{Dataset, SplitTensors};
 pub use graph::{ComparisonGraphs, ComponentKind};
 pub use pair::Pair;
+pub use preference_file::ReadLimits;
 pub use preferences::{Bags, Preferences, Texts};
 pub use report::{DataReport, Lengths};
 pub use split::{Split, split_prompts};
@@ -61,9 +62,15 @@ pub struct FileData {
     pub report: DataReport,
 }
 
-/// Reads a preference file into comparisons, its prompts' graphs and its report.
-pub fn read_file(path: &Path, skip_bad_rows: bool, prompt_split: PromptSplit) -> Result<FileData> {
-    let (examples, read) = preference_file::read(path, skip_bad_rows, prompt_split)?;
+/// Reads a preference file into comparisons, its prompts' graphs and its report, within
+/// `limits`.
+pub fn read_file(
+    path: &Path,
+    skip_bad_rows: bool,
+    prompt_split: PromptSplit,
+    limits: ReadLimits,
+) -> Result<FileData> {
+    let (examples, read) = preference_file::read(path, skip_bad_rows, prompt_split, limits)?;
     let comparisons = Comparisons::new(&examples);
     let graphs = ComparisonGraphs::new(comparisons.prompts.len(), &comparisons.prompt_of, &comparisons.pairs);
     let report = DataReport::new(&path.display().to_string(), &read, &comparisons, &graphs);
@@ -89,11 +96,12 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<(Preferences, Option<RunDataR
                 .clone()
                 .or_else(|| cfg.path.as_ref().map(PathBuf::from))
                 .ok_or_else(|| Error::Config { key: "data.path".into(), message: "is not set".into() })?;
-            let train = read_file(&path, cfg.skip_bad_rows, cfg.prompt_split)?;
+            let limits = ReadLimits::from(cfg);
+            let train = read_file(&path, cfg.skip_bad_rows, cfg.prompt_split, limits)?;
             let mut files = vec![(path, None, train)];
             for e in &cfg.eval {
                 let p = e.resolved_path.clone().unwrap_or_else(|| PathBuf::from(&e.path));
-                let data = read_file(&p, cfg.skip_bad_rows, cfg.prompt_split)?;
+                let data = read_file(&p, cfg.skip_bad_rows, cfg.prompt_split, limits)?;
                 files.push((p, Some(Split::eval(&e.name)), data));
             }
             // The training file's prompts are split at random; those of an evaluation file are

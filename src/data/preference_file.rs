@@ -69,12 +69,51 @@ pub struct ReadReport {
     pub bom: bool,
 }
 
+/// Bounds on what reading one preference file may hold (`data.max_line_bytes`,
+/// `data.max_file_bytes`, `data.max_rows`), so that a gzip bomb or an endless file stops with
+/// an error naming the file and the limit, instead of exhausting memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Longest line (Parquet: row as JSON), in bytes.
+    pub max_line_bytes: usize,
+    /// Most bytes read from one file after decompression (Parquet: its uncompressed size).
+    pub max_file_bytes: usize,
+    /// Most rows (non-blank lines) in one file.
+    pub max_rows: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        use crate::experiment::config::{MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_ROWS};
+        ReadLimits { max_line_bytes: MAX_LINE_BYTES, max_file_bytes: MAX_FILE_BYTES, max_rows: MAX_ROWS }
+    }
+}
+
+impl From<&crate::experiment::config::DataConfig> for ReadLimits {
+    fn from(d: &crate::experiment::config::DataConfig) -> Self {
+        ReadLimits {
+            max_line_bytes: d.max_line_bytes,
+            max_file_bytes: d.max_file_bytes,
+            max_rows: d.max_rows,
+        }
+    }
+}
+
+/// A limit met, for an error: `what` holds more than `limit` `unit`, and the spec key to raise.
+fn over(what: &str, limit: usize, unit: &str, key: &str) -> String {
+    format!(
+        "{what} holds more than {limit} {unit}, the limit data.{key} sets (raise it if the file is meant to)"
+    )
+}
+
 /// Reads every row of a preference file (format by extension: `.jsonl`, `.jsonl.gz`,
-/// `.parquet`); `prompt_split` says where implicit prompts end.
+/// `.parquet`); `prompt_split` says where implicit prompts end. Lines are read one at a time
+/// and parsed as they come, within `limits`.
 pub fn read(
     path: &Path,
     skip_bad_rows: bool,
     prompt_split: PromptSplit,
+    limits: ReadLimits,
 ) -> Result<(Vec<Example>, ReadReport)> {
     let name = path.display().to_string();
     // A FIFO or a device would block or never end: only regular files are read.
@@ -86,27 +125,12 @@ pub fn read(
             "not a regular file (a directory, FIFO or device); rmlab reads files only",
         ));
     }
-    let lines: Vec<(usize, Vec<u8>)> = if name.ends_with(".parquet") {
-        parquet_rows(path)?.into_iter().enumerate().map(|(i, l)| (i + 1, l)).collect()
-    } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
-        let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
-        let reader: Box<dyn Read> =
-            // Every gzip member: `cat a.gz b.gz`, and many writers, make files of several.
-            if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
-        let mut out = Vec::new();
-        for (i, line) in BufReader::new(reader).split(b'\n').enumerate() {
-            let line = line.map_err(|e| Error::file_line(path, i + 1, format!("cannot read: {e}")))?;
-            out.push((i + 1, line));
-        }
-        out
-    } else {
-        return Err(Error::file(path, "unknown format; expected .jsonl, .jsonl.gz or .parquet"));
-    };
-    let unit = if name.ends_with(".parquet") { "row" } else { "line" };
-    let mut examples: Vec<Example> = Vec::new();
     let mut report = ReadReport::default();
-    let mut parsed = Vec::with_capacity(lines.len());
-    for (line, mut bytes) in lines {
+    // Rows as parsed, each line's bytes dropped as soon as it is: the good as examples, the
+    // bad as `(line, why)`.
+    let mut examples: Vec<Example> = Vec::new();
+    let mut bad: Vec<(usize, String)> = Vec::new();
+    let mut take = |line: usize, mut bytes: Vec<u8>, report: &mut ReadReport| -> Result<()> {
         // A UTF-8 byte-order mark (Windows editors write one) is not part of the first row.
         if line == 1 && bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
             bytes.drain(..3);
@@ -114,46 +138,102 @@ pub fn read(
         }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             report.blank_lines += 1;
-            continue;
+            return Ok(());
         }
         report.rows += 1;
-        parsed.push((line, parse_row(&bytes, prompt_split)));
-    }
+        if report.rows > limits.max_rows {
+            return Err(Error::file_line(path, line, over("the file", limits.max_rows, "rows", "max_rows")));
+        }
+        match parse_row(&bytes, prompt_split) {
+            Ok(ex) => examples.push(Example { line, ..ex }),
+            Err(why) => bad.push((line, why)),
+        }
+        Ok(())
+    };
+    if name.ends_with(".parquet") {
+        parquet_rows(path, limits, |line, bytes| take(line, bytes, &mut report))?;
+    } else if name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".json.gz") {
+        let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
+        let gz = name.ends_with(".gz");
+        let reader: Box<dyn Read> =
+            // Every gzip member: `cat a.gz b.gz`, and many writers, make files of several.
+            if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+        let mut reader = BufReader::new(reader);
+        let mut total: usize = 0;
+        for line in 1.. {
+            let mut bytes = Vec::new();
+            // At most one byte past the limit is read, so a line without end stops there.
+            let n = (&mut reader)
+                .take((limits.max_line_bytes as u64).saturating_add(1))
+                .read_until(b'\n', &mut bytes)
+                .map_err(|e| Error::file_line(path, line, format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+            if total > limits.max_file_bytes {
+                return Err(Error::file_line(
+                    path,
+                    line,
+                    over(
+                        "the file",
+                        limits.max_file_bytes,
+                        if gz { "bytes after decompression" } else { "bytes" },
+                        "max_file_bytes",
+                    ),
+                ));
+            }
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            } else if bytes.len() > limits.max_line_bytes {
+                return Err(Error::file_line(
+                    path,
+                    line,
+                    over("the line", limits.max_line_bytes, "bytes", "max_line_bytes"),
+                ));
+            }
+            take(line, bytes, &mut report)?;
+        }
+    } else {
+        return Err(Error::file(path, "unknown format; expected .jsonl, .jsonl.gz or .parquet"));
+    };
+    let unit = if name.ends_with(".parquet") { "row" } else { "line" };
     // The embedding length most rows have (the first such row's on a tie): one bad row, first
     // or not, is the one named and skipped, never the rest.
     let width = {
         let mut counts: std::collections::HashMap<usize, (usize, usize)> = Default::default();
-        for (line, ex) in &parsed {
-            if let Ok(Example { embedding: Some((a, _)), .. }) = ex {
-                counts.entry(a.len()).or_insert((0, *line)).0 += 1;
+        for ex in &examples {
+            if let Some((a, _)) = &ex.embedding {
+                counts.entry(a.len()).or_insert((0, ex.line)).0 += 1;
             }
         }
         counts.into_iter().max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1))).map(|(w, (n, _))| (w, n))
     };
-    for (line, ex) in parsed {
-        let ex = ex.and_then(|ex| match (&ex.embedding, width) {
-            (Some((a, _)), Some((w, n))) if a.len() != w => {
-                Err(format!("embeddings of length {}, but {n} other {unit}s have length {w}", a.len()))
-            }
-            _ => Ok(ex),
-        });
-        match ex {
-            Ok(mut ex) => {
-                ex.line = line;
-                report.empty_prompts +=
-                    usize::from(ex.prompt_from == PromptFrom::Column && ex.prompt.is_empty());
-                report.implicit_prompts += usize::from(ex.prompt_from == PromptFrom::Implicit);
-                examples.push(ex)
-            }
-            Err(reason) if skip_bad_rows => report.skipped.push((line, reason)),
-            Err(reason) => {
-                return Err(Error::file_line(
-                    path,
-                    line,
-                    format!("{reason} (set data.skip_bad_rows = true to skip bad {unit}s)"),
+    if let Some((w, n)) = width {
+        examples.retain(|ex| match &ex.embedding {
+            Some((a, _)) if a.len() != w => {
+                bad.push((
+                    ex.line,
+                    format!("embeddings of length {}, but {n} other {unit}s have length {w}", a.len()),
                 ));
+                false
             }
-        }
+            _ => true,
+        });
+    }
+    // In line order: embedding lengths were checked after every row was read.
+    bad.sort_by_key(|(line, _)| *line);
+    if let Some((line, reason)) = bad.first().filter(|_| !skip_bad_rows) {
+        return Err(Error::file_line(
+            path,
+            *line,
+            format!("{reason} (set data.skip_bad_rows = true to skip bad {unit}s)"),
+        ));
+    }
+    report.skipped = bad;
+    for ex in &examples {
+        report.empty_prompts += usize::from(ex.prompt_from == PromptFrom::Column && ex.prompt.is_empty());
+        report.implicit_prompts += usize::from(ex.prompt_from == PromptFrom::Implicit);
     }
     if examples.is_empty() {
         return Err(Error::file(path, format!("no usable preference pairs ({} rows read)", report.rows)));
@@ -161,19 +241,82 @@ pub fn read(
     Ok((examples, report))
 }
 
-/// Parquet rows as JSON lines, so one parser checks every format alike.
-fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
-    let mut df = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
-    let mut buf = Vec::new();
-    JsonWriter::new(&mut buf)
-        .with_json_format(JsonFormat::JsonLines)
-        .finish(&mut df)
-        .map_err(|e| Error::file(path, e.to_string()))?;
-    Ok(buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+/// SHA-256 (hex) of a preference file, read a block at a time; a FIFO or device (which could
+/// block or never end) is refused.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Error::file(
+            path,
+            "not a regular file (a directory, FIFO or device); rmlab reads files only",
+        ));
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::file(path, format!("cannot read: {e}"))),
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
+
+/// Hands each row of a Parquet file to `row` as a JSON line (with its row number, from 1), so
+/// one parser checks every format alike. The row count and the uncompressed size the file
+/// declares are checked against `limits` before it is decoded.
+fn parquet_rows(
+    path: &Path,
+    limits: ReadLimits,
+    mut row: impl FnMut(usize, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let unreadable = |e: PolarsError| Error::file(path, format!("not a readable Parquet file: {e}"));
+    let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
+    let mut reader = ParquetReader::new(file);
+    let meta = reader.get_metadata().map_err(unreadable)?;
+    let rows: usize = meta.row_groups.iter().map(|g| g.num_rows()).sum();
+    let bytes: usize = meta.row_groups.iter().map(|g| g.total_byte_size()).sum();
+    if rows > limits.max_rows {
+        return Err(Error::file(path, over("the file", limits.max_rows, "rows", "max_rows")));
+    }
+    if bytes > limits.max_file_bytes {
+        return Err(Error::file(
+            path,
+            over("the file", limits.max_file_bytes, "bytes uncompressed", "max_file_bytes"),
+        ));
+    }
+    let df = reader.finish().map_err(unreadable)?;
+    // Written as JSON a slice at a time, each row handed on as it comes: the rows' JSON is never
+    // held whole beside the table.
+    let mut line = 0;
+    for offset in (0..df.height()).step_by(PARQUET_SLICE) {
+        let mut slice = df.slice(offset as i64, PARQUET_SLICE);
+        let mut buf = Vec::new();
+        JsonWriter::new(&mut buf)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(&mut slice)
+            .map_err(|e| Error::file(path, e.to_string()))?;
+        for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            line += 1;
+            if l.len() > limits.max_line_bytes {
+                return Err(Error::file_line(
+                    path,
+                    line,
+                    over("the row", limits.max_line_bytes, "bytes as JSON", "max_line_bytes"),
+                ));
+            }
+            row(line, l.to_vec())?;
+        }
+    }
+    Ok(())
+}
+
+/// Rows of a Parquet file written as JSON at a time.
+const PARQUET_SLICE: usize = 4096;
 
 /// One row from its JSON bytes; the error says what is wrong with it.
 pub fn parse_row(bytes: &[u8], prompt_split: PromptSplit) -> std::result::Result<Example, String> {
@@ -318,6 +461,11 @@ mod tests {
 
     const PREFIX: PromptSplit = PromptSplit::CommonPrefix;
     const TURN: PromptSplit = PromptSplit::LastTurn;
+    const LIMITS: ReadLimits = ReadLimits {
+        max_line_bytes: crate::experiment::config::MAX_LINE_BYTES,
+        max_file_bytes: crate::experiment::config::MAX_FILE_BYTES,
+        max_rows: crate::experiment::config::MAX_ROWS,
+    };
 
     fn fixture(name: &str) -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl").join(name)
@@ -334,19 +482,20 @@ mod tests {
             ("conversation_implicit.parquet", 150),
             ("embeddings.jsonl", 200),
         ] {
-            let (ex, report) = read(&fixture(file), false, PREFIX).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let (ex, report) =
+                read(&fixture(file), false, PREFIX, LIMITS).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!((ex.len(), report.rows), (rows, rows), "{file}");
             assert!(ex.iter().all(|e| !e.prompt.is_empty() && e.chosen != e.rejected), "{file}");
         }
-        let (a, _) = read(&fixture("pairs.jsonl"), false, PREFIX).unwrap();
-        let (b, _) = read(&fixture("pairs.parquet"), false, PREFIX).unwrap();
-        let (c, _) = read(&fixture("pairs.jsonl.gz"), false, PREFIX).unwrap();
+        let (a, _) = read(&fixture("pairs.jsonl"), false, PREFIX, LIMITS).unwrap();
+        let (b, _) = read(&fixture("pairs.parquet"), false, PREFIX, LIMITS).unwrap();
+        let (c, _) = read(&fixture("pairs.jsonl.gz"), false, PREFIX, LIMITS).unwrap();
         assert_eq!(a, c);
         assert_eq!(
             a.iter().map(|e| &e.chosen).collect::<Vec<_>>(),
             b.iter().map(|e| &e.chosen).collect::<Vec<_>>()
         );
-        let (e, _) = read(&fixture("embeddings.jsonl"), false, PREFIX).unwrap();
+        let (e, _) = read(&fixture("embeddings.jsonl"), false, PREFIX, LIMITS).unwrap();
         assert_eq!(e[0].embedding.as_ref().unwrap().0.len(), 16);
     }
 
@@ -358,7 +507,7 @@ mod tests {
 
     #[test]
     fn implicit_prompts_are_the_shared_start() {
-        let (ex, _) = read(&fixture("implicit.jsonl"), false, PREFIX).unwrap();
+        let (ex, _) = read(&fixture("implicit.jsonl"), false, PREFIX, LIMITS).unwrap();
         assert!(ex[0].prompt.contains("Human:"), "{:?}", ex[0].prompt);
         assert!(!ex[0].chosen.contains("Human:"));
         split(
@@ -445,7 +594,7 @@ mod tests {
     /// An empty response is a response (it used to be a bad row).
     #[test]
     fn empty_responses_load() {
-        let (ex, report) = read(&fixture("empty_response.jsonl"), false, PREFIX).unwrap();
+        let (ex, report) = read(&fixture("empty_response.jsonl"), false, PREFIX, LIMITS).unwrap();
         assert_eq!((ex.len(), report.rows, report.skipped.len()), (5, 5, 0));
         assert_eq!(ex[3].chosen, "");
         assert!(!ex[3].rejected.is_empty());
@@ -463,11 +612,11 @@ mod tests {
             ("bad_utf8.jsonl", 3, "not UTF-8"),
             ("bad_types.jsonl", 2, "must be a string or a list of messages"),
         ] {
-            let err = read(&fixture(file), false, PREFIX).unwrap_err().to_string();
+            let err = read(&fixture(file), false, PREFIX, LIMITS).unwrap_err().to_string();
             assert!(err.contains(&format!("{file}:{line}: ")), "{err}");
             assert!(err.contains(needle), "{err}");
-            assert_eq!(read(&fixture(file), false, PREFIX).unwrap_err().exit_code(), 2);
-            let (ex, report) = read(&fixture(file), true, PREFIX).unwrap();
+            assert_eq!(read(&fixture(file), false, PREFIX, LIMITS).unwrap_err().exit_code(), 2);
+            let (ex, report) = read(&fixture(file), true, PREFIX, LIMITS).unwrap();
             assert_eq!(report.skipped.len(), 1, "{file}");
             assert_eq!(report.skipped[0].0, line);
             assert_eq!(ex.len() + 1, report.rows);
@@ -495,7 +644,7 @@ mod tests {
         let mut bytes = member(0..30);
         bytes.extend(member(30..60));
         let (_dir, path) = temp_file("two.jsonl.gz", &bytes);
-        let (ex, report) = read(&path, false, PREFIX).unwrap();
+        let (ex, report) = read(&path, false, PREFIX, LIMITS).unwrap();
         assert_eq!(ex.len(), 60, "rows of the second member are read too");
         assert_eq!((ex[0].prompt.as_str(), ex[59].prompt.as_str()), ("Q0", "Q59"));
         assert_eq!(report.rows, 60);
@@ -515,7 +664,7 @@ mod tests {
         let mut bytes = vec![0xEF, 0xBB, 0xBF];
         bytes.extend(rows.join("\n").as_bytes());
         let (_dir, path) = temp_file("bom.jsonl", &bytes);
-        let (ex, report) = read(&path, false, PREFIX).unwrap();
+        let (ex, report) = read(&path, false, PREFIX, LIMITS).unwrap();
         assert_eq!(ex.len(), 3);
         assert_eq!(ex[0].prompt, "Q1", "the first row reads despite the BOM");
         assert_eq!((ex[0].line, ex[1].line, ex[2].line), (1, 4, 5));
@@ -540,12 +689,12 @@ mod tests {
         };
         let text: Vec<String> = std::iter::once(row(0, 2)).chain((1..80).map(|i| row(i, 3))).collect();
         let (_dir, path) = temp_file("emb.jsonl", text.join("\n").as_bytes());
-        let err = read(&path, false, PREFIX).unwrap_err().to_string();
+        let err = read(&path, false, PREFIX, LIMITS).unwrap_err().to_string();
         assert!(
             err.contains("emb.jsonl:1: embeddings of length 2, but 79 other lines have length 3"),
             "{err}"
         );
-        let (ex, report) = read(&path, true, PREFIX).unwrap();
+        let (ex, report) = read(&path, true, PREFIX, LIMITS).unwrap();
         assert_eq!((ex.len(), report.skipped.len()), (79, 1));
         assert_eq!(report.skipped[0].0, 1, "the short row is the one skipped");
         // A bad row in the middle is named the same way.
@@ -553,7 +702,7 @@ mod tests {
         text[0] = row(0, 3);
         text[40] = row(40, 5);
         let (_dir, path) = temp_file("emb2.jsonl", text.join("\n").as_bytes());
-        let err = read(&path, false, PREFIX).unwrap_err().to_string();
+        let err = read(&path, false, PREFIX, LIMITS).unwrap_err().to_string();
         assert!(
             err.contains("emb2.jsonl:41: embeddings of length 5, but 79 other lines have length 3"),
             "{err}"

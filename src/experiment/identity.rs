@@ -25,9 +25,12 @@ pub enum Identity {
     /// A locator added after stores existed: nulled as a locator, then left out at its default
     /// (null) like a later key.
     LaterLocator { content: &'static str },
+    /// Never hashed: a bound that decides whether a run may start (a file too large to read),
+    /// never the numbers of a run that does. Raising it keeps every cell.
+    Unhashed,
 }
 
-use Identity::{Hashed, Later, LaterLocator, Locator};
+use Identity::{Hashed, Later, LaterLocator, Locator, Unhashed};
 
 /// Every key of the serialized config (dotted; `[]` marks the entries of a list of tables)
 /// with its identity decision. Keys marked `#[serde(skip)]` (resolved paths, the cache
@@ -59,6 +62,9 @@ pub const KEYS: &[(&str, Identity)] = &[
     ("data.file_sha256", Hashed),
     ("data.val_frac", Hashed),
     ("data.test_frac", Hashed),
+    ("data.max_line_bytes", Unhashed),
+    ("data.max_file_bytes", Unhashed),
+    ("data.max_rows", Unhashed),
     ("model.kind", Hashed),
     ("model.hidden", Hashed),
     ("model.activation", Hashed),
@@ -98,9 +104,11 @@ pub const KEYS: &[(&str, Identity)] = &[
 ];
 
 /// The config every section's defaults make, as JSON: what a [`Later`] key is compared with.
-fn defaults() -> serde_json::Value {
-    let c = RunConfig::default();
-    serde_json::to_value(c).expect("a RunConfig always serializes")
+/// Made once: every cell of a spec is hashed.
+fn defaults() -> &'static serde_json::Value {
+    static DEFAULTS: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| serde_json::to_value(RunConfig::default()).expect("a RunConfig always serializes"))
 }
 
 /// Nulls a locator in `obj` when its content hash is known.
@@ -135,13 +143,13 @@ pub fn identity_json(config: &RunConfig) -> serde_json::Value {
         }
     }
     for &(key, identity) in KEYS {
-        if !matches!(identity, Later | LaterLocator { .. }) {
+        if !matches!(identity, Later | LaterLocator { .. } | Unhashed) {
             continue;
         }
-        let (section, name) = key.split_once('.').expect("later keys are section.key");
+        let (section, name) = key.split_once('.').expect("later and unhashed keys are section.key");
         let default = &defaults[section][name];
         if let Some(obj) = value.get_mut(section).and_then(|s| s.as_object_mut())
-            && obj.get(name) == Some(default)
+            && (identity == Unhashed || obj.get(name) == Some(default))
         {
             // shift_remove keeps the other keys in their order (the canonical one).
             obj.shift_remove(name);
@@ -244,7 +252,7 @@ mod tests {
     #[test]
     fn later_keys_are_top_level_section_keys() {
         for (key, identity) in KEYS {
-            if matches!(identity, Later | LaterLocator { .. }) {
+            if matches!(identity, Later | LaterLocator { .. } | Unhashed) {
                 assert_eq!(key.matches('.').count(), 1, "{key}");
                 assert!(!key.contains("[]"), "{key}");
             }
@@ -308,6 +316,18 @@ mod tests {
         let mut f = encoder();
         f.model.finetune = Some(Finetune::All);
         assert_ne!(hash(&f), hash(&encoder()));
+    }
+
+    /// Read limits decide whether a file may be read, never what a run that reads it computes.
+    #[test]
+    fn read_limits_are_not_hashed() {
+        let h = hash(&preference_file());
+        let mut c = preference_file();
+        (c.data.max_line_bytes, c.data.max_file_bytes, c.data.max_rows) = (1, 2, 3);
+        assert_eq!(hash(&c), h);
+        for key in ["max_line_bytes", "max_file_bytes", "max_rows"] {
+            assert!(identity_json(&c)["data"].get(key).is_none(), "{key}");
+        }
     }
 
     #[test]

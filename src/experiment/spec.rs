@@ -24,7 +24,8 @@ use toml::de::{DeTable, DeValue};
 
 use super::checkpoint;
 use super::config::{
-    DataConfig, DataKind, EvalConfig, InvalidValue, LossConfig, ModelConfig, RunConfig, TrainConfig,
+    DataConfig, DataKind, EvalConfig, InvalidValue, LossConfig, ModelConfig, ModelKind, RunConfig,
+    TrainConfig,
 };
 use super::figure::{self, FigureSpec};
 use super::grid::{
@@ -129,6 +130,9 @@ pub struct Spec {
     pub overrides: Vec<String>,
     /// `paths_relative_to`, when the spec sets it.
     paths_relative_to: Option<PathBuf>,
+    /// Whether any cell reads a preference file or an encoder (found when the cells were
+    /// checked): otherwise there is nothing to read before a sweep.
+    reads_inputs: bool,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -151,6 +155,11 @@ impl Cell {
 
     pub fn swept_keys(&self) -> Vec<String> {
         self.swept.iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Whether the cell reads a preference file or an encoder checkpoint.
+    pub fn reads_inputs(&self) -> bool {
+        self.config.data.kind == DataKind::PreferenceFile || self.config.model.kind == ModelKind::Encoder
     }
 }
 
@@ -228,17 +237,24 @@ impl Spec {
             figures: figure,
             overrides: Vec::new(),
             paths_relative_to,
+            reads_inputs: false,
         };
         spec.check_size()?;
         spec.check_hidden_base_values()?;
-        let cells = spec.cells()?;
-        // Figures may show the evaluation splits of any cell besides train, val and test.
+        // Every cell checked, one at a time. Figures may show the evaluation splits of any cell
+        // besides train, val and test.
         let mut splits: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
-        for e in cells.iter().flat_map(|c| &c.config.data.eval) {
-            if !splits.contains(&e.name) {
-                splits.push(e.name.clone());
+        let mut reads_inputs = false;
+        spec.visit_cells(|cell| {
+            for e in &cell.config.data.eval {
+                if !splits.contains(&e.name) {
+                    splits.push(e.name.clone());
+                }
             }
-        }
+            reads_inputs |= cell.reads_inputs();
+            Ok(())
+        })?;
+        let spec = Spec { reads_inputs, ..spec };
         let keys: std::collections::BTreeSet<String> = sweepable_keys().into_iter().collect();
         let mut names = HashSet::new();
         for (i, fig) in spec.figures.iter().enumerate() {
@@ -277,10 +293,28 @@ impl Spec {
 
     /// Expands the grid: axes in file order (the first varies slowest), seeds innermost.
     pub fn cells(&self) -> Result<Vec<Cell>> {
+        let mut cells = Vec::with_capacity(self.n_cells());
+        self.visit_cells(|c| {
+            cells.push(c);
+            Ok(())
+        })?;
+        Ok(cells)
+    }
+
+    /// How many cells the grid expands to (grid points × seeds), without expanding it.
+    pub fn n_cells(&self) -> usize {
+        self.axes.iter().map(|a| a.points.len()).product::<usize>() * self.seeds.len()
+    }
+
+    /// Hands each cell to `visit` in [`Spec::cells`]' order as it is made, checked as there,
+    /// without holding the grid: checking a large spec keeps one cell (and each one's hash)
+    /// at a time. Stops at the first error, the spec's or `visit`'s.
+    pub fn visit_cells(&self, mut visit: impl FnMut(Cell) -> Result<()>) -> Result<()> {
         let src = Source { file: self.path.display().to_string(), text: &self.text };
         let mut file_hashes = HashMap::new();
-        let mut cells = Vec::new();
-        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut index = 0;
+        // By hash (16 hex digits, as a number): a few bytes a cell, however large the grid.
+        let mut seen: HashMap<u64, usize> = HashMap::new();
         let n_points: usize = self.axes.iter().map(|a| a.points.len()).product();
         for point in 0..n_points {
             // Mixed-radix decomposition of `point`, last axis fastest.
@@ -290,23 +324,27 @@ impl Spec {
                 choice[i] = rest % axis.points.len();
                 rest /= axis.points.len();
             }
-            for &seed in &self.seeds {
-                let mut table = self.base.clone();
-                let mut swept = Vec::new();
-                let mut origins = Vec::new();
-                for (axis, &c) in self.axes.iter().zip(&choice) {
-                    for (key, (value, origin)) in axis.keys.iter().zip(&axis.points[c]) {
-                        set_path(&mut table, key, value.clone());
-                        swept.push((key.clone(), value.clone()));
-                        origins.push((key.clone(), value.clone(), origin.clone()));
-                    }
+            let mut table = self.base.clone();
+            let mut swept_point = Vec::new();
+            let mut origins = Vec::new();
+            for (axis, &c) in self.axes.iter().zip(&choice) {
+                for (key, (value, origin)) in axis.keys.iter().zip(&axis.points[c]) {
+                    set_path(&mut table, key, value.clone());
+                    swept_point.push((key.clone(), value.clone()));
+                    origins.push((key.clone(), value.clone(), origin.clone()));
                 }
-                table.insert("seed".into(), toml::Value::Integer(seed as i64));
-                let config = self.config_from(&src, table, &origins, &mut file_hashes)?;
+            }
+            // Made and checked once a grid point: nothing but `seed` depends on the seed.
+            table
+                .insert("seed".into(), toml::Value::Integer(self.seeds.first().copied().unwrap_or(0) as i64));
+            let at_point = self.config_from(&src, table, &origins, &mut file_hashes)?;
+            for &seed in &self.seeds {
+                let config = RunConfig { seed, ..at_point.clone() };
+                let mut swept = swept_point.clone();
                 swept.push(("seed".into(), toml::Value::Integer(seed as i64)));
                 let hash = config.hash();
-                let index = cells.len();
-                if let Some(&other) = seen.get(&hash) {
+                let id = u64::from_str_radix(&hash, 16).expect("a hash is 16 hex digits");
+                if let Some(&other) = seen.get(&id) {
                     let first = &origins.first().map(|o| o.2.path.clone()).unwrap_or_default();
                     return Err(src.error_at_path(
                         first,
@@ -317,11 +355,12 @@ impl Spec {
                         ),
                     ));
                 }
-                seen.insert(hash.clone(), index);
-                cells.push(Cell { index, config, swept, hash });
+                seen.insert(id, index);
+                visit(Cell { index, config, swept, hash })?;
+                index += 1;
             }
         }
-        Ok(cells)
+        Ok(())
     }
 
     /// Deserializes, resolves and validates one cell's table, locating any error at the swept
@@ -510,7 +549,20 @@ impl Spec {
                 full.display()
             ));
         }
-        let bytes = std::fs::read(&full).map_err(|e| {
+        // Hashed a block at a time: a large file is never held whole.
+        let hashed = std::fs::File::open(&full).and_then(|mut f| {
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match std::io::Read::read(&mut f, &mut buf) {
+                    Ok(0) => return Ok(h.finalize()),
+                    Ok(n) => h.update(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        });
+        let digest = hashed.map_err(|e| {
             let relative = if Path::new(p).is_absolute() {
                 String::new()
             } else if self.paths_relative_to.is_some() {
@@ -523,7 +575,7 @@ impl Spec {
             };
             format!("cannot read {}: {e}{relative}", full.display())
         })?;
-        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         file_hashes.insert(full.clone(), sha.clone());
         Ok((full, sha))
     }
@@ -597,8 +649,17 @@ impl Spec {
             }
             self.overrides.push(format!("{key}={recorded}"));
         }
+        if overrides.is_empty() {
+            // Nothing changed since every cell was checked when the spec was read.
+            return Ok(self);
+        }
         // Re-check every cell with the new base values.
-        self.cells().map_err(|e| match e {
+        let mut reads_inputs = false;
+        self.visit_cells(|cell| {
+            reads_inputs |= cell.reads_inputs();
+            Ok(())
+        })
+        .map_err(|e| match e {
             Error::Spec { key, message, .. } => {
                 let by = overrides.iter().find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key));
                 match by {
@@ -610,7 +671,13 @@ impl Spec {
             }
             other => other,
         })?;
+        self.reads_inputs = reads_inputs;
         Ok(self)
+    }
+
+    /// Whether any cell reads a preference file or an encoder checkpoint.
+    pub fn reads_inputs(&self) -> bool {
+        self.reads_inputs
     }
 }
 
@@ -644,8 +711,10 @@ fn override_seeds(raw: &str) -> std::result::Result<Vec<u64>, String> {
     })
 }
 
-/// Most cells one spec may expand to.
-const MAX_CELLS: usize = 1_000_000;
+/// Most cells one spec may expand to: every cell is checked when the spec is read, and a
+/// sweep plans them all, so a spec of this size is checked in seconds and planned in a few
+/// hundred MB (measured in the README).
+const MAX_CELLS: usize = 100_000;
 
 /// The value at `a.b.c` in a table.
 fn get_path<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
@@ -769,6 +838,27 @@ mod tests {
         assert_eq!((key.as_str(), line), ("loss.lambda", 3));
         let (key, line, ..) = error_of("description = \"d\"\n[loss]\nlambda = 0.5\n");
         assert_eq!((key.as_str(), line), ("name", 1));
+    }
+
+    /// A cell made from its grid point's config with the seed set is the cell made from its
+    /// own table (what every cell was, before a point's config was made once for its seeds);
+    /// the count is known without expanding.
+    #[test]
+    fn each_seed_of_a_point_is_the_cell_its_own_table_makes() {
+        let text = "name = \"g\"\n[sweep]\n\"loss.lambda\" = [0.0, 1.0]\nseeds = [5, 9, 2]\n";
+        let spec = Spec::parse(Path::new("g.toml"), text.into()).unwrap();
+        let cells = spec.cells().unwrap();
+        assert_eq!((cells.len(), spec.n_cells()), (6, 6));
+        for cell in &cells {
+            let mut table = spec.base.clone();
+            for (key, value) in &cell.swept {
+                set_path(&mut table, key, value.clone());
+            }
+            let own = RunConfig::deserialize(toml::Value::Table(table)).unwrap().resolve();
+            assert_eq!(cell.config, own, "{}", cell.label());
+            assert_eq!(cell.hash, own.hash(), "{}", cell.label());
+        }
+        assert!(!spec.reads_inputs());
     }
 
     /// Cells: the first axis varies slowest, seeds fastest; a zip moves its keys together.

@@ -30,7 +30,27 @@ use sha2::{Digest, Sha256};
 /// cells read (each bad row is bad input, named by file and line, before anything runs).
 pub fn load_spec(path: &Path, overrides: &[String]) -> Result<Spec> {
     let spec = Spec::load(path)?.with_overrides(overrides)?;
-    let cells = spec.cells()?;
+    if !spec.reads_inputs() {
+        return Ok(spec);
+    }
+    // Only the cells that read a file or an encoder not read by an earlier cell are kept for
+    // the checks, so a large grid is never held whole.
+    let mut inputs: std::collections::HashSet<String> = Default::default();
+    let mut cells = Vec::new();
+    spec.visit_cells(|cell| {
+        if !cell.reads_inputs() {
+            return Ok(());
+        }
+        let (d, m) = (&cell.config.data, &cell.config.model);
+        // Everything either check tells cells apart by (how a file is read, which encoder).
+        let mut data = d.clone();
+        (data.val_frac, data.test_frac, data.resolved_path) = (0.0, 0.0, None);
+        let key = serde_json::json!([data, m.encoder_sha256, m.max_length, m.finetune().as_string()]);
+        if inputs.insert(key.to_string()) {
+            cells.push(cell);
+        }
+        Ok(())
+    })?;
     data::check_files(&cells)?;
     crate::model::encoder::check_encoders(&cells).map_err(|e| spec.error_at_key(e.key, &e.message))?;
     Ok(spec)

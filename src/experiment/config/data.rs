@@ -168,7 +168,26 @@ pub struct DataConfig {
     /// Fraction of prompts held out for test.
     #[schemars(range(min = 0, max = 1))]
     pub test_frac: f64,
+    /// Longest line a preference file may have, in bytes (a Parquet row: as JSON). A longer
+    /// one stops reading with an error (exit 2): a file without line breaks, a gzip bomb.
+    #[schemars(range(min = 1))]
+    pub max_line_bytes: usize,
+    /// Most bytes one preference file may hold after decompression (Parquet: the uncompressed
+    /// size it declares); reading stops with an error past it.
+    #[schemars(range(min = 1))]
+    pub max_file_bytes: usize,
+    /// Most rows one preference file may hold; reading stops with an error past it.
+    #[schemars(range(min = 1))]
+    pub max_rows: usize,
 }
+
+/// Default of `data.max_line_bytes`: 16 MiB, a conversation of some 4 million words, or a row
+/// with two 4096-wide embeddings many times over.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// Default of `data.max_file_bytes`: 2 GiB.
+pub const MAX_FILE_BYTES: usize = 2 << 30;
+/// Default of `data.max_rows`: two million rows.
+pub const MAX_ROWS: usize = 2_000_000;
 
 impl DataConfig {
     /// Model input dimension: response features, nuisance features, prompt one-hot.
@@ -214,6 +233,9 @@ impl Default for DataConfig {
             resolved_path: None,
             val_frac: 0.2,
             test_frac: 0.0,
+            max_line_bytes: MAX_LINE_BYTES,
+            max_file_bytes: MAX_FILE_BYTES,
+            max_rows: MAX_ROWS,
         }
     }
 }

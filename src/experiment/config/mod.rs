@@ -19,7 +19,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::runtime::DeviceChoice;
-pub use data::{DataConfig, DataKind, EvalFile, Graph, PromptFeatures, PromptSplit, TextFeatures};
+pub use data::{
+    DataConfig, DataKind, EvalFile, Graph, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_ROWS, PromptFeatures,
+    PromptSplit, TextFeatures,
+};
 pub use eval::{EvalConfig, KeptRewards};
 pub use loss::{LossConfig, Regularizer};
 pub use model::{
@@ -124,7 +127,7 @@ mod tests {
         c.validate().unwrap();
     }
 
-    const DEFAULT_JSON: &str = r#"{"seed":0,"data":{"kind":"synthetic","n_prompts":500,"responses_per_prompt":4,"pairs_per_prompt":2,"feature_dim":16,"offset_scale":1.0,"beta":4.0,"flip":0.0,"graph":"random","prompt_features":"none","nuisance_dim":0,"path":null,"skip_bad_rows":false,"prompt_split":"common_prefix","eval":[],"text_features":"ngrams","ngram":2,"buckets":4096,"max_tokens":256,"file_sha256":null,"val_frac":0.2,"test_frac":0.0},"model":{"kind":"mlp","hidden":[64],"activation":"relu","device":"auto","embed_dim":32,"bias_init":null,"encoder":null,"encoder_sha256":null,"head":null,"pooling":null,"max_length":null,"finetune":null,"dropout":null,"precision":null},"train":{"optimizer":"adam","lr":0.001,"weight_decay":0.0,"momentum":0.0,"batch_size":128,"steps":1000,"sampling":"with_replacement","gradient_accumulation":1,"schedule":"constant","warmup_steps":0,"warmup_ratio":0.0,"max_grad_norm":0.0,"early_stopping_metric":null,"early_stopping_split":"val","early_stopping_patience":3,"save":"none"},"loss":{"regularizer":"none","lambda":0.0,"margin":0.0,"margin_from_data":false},"eval":{"every":50,"rewards":"all"}}"#;
+    const DEFAULT_JSON: &str = r#"{"seed":0,"data":{"kind":"synthetic","n_prompts":500,"responses_per_prompt":4,"pairs_per_prompt":2,"feature_dim":16,"offset_scale":1.0,"beta":4.0,"flip":0.0,"graph":"random","prompt_features":"none","nuisance_dim":0,"path":null,"skip_bad_rows":false,"prompt_split":"common_prefix","eval":[],"text_features":"ngrams","ngram":2,"buckets":4096,"max_tokens":256,"file_sha256":null,"val_frac":0.2,"test_frac":0.0,"max_line_bytes":16777216,"max_file_bytes":2147483648,"max_rows":2000000},"model":{"kind":"mlp","hidden":[64],"activation":"relu","device":"auto","embed_dim":32,"bias_init":null,"encoder":null,"encoder_sha256":null,"head":null,"pooling":null,"max_length":null,"finetune":null,"dropout":null,"precision":null},"train":{"optimizer":"adam","lr":0.001,"weight_decay":0.0,"momentum":0.0,"batch_size":128,"steps":1000,"sampling":"with_replacement","gradient_accumulation":1,"schedule":"constant","warmup_steps":0,"warmup_ratio":0.0,"max_grad_norm":0.0,"early_stopping_metric":null,"early_stopping_split":"val","early_stopping_patience":3,"save":"none"},"loss":{"regularizer":"none","lambda":0.0,"margin":0.0,"margin_from_data":false},"eval":{"every":50,"rewards":"all"}}"#;
 
     #[test]
     fn json_round_trip_keeps_infinite_beta() {

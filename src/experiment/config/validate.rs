@@ -178,6 +178,9 @@ impl RunConfig {
         if !(d.flip.is_finite() && (0.0..0.5).contains(&d.flip)) {
             return bad("data.flip", format!("must be in [0, 0.5), found {}", d.flip));
         }
+        positive("data.max_line_bytes", d.max_line_bytes)?;
+        positive("data.max_file_bytes", d.max_file_bytes)?;
+        positive("data.max_rows", d.max_rows)?;
         unit_fraction("data.val_frac", d.val_frac)?;
         unit_fraction("data.test_frac", d.test_frac)?;
         if d.val_frac + d.test_frac >= 1.0 {

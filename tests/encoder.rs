@@ -539,3 +539,194 @@ fn bad_checkpoints_are_bad_input_before_any_run() {
         "model.max_length: 100 is above the checkpoint's position limit",
     );
 }
+
+/// Checkpoints whose weights, config or tokenizer do not fit are bad input to `check` (exit
+/// 2, one line naming the spec and the checkpoint's file), never a panic in LibTorch's
+/// allocator (exit 101) or a failure mid-sweep (issue 26): weights that are not floating point,
+/// sizes beyond the parameter bound, config sizes that do not match the weights' shapes, an
+/// empty vocabulary, a vocabulary without its unknown token. Half, bfloat16 and float64
+/// weights pass.
+#[test]
+fn checkpoints_that_do_not_fit_are_refused_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("tiny");
+    let spec = tiny_spec(dir.path(), "fit", "max_length = 24", "");
+    let check = |edit: &dyn Fn(&Path)| {
+        let _ = std::fs::remove_dir_all(&ck);
+        tiny_checkpoint(&ck, |_| {});
+        edit(&ck);
+        rmlab(&["check", spec.to_str().unwrap()])
+    };
+    let config = |key: &'static str, value: Value| {
+        move |ck: &Path| {
+            let mut c: Value =
+                serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
+            c[key] = value.clone();
+            std::fs::write(ck.join("config.json"), c.to_string()).unwrap();
+        }
+    };
+    let weights = |kind: Kind| {
+        move |ck: &Path| {
+            let path = ck.join("model.safetensors");
+            let tensors: Vec<(String, Tensor)> =
+                Tensor::read_safetensors(&path)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(n, t)| {
+                        if n.ends_with("1.intermediate.dense.weight") { (n, t.to_kind(kind)) } else { (n, t) }
+                    })
+                    .collect();
+            Tensor::write_safetensors(&tensors, &path).unwrap();
+        }
+    };
+    let tokenizer = |edit: fn(&mut Value)| {
+        move |ck: &Path| {
+            let mut t: Value =
+                serde_json::from_str(&std::fs::read_to_string(ck.join("tokenizer.json")).unwrap()).unwrap();
+            edit(&mut t);
+            std::fs::write(ck.join("tokenizer.json"), t.to_string()).unwrap();
+        }
+    };
+    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str, &str)> = vec![
+        (
+            "int32",
+            Box::new(weights(Kind::Int)),
+            "model.safetensors",
+            "`encoder.layer.1.intermediate.dense.weight` is stored as I32",
+        ),
+        (
+            "int64",
+            Box::new(weights(Kind::Int64)),
+            "model.safetensors",
+            "is stored as I64; encoder weights must be floating point",
+        ),
+        ("bool", Box::new(weights(Kind::Bool)), "model.safetensors", "is stored as BOOL"),
+        (
+            "intermediate",
+            Box::new(config("intermediate_size", 100_000_000_000u64.into())),
+            "config.json",
+            "at most 2²⁸",
+        ),
+        ("layers", Box::new(config("num_hidden_layers", 1_000_000.into())), "config.json", "at most 2²⁸"),
+        (
+            "positions",
+            Box::new(config("max_position_embeddings", 10_000_000_000u64.into())),
+            "config.json",
+            "at most 2²⁸",
+        ),
+        ("types", Box::new(config("type_vocab_size", 1_000_000_000.into())), "config.json", "at most 2²⁸"),
+        (
+            "shape",
+            Box::new(config("intermediate_size", 48.into())),
+            "model.safetensors",
+            "`encoder.layer.0.intermediate.dense.weight` has shape [64, 32] but config.json implies [48, 32]",
+        ),
+        (
+            "type_rows",
+            Box::new(config("type_vocab_size", 3.into())),
+            "model.safetensors",
+            "`embeddings.token_type_embeddings.weight` has shape [2, 32] but config.json implies [3, 32]",
+        ),
+        (
+            "layer_count",
+            Box::new(config("num_hidden_layers", 3.into())),
+            "model.safetensors",
+            "no tensor `encoder.layer.2.attention.self.query.weight`",
+        ),
+        (
+            "empty_vocab",
+            Box::new(tokenizer(|t| t["model"]["vocab"] = serde_json::json!({}))),
+            "tokenizer.json",
+            "vocabulary (`model.vocab`) is empty",
+        ),
+        (
+            "no_unk",
+            Box::new(tokenizer(|t| {
+                t["model"]["vocab"].as_object_mut().unwrap().remove("[UNK]");
+            })),
+            "tokenizer.json",
+            "cannot encode a plain pair",
+        ),
+    ];
+    for (name, edit, file, needle) in cases {
+        let out = check(&*edit);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(err.contains(&format!("tiny/{file}: ")), "{name}: names {file}: {err}");
+        assert!(
+            err.contains("fit.toml:") && err.contains("model.encoder"),
+            "{name}: names the spec and key: {err}"
+        );
+    }
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Double] {
+        ok(check(&weights(kind)));
+    }
+}
+
+/// Half-precision weights load as the float32 values they hold: a checkpoint stored as F16
+/// gives the rewards of the same values stored as F32, bit for bit; an integer tensor that
+/// appears after the checks (mid-run) is a runtime failure naming it (exit code 1).
+#[test]
+fn half_weights_load_exactly_and_integer_ones_fail_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (half, single) = (dir.path().join("half"), dir.path().join("single"));
+    let fx = tiny_checkpoint(&half, |_| {});
+    tiny_checkpoint(&single, |_| {});
+    let convert = |dir: &Path, kind: Kind| {
+        let path = dir.join("model.safetensors");
+        let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.to_kind(Kind::Half).to_kind(kind)))
+            .collect();
+        Tensor::write_safetensors(&tensors, &path).unwrap();
+    };
+    convert(&half, Kind::Half);
+    convert(&single, Kind::Float);
+    let max_length = fx["max_length"].as_u64().unwrap() as usize;
+    let rewards = |dir: &Path| -> Vec<f32> {
+        let cfg = encoder_config(dir, max_length, Finetune::All);
+        let ck = Checkpoint::open(&cfg).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let model = EncoderRewardModel::new(&vs.root(), &ck, &cfg, &mut rng).unwrap();
+        let rows: Vec<_> = [("a b", "c d"), ("what is it", "it is a")]
+            .iter()
+            .map(|(p, r)| ck.tokenizer.encode(p, r).unwrap())
+            .collect();
+        let (ids, types, mask) = embed::padded(&rows.iter().collect::<Vec<_>>(), Device::Cpu);
+        Vec::<f32>::try_from(model.rewards(&Tensor::stack(&[ids, types, mask], 1))).unwrap()
+    };
+    let (a, b) = (rewards(&half), rewards(&single));
+    assert_eq!(
+        a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+    // Checked, then changed on disk: the load refuses the integer tensor.
+    let cfg = encoder_config(&single, max_length, Finetune::None);
+    let ck = Checkpoint::open(&cfg).unwrap();
+    let path = single.join("model.safetensors");
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .map(
+            |(n, t)| {
+                if n.ends_with("position_embeddings.weight") { (n, t.to_kind(Kind::Int)) } else { (n, t) }
+            },
+        )
+        .collect();
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &ck.config, Finetune::None, false, Precision::Fp32);
+    let err = bert.load(&path).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: `embeddings.position_embeddings.weight` is stored as Int",
+            path.display()
+        )),
+        "{err}"
+    );
+}

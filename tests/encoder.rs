@@ -540,6 +540,87 @@ fn bad_checkpoints_are_bad_input_before_any_run() {
     );
 }
 
+/// The final reward of every response of run `uid`, as the store keeps it.
+fn stored_rewards(db: &Path, uid: &str) -> std::collections::HashMap<i64, f64> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT w.response, w.reward FROM rewards w JOIN runs r ON r.id = w.run_id WHERE r.uid = ?1")
+        .unwrap();
+    stmt.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// `score` scores every encoder model `train.save` keeps (issue 26: a kept frozen encoder
+/// "has 2 tensors, but its config builds a model of 3"): frozen with a linear or an MLP head
+/// (the batched engine, on the cached embeddings), fine-tuned whole or in its last layer (the
+/// autograd engine, on token rows), each giving back its run's final rewards bit for bit on
+/// the run's own file. A checkpoint moved since is found with `--encoder`, and must be the
+/// run's checkpoint.
+#[test]
+fn every_encoder_model_kind_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(&dir.path().join("tiny"), |_| {});
+    let spec = tiny_spec(
+        dir.path(),
+        "kept",
+        "max_length = 24",
+        "[sweep]\n\"model.finetune\" = [\"none\", \"all\", \"last:1\"]\n\"model.head\" = [\"linear\", \"mlp\"]\n",
+    );
+    let db = dir.path().join("kept.sqlite");
+    let (db_s, spec_s) = (db.to_str().unwrap(), spec.to_str().unwrap());
+    ok(rmlab(&["sweep", spec_s, "--db", db_s, "--set", "train.save=\"final\"", "--set", "train.steps=10"]));
+    let file = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let runs = strings(
+        &db,
+        "SELECT uid || ' ' || json_extract(config_json, '$.model.finetune') || ' ' || json_extract(config_json, '$.model.head') FROM runs ORDER BY id",
+    );
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    // More threads than the sweep's one a cell: `score` runs the run's count, whatever the
+    // process had, so that the matmuls of a fine-tuned encoder reduce in the run's order.
+    tch::set_num_threads(2);
+    for run in &runs {
+        let uid = run.split(' ').next().unwrap();
+        let scores = rmlab::score::score(&db, uid, &file, &Default::default())
+            .unwrap_or_else(|e| panic!("{run}: {e}"));
+        let stored = stored_rewards(&db, uid);
+        let mut compared = 0;
+        for (side, reward) in [("chosen_response", "reward_chosen"), ("rejected_response", "reward_rejected")]
+        {
+            let ids: Vec<i64> =
+                scores.pairs.column(side).unwrap().i64().unwrap().into_no_null_iter().collect();
+            let rs: Vec<f64> =
+                scores.pairs.column(reward).unwrap().f64().unwrap().into_no_null_iter().collect();
+            for (id, r) in ids.into_iter().zip(rs) {
+                assert_eq!(
+                    r.to_bits(),
+                    stored[&id].to_bits(),
+                    "{run}: response {id}: {r} vs {}",
+                    stored[&id]
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 800, "{run}");
+    }
+    // The checkpoint moved: not found from the spec's directory, found with --encoder.
+    let uid = runs[0].split(' ').next().unwrap();
+    std::fs::rename(dir.path().join("tiny"), dir.path().join("moved")).unwrap();
+    let file_s = file.to_str().unwrap();
+    let o = rmlab(&["score", "--run", uid, file_s, "--db", db_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("its encoder `./tiny` is not found") && err.contains("--encoder DIR"), "{err}");
+    let moved = dir.path().join("moved");
+    ok(rmlab(&["score", "--run", uid, file_s, "--db", db_s, "--encoder", moved.to_str().unwrap()]));
+    // Another checkpoint (one config value changed) is not the run's.
+    let other = dir.path().join("other");
+    tiny_checkpoint(&other, |c| c["layer_norm_eps"] = 1e-6.into());
+    let o = rmlab(&["score", "--run", uid, file_s, "--db", db_s, "--encoder", other.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not the one the run was trained from"), "{err}");
+}
+
 /// Checkpoints whose weights, config or tokenizer do not fit are bad input to `check` (exit
 /// 2, one line naming the spec and the checkpoint's file), never a panic in LibTorch's
 /// allocator (exit 101) or a failure mid-sweep (issue 26): weights that are not floating point,

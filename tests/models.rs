@@ -516,3 +516,25 @@ fn query_runs_as_csv_lists_the_uids_score_takes() {
     let help = ok(rmlab(&["score", "--help"]));
     assert!(String::from_utf8_lossy(&help.stdout).contains("query runs --format csv"));
 }
+
+/// The record beside a kept model lists the `[data]` keys of its data source only: a run on
+/// a preference file has no synthetic generator's knobs there (issue 27), and still scores.
+#[test]
+fn a_kept_models_record_lists_only_its_data_sources_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, uid, _) = kept_mlp(dir.path());
+    let rel: String = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT path FROM artifacts WHERE kind = 'config'", [], |r| r.get(0))
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(rel)).unwrap()).unwrap();
+    let data = record["config"]["data"].as_object().unwrap();
+    for key in ["n_prompts", "responses_per_prompt", "feature_dim", "beta", "flip", "graph", "nuisance_dim"] {
+        assert!(!data.contains_key(key), "data.{key} listed: {data:?}");
+    }
+    for key in ["kind", "path", "file_sha256", "text_features", "buckets", "val_frac"] {
+        assert!(data.contains_key(key), "data.{key} missing: {data:?}");
+    }
+    assert!(assert_reproduces(&db, &uid, &repo().join("tests/fixtures/trl/pairs.jsonl")) > 200);
+}

@@ -9,6 +9,7 @@
 //! [`validate`]; what counts for a cell's identity in [`super::identity`].
 
 mod data;
+mod data_source;
 mod eval;
 mod loss;
 mod model;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::runtime::DeviceChoice;
 pub use data::{DataConfig, DataKind, EvalFile, Graph, PromptFeatures, PromptSplit, TextFeatures};
+pub use data_source::only_its_data_source;
 pub use eval::{EvalConfig, KeptRewards};
 pub use loss::{LossConfig, Regularizer};
 pub use model::{

@@ -668,7 +668,9 @@ fn checkpoints_that_do_not_fit_are_refused_by_check() {
             std::fs::write(ck.join("tokenizer.json"), t.to_string()).unwrap();
         }
     };
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str, &str)> = vec![
+    // (case, the edit, the file the error names, what it says)
+    type Case<'a> = (&'a str, Box<dyn Fn(&Path)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "int32",
             Box::new(weights(Kind::Int)),

@@ -517,6 +517,36 @@ fn query_runs_as_csv_lists_the_uids_score_takes() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("query runs --format csv"));
 }
 
+/// The pairs of one of the run's evaluation files are that file's split, by name: the run
+/// never trained on them, and their prompts were never split.
+#[test]
+fn an_evaluation_files_pairs_are_its_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, held) =
+        (repo().join("tests/fixtures/trl/pairs.jsonl"), repo().join("tests/fixtures/trl/implicit.jsonl"));
+    let data = format!(
+        "path = \"{}\"\nbuckets = 512\n[[data.eval]]\nname = \"held\"\npath = \"{}\"",
+        file.display(),
+        held.display()
+    );
+    let spec = kept_spec(dir.path(), "held", &data, "kind = \"linear\"");
+    let db = dir.path().join("held.sqlite");
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let uid: String =
+        Connection::open(&db).unwrap().query_row("SELECT uid FROM runs", [], |r| r.get(0)).unwrap();
+    let s = rmlab::score::score(&db, &uid, &held, &plain()).unwrap();
+    let splits: std::collections::BTreeSet<String> = s
+        .pairs
+        .column("split")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(splits, ["held".to_string()].into());
+}
+
 /// The record beside a kept model lists the `[data]` keys of its data source only: a run on
 /// a preference file has no synthetic generator's knobs there (issue 27), and still scores.
 #[test]

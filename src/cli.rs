@@ -230,6 +230,14 @@ pub struct ScoreArgs {
     /// training responses (kept with the model).
     #[arg(long)]
     pub normalize: bool,
+    /// Skip rows of the file that cannot be read (the summary counts them) instead of failing
+    /// on the first.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// An encoder run's checkpoint directory, when it is no longer where the run's spec named
+    /// it (it must be the same checkpoint: its SHA-256 is checked).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
 }
 
 /// What `rmlab query` returns.

@@ -218,11 +218,12 @@ fn data(a: DataArgs) -> Result<()> {
 }
 
 fn score(a: ScoreArgs) -> Result<()> {
-    let ScoreArgs { run, file, db, out, format, normalize } = a;
+    let ScoreArgs { run, file, db, out, format, normalize, skip_bad_rows, encoder } = a;
     if let Some(out) = &out {
         output::refuse_overwriting(out, &[&db, &file])?;
     }
-    let mut s = rmlab::score::score(&db, &run, &file, normalize)?;
+    let opts = rmlab::score::ScoreOptions { normalize, skip_bad_rows, encoder };
+    let mut s = rmlab::score::score(&db, &run, &file, &opts)?;
     outln!("{s}");
     if let Some(out) = out {
         let format = match Format::resolve(format, Some(&out), Format::Table) {

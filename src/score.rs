@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::data::{self, Dataset};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::experiment::RunConfig;
-use crate::experiment::config::DataKind;
+use crate::experiment::config::{DataKind, ModelKind};
 use crate::store::Store;
 
 /// What `rmlab score` found.
@@ -18,8 +18,11 @@ use crate::store::Store;
 pub struct Scores {
     /// One row per pair of the file: `prompt`, `chosen`, `rejected`, their response ids
     /// (`chosen_response`, `rejected_response`, as the `rewards` table numbers responses), the
-    /// prompt's `split` under the run's seed, `reward_chosen`, `reward_rejected`.
+    /// `split` (see [`UNSEEN`]), `reward_chosen`, `reward_rejected`.
     pub pairs: DataFrame,
+    /// Rows of the file read, and of them skipped as bad (`--skip-bad-rows`).
+    pub rows: usize,
+    pub skipped: usize,
     /// Fraction of pairs with `reward_chosen > reward_rejected`.
     pub accuracy: f64,
     /// The file's distinct responses, and their rewards' statistics.
@@ -41,10 +44,15 @@ impl std::fmt::Display for Scores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: {} pairs scored by run {}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
+            "{}: {} pairs scored by run {}{}: accuracy {:.4}; rewards{} over {} responses: mean {:.4}, std {:.4}, max |r| {:.4}",
             self.file.display(),
             self.pairs.height(),
             self.run_uid,
+            if self.skipped > 0 {
+                format!(" ({} of {} rows skipped as bad)", self.skipped, self.rows)
+            } else {
+                String::new()
+            },
             self.accuracy,
             if self.normalized {
                 format!(" (normalized by mean {:.4}, std {:.4})", self.normalization.0, self.normalization.1)
@@ -59,10 +67,33 @@ impl std::fmt::Display for Scores {
     }
 }
 
+/// The `split` of a pair whose file the run neither trained on nor evaluated on: its prompts
+/// were never split by the run. A pair of the run's own training file has its prompt's split
+/// under the run's seed (`train`, `val`, `test`); of one of its evaluation files, that file's
+/// split name.
+pub const UNSEEN: &str = "unseen";
+
+/// How `rmlab score` reads a file and finds what the kept model needs.
+#[derive(Clone, Debug, Default)]
+pub struct ScoreOptions {
+    /// Rewards as `(r − mean) / std` by the training statistics kept with the model.
+    pub normalize: bool,
+    /// Skip rows that cannot be read, counted in [`Scores::skipped`], instead of failing on the
+    /// first (as `data.skip_bad_rows` does for a run; a run that skipped skips here too).
+    pub skip_bad_rows: bool,
+    /// An encoder run's checkpoint directory, where the run's `model.encoder` is not found
+    /// from its spec's directory (a moved checkpoint); it must be the same checkpoint
+    /// (`model.encoder_sha256`).
+    pub encoder: Option<PathBuf>,
+}
+
 /// Scores `file` with the model kept by run `run` (its uid, or its id in this store) of the
-/// store at `db`; with `normalize`, rewards are `(r − mean) / std` by the training statistics
-/// kept with the model.
-pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Scores> {
+/// store at `db`, as `opts` says. Every model `train.save` keeps scores: linear and MLP models
+/// on the file's features, frozen encoders on the (cached) embeddings of its texts, fine-tuned
+/// encoders on its token rows. The forward pass runs on the run's LibTorch thread count
+/// (`runs.threads`; LibTorch's count is process-wide, and is set back afterwards).
+pub fn score(db: &Path, run: &str, file: &Path, opts: &ScoreOptions) -> Result<Scores> {
+    let normalize = opts.normalize;
     let store = Store::open_read_only(db)?;
     let conn = store.connection();
     let found: Option<(i64, String)> = conn
@@ -112,6 +143,13 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
     read_checked(&weights)?;
     let tensors = tch::Tensor::read_safetensors(&weights_path)
         .map_err(|e| Error::unreadable(&weights_path, format!("not a readable safetensors file: {e}")))?;
+    // rmlab keeps float32 weights only; another kind would be cast to numbers of no meaning.
+    if let Some((name, t)) = tensors.iter().find(|(_, t)| t.kind() != tch::Kind::Float) {
+        return Err(Error::file(
+            &weights_path,
+            format!("tensor `{name}` is stored as {:?}; a kept model's weights are float32 (F32)", t.kind()),
+        ));
+    }
     let mut cfg: RunConfig = serde_json::from_value(record["config"].clone()).map_err(|e| {
         Error::file(&record_file, format!("the kept model's config does not read as this rmlab's: {e}"))
     })?;
@@ -137,17 +175,47 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         (f64::NAN, f64::NAN)
     };
 
+    if cfg.model.kind == ModelKind::Encoder {
+        let dir = locate_encoder(conn, db, run_id, run, &cfg, opts.encoder.as_deref())?;
+        cfg.model.resolved_encoder = Some(dir);
+        // The sweep's cache of frozen embeddings is beside its store; a file the run never saw
+        // is embedded there too, else in the system's temporary directory.
+        let beside = db.parent().unwrap_or(Path::new(".")).join("cache/embeddings");
+        cfg.model.embedding_cache = beside.is_dir().then_some(beside);
+    }
+
     // The file, read as the run read its training data (same text features, same split draw).
     let file_abs = std::path::absolute(file).map_err(|e| Error::io(file, e))?;
     // Streamed, not read whole: a device (`/dev/zero`) is refused, a large file is not held.
-    let sha = data::preference_file::file_sha256(&file_abs)?;
+    let file_sha = data::preference_file::file_sha256(&file_abs)?;
+    let seen = if cfg.data.file_sha256.as_deref() == Some(file_sha.as_str()) {
+        Seen::Trained
+    } else if let Some(e) = cfg.data.eval.iter().find(|e| e.file_sha256.as_deref() == Some(file_sha.as_str()))
+    {
+        Seen::Evaluated(e.name.clone())
+    } else {
+        Seen::Unseen
+    };
     cfg.data.path = Some(file_abs.display().to_string());
     cfg.data.resolved_path = Some(PathBuf::from(&file_abs));
-    cfg.data.file_sha256 = Some(sha);
+    cfg.data.file_sha256 = Some(file_sha);
     cfg.data.eval.clear();
-    let (prefs, _) = data::load(&cfg.data, cfg.seed)?;
-    let dataset = Dataset::new(&prefs, tch::Device::Cpu);
-    let rewards = crate::train::kept_model_rewards(&cfg, engine, &tensors, &dataset)?;
+    cfg.data.skip_bad_rows |= opts.skip_bad_rows;
+    let (prefs, read) = data::load(&cfg.data, cfg.seed).map_err(suggest_skip_flag)?;
+    let (rows, skipped) = read.as_ref().map_or((0, 0), |r| (r.train.rows, r.train.skipped));
+    let (dataset, _) = crate::train::inputs::dataset(&cfg, prefs.clone(), tch::Device::Cpu)?;
+    // LibTorch's CPU matmuls split their sums by thread: on the run's thread count a fine-tuned
+    // encoder's rewards are the run's bit for bit, on another they differ in the last bits.
+    let threads: Option<i64> = conn
+        .query_row("SELECT threads FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+        .map_err(|e| Error::sqlite(db, e))?;
+    let before = tch::get_num_threads();
+    if let Some(t) = threads.filter(|&t| t > 0) {
+        tch::set_num_threads(t as i32);
+    }
+    let rewards = crate::train::kept_model_rewards(&cfg, engine, &tensors, &dataset);
+    tch::set_num_threads(before);
+    let rewards = rewards?;
     let mut r = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double))?;
     if normalize {
         r.iter_mut().for_each(|v| *v = (*v - mean) / std);
@@ -162,7 +230,11 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         rejected.push(texts.responses[p.rejected].clone());
         ci.push(p.chosen as i64);
         ri.push(p.rejected as i64);
-        split.push(prefs.split_of_response(p.chosen).as_str().to_string());
+        split.push(match &seen {
+            Seen::Trained => prefs.split_of_response(p.chosen).as_str().to_string(),
+            Seen::Evaluated(name) => name.clone(),
+            Seen::Unseen => UNSEEN.to_string(),
+        });
         rc.push(r[p.chosen]);
         rr.push(r[p.rejected]);
     }
@@ -191,6 +263,8 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
     }
     Ok(Scores {
         pairs,
+        rows,
+        skipped,
         accuracy: t.accuracy,
         responses: t.responses,
         reward_mean: t.mean,
@@ -201,6 +275,96 @@ pub fn score(db: &Path, run: &str, file: &Path, normalize: bool) -> Result<Score
         run_uid: uid,
         file: file.to_path_buf(),
     })
+}
+
+/// Which of the run's files the scored file is.
+enum Seen {
+    /// Its training file: pairs are in the run's train, val and test splits.
+    Trained,
+    /// One of its evaluation files, by name.
+    Evaluated(String),
+    /// Neither.
+    Unseen,
+}
+
+/// A bad row's error says how to skip bad rows in a run (`data.skip_bad_rows`); `score` skips
+/// them with its flag.
+fn suggest_skip_flag(e: Error) -> Error {
+    match e {
+        Error::File { path, line, message } => Error::File {
+            path,
+            line,
+            message: message.replace("(set data.skip_bad_rows = true to", "(score with --skip-bad-rows to"),
+        },
+        other => other,
+    }
+}
+
+/// The checkpoint directory of an encoder run: `explicit` (`--encoder`) when given, else its
+/// `model.encoder` resolved as the sweep resolved it, from the directory of the spec the run's
+/// experiment was stored with. Either must be the checkpoint the run was trained from, by its
+/// SHA-256 (`model.encoder_sha256`): a fine-tuned model keeps its weights, but the tokenizer and
+/// config (and a frozen model's encoder weights) come from the checkpoint.
+fn locate_encoder(
+    conn: &rusqlite::Connection,
+    db: &Path,
+    run_id: i64,
+    run: &str,
+    cfg: &RunConfig,
+    explicit: Option<&Path>,
+) -> Result<PathBuf> {
+    use crate::experiment::checkpoint;
+    let value = cfg.model.encoder.clone().unwrap_or_default();
+    let dir = match explicit {
+        Some(d) => {
+            // Absolute, so that `resolve` takes it as a directory, never as a known name.
+            let abs = std::path::absolute(d).map_err(|e| Error::io(d, e))?;
+            checkpoint::resolve(&abs.display().to_string(), Path::new("/"))
+                .map_err(|why| Error::flag("--encoder", d.display(), why))?
+        }
+        None => {
+            let spec_path: Option<String> = conn
+                .query_row(
+                    "SELECT e.spec_path FROM runs r JOIN experiments e ON e.name = r.experiment WHERE r.id = ?1",
+                    [run_id],
+                    |r| r.get(0),
+                )
+                .map(Some)
+                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+                .map_err(|e| Error::sqlite(db, e))?;
+            let spec_dir = spec_path
+                .as_deref()
+                .and_then(|p| Path::new(p).parent())
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            checkpoint::resolve(&value, &spec_dir).map_err(|why| {
+                Error::flag(
+                    "--run",
+                    run,
+                    format!(
+                        "its encoder `{value}` is not found from its spec's directory {} ({why}); give the checkpoint's directory with --encoder DIR",
+                        spec_dir.display()
+                    ),
+                )
+            })?
+        }
+    };
+    let sha = checkpoint::sha256(&dir).map_err(|why| Error::unreadable(&dir, why))?;
+    if cfg.model.encoder_sha256.as_deref() != Some(sha.as_str()) {
+        let flag = if explicit.is_some() { "--encoder" } else { "--run" };
+        let value = if explicit.is_some() { dir.display().to_string() } else { run.to_string() };
+        return Err(Error::flag(
+            flag,
+            value,
+            format!(
+                "the checkpoint at {} (SHA-256 {sha}) is not the one the run was trained from ({}); give that checkpoint's directory with --encoder DIR",
+                dir.display(),
+                cfg.model.encoder_sha256.as_deref().unwrap_or("none recorded")
+            ),
+        ));
+    }
+    Ok(dir)
 }
 
 /// The normalization statistics a model record keeps: `reward_mean` and `reward_std` of the

@@ -543,3 +543,277 @@ fn bad_checkpoints_are_bad_input_before_any_run() {
         "model.max_length: 100 is above the checkpoint's position limit",
     );
 }
+
+/// The final reward of every response of run `uid`, as the store keeps it.
+fn stored_rewards(db: &Path, uid: &str) -> std::collections::HashMap<i64, f64> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT w.response, w.reward FROM rewards w JOIN runs r ON r.id = w.run_id WHERE r.uid = ?1")
+        .unwrap();
+    stmt.query_map([uid], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// `score` scores every encoder model `train.save` keeps (issue 26: a kept frozen encoder
+/// "has 2 tensors, but its config builds a model of 3"): frozen with a linear or an MLP head
+/// (the batched engine, on the cached embeddings), fine-tuned whole or in its last layer (the
+/// autograd engine, on token rows), each giving back its run's final rewards bit for bit on
+/// the run's own file. A checkpoint moved since is found with `--encoder`, and must be the
+/// run's checkpoint.
+#[test]
+fn every_encoder_model_kind_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(&dir.path().join("tiny"), |_| {});
+    let spec = tiny_spec(
+        dir.path(),
+        "kept",
+        "max_length = 24",
+        "[sweep]\n\"model.finetune\" = [\"none\", \"all\", \"last:1\"]\n\"model.head\" = [\"linear\", \"mlp\"]\n",
+    );
+    let db = dir.path().join("kept.sqlite");
+    let (db_s, spec_s) = (db.to_str().unwrap(), spec.to_str().unwrap());
+    ok(rmlab(&["sweep", spec_s, "--db", db_s, "--set", "train.save=\"final\"", "--set", "train.steps=10"]));
+    let file = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let runs = strings(
+        &db,
+        "SELECT uid || ' ' || json_extract(config_json, '$.model.finetune') || ' ' || json_extract(config_json, '$.model.head') FROM runs ORDER BY id",
+    );
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    // More threads than the sweep's one a cell: `score` runs the run's count, whatever the
+    // process had, so that the matmuls of a fine-tuned encoder reduce in the run's order.
+    tch::set_num_threads(2);
+    for run in &runs {
+        let uid = run.split(' ').next().unwrap();
+        let scores = rmlab::score::score(&db, uid, &file, &Default::default())
+            .unwrap_or_else(|e| panic!("{run}: {e}"));
+        let stored = stored_rewards(&db, uid);
+        let mut compared = 0;
+        for (side, reward) in [("chosen_response", "reward_chosen"), ("rejected_response", "reward_rejected")]
+        {
+            let ids: Vec<i64> =
+                scores.pairs.column(side).unwrap().i64().unwrap().into_no_null_iter().collect();
+            let rs: Vec<f64> =
+                scores.pairs.column(reward).unwrap().f64().unwrap().into_no_null_iter().collect();
+            for (id, r) in ids.into_iter().zip(rs) {
+                assert_eq!(
+                    r.to_bits(),
+                    stored[&id].to_bits(),
+                    "{run}: response {id}: {r} vs {}",
+                    stored[&id]
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 800, "{run}");
+    }
+    // The checkpoint moved: not found from the spec's directory, found with --encoder.
+    let uid = runs[0].split(' ').next().unwrap();
+    std::fs::rename(dir.path().join("tiny"), dir.path().join("moved")).unwrap();
+    let file_s = file.to_str().unwrap();
+    let o = rmlab(&["score", "--run", uid, file_s, "--db", db_s]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("its encoder `./tiny` is not found") && err.contains("--encoder DIR"), "{err}");
+    let moved = dir.path().join("moved");
+    ok(rmlab(&["score", "--run", uid, file_s, "--db", db_s, "--encoder", moved.to_str().unwrap()]));
+    // Another checkpoint (one config value changed) is not the run's.
+    let other = dir.path().join("other");
+    tiny_checkpoint(&other, |c| c["layer_norm_eps"] = 1e-6.into());
+    let o = rmlab(&["score", "--run", uid, file_s, "--db", db_s, "--encoder", other.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not the one the run was trained from"), "{err}");
+}
+
+/// Checkpoints whose weights, config or tokenizer do not fit are bad input to `check` (exit
+/// 2, one line naming the spec and the checkpoint's file), never a panic in LibTorch's
+/// allocator (exit 101) or a failure mid-sweep (issue 26): weights that are not floating point,
+/// sizes beyond the parameter bound, config sizes that do not match the weights' shapes, an
+/// empty vocabulary, a vocabulary without its unknown token. Half, bfloat16 and float64
+/// weights pass.
+#[test]
+fn checkpoints_that_do_not_fit_are_refused_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("tiny");
+    let spec = tiny_spec(dir.path(), "fit", "max_length = 24", "");
+    let check = |edit: &dyn Fn(&Path)| {
+        let _ = std::fs::remove_dir_all(&ck);
+        tiny_checkpoint(&ck, |_| {});
+        edit(&ck);
+        rmlab(&["check", spec.to_str().unwrap()])
+    };
+    let config = |key: &'static str, value: Value| {
+        move |ck: &Path| {
+            let mut c: Value =
+                serde_json::from_str(&std::fs::read_to_string(ck.join("config.json")).unwrap()).unwrap();
+            c[key] = value.clone();
+            std::fs::write(ck.join("config.json"), c.to_string()).unwrap();
+        }
+    };
+    let weights = |kind: Kind| {
+        move |ck: &Path| {
+            let path = ck.join("model.safetensors");
+            let tensors: Vec<(String, Tensor)> =
+                Tensor::read_safetensors(&path)
+                    .unwrap()
+                    .into_iter()
+                    .map(|(n, t)| {
+                        if n.ends_with("1.intermediate.dense.weight") { (n, t.to_kind(kind)) } else { (n, t) }
+                    })
+                    .collect();
+            Tensor::write_safetensors(&tensors, &path).unwrap();
+        }
+    };
+    let tokenizer = |edit: fn(&mut Value)| {
+        move |ck: &Path| {
+            let mut t: Value =
+                serde_json::from_str(&std::fs::read_to_string(ck.join("tokenizer.json")).unwrap()).unwrap();
+            edit(&mut t);
+            std::fs::write(ck.join("tokenizer.json"), t.to_string()).unwrap();
+        }
+    };
+    // (case, the edit, the file the error names, what it says)
+    type Case<'a> = (&'a str, Box<dyn Fn(&Path)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "int32",
+            Box::new(weights(Kind::Int)),
+            "model.safetensors",
+            "`encoder.layer.1.intermediate.dense.weight` is stored as I32",
+        ),
+        (
+            "int64",
+            Box::new(weights(Kind::Int64)),
+            "model.safetensors",
+            "is stored as I64; encoder weights must be floating point",
+        ),
+        ("bool", Box::new(weights(Kind::Bool)), "model.safetensors", "is stored as BOOL"),
+        (
+            "intermediate",
+            Box::new(config("intermediate_size", 100_000_000_000u64.into())),
+            "config.json",
+            "at most 2²⁸",
+        ),
+        ("layers", Box::new(config("num_hidden_layers", 1_000_000.into())), "config.json", "at most 2²⁸"),
+        (
+            "positions",
+            Box::new(config("max_position_embeddings", 10_000_000_000u64.into())),
+            "config.json",
+            "at most 2²⁸",
+        ),
+        ("types", Box::new(config("type_vocab_size", 1_000_000_000.into())), "config.json", "at most 2²⁸"),
+        (
+            "shape",
+            Box::new(config("intermediate_size", 48.into())),
+            "model.safetensors",
+            "`encoder.layer.0.intermediate.dense.weight` has shape [64, 32] but config.json implies [48, 32]",
+        ),
+        (
+            "type_rows",
+            Box::new(config("type_vocab_size", 3.into())),
+            "model.safetensors",
+            "`embeddings.token_type_embeddings.weight` has shape [2, 32] but config.json implies [3, 32]",
+        ),
+        (
+            "layer_count",
+            Box::new(config("num_hidden_layers", 3.into())),
+            "model.safetensors",
+            "no tensor `encoder.layer.2.attention.self.query.weight`",
+        ),
+        (
+            "empty_vocab",
+            Box::new(tokenizer(|t| t["model"]["vocab"] = serde_json::json!({}))),
+            "tokenizer.json",
+            "vocabulary (`model.vocab`) is empty",
+        ),
+        (
+            "no_unk",
+            Box::new(tokenizer(|t| {
+                t["model"]["vocab"].as_object_mut().unwrap().remove("[UNK]");
+            })),
+            "tokenizer.json",
+            "cannot encode a plain pair",
+        ),
+    ];
+    for (name, edit, file, needle) in cases {
+        let out = check(&*edit);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(err.contains(&format!("tiny/{file}: ")), "{name}: names {file}: {err}");
+        assert!(
+            err.contains("fit.toml:") && err.contains("model.encoder"),
+            "{name}: names the spec and key: {err}"
+        );
+    }
+    for kind in [Kind::Half, Kind::BFloat16, Kind::Double] {
+        ok(check(&weights(kind)));
+    }
+}
+
+/// Half-precision weights load as the float32 values they hold: a checkpoint stored as F16
+/// gives the rewards of the same values stored as F32, bit for bit; an integer tensor that
+/// appears after the checks (mid-run) is a runtime failure naming it (exit code 1).
+#[test]
+fn half_weights_load_exactly_and_integer_ones_fail_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (half, single) = (dir.path().join("half"), dir.path().join("single"));
+    let fx = tiny_checkpoint(&half, |_| {});
+    tiny_checkpoint(&single, |_| {});
+    let convert = |dir: &Path, kind: Kind| {
+        let path = dir.join("model.safetensors");
+        let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.to_kind(Kind::Half).to_kind(kind)))
+            .collect();
+        Tensor::write_safetensors(&tensors, &path).unwrap();
+    };
+    convert(&half, Kind::Half);
+    convert(&single, Kind::Float);
+    let max_length = fx["max_length"].as_u64().unwrap() as usize;
+    let rewards = |dir: &Path| -> Vec<f32> {
+        let cfg = encoder_config(dir, max_length, Finetune::All);
+        let ck = Checkpoint::open(&cfg).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let model = EncoderRewardModel::new(&vs.root(), &ck, &cfg, &mut rng).unwrap();
+        let rows: Vec<_> = [("a b", "c d"), ("what is it", "it is a")]
+            .iter()
+            .map(|(p, r)| ck.tokenizer.encode(p, r).unwrap())
+            .collect();
+        let (ids, types, mask) = embed::padded(&rows.iter().collect::<Vec<_>>(), Device::Cpu);
+        Vec::<f32>::try_from(model.rewards(&Tensor::stack(&[ids, types, mask], 1))).unwrap()
+    };
+    let (a, b) = (rewards(&half), rewards(&single));
+    assert_eq!(
+        a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
+    // Checked, then changed on disk: the load refuses the integer tensor.
+    let cfg = encoder_config(&single, max_length, Finetune::None);
+    let ck = Checkpoint::open(&cfg).unwrap();
+    let path = single.join("model.safetensors");
+    let tensors: Vec<(String, Tensor)> = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .map(
+            |(n, t)| {
+                if n.ends_with("position_embeddings.weight") { (n, t.to_kind(Kind::Int)) } else { (n, t) }
+            },
+        )
+        .collect();
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &ck.config, Finetune::None, false, Precision::Fp32);
+    let err = bert.load(&path).unwrap_err();
+    assert_eq!(err.exit_code(), 1, "{err}");
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}: `embeddings.position_embeddings.weight` is stored as Int",
+            path.display()
+        )),
+        "{err}"
+    );
+}

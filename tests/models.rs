@@ -5,7 +5,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use rmlab::score::ScoreOptions;
 use rusqlite::Connection;
+
+fn plain() -> ScoreOptions {
+    ScoreOptions::default()
+}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -127,7 +132,7 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     let fixture = repo().join("tests/fixtures/trl/pairs.jsonl");
 
     // Scored on its own training file, the model gives back the run's final rewards, bit for bit.
-    let scores = rmlab::score::score(&db, &uid, &fixture, false).unwrap();
+    let scores = rmlab::score::score(&db, &uid, &fixture, &plain()).unwrap();
     let stored = stored_rewards(&db, &uid);
     let col = |name: &str| -> Vec<f64> {
         scores.pairs.column(name).unwrap().f64().unwrap().into_no_null_iter().collect()
@@ -181,7 +186,8 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     }
 
     // Normalized by the training responses' statistics kept with the model: mean 0, sd 1 there.
-    let norm = rmlab::score::score(&db, &uid, &fixture, true).unwrap();
+    let norm =
+        rmlab::score::score(&db, &uid, &fixture, &ScoreOptions { normalize: true, ..plain() }).unwrap();
     let splits: Vec<String> = norm
         .pairs
         .column("split")
@@ -241,7 +247,7 @@ fn a_kept_model_reproduces_its_runs_rewards_and_travels_with_merges() {
     let merged = other.path().join("m.sqlite");
     ok(rmlab(&["merge", db.to_str().unwrap(), "--into", merged.to_str().unwrap()]));
     assert!(other.path().join(&path).is_file(), "the weights file travelled");
-    let again = rmlab::score::score(&merged, &uid, &fixture, false).unwrap();
+    let again = rmlab::score::score(&merged, &uid, &fixture, &plain()).unwrap();
     assert_eq!(again.accuracy, scores.accuracy);
 }
 
@@ -338,4 +344,227 @@ fn a_changed_kept_model_is_bad_input_and_an_unreadable_one_a_failure() {
     assert!(err.contains("the kept model's file") && err.contains(&rel), "names the file: {err}");
     std::fs::write(&weights, &kept).unwrap();
     ok(rmlab(&["score", "--run", &uid, file, "--db", db_s]));
+}
+
+/// Every reward `score` gives run `uid` on `file` against the run's own final rewards: bit for
+/// bit (the run's forward pass on the run's inputs). Returns how many were compared.
+#[track_caller]
+fn assert_reproduces(db: &Path, uid: &str, file: &Path) -> usize {
+    let scores = rmlab::score::score(db, uid, file, &plain()).unwrap_or_else(|e| panic!("run {uid}: {e}"));
+    let stored = stored_rewards(db, uid);
+    let mut matched = 0;
+    for (side, reward) in [("chosen_response", "reward_chosen"), ("rejected_response", "reward_rejected")] {
+        let ids = scores.pairs.column(side).unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>();
+        let rs = scores.pairs.column(reward).unwrap().f64().unwrap().into_no_null_iter().collect::<Vec<_>>();
+        for (id, r) in ids.into_iter().zip(rs) {
+            let s =
+                stored.get(&id).unwrap_or_else(|| panic!("run {uid}: response {id} has no stored reward"));
+            assert_eq!(r.to_bits(), s.to_bits(), "run {uid}: response {id}: scored {r}, stored {s}");
+            matched += 1;
+        }
+    }
+    matched
+}
+
+/// A spec in `dir` of a model on the fixture `file`, keeping every run's model.
+fn kept_spec(dir: &Path, name: &str, data: &str, model: &str) -> std::path::PathBuf {
+    let spec = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"{name}\"\n[data]\nkind = \"preference_file\"\nval_frac = 0.25\n{data}\n\
+             [model]\ndevice = \"cpu\"\n{model}\n[train]\nsteps = 30\nlr = 0.01\nbatch_size = 32\nsave = \"final\"\n\
+             [eval]\nevery = 10\n[loss]\nlambda = 0.01\n"
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+/// `score` scores every feature model `train.save` keeps, as it trained: linear and MLP models
+/// on hashed n-grams and on a file's embedding columns, each giving back its run's rewards.
+#[test]
+fn every_feature_model_kind_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, file, features, model) in [
+        ("linear_ngrams", "pairs.jsonl", "text_features = \"ngrams\"\nbuckets = 512", "kind = \"linear\""),
+        (
+            "mlp_ngrams",
+            "pairs.jsonl",
+            "text_features = \"ngrams\"\nbuckets = 512",
+            "kind = \"mlp\"\nhidden = [8]",
+        ),
+        ("linear_embedding", "embeddings.jsonl", "text_features = \"embedding\"", "kind = \"linear\""),
+        (
+            "mlp_embedding",
+            "embeddings.jsonl",
+            "text_features = \"embedding\"",
+            "kind = \"mlp\"\nhidden = [8, 4]",
+        ),
+    ] {
+        let file = repo().join("tests/fixtures/trl").join(file);
+        let data = format!("path = \"{}\"\n{features}", file.display());
+        let spec = kept_spec(dir.path(), name, &data, model);
+        let db = dir.path().join(format!("{name}.sqlite"));
+        ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+        let uid: String =
+            Connection::open(&db).unwrap().query_row("SELECT uid FROM runs", [], |r| r.get(0)).unwrap();
+        assert!(assert_reproduces(&db, &uid, &file) > 100, "{name}");
+    }
+}
+
+/// The store of one kept MLP model on the TRL fixture, its run's uid and the kept weights'
+/// path relative to the store's directory.
+fn kept_mlp(dir: &Path) -> (std::path::PathBuf, String, String) {
+    let db = dir.join("s.sqlite");
+    sweep(&db, &["--set", "train.save=\"final\"", "--set", "sweep.seeds=1"]);
+    let (uid, rel): (String, String) = Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT r.uid, a.path FROM runs r JOIN artifacts a ON a.run_id = r.id AND a.kind = 'weights' LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    (db, uid, rel)
+}
+
+/// Kept weights of another kind than float32 (here an integer head, recorded under its own
+/// SHA-256 as if the store had kept it) are refused, naming the file and the tensor, rather
+/// than cast to rewards of no meaning (issue 26: a mean of −3.4e7).
+#[test]
+fn kept_weights_that_are_not_float32_are_bad_input() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, uid, rel) = kept_mlp(dir.path());
+    let tensors: Vec<(String, tch::Tensor)> = tch::Tensor::read_safetensors(dir.path().join(&rel))
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| if n == "hidden_0.weight" { (n, (t * 1000.0).to_kind(tch::Kind::Int)) } else { (n, t) })
+        .collect();
+    let tmp = dir.path().join("w.safetensors");
+    tch::Tensor::write_safetensors(&tensors, &tmp).unwrap();
+    let bytes = std::fs::read(&tmp).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let edited = format!("artifacts/{sha}.safetensors");
+    std::fs::write(dir.path().join(&edited), &bytes).unwrap();
+    Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE artifacts SET path = ?1, sha256 = ?2, bytes = ?3
+             WHERE kind = 'weights' AND run_id = (SELECT id FROM runs WHERE uid = ?4)",
+            rusqlite::params![edited, sha, bytes.len() as i64, uid],
+        )
+        .unwrap();
+    let fixture = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let o = rmlab(&["score", "--run", &uid, fixture.to_str().unwrap(), "--db", db.to_str().unwrap()]);
+    bad_input(o.clone(), "tensor `hidden_0.weight` is stored as Int; a kept model's weights are float32");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&edited), "names the file");
+    assert!(o.stdout.is_empty());
+}
+
+/// A file with a bad row: `score` fails on it naming file and line and its own flag (not the
+/// spec key it cannot set); with `--skip-bad-rows` it scores the rest and says how many rows it
+/// skipped. The pairs of a file the run never saw are `unseen`, not `train`/`val`; those of
+/// the run's own file keep their split.
+#[test]
+fn score_skips_bad_rows_when_asked_and_labels_unseen_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, uid, _) = kept_mlp(dir.path());
+    let own = repo().join("tests/fixtures/trl/pairs.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&own).unwrap().lines().map(String::from).collect();
+    lines.insert(2, "{\"prompt\": \"p\", \"chosen\": 3}".into());
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let (db_s, bad_s) = (db.to_str().unwrap(), bad.to_str().unwrap());
+    let o = rmlab(&["score", "--run", &uid, bad_s, "--db", db_s]);
+    bad_input(o.clone(), &format!("{}:3: ", bad.display()));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--skip-bad-rows") && !err.contains("data.skip_bad_rows"), "{err}");
+    let o = ok(rmlab(&["score", "--run", &uid, bad_s, "--db", db_s, "--skip-bad-rows"]));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        printed.contains("400 pairs scored by run") && printed.contains("(1 of 401 rows skipped as bad)"),
+        "{printed}"
+    );
+    let splits = |file: &Path, skip_bad_rows: bool| -> std::collections::BTreeSet<String> {
+        let s = rmlab::score::score(&db, &uid, file, &ScoreOptions { skip_bad_rows, ..plain() }).unwrap();
+        assert_eq!(s.pairs.height(), 400);
+        s.pairs
+            .column("split")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(splits(&bad, true), ["unseen".to_string()].into(), "a file the run never saw");
+    assert_eq!(splits(&own, false), ["train".to_string(), "val".to_string()].into(), "the run's own file");
+}
+
+/// `score --help` says `query runs --format csv` lists run uids: it does.
+#[test]
+fn query_runs_as_csv_lists_the_uids_score_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, uid, _) = kept_mlp(dir.path());
+    let o = ok(rmlab(&["query", "runs", "--db", db.to_str().unwrap(), "--format", "csv"]));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(header.contains(&"uid") && header.contains(&"run_id"), "{header:?}");
+    assert!(csv.contains(&uid), "{csv}");
+    let help = ok(rmlab(&["score", "--help"]));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("query runs --format csv"));
+}
+
+/// The pairs of one of the run's evaluation files are that file's split, by name: the run
+/// never trained on them, and their prompts were never split.
+#[test]
+fn an_evaluation_files_pairs_are_its_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, held) =
+        (repo().join("tests/fixtures/trl/pairs.jsonl"), repo().join("tests/fixtures/trl/implicit.jsonl"));
+    let data = format!(
+        "path = \"{}\"\nbuckets = 512\n[[data.eval]]\nname = \"held\"\npath = \"{}\"",
+        file.display(),
+        held.display()
+    );
+    let spec = kept_spec(dir.path(), "held", &data, "kind = \"linear\"");
+    let db = dir.path().join("held.sqlite");
+    ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let uid: String =
+        Connection::open(&db).unwrap().query_row("SELECT uid FROM runs", [], |r| r.get(0)).unwrap();
+    let s = rmlab::score::score(&db, &uid, &held, &plain()).unwrap();
+    let splits: std::collections::BTreeSet<String> = s
+        .pairs
+        .column("split")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(splits, ["held".to_string()].into());
+}
+
+/// The record beside a kept model lists the `[data]` keys of its data source only: a run on
+/// a preference file has no synthetic generator's knobs there (issue 27), and still scores.
+#[test]
+fn a_kept_models_record_lists_only_its_data_sources_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, uid, _) = kept_mlp(dir.path());
+    let rel: String = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT path FROM artifacts WHERE kind = 'config'", [], |r| r.get(0))
+        .unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(rel)).unwrap()).unwrap();
+    let data = record["config"]["data"].as_object().unwrap();
+    for key in ["n_prompts", "responses_per_prompt", "feature_dim", "beta", "flip", "graph", "nuisance_dim"] {
+        assert!(!data.contains_key(key), "data.{key} listed: {data:?}");
+    }
+    for key in ["kind", "path", "file_sha256", "text_features", "buckets", "val_frac"] {
+        assert!(data.contains_key(key), "data.{key} missing: {data:?}");
+    }
+    assert!(assert_reproduces(&db, &uid, &repo().join("tests/fixtures/trl/pairs.jsonl")) > 200);
 }

@@ -264,8 +264,8 @@ impl MetricsSink for RunWriter<'_> {
     }
 
     /// Keeps the model as two content-addressed files: the weights (safetensors) and a JSON
-    /// record of the resolved config, the engine, the step and the reward statistics, which
-    /// names the weights by their SHA-256.
+    /// record of the resolved config (with the `[data]` keys of its data source only), the
+    /// engine, the step and the reward statistics, which names the weights by their SHA-256.
     fn record_model(&mut self, model: &TrainedModel) -> Result<()> {
         let dir = self.store.artifacts_root().join("artifacts");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -281,7 +281,9 @@ impl MetricsSink for RunWriter<'_> {
             "step": model.step,
             "reward_mean": model.reward_mean,
             "reward_std": model.reward_std,
-            "config": serde_json::from_str::<serde_json::Value>(&model.config_json).expect("canonical JSON"),
+            "config": crate::experiment::config::only_its_data_source(
+                serde_json::from_str::<serde_json::Value>(&model.config_json).expect("canonical JSON")
+            ),
         });
         let record = serde_json::to_vec_pretty(&record).expect("a model record serializes");
         let config = self.write_artifact("config", "json", &record)?;

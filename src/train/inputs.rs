@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
-use crate::data::{self, Dataset, Texts};
+use crate::data::{self, Dataset, Preferences, Texts};
 use crate::error::{Error, Result};
 use crate::experiment::config::{DataKind, Finetune, ModelConfig, ModelKind, RunConfig};
 use crate::model::encoder::{Bert, Checkpoint, PairTokens, cache, embed};
@@ -44,29 +44,39 @@ pub type EmbedProgress<'a> = &'a mut dyn FnMut(usize, usize);
 
 /// The cell's inputs as a dataset on `device`, and what the run record says about them.
 pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> {
-    let (mut prefs, read) = data::load(&cfg.data, cfg.seed)?;
+    let (prefs, read) = data::load(&cfg.data, cfg.seed)?;
     let mut report = InputsReport {
         rows: read.as_ref().map(|r| (r.train.rows, r.train.skipped)),
         data_report: read.as_ref().map(|r| serde_json::to_value(r).expect("a data report serializes")),
     };
+    let (data, encoder) = dataset(cfg, prefs, device)?;
+    if let Some(record) = encoder {
+        report.add_encoder(record);
+    }
+    Ok((data, report))
+}
+
+/// The model inputs of preferences the data stage gave for `cfg` (what [`load`] builds after
+/// reading them; `rmlab score` builds a kept model's inputs from a file it reads itself), and
+/// an encoder's record for the data report.
+pub fn dataset(cfg: &RunConfig, mut prefs: Preferences, device: Device) -> Result<(Dataset, Option<Value>)> {
     if cfg.model.kind != ModelKind::Encoder {
-        return Ok((Dataset::new(&prefs, device), report));
+        return Ok((Dataset::new(&prefs, device), None));
     }
     let texts = prefs.texts.take();
     let items = items(texts.as_ref(), &prefs.prompt_of)?;
     if cfg.model.finetune() == Finetune::None {
         let (emb, rec) = embeddings(cfg, &items.unique, device, &mut |_, _| {})?;
-        report.add_encoder(rec);
         prefs.bags = None;
         prefs.dim = emb.dim;
         prefs.features = items.expand(&emb.values, emb.dim);
-        return Ok((Dataset::new(&prefs, device), report));
+        return Ok((Dataset::new(&prefs, device), Some(rec)));
     }
     // Fine-tuning: token rows of every response replace the data stage's features.
     let ck = open(&cfg.model)?;
     let pairs = ck.tokenizer.encode_all(&items.unique).map_err(Error::training)?;
     let truncated = pairs.iter().filter(|p| p.truncated).count();
-    report.add_encoder(encoder_record(&cfg.model, items.unique.len(), truncated, None));
+    let record = encoder_record(&cfg.model, items.unique.len(), truncated, None);
     (prefs.bags, prefs.dim, prefs.features) = (None, 0, Vec::new());
     let mut data = Dataset::new(&prefs, device);
     let rows: Vec<&PairTokens> = items.of_response.iter().map(|&u| &pairs[u]).collect();
@@ -74,7 +84,7 @@ pub fn load(cfg: &RunConfig, device: Device) -> Result<(Dataset, InputsReport)> 
     data.features = Tensor::stack(&[ids, types, mask], 1).to_device(device);
     data.dim = data.features.size()[2] as usize;
     data.buckets = None;
-    Ok((data, report))
+    Ok((data, Some(record)))
 }
 
 /// What [`load`] reports for a cell, without building its dataset (the batched engine loads

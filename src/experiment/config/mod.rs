@@ -9,6 +9,7 @@
 //! [`validate`]; what counts for a cell's identity in [`super::identity`].
 
 mod data;
+mod data_source;
 mod eval;
 mod loss;
 mod model;
@@ -23,6 +24,7 @@ pub use data::{
     DataConfig, DataKind, EvalFile, Graph, MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_ROWS, PromptFeatures,
     PromptSplit, TextFeatures,
 };
+pub use data_source::only_its_data_source;
 pub use eval::{EvalConfig, KeptRewards};
 pub use loss::{LossConfig, Regularizer};
 pub use model::{

@@ -10,6 +10,52 @@ use super::config::{Act, BertConfig};
 use crate::error::{Error, Result};
 use crate::experiment::config::{Finetune, Precision};
 
+/// The safetensors dtypes an encoder's weights may have: floating point, converted to float32
+/// when loaded (half and bfloat16 exactly, float64 rounded). Integer, boolean and 8-bit float
+/// tensors are refused: cast to float32 they would be numbers of no meaning.
+pub const FLOAT_DTYPES: [&str; 4] = ["F32", "F16", "BF16", "F64"];
+
+/// The names a parameter may have in a checkpoint, in the order they are looked up: its own,
+/// with a `bert.` prefix (task models), and both with `gamma`/`beta` for old layer norms.
+pub fn stored_names(name: &str) -> [String; 4] {
+    let legacy =
+        name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
+    [name.to_string(), format!("bert.{name}"), legacy.clone(), format!("bert.{legacy}")]
+}
+
+/// Every parameter `config` builds, with its shape, in the order [`Bert::new`] makes them:
+/// what a checkpoint's weights are checked against before anything is allocated.
+pub fn parameter_shapes(cfg: &BertConfig) -> Vec<(String, Vec<i64>)> {
+    let (h, f) = (cfg.hidden_size as i64, cfg.intermediate_size as i64);
+    let mut out = vec![
+        ("embeddings.word_embeddings.weight".to_string(), vec![cfg.vocab_size as i64, h]),
+        ("embeddings.position_embeddings.weight".to_string(), vec![cfg.max_position_embeddings as i64, h]),
+        ("embeddings.token_type_embeddings.weight".to_string(), vec![cfg.type_vocab_size as i64, h]),
+        ("embeddings.LayerNorm.weight".to_string(), vec![h]),
+        ("embeddings.LayerNorm.bias".to_string(), vec![h]),
+    ];
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("encoder.layer.{i}");
+        let linears = [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("attention.output.LayerNorm", h, 0),
+            ("intermediate.dense", f, h),
+            ("output.dense", h, f),
+            ("output.LayerNorm", h, 0),
+        ];
+        for (part, out_dim, in_dim) in linears {
+            // A layer norm (in_dim 0) has a weight of [H] where a linear layer has [out, in].
+            let w = if in_dim == 0 { vec![out_dim] } else { vec![out_dim, in_dim] };
+            out.push((format!("{p}.{part}.weight"), w));
+            out.push((format!("{p}.{part}.bias"), vec![out_dim]));
+        }
+    }
+    out
+}
+
 /// A linear layer `[out, in]` + `[out]`.
 #[derive(Debug)]
 struct Linear {
@@ -149,10 +195,12 @@ impl Bert {
     }
 
     /// Copies every parameter from a checkpoint's safetensors, found by its name (or with a
-    /// `bert.` prefix, as task models save it; `gamma`/`beta` for old layer norms). Every
-    /// missing or misshapen tensor is an error naming it and the file: [`Error::Unreadable`]
-    /// (exit code 1), as the checkpoint was checked before the run and its read failed while
-    /// running.
+    /// `bert.` prefix, as task models save it; `gamma`/`beta` for old layer norms: see
+    /// [`stored_names`]). Every missing or misshapen tensor, and every tensor of a kind that is
+    /// not floating point ([`FLOAT_DTYPES`]: an integer table would be cast to floats of no
+    /// meaning), is an error naming it and the file: [`Error::Unreadable`] (exit code 1), as the
+    /// checkpoint was checked before the run ([`super::Checkpoint::open`]) and its read failed
+    /// while running.
     pub fn load(&self, path: &Path) -> Result<()> {
         let bad = |message: String| Error::unreadable(path, message);
         let tensors: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
@@ -161,16 +209,20 @@ impl Bert {
             .collect();
         tch::no_grad(|| {
             for (name, var) in &self.named {
-                let legacy = name
-                    .replace("LayerNorm.weight", "LayerNorm.gamma")
-                    .replace("LayerNorm.bias", "LayerNorm.beta");
-                let src = [name.clone(), format!("bert.{name}"), legacy.clone(), format!("bert.{legacy}")]
+                let (stored, src) = stored_names(name)
                     .into_iter()
-                    .find_map(|n| tensors.get(&n))
+                    .find_map(|n| tensors.get(&n).map(|t| (n, t)))
                     .ok_or_else(|| bad(format!("no tensor `{name}` (nor `bert.{name}`)")))?;
+                if !matches!(src.kind(), Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double) {
+                    return Err(bad(format!(
+                        "`{stored}` is stored as {:?}; encoder weights must be floating point ({})",
+                        src.kind(),
+                        FLOAT_DTYPES.join(", ")
+                    )));
+                }
                 if src.size() != var.size() {
                     return Err(bad(format!(
-                        "`{name}` has shape {:?}, config.json implies {:?}",
+                        "`{stored}` has shape {:?}, config.json implies {:?}",
                         src.size(),
                         var.size()
                     )));
@@ -249,5 +301,42 @@ impl Bert {
             Act::GeluTanh => x.gelu("tanh"),
             Act::Relu => x.relu(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shapes checked before loading are the parameters `Bert::new` makes, name for
+    /// name, and `BertConfig::parameters` counts their elements.
+    #[test]
+    fn parameter_shapes_are_what_new_builds() {
+        let cfg = BertConfig::parse(
+            r#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 3,
+                "num_attention_heads": 4, "intermediate_size": 48, "max_position_embeddings": 40,
+                "type_vocab_size": 3}"#,
+        )
+        .unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let bert = Bert::new(&vs.root(), &cfg, Finetune::Last(1), false, Precision::Fp32);
+        let built: Vec<(String, Vec<i64>)> = bert.named.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+        let listed = parameter_shapes(&cfg);
+        assert_eq!(listed, built);
+        let elements: i64 = listed.iter().map(|(_, s)| s.iter().product::<i64>()).sum();
+        assert_eq!(elements as u128, cfg.parameters());
+    }
+
+    #[test]
+    fn stored_names_cover_task_models_and_old_layer_norms() {
+        assert_eq!(
+            stored_names("encoder.layer.0.output.LayerNorm.bias"),
+            [
+                "encoder.layer.0.output.LayerNorm.bias",
+                "bert.encoder.layer.0.output.LayerNorm.bias",
+                "encoder.layer.0.output.LayerNorm.beta",
+                "bert.encoder.layer.0.output.LayerNorm.beta",
+            ]
+        );
     }
 }

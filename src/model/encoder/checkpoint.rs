@@ -1,9 +1,14 @@
 //! An encoder checkpoint directory opened and checked: its config, its tokenizer, and the
-//! shape of its embedding table (read from the safetensors header, without loading weights).
+//! name, dtype and shape of every weight its config builds (read from the safetensors header,
+//! without loading weights).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
+use super::bert::{FLOAT_DTYPES, parameter_shapes, stored_names};
 use super::checkpoint_error::CheckpointError;
 use super::config::BertConfig;
 use super::tokenizer::PairTokenizer;
@@ -18,8 +23,9 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Opens the checkpoint of a resolved encoder config and checks it against the config:
-    /// BERT-family, a tokenizer whose ids fit the embedding table, `max_length` within the
-    /// position table, `last:K` within the layers.
+    /// BERT-family and within the parameter bound, every weight floating point and of the
+    /// shape `config.json` implies, a tokenizer with a vocabulary whose ids fit the embedding
+    /// table, `max_length` within the position table, `last:K` within the layers.
     pub fn open(m: &ModelConfig) -> Result<Checkpoint, CheckpointError> {
         let dir = m
             .resolved_encoder
@@ -46,18 +52,7 @@ impl Checkpoint {
             ));
         }
         let weights = dir.join("model.safetensors");
-        let (rows, width) = embedding_shape(&weights)?;
-        if (rows, width) != (config.vocab_size, config.hidden_size) {
-            return Err(CheckpointError::at(
-                "model.encoder",
-                format!(
-                    "{}: the embedding table is [{rows}, {width}] but config.json says vocab_size = {}, hidden_size = {}",
-                    weights.display(),
-                    config.vocab_size,
-                    config.hidden_size
-                ),
-            ));
-        }
+        let rows = check_weights(&weights, &config)?;
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = PairTokenizer::from_file(&tok_path, max_length)?;
         if tokenizer.id_bound() > rows {
@@ -75,8 +70,15 @@ impl Checkpoint {
     }
 }
 
-/// `[rows, width]` of the word embedding table, from the safetensors header alone.
-fn embedding_shape(path: &Path) -> Result<(usize, usize), CheckpointError> {
+/// One tensor of a safetensors header.
+#[derive(Debug, Deserialize)]
+struct Entry {
+    dtype: String,
+    shape: Vec<u64>,
+}
+
+/// The tensors a safetensors header lists, by name, read without loading any weights.
+fn read_header(path: &Path) -> Result<HashMap<String, Entry>, CheckpointError> {
     let name = path.display();
     let bad = |message: String| CheckpointError::at("model.encoder", message);
     let mut f = std::fs::File::open(path).map_err(|e| bad(format!("{name}: {e}")))?;
@@ -88,20 +90,55 @@ fn embedding_shape(path: &Path) -> Result<(usize, usize), CheckpointError> {
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).map_err(|e| bad(format!("{name}: not a safetensors file: {e}")))?;
-    let header: serde_json::Value =
+    let mut header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&header).map_err(|e| bad(format!("{name}: not a safetensors header: {e}")))?;
-    let key = ["embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight"]
+    header.remove("__metadata__");
+    header
         .into_iter()
-        .find(|k| header.get(*k).is_some())
-        .ok_or_else(|| {
-            bad(format!("{name}: no tensor `embeddings.word_embeddings.weight`: not a BertModel checkpoint"))
-        })?;
-    let shape: Vec<usize> = header[key]["shape"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_u64().map(|x| x as usize)).collect())
-        .unwrap_or_default();
-    match shape[..] {
-        [rows, width] => Ok((rows, width)),
-        _ => Err(bad(format!("{name}: `{key}` has shape {shape:?}, expected [vocab, hidden]"))),
+        .map(|(key, v)| {
+            serde_json::from_value::<Entry>(v)
+                .map(|e| (key.clone(), e))
+                .map_err(|e| bad(format!("{name}: tensor `{key}` in the header: {e}")))
+        })
+        .collect()
+}
+
+/// Checks the weights against the config from the safetensors header alone: every parameter
+/// the config builds is there ([`stored_names`]), floating point ([`FLOAT_DTYPES`]) and of the
+/// shape the config implies. Returns the rows of the word embedding table.
+fn check_weights(path: &Path, config: &BertConfig) -> Result<usize, CheckpointError> {
+    let name = path.display();
+    let bad = |message: String| CheckpointError::at("model.encoder", format!("{name}: {message}"));
+    let header = read_header(path)?;
+    for (param, shape) in parameter_shapes(config) {
+        let Some((stored, entry)) =
+            stored_names(&param).into_iter().find_map(|n| header.get(&n).map(|e| (n, e)))
+        else {
+            return Err(bad(if param == "embeddings.word_embeddings.weight" {
+                format!("no tensor `{param}`: not a BertModel checkpoint")
+            } else {
+                format!("no tensor `{param}` (nor `bert.{param}`), which config.json implies")
+            }));
+        };
+        if !FLOAT_DTYPES.contains(&entry.dtype.as_str()) {
+            return Err(bad(format!(
+                "`{stored}` is stored as {}; encoder weights must be floating point ({})",
+                entry.dtype,
+                FLOAT_DTYPES.join(", ")
+            )));
+        }
+        let found: Vec<i64> = entry.shape.iter().map(|&d| d as i64).collect();
+        if found != shape {
+            return Err(bad(format!(
+                "`{stored}` has shape {found:?} but config.json implies {shape:?} (vocab_size = {}, hidden_size = {}, \
+                 intermediate_size = {}, max_position_embeddings = {}, type_vocab_size = {})",
+                config.vocab_size,
+                config.hidden_size,
+                config.intermediate_size,
+                config.max_position_embeddings,
+                config.type_vocab_size
+            )));
+        }
     }
+    Ok(config.vocab_size)
 }

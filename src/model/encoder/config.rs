@@ -47,6 +47,11 @@ fn default_position() -> String {
     "absolute".into()
 }
 
+/// Most parameters an encoder may have: the bound every rmlab model has (README, "2²⁸
+/// parameters a model"; `experiment::config::validate`), so that a `config.json` of absurd
+/// sizes is refused when it is read rather than failing in LibTorch's allocator.
+pub const MAX_PARAMETERS: u128 = 1 << 28;
+
 /// The feed-forward non-linearity of a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -94,6 +99,19 @@ impl BertConfig {
                 c.hidden_size, c.num_attention_heads
             ));
         }
+        let params = c.parameters();
+        if params > MAX_PARAMETERS {
+            return Err(format!(
+                "the encoder would have {params} parameters (vocab_size = {}, hidden_size = {}, num_hidden_layers = {}, \
+                 intermediate_size = {}, max_position_embeddings = {}, type_vocab_size = {}); at most 2²⁸ (1 GiB of float32) fit",
+                c.vocab_size,
+                c.hidden_size,
+                c.num_hidden_layers,
+                c.intermediate_size,
+                c.max_position_embeddings,
+                c.type_vocab_size
+            ));
+        }
         if c.type_vocab_size < 2 {
             return Err(format!(
                 "type_vocab_size = {}: a prompt–response pair needs token types 0 and 1",
@@ -110,6 +128,19 @@ impl BertConfig {
             "relu" => Ok(Act::Relu),
             other => Err(format!("hidden_act = \"{other}\" is not supported (gelu, gelu_new, relu)")),
         }
+    }
+
+    /// Parameters of the `BertModel` this config builds (embeddings, layer norms, every
+    /// layer's attention and feed-forward weights and biases), counted without overflow: what
+    /// [`MAX_PARAMETERS`] bounds before anything is allocated.
+    pub fn parameters(&self) -> u128 {
+        let (h, f) = (self.hidden_size as u128, self.intermediate_size as u128);
+        let (v, p, t) =
+            (self.vocab_size as u128, self.max_position_embeddings as u128, self.type_vocab_size as u128);
+        // Query, key, value and attention output [H, H] + [H]; intermediate [F, H] + [F]; output
+        // [H, F] + [H]; two layer norms [H] + [H].
+        let layer = 4 * (h * h + h) + (f * h + f) + (h * f + h) + 2 * 2 * h;
+        (v + p + t) * h + 2 * h + (self.num_hidden_layers as u128).saturating_mul(layer)
     }
 
     pub fn head_dim(&self) -> usize {
@@ -155,5 +186,33 @@ mod tests {
             "relative_key",
         );
         rejects(("\"vocab_size\": 50,", ""), "not a BERT config");
+    }
+
+    /// MINI's parameters by hand: embeddings (50 + 40 + 2) · 32 + 2 · 32 = 3008; a layer
+    /// 4 · (32² + 32) + (64 · 32 + 64) + (32 · 64 + 32) + 4 · 32 = 8544, two of them.
+    #[test]
+    fn parameters_are_counted_as_bert_builds_them() {
+        assert_eq!(BertConfig::parse(MINI).unwrap().parameters(), 3008 + 2 * 8544);
+    }
+
+    /// Sizes that would fail in LibTorch's allocator (exit 101) are refused when read, each
+    /// naming the parameter count and the bound.
+    #[test]
+    fn absurd_sizes_are_refused_by_the_parameter_bound() {
+        for edit in [
+            ("\"intermediate_size\": 64", "\"intermediate_size\": 100000000000"),
+            ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1000000"),
+            ("\"max_position_embeddings\": 40", "\"max_position_embeddings\": 10000000000"),
+            ("\"intermediate_size\": 64", "\"intermediate_size\": 64, \"type_vocab_size\": 1000000000"),
+            ("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 18446744073709551615"),
+        ] {
+            rejects(edit, "parameters (vocab_size = 50");
+            rejects(edit, "at most 2²⁸");
+        }
+        // all-MiniLM-L6-v2's sizes fit: its published 22,713,216 parameters less the pooler
+        // (384² + 384 = 147,840), which rmlab does not build.
+        let minilm = r#"{"model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+            "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512}"#;
+        assert_eq!(BertConfig::parse(minilm).unwrap().parameters(), 22_713_216 - 147_840);
     }
 }

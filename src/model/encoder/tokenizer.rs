@@ -15,6 +15,10 @@ use tokenizers::{Encoding, PostProcessor, Tokenizer, TruncationDirection};
 
 use super::checkpoint_error::CheckpointError;
 
+/// A pair every usable tokenizer encodes: plain words, digits, punctuation and a word no
+/// small vocabulary holds (which needs the unknown token or subwords).
+const PROBE: (&str, &str) = ("What is 2 + 2?", "Four, quizzaciously.");
+
 /// A tokenizer for prompt–response pairs.
 pub struct PairTokenizer {
     tok: Tokenizer,
@@ -43,6 +47,11 @@ impl PairTokenizer {
         tok.with_truncation(None).map_err(|e| bad(e.to_string()))?;
         tok.with_padding(None);
         let special = tok.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        // Added tokens alone ([CLS], [SEP], …) cannot encode any text: every word would fail
+        // mid-run on the model's missing vocabulary (or its missing unknown token).
+        if tok.get_vocab(false).is_empty() {
+            return Err(bad("the model's vocabulary (`model.vocab`) is empty".into()));
+        }
         let id_bound = tok.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1);
         if max_length <= special {
             return Err(CheckpointError::at(
@@ -50,7 +59,18 @@ impl PairTokenizer {
                 format!("max_length = {max_length} leaves no room beside the {special} special tokens"),
             ));
         }
-        Ok(PairTokenizer { tok, max_length, special, id_bound })
+        let t = PairTokenizer { tok, max_length, special, id_bound };
+        // A vocabulary without the tokenizer's unknown token fails on the first word it does
+        // not know, which would be mid-run: a pair of ordinary words must encode here.
+        let probe =
+            t.encode(PROBE.0, PROBE.1).map_err(|e| bad(format!("cannot encode a plain pair: {e}")))?;
+        if let Some(&id) = probe.ids.iter().find(|&&i| i as usize >= t.id_bound) {
+            return Err(bad(format!(
+                "the pair template adds token id {id}, outside the vocabulary of {} ids",
+                t.id_bound
+            )));
+        }
+        Ok(t)
     }
 
     /// Largest token id + 1: the embedding table must have at least this many rows.

@@ -72,6 +72,20 @@ struct SpecFile {
     #[serde(default)]
     #[schemars(schema_with = "sweep_schema", default = "toml::Table::new")]
     sweep: SweepSection,
+    /// What a sweep writes besides the store.
+    #[serde(default)]
+    log: LogSection,
+}
+
+/// `[log]`: what a sweep writes besides the store. No key here is part of a cell's identity.
+#[derive(Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// Also write each run's TensorBoard event file into this directory while it trains, as
+    /// `<experiment>/<swept key=value,…>/` (the directories `rmlab export tensorboard` makes);
+    /// a relative path is read from where the spec's other paths are (`paths_relative_to`).
+    #[serde(default)]
+    tensorboard: Option<String>,
 }
 
 fn sweep_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -129,6 +143,8 @@ pub struct Spec {
     pub overrides: Vec<String>,
     /// `paths_relative_to`, when the spec sets it.
     paths_relative_to: Option<PathBuf>,
+    /// `[log] tensorboard`, as written.
+    tensorboard: Option<PathBuf>,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -187,8 +203,19 @@ impl Spec {
                 _ => serde_error(&src, &e),
             }
         })?;
-        let SpecFile { name, description, paths_relative_to, data, model, train, loss, eval, figure, sweep } =
-            file;
+        let SpecFile {
+            name,
+            description,
+            paths_relative_to,
+            data,
+            model,
+            train,
+            loss,
+            eval,
+            figure,
+            sweep,
+            log,
+        } = file;
         let base: toml::Table =
             [("data", data), ("model", model), ("train", train), ("loss", loss), ("eval", eval)]
                 .into_iter()
@@ -216,6 +243,10 @@ impl Spec {
             }
             None => None,
         };
+        if log.tensorboard.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            let at = [Step::Key("log".into()), Step::Key("tensorboard".into())];
+            return Err(src.error_at_path(&at, "log.tensorboard", "is empty; name a directory"));
+        }
         let (axes, seeds) = parse_sweep(&src, &sweep)?;
         let spec = Spec {
             name,
@@ -228,6 +259,7 @@ impl Spec {
             figures: figure,
             overrides: Vec::new(),
             paths_relative_to,
+            tensorboard: log.tensorboard.map(PathBuf::from),
         };
         spec.check_size()?;
         spec.check_hidden_base_values()?;
@@ -443,6 +475,12 @@ impl Spec {
             }
         }
         Ok(())
+    }
+
+    /// `[log] tensorboard`: where runs' event files are written while they train, relative
+    /// paths read from [`Spec::base_dir`].
+    pub fn tensorboard_dir(&self) -> Option<PathBuf> {
+        self.tensorboard.as_ref().map(|d| self.base_dir().join(d))
     }
 
     /// The directory relative paths of the spec are read from: `paths_relative_to`, else the

@@ -78,7 +78,7 @@ fn tensorboard_reads_back_every_scalar_and_hyperparameter_of_the_store() {
     ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", db.to_str().unwrap()]));
     let o = ok(rmlab(&["export", "tensorboard", exported.to_str().unwrap(), "--db", db.to_str().unwrap()]));
     let said = String::from_utf8_lossy(&o.stderr);
-    assert!(said.contains("4 runs"), "{said}");
+    assert!(said.contains("4 runs") && !said.contains("left out"), "{said}");
     for logdir in [&exported, &live] {
         let run = logdir.join("quick/loss.lambda=0.1,seed=1");
         assert!(run.is_dir(), "{} is missing", run.display());
@@ -116,6 +116,24 @@ fn export_refuses_bad_input_with_exit_2() {
         assert!(err.contains(says) && err.lines().count() == 1, "{all:?}: {err}");
     }
     assert!(!repo().join("tb").exists(), "a refused export made its directory");
+    // Runs that are not the newest finished run of their cell are counted, not silently dropped.
+    let tb = dir.path().join("tb");
+    for _ in 0..2 {
+        ok(rmlab(&["sweep", "experiments/quick.toml", "--db", db.to_str().unwrap(), "--force"]));
+    }
+    let o = ok(rmlab(&["export", "tensorboard", tb.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("4 runs, ") && said.contains("8 runs left out"), "{said}");
+    let o = ok(rmlab(&[
+        "export",
+        "tensorboard",
+        tb.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--all-runs",
+    ]));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("12 runs") && said.contains(",run="), "{said}");
 }
 
 #[test]

@@ -38,12 +38,23 @@ pub struct ExportedRun {
 #[derive(Clone, Debug, Default)]
 pub struct Export {
     pub runs: Vec<ExportedRun>,
+    /// Runs the selection matched but left out, not being the newest finished run of their
+    /// cell (without `all_runs`).
+    pub left_out: usize,
 }
 
 impl std::fmt::Display for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scalars: usize = self.runs.iter().map(|r| r.scalars).sum();
-        write!(f, "{} runs, {scalars} scalars", self.runs.len())
+        write!(f, "{} runs, {scalars} scalars", self.runs.len())?;
+        if self.left_out > 0 {
+            write!(
+                f,
+                "; {} runs left out, not the newest finished run of their cell (--all-runs writes them)",
+                self.left_out
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -89,8 +100,9 @@ pub fn export(db: &Path, dir: &Path, req: &ExportRequest) -> Result<Export> {
     for r in &runs {
         *names.entry(run_path(&r.experiment, &r.swept)).or_default() += 1;
     }
+    let every = query::run_ids(conn, &Selection { latest_only: false, ..sel.clone() })?.len();
     make_dir(dir)?;
-    let mut out = Export::default();
+    let mut out = Export { runs: Vec::new(), left_out: every - runs.len() };
     for r in &runs {
         let mut name = run_path(&r.experiment, &r.swept);
         if names[&name] > 1 {

@@ -99,7 +99,7 @@ def main():
             else:
                 ok = hp.WhichOneof("kind") == "number_value" and hp.number_value == float(value)
             if not ok:
-                fail(f"{name}: hparam {key} is {hp} but the param is {value!r}")
+                fail(f"{name}: hparam {key} is {str(hp).strip()!r} but the param is {value!r}")
         end = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_end_info"])
         if end.session_end_info.status != api_pb2.STATUS_SUCCESS:
             fail(f"{name}: a finished run's session ended with status {end.session_end_info.status}")

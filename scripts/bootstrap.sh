@@ -38,7 +38,8 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
 fi
 
 # Python side of the project: the results notebook and its headless runner (polars, nbclient,
-# matplotlib). A stamp of the requirements file makes a second run a no-op.
+# matplotlib), and tensorboard, whose reader tests/tensorboard.rs checks rmlab's event files
+# with. A stamp of the requirements file makes a second run a no-op.
 reqs=notebooks/requirements.txt
 stamp="$VENV/.rmlab-notebook-requirements"
 if [ ! -f "$stamp" ] || ! cmp -s "$reqs" "$stamp"; then

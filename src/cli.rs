@@ -44,6 +44,10 @@ pub enum Command {
     /// Score a TRL-format preference file with a model a run kept (`train.save`): print its
     /// accuracy and reward statistics, and write every pair's rewards with --out.
     Score(ScoreArgs),
+    /// Export runs of the store for other tools: `export tensorboard DIR` writes TensorBoard
+    /// event files (one directory a run, every metric at every evaluation step, the params as
+    /// hyperparameters).
+    Export(ExportArgs),
 }
 
 // Each subcommand's arguments; its description is the doc comment of its `Command` variant.
@@ -238,6 +242,38 @@ pub struct ScoreArgs {
     /// it (it must be the same checkpoint: its SHA-256 is checked).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub what: ExportKind,
+}
+
+/// What `rmlab export` writes.
+#[derive(Debug, Subcommand)]
+pub enum ExportKind {
+    /// TensorBoard event files in DIR/<experiment>/<swept key=value,…>/: a scalar
+    /// `split/metric` at every evaluation step, the run's params through the HParams plugin.
+    Tensorboard(TensorboardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TensorboardArgs {
+    /// The log directory (made if missing; `tensorboard --logdir DIR`).
+    pub dir: PathBuf,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// Only runs of this experiment.
+    #[arg(long, short = 'e')]
+    pub experiment: Option<String>,
+    /// Only runs whose param KEY has VALUE (repeatable), as `rmlab query --where`.
+    #[arg(long = "where", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Every run (any status, reruns), not only the newest finished run of each cell.
+    #[arg(long)]
+    pub all_runs: bool,
 }
 
 /// What `rmlab query` returns.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmlab::analysis::{data_table, output, plot, query};
+use rmlab::analysis::{data_table, output, plot, query, tensorboard};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
@@ -17,6 +17,7 @@ use cli::{
     CheckArgs, Cli, Command, DataArgs, DataFormat, Format, MergeArgs, MigrateArgs, PlotArgs, PromptSplitArg,
     QueryArgs, QueryKind, ScoreArgs, SlurmArgs, StatArg, StatusArgs, SweepArgs,
 };
+use cli::{ExportArgs, ExportKind};
 
 // Output to a closed pipe (`rmlab sweep … 2>&1 | head -2`) is dropped quietly: the work goes on
 // and no panic replaces it. Each macro is `println!`/`eprintln!` without the panic.
@@ -73,6 +74,25 @@ fn run(command: Command) -> Result<()> {
         Command::Merge(a) => merge(a),
         Command::Migrate(a) => migrate(a),
         Command::Score(a) => score(a),
+        Command::Export(a) => export(a),
+    }
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    match a.what {
+        ExportKind::Tensorboard(t) => {
+            let req = tensorboard::ExportRequest {
+                experiment: t.experiment,
+                filters: t.filters,
+                all_runs: t.all_runs,
+            };
+            let done = tensorboard::export(&t.db, &t.dir, &req)?;
+            for r in &done.runs {
+                errln!("{}  ({} scalars)", t.dir.join(&r.dir).display(), r.scalars);
+            }
+            errln!("{}: {done}", t.dir.display());
+            Ok(())
+        }
     }
 }
 

@@ -54,7 +54,7 @@ pub struct Selection {
 }
 
 /// Ids of the selected runs, in id order.
-fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
+pub(crate) fn run_ids(conn: &Connection, sel: &Selection) -> Result<Vec<i64>> {
     let mut sql = String::from("SELECT id FROM runs r WHERE (?1 IS NULL OR r.experiment = ?1)");
     let mut args: Vec<Sql> = vec![sel.experiment.clone().map_or(Sql::Null, Sql::Text)];
     for f in &sel.filters {
@@ -598,7 +598,11 @@ fn check_metrics(metrics: &[String]) -> Result<()> {
 }
 
 /// Refuses `--where` keys that no selected run has (a misspelt key would select nothing).
-fn check_filter_keys(conn: &Connection, experiment: Option<&str>, filters: &[Filter]) -> Result<()> {
+pub(crate) fn check_filter_keys(
+    conn: &Connection,
+    experiment: Option<&str>,
+    filters: &[Filter],
+) -> Result<()> {
     if filters.iter().all(|f| f.key == "status") {
         return Ok(());
     }

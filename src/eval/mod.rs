@@ -12,4 +12,4 @@ pub mod record;
 pub mod stats;
 pub mod truth;
 
-pub use record::{Divergence, MemorySink, MetricsSink, Outcome, RewardRow, TrainedModel};
+pub use record::{Divergence, MemorySink, MetricsSink, Outcome, RewardRow, Tee, TrainedModel};

@@ -174,3 +174,50 @@ impl MetricsSink for MemorySink {
         Ok(())
     }
 }
+
+/// Two sinks as one: every report goes to `first`, then to `second` when there is one (the
+/// store, and an event file written while training).
+pub struct Tee<'a> {
+    pub first: &'a mut dyn MetricsSink,
+    pub second: Option<&'a mut dyn MetricsSink>,
+}
+
+impl MetricsSink for Tee<'_> {
+    fn record(&mut self, step: usize, split: Split, values: &[(&'static str, f64)]) -> Result<()> {
+        self.first.record(step, split, values)?;
+        self.second.as_mut().map_or(Ok(()), |s| s.record(step, split, values))
+    }
+
+    fn record_rewards(&mut self, rows: &[RewardRow]) -> Result<()> {
+        self.first.record_rewards(rows)?;
+        self.second.as_mut().map_or(Ok(()), |s| s.record_rewards(rows))
+    }
+
+    fn record_best_step(&mut self, step: usize) -> Result<()> {
+        self.first.record_best_step(step)?;
+        self.second.as_mut().map_or(Ok(()), |s| s.record_best_step(step))
+    }
+
+    fn record_model(&mut self, model: &TrainedModel) -> Result<()> {
+        self.first.record_model(model)?;
+        self.second.as_mut().map_or(Ok(()), |s| s.record_model(model))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tee_reports_to_both_sinks() {
+        let (mut a, mut b) = (MemorySink::default(), MemorySink::default());
+        let mut tee = Tee { first: &mut a, second: Some(&mut b) };
+        tee.record(3, Split::Val, &[("accuracy", 0.5)]).unwrap();
+        tee.record_best_step(3).unwrap();
+        let mut alone = Tee { first: &mut a, second: None };
+        alone.record(4, Split::Val, &[("accuracy", 0.75)]).unwrap();
+        assert_eq!(a.curve(Split::Val, "accuracy"), vec![(3, 0.5), (4, 0.75)]);
+        assert_eq!(b.curve(Split::Val, "accuracy"), vec![(3, 0.5)]);
+        assert_eq!(b.best_step, Some(3));
+    }
+}

@@ -73,6 +73,20 @@ struct SpecFile {
     #[serde(default)]
     #[schemars(schema_with = "sweep_schema", default = "toml::Table::new")]
     sweep: SweepSection,
+    /// What a sweep writes besides the store.
+    #[serde(default)]
+    log: LogSection,
+}
+
+/// `[log]`: what a sweep writes besides the store. No key here is part of a cell's identity.
+#[derive(Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    /// Also write each run's TensorBoard event file into this directory while it trains, as
+    /// `<experiment>/<swept key=value,…>/` (the directories `rmlab export tensorboard` makes);
+    /// a relative path is read from where the spec's other paths are (`paths_relative_to`).
+    #[serde(default)]
+    tensorboard: Option<String>,
 }
 
 fn sweep_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -133,6 +147,8 @@ pub struct Spec {
     /// Whether any cell reads a preference file or an encoder (found when the cells were
     /// checked): otherwise there is nothing to read before a sweep.
     reads_inputs: bool,
+    /// `[log] tensorboard`, as written.
+    tensorboard: Option<PathBuf>,
 }
 
 /// One grid point × seed: a fully resolved run.
@@ -196,8 +212,19 @@ impl Spec {
                 _ => serde_error(&src, &e),
             }
         })?;
-        let SpecFile { name, description, paths_relative_to, data, model, train, loss, eval, figure, sweep } =
-            file;
+        let SpecFile {
+            name,
+            description,
+            paths_relative_to,
+            data,
+            model,
+            train,
+            loss,
+            eval,
+            figure,
+            sweep,
+            log,
+        } = file;
         let base: toml::Table =
             [("data", data), ("model", model), ("train", train), ("loss", loss), ("eval", eval)]
                 .into_iter()
@@ -225,6 +252,10 @@ impl Spec {
             }
             None => None,
         };
+        if log.tensorboard.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            let at = [Step::Key("log".into()), Step::Key("tensorboard".into())];
+            return Err(src.error_at_path(&at, "log.tensorboard", "is empty; name a directory"));
+        }
         let (axes, seeds) = parse_sweep(&src, &sweep)?;
         let spec = Spec {
             name,
@@ -238,6 +269,7 @@ impl Spec {
             overrides: Vec::new(),
             paths_relative_to,
             reads_inputs: false,
+            tensorboard: log.tensorboard.map(PathBuf::from),
         };
         spec.check_size()?;
         spec.check_hidden_base_values()?;
@@ -482,6 +514,12 @@ impl Spec {
             }
         }
         Ok(())
+    }
+
+    /// `[log] tensorboard`: where runs' event files are written while they train, relative
+    /// paths read from [`Spec::base_dir`].
+    pub fn tensorboard_dir(&self) -> Option<PathBuf> {
+        self.tensorboard.as_ref().map(|d| self.base_dir().join(d))
     }
 
     /// The directory relative paths of the spec are read from: `paths_relative_to`, else the

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::analysis::tensorboard::TrainingEvents;
 use crate::data;
 use crate::error::{Error, Result};
-use crate::eval::{MetricsSink, Outcome};
+use crate::eval::{MetricsSink, Outcome, Tee};
 use crate::experiment::config::{FORMAT_VERSION, RunConfig};
 use crate::experiment::{Cell, Spec};
 use crate::provenance::Provenance;
@@ -206,6 +207,13 @@ pub fn run(spec: &Spec, opts: &SweepOptions) -> Result<SweepSummary> {
     let cells = selected_cells(spec, &opts.only)?;
     let total = cells.len();
     let todo = prepare(spec, opts, cells)?;
+    if let Some(dir) = spec.tensorboard_dir().filter(|_| !todo.is_empty()) {
+        // Made now, so that a path that cannot be a directory is the spec's error, not every
+        // cell's failure.
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            spec.error_at_key("log.tensorboard", &format!("cannot make the directory {}: {e}", dir.display()))
+        })?;
+    }
     let jobs = opts.jobs.unwrap_or_else(cores).clamp(1, todo.len().max(1));
     // One intra-op thread unless asked for more: a cell's numbers may depend on the thread
     // count (a reduction split across threads rounds differently), so the default must not
@@ -544,29 +552,39 @@ fn run_group<'c>(
     }
     let started = Instant::now();
     let cfgs: Vec<RunConfig> = claimed.iter().map(|c| c.config.clone()).collect();
+    let mut boards: Vec<Option<TrainingEvents>> = Vec::new();
     let outcome = device.and_then(|device| {
         catch_unwind(AssertUnwindSafe(|| {
+            for c in &claimed {
+                boards.push(start_events(spec, c)?);
+            }
+            let mut tees: Vec<Tee<'_>> = writers
+                .iter_mut()
+                .zip(boards.iter_mut())
+                .map(|(w, b)| Tee { first: w, second: b.as_mut().map(|b| b as &mut dyn MetricsSink) })
+                .collect();
             let mut sinks: Vec<&mut dyn MetricsSink> =
-                writers.iter_mut().map(|w| w as &mut dyn MetricsSink).collect();
+                tees.iter_mut().map(|t| t as &mut dyn MetricsSink).collect();
             train::train_group(&cfgs, device, &mut sinks, on_step)
         }))
         .unwrap_or_else(|panic| Err(Error::training(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
     let share = started.elapsed().as_secs_f64() / claimed.len() as f64;
-    match outcome {
-        Ok(outs) => {
-            for ((w, cell), o) in writers.into_iter().zip(claimed).zip(outs) {
-                w.finish(&Ok(o), share)?;
-                results.push((cell, Ok(Some(o))));
-            }
-        }
+    // Each cell's outcome, its event file (when there is one) closed first.
+    let mut boards = boards.into_iter();
+    let outcomes: Vec<Result<Outcome>> = match outcome {
+        Ok(outs) => outs.into_iter().map(|o| finish_events(boards.next().flatten(), Ok(o))).collect(),
         Err(e) => {
             let msg = e.to_string();
-            for (w, cell) in writers.into_iter().zip(claimed) {
-                w.finish(&Err(Error::training(msg.clone())), share)?;
-                results.push((cell, Err(Error::training(msg.clone()))));
-            }
+            claimed
+                .iter()
+                .map(|_| finish_events(boards.next().flatten(), Err(Error::training(msg.clone()))))
+                .collect()
         }
+    };
+    for ((w, cell), o) in writers.into_iter().zip(claimed).zip(outcomes) {
+        w.finish(&o, share)?;
+        results.push((cell, o.map(Some)));
     }
     Ok(results)
 }
@@ -599,8 +617,10 @@ fn run_cell(
         return Ok(None);
     };
     let started = Instant::now();
+    let mut board = None;
     let outcome = device.and_then(|device| {
         catch_unwind(AssertUnwindSafe(|| {
+            board = start_events(spec, cell)?;
             let (data, report) = train::inputs::load(cfg, device)?;
             if let Some((rows, skipped)) = report.rows {
                 writer.set_data_rows(rows, skipped);
@@ -608,12 +628,31 @@ fn run_cell(
             if let Some(r) = report.data_report {
                 writer.set_data_report(r);
             }
-            train(cfg, &data, device, &mut writer, on_step)
+            let mut sink =
+                Tee { first: &mut writer, second: board.as_mut().map(|b| b as &mut dyn MetricsSink) };
+            train(cfg, &data, device, &mut sink, on_step)
         }))
         .unwrap_or_else(|panic| Err(Error::training(format!("libtorch panicked: {}", panic_message(&panic)))))
     });
+    let outcome = finish_events(board, outcome);
     writer.finish(&outcome, started.elapsed().as_secs_f64())?;
     outcome.map(Some)
+}
+
+/// The cell's TensorBoard event file, when its spec asks for one (`[log] tensorboard`).
+fn start_events(spec: &Spec, cell: &Cell) -> Result<Option<TrainingEvents>> {
+    let Some(root) = spec.tensorboard_dir() else { return Ok(None) };
+    TrainingEvents::start(&root, &spec.name, &cell.config, &cell.swept_keys()).map(Some)
+}
+
+/// Closes a run's event file with its outcome; a file that cannot be finished fails a run
+/// that had not failed already.
+fn finish_events(board: Option<TrainingEvents>, outcome: Result<Outcome>) -> Result<Outcome> {
+    let Some(board) = board else { return outcome };
+    match (board.finish(&outcome), outcome) {
+        (Err(e), Ok(_)) => Err(e),
+        (_, outcome) => outcome,
+    }
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

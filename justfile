@@ -49,6 +49,11 @@ figures DB=db OUT="results/figures": build
 plot NAME DB=db OUT="results/figures" *FLAGS: build
     {{bin}} plot experiments/{{NAME}}.toml --db {{DB}} --out-dir {{OUT}} {{FLAGS}}
 
+# Write the HTML report of experiments/NAME.toml from store DB to OUT (figures, summaries with CIs, cells, config, provenance); FLAGS go to `rmlab report` (--set).
+report NAME DB=db OUT=("results/reports/" + NAME + ".html") *FLAGS: build
+    mkdir -p "$(dirname "{{OUT}}")"
+    {{bin}} report experiments/{{NAME}}.toml --db {{DB}} --out {{OUT}} {{FLAGS}}
+
 # Run the rmlab binary with ARGS (the same as .venv/bin/rmlab, which bootstrap links to it).
 rmlab *ARGS: build
     {{bin}} {{ARGS}}

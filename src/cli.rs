@@ -28,6 +28,10 @@ pub enum Command {
     /// Draw the figures of specs (declared `[[figure]]`s, else the default catalogue) from the
     /// store, as SVG + 300-dpi PNG + a JSON sidecar in OUT_DIR/<experiment>/.
     Plot(PlotArgs),
+    /// Write one self-contained HTML page of a spec's experiment: its figures inline, summary
+    /// tables with 95 % CIs, the cells run and missing, the resolved config, provenance. It opens
+    /// from disk, with no server and no network.
+    Report(ReportArgs),
     /// Describe preference files: rows read and skipped, prompts, responses, each prompt's
     /// comparison graph (components: bipartite with every winner on one side, bipartite with
     /// winners on both sides, or with an odd cycle), duplicates,
@@ -156,6 +160,22 @@ pub struct PlotArgs {
     #[arg(long, default_value = "results/figures")]
     pub out_dir: PathBuf,
     /// Override a base config key (repeatable), as the sweep was run: its cells are drawn.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Experiment spec (TOML). The page shows exactly its cells (with the --set overrides), the
+    /// newest finished run of each, as `plot` draws them.
+    pub spec: PathBuf,
+    /// Results store.
+    #[arg(long, default_value = "results/results.sqlite")]
+    pub db: PathBuf,
+    /// The HTML file to write (default: results/reports/<experiment>.html).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Override a base config key (repeatable), as the sweep was run: its cells are shown.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
 }
@@ -423,10 +443,10 @@ mod tests {
         let has = |sub: &str, id: &str| {
             cli.find_subcommand(sub).unwrap().get_arguments().any(|a| a.get_id().as_str() == id)
         };
-        for sub in ["sweep", "status", "slurm", "plot", "query", "migrate", "score"] {
+        for sub in ["sweep", "status", "slurm", "plot", "report", "query", "migrate", "score"] {
             assert!(has(sub, "db"), "rmlab {sub} --db");
         }
-        for sub in ["sweep", "status", "slurm", "plot"] {
+        for sub in ["sweep", "status", "slurm", "plot", "report"] {
             assert!(has(sub, "overrides"), "rmlab {sub} --set");
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rmlab::analysis::{data_table, output, plot, query, tensorboard};
+use rmlab::analysis::{data_table, output, plot, query, report, tensorboard};
 use rmlab::error::{Error, Result};
 use rmlab::experiment::Spec;
 use rmlab::store::Store;
@@ -15,7 +15,7 @@ use rmlab::sweep::{self, Packing, SweepOptions};
 
 use cli::{
     CheckArgs, Cli, Command, DataArgs, DataFormat, Format, MergeArgs, MigrateArgs, PlotArgs, PromptSplitArg,
-    QueryArgs, QueryKind, ScoreArgs, SlurmArgs, StatArg, StatusArgs, SweepArgs,
+    QueryArgs, QueryKind, ReportArgs, ScoreArgs, SlurmArgs, StatArg, StatusArgs, SweepArgs,
 };
 use cli::{ExportArgs, ExportKind};
 
@@ -65,6 +65,7 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Plot(a) => plot(a),
+        Command::Report(a) => report(a),
         Command::Data(a) => data(a),
         Command::Schema => {
             outln!("{}", serde_json::to_string_pretty(&rmlab::experiment::json_schema()).expect("JSON"));
@@ -144,6 +145,36 @@ fn plot(a: PlotArgs) -> Result<()> {
     for w in plot::render_specs(&a.db, &specs, &a.out_dir)? {
         errln!("{}  (+ .png, .json)", w.svg.display());
     }
+    Ok(())
+}
+
+fn report(a: ReportArgs) -> Result<()> {
+    let spec = Spec::load(&a.spec)?.with_overrides(&a.overrides)?;
+    let inputs = [a.db.as_path(), a.spec.as_path()];
+    if let Some(out) = &a.out {
+        // A named file is checked before any work; its directory must exist.
+        output::refuse_overwriting(out, &inputs)?;
+    }
+    let page = report::Report::gather(&a.db, &spec)?;
+    let out = match a.out {
+        Some(out) => out,
+        None => {
+            // The default directory is made, once there is a page to put in it.
+            let out = report::default_out(&spec.name);
+            let dir = out.parent().expect("the default has a directory");
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            output::refuse_overwriting(&out, &inputs)?;
+            out
+        }
+    };
+    page.write(&out)?;
+    errln!(
+        "{}  ({} figures, {} of {} cells shown)",
+        out.display(),
+        page.figures.len(),
+        page.coverage().0,
+        page.cells.len()
+    );
     Ok(())
 }
 

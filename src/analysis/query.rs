@@ -93,11 +93,15 @@ fn polars_err(e: PolarsError) -> Error {
 /// Fills a temporary table with the selected run ids, so queries join on it instead of
 /// binding thousands of parameters.
 fn select_into_temp(conn: &Connection, sel: &Selection) -> Result<usize> {
-    let ids = run_ids(conn, sel)?;
+    ids_into_temp(conn, &run_ids(conn, sel)?)
+}
+
+/// Fills the temporary table of selected runs with `ids`.
+fn ids_into_temp(conn: &Connection, ids: &[i64]) -> Result<usize> {
     conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS sel (id INTEGER PRIMARY KEY); DELETE FROM temp.sel;")
         .map_err(Error::on(conn))?;
     let mut ins = conn.prepare("INSERT INTO temp.sel (id) VALUES (?1)").map_err(Error::on(conn))?;
-    for id in &ids {
+    for id in ids {
         ins.execute([id]).map_err(Error::on(conn))?;
     }
     Ok(ids.len())
@@ -286,6 +290,32 @@ pub fn summary(
     }
     check_metrics(metrics)?;
     select_into_temp(conn, &sel)?;
+    summarize_selected(conn, group_by, metrics, split, stat)
+}
+
+/// [`summary`] of exactly the runs `ids` (finished or not, as given): a report's table of a
+/// spec's cells, each by the run its figures draw.
+pub fn summary_of_runs(
+    conn: &Connection,
+    ids: &[i64],
+    group_by: &[String],
+    metrics: &[String],
+    split: Option<&str>,
+    stat: Stat,
+) -> Result<(DataFrame, Vec<String>)> {
+    check_metrics(metrics)?;
+    ids_into_temp(conn, ids)?;
+    summarize_selected(conn, group_by, metrics, split, stat)
+}
+
+/// [`summary`] of the runs in the temporary selection.
+fn summarize_selected(
+    conn: &Connection,
+    group_by: &[String],
+    metrics: &[String],
+    split: Option<&str>,
+    stat: Stat,
+) -> Result<(DataFrame, Vec<String>)> {
     let (ids, params) = param_columns(conn, false)?;
     let swept: BTreeSet<String> = {
         let mut stmt = conn

@@ -45,6 +45,32 @@ pub struct Written {
     pub sidecar: PathBuf,
 }
 
+/// One figure drawn in memory: what [`render_all`] writes as files, and what a report inlines.
+#[derive(Debug)]
+pub struct Drawn {
+    /// The figure's name, the stem of its files.
+    pub name: String,
+    /// Width and height in pixels at 300 dpi.
+    pub size: (u32, u32),
+    /// The SVG document's text, as the `.svg` file holds it.
+    pub svg: String,
+    /// The sidecar: how the figure was made, from which runs, what it drew (caption, footer,
+    /// cells, notes), as the `.json` file holds it.
+    pub sidecar: serde_json::Value,
+}
+
+impl Drawn {
+    /// Writes `<out_dir>/<name>.svg`, `.png` and `.json`, each whole or not at all.
+    pub fn write(&self, out_dir: &Path) -> Result<Written> {
+        let stem = out_dir.join(&self.name);
+        render::write_both(&stem, self.size, &self.svg)?;
+        let json = serde_json::to_string_pretty(&self.sidecar).expect("sidecar serializes") + "\n";
+        let sidecar = stem.with_extension("json");
+        render::write_atomic(&sidecar, json.as_bytes())?;
+        Ok(Written { svg: stem.with_extension("svg"), png: stem.with_extension("png"), sidecar })
+    }
+}
+
 /// The sidecar JSON of a figure: how it was made, from which runs, and what it drew.
 #[derive(Debug, Serialize)]
 struct Sidecar<'a> {
@@ -100,9 +126,6 @@ enum PanelRecord {
     },
 }
 
-/// Renders every figure of `experiment` into `out_dir`. Fails (with a clear message) when the
-/// store has no finished run of the experiment; a figure with nothing to show is drawn with a
-/// note instead of panels.
 /// Renders every figure of `experiment` into `out_dir`, each from exactly the spec's `cells`
 /// (the newest finished run of each): runs of other configs stored under the same experiment
 /// (an edited spec, another `--set`) are never drawn. `states` is the store's state of each
@@ -117,6 +140,20 @@ pub fn render_all(
     figures: &[FigureSpec],
     out_dir: &Path,
 ) -> Result<Vec<Written>> {
+    let drawn = draw_all(conn, experiment, cells, states, figures)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    drawn.iter().map(|d| d.write(out_dir)).collect()
+}
+
+/// Draws every figure of `experiment` in memory, as [`render_all`] writes them: from exactly
+/// the spec's `cells`, failing the same way when no cell has a finished run.
+pub fn draw_all(
+    conn: &Connection,
+    experiment: &str,
+    cells: &[SpecCell],
+    states: &HashMap<String, String>,
+    figures: &[FigureSpec],
+) -> Result<Vec<Drawn>> {
     let (all_runs, coverage) = data::finished_runs(conn, experiment, cells, states, &BTreeMap::new())?;
     if all_runs.is_empty() {
         return Err(Error::file(
@@ -128,9 +165,8 @@ pub fn render_all(
             ),
         ));
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     style::register_font();
-    let mut written = Vec::new();
+    let mut drawn = Vec::new();
     let mut ceilings = Ceilings::new(conn);
     for fig in figures {
         // A list in `where` admits any of its values.
@@ -152,7 +188,6 @@ pub fn render_all(
             _ => String::new(),
         };
         let footer = footer(fig, &runs, &coverage, &horizon, &mut notes);
-        let stem = out_dir.join(&fig.name);
         let fig_built = match fig.kind {
             FigureKind::Curves => curve_panels(conn, fig, &runs, &mut ceilings)?,
             FigureKind::Final | FigureKind::GraphKinds => {
@@ -166,7 +201,7 @@ pub fn render_all(
         let width_px = (fig.width.inches() * DPI).round() as u32;
         let layout = Layout::new(&fig_built, &caption, &footer, width_px);
         let size = (width_px, layout.height());
-        render::render_both(&stem, size, &|a| draw_figure(a, &fig_built, &layout))?;
+        let svg = render::svg(size, &|a| draw_figure(a, &fig_built, &layout))?;
         let sidecar = Sidecar {
             figure: fig,
             experiment,
@@ -192,16 +227,10 @@ pub fn render_all(
             panels: fig_built.panels.records(),
             notes,
         };
-        let json = serde_json::to_string_pretty(&sidecar).expect("sidecar serializes") + "\n";
-        let sidecar_path = stem.with_extension("json");
-        render::write_atomic(&sidecar_path, json.as_bytes())?;
-        written.push(Written {
-            svg: stem.with_extension("svg"),
-            png: stem.with_extension("png"),
-            sidecar: sidecar_path,
-        });
+        let sidecar = serde_json::to_value(&sidecar).expect("sidecar serializes");
+        drawn.push(Drawn { name: fig.name.clone(), size, svg, sidecar });
     }
-    Ok(written)
+    Ok(drawn)
 }
 
 fn toml_to_sql(v: &toml::Value) -> Sql {
@@ -997,6 +1026,25 @@ fn draw_figure<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The spec's cells as figures select them, and the store's state of each config hash it
+/// holds (`stale` for a newest run under an older format version), to say why a cell is missing.
+pub fn spec_cells(store: &Store, spec: &Spec) -> Result<(Vec<SpecCell>, HashMap<String, String>)> {
+    let cells: Vec<SpecCell> = spec.cells()?.iter().map(SpecCell::of).collect();
+    let states: HashMap<String, String> = store
+        .cell_statuses(&spec.name)?
+        .into_iter()
+        .map(|(hash, rec)| {
+            let state = if rec.format_version == crate::experiment::config::FORMAT_VERSION as i64 {
+                rec.status
+            } else {
+                "stale".into()
+            };
+            (hash, state)
+        })
+        .collect();
+    Ok((cells, states))
+}
+
 /// Draws the figures of each spec (its declared `[[figure]]`s, else the [`catalogue`]) from the
 /// store at `db` into `out_dir/<experiment>/`; returns what was written, spec by spec.
 pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Written>> {
@@ -1004,19 +1052,7 @@ pub fn render_specs(db: &Path, specs: &[Spec], out_dir: &Path) -> Result<Vec<Wri
     let mut written = Vec::new();
     for spec in specs {
         let figures = if spec.figures.is_empty() { catalogue() } else { spec.figures.clone() };
-        let cells: Vec<SpecCell> = spec.cells()?.iter().map(SpecCell::of).collect();
-        let states: HashMap<String, String> = store
-            .cell_statuses(&spec.name)?
-            .into_iter()
-            .map(|(hash, rec)| {
-                let state = if rec.format_version == crate::experiment::config::FORMAT_VERSION as i64 {
-                    rec.status
-                } else {
-                    "stale".into()
-                };
-                (hash, state)
-            })
-            .collect();
+        let (cells, states) = spec_cells(&store, spec)?;
         written.extend(render_all(
             store.connection(),
             &spec.name,

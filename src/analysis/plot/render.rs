@@ -23,6 +23,19 @@ pub fn render_both(
     size: (u32, u32),
     draw: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>,
 ) -> Result<()> {
+    write_both(stem, size, &svg(size, draw)?)
+}
+
+/// Writes an SVG drawn by [`svg`] as `<stem>.svg` and, rasterized, as `<stem>.png`.
+pub fn write_both(stem: &Path, size: (u32, u32), svg: &str) -> Result<()> {
+    let png = rasterize(svg, size)?;
+    write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
+    write_atomic(&stem.with_extension("png"), &png)
+}
+
+/// Draws `draw` as the text of an SVG document, `size` in pixels, its subscripts typeset and
+/// its text in the bundled font's family: what the `.svg` file holds and the PNG shows.
+pub fn svg(size: (u32, u32), draw: &dyn Fn(&DrawingArea<SVGBackend, Shift>) -> Result<()>) -> Result<String> {
     register_font();
     let mut raw = String::new();
     {
@@ -31,13 +44,10 @@ pub fn render_both(
         draw(&root)?;
         root.present().map_err(pe)?;
     }
-    let svg = svg_subscripts(&raw).replace(
+    Ok(svg_subscripts(&raw).replace(
         &format!("font-family=\"{}\"", super::style::FONT),
         &format!("font-family=\"{SVG_FAMILY}\""),
-    );
-    let png = rasterize(&svg, size)?;
-    write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
-    write_atomic(&stem.with_extension("png"), &png)
+    ))
 }
 
 /// The SVG as an RGB PNG on white with a 300-dpi pHYs chunk.

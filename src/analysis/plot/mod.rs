@@ -10,6 +10,7 @@ pub mod ceiling;
 pub mod data;
 pub mod draw;
 pub mod legend;
+pub mod reliability;
 pub mod render;
 pub mod style;
 pub mod typeset;
@@ -96,6 +97,13 @@ enum PanelRecord {
         title: String,
         points: usize,
     },
+    Reliability {
+        title: String,
+        runs: usize,
+        /// Mean over runs of the ECE recomputed from their bins.
+        ece: Option<f64>,
+        bins: Vec<reliability::BinPoint>,
+    },
 }
 
 /// Renders every figure of `experiment` into `out_dir`. Fails (with a clear message) when the
@@ -158,6 +166,10 @@ pub fn render_all(
             }
             FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
+            FigureKind::Reliability => {
+                let (panels, rows, line_keys) = reliability::panels(conn, fig, &runs, &mut notes)?;
+                Built { panels: Panels::Reliability(panels), rows, legend: reliability::legend(), line_keys }
+            }
         };
         notes.extend(ceilings.take_notes());
         let caption = caption(fig, &fig_built.line_keys);
@@ -179,6 +191,7 @@ pub fn render_all(
                     (FigureKind::Final | FigureKind::GraphKinds, Statistic::Final) =>
                         "summaries (final_value)",
                     (FigureKind::Final | FigureKind::GraphKinds, Statistic::Best) => "summaries (best_value)",
+                    (FigureKind::Reliability, _) => "summaries (final_value of reliability_*)",
                     _ => "rewards",
                 }
             ),
@@ -267,6 +280,7 @@ fn footer(
              y: fraction of responses per bin, one scale for all panels.",
             seeds.len()
         ),
+        FigureKind::Reliability => reliability::footer(fig.band.describe()),
         FigureKind::LearnedVsTrue => {
             "One run per panel (lowest seed). Grey: every response; colour: 6 prompts, each joined by a line."
                 .to_string()
@@ -805,6 +819,7 @@ enum Panels {
     Lines(Vec<LinePanel>),
     Hists(Vec<HistPanel>),
     Scatters(Vec<ScatterPanel>),
+    Reliability(Vec<reliability::ReliabilityPanel>),
 }
 
 impl Panels {
@@ -813,6 +828,7 @@ impl Panels {
             Panels::Lines(p) => p.len(),
             Panels::Hists(p) => p.len(),
             Panels::Scatters(p) => p.len(),
+            Panels::Reliability(p) => p.len(),
         }
     }
 
@@ -851,6 +867,13 @@ impl Panels {
             Panels::Scatters(ps) => ps
                 .iter()
                 .map(|p| PanelRecord::Scatter { title: plain(&p.title), points: p.background.len() })
+                .collect(),
+            Panels::Reliability(ps) => ps
+                .iter()
+                .map(|p| {
+                    let (title, runs, ece, bins) = reliability::record(p);
+                    PanelRecord::Reliability { title, runs, ece, bins }
+                })
                 .collect(),
         }
     }
@@ -944,6 +967,7 @@ fn draw_figure<DB: DrawingBackend>(
             }
             Panels::Hists(p) => draw::hist_panel(area, &p[i])?,
             Panels::Scatters(p) => draw::scatter_panel(area, &p[i])?,
+            Panels::Reliability(p) => reliability::draw(area, &p[i])?,
         }
     }
     Ok(())

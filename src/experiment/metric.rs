@@ -41,7 +41,11 @@ pub const RELIABILITY_PARTS: [&str; 3] = ["pairs", "confidence", "correct"];
 pub fn reliability_names() -> &'static [&'static str] {
     static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
         (0..RELIABILITY_BINS)
-            .flat_map(|k| RELIABILITY_PARTS.iter().map(move |p| &*format!("reliability_{k}_{p}").leak()))
+            .flat_map(|k| {
+                RELIABILITY_PARTS
+                    .iter()
+                    .map(move |p| -> &'static str { format!("reliability_{k}_{p}").leak() })
+            })
             .collect()
     });
     &NAMES

@@ -167,7 +167,8 @@ pub fn render_all(
             FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::Reliability => {
-                let (panels, rows, line_keys) = reliability::panels(conn, fig, &runs, &mut notes)?;
+                let line_keys = line_keys(fig, &runs, true);
+                let (panels, rows) = reliability::panels(conn, fig, &runs, &line_keys, &mut notes)?;
                 Built { panels: Panels::Reliability(panels), rows, legend: reliability::legend(), line_keys }
             }
         };

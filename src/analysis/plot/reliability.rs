@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 use super::data::{self, OrdValue, RunInfo, Stat, Statistic, stat};
 use super::legend::{Dash, Entry, Swatch};
-use super::style::{FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, color, pe};
+use super::style::{FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, color, key_symbol, pe};
 use crate::error::Result;
 use crate::experiment::figure::{FigureSpec, default_x};
 use crate::experiment::metric::{RELIABILITY_BINS, RELIABILITY_PARTS};
@@ -39,10 +39,11 @@ pub struct BinPoint {
     pub interval: (f64, f64),
 }
 
-/// Pools the bins of runs that share their pairs (seeds of one setting): sums of pairs,
-/// confidences and correct answers per bin. A bin's interval is the Wilson interval at its mean
-/// pair count per run, not at the pooled count: the runs are scored on the same labelled
-/// pairs, so pooling them adds no independent labels.
+/// Pools the bins of the runs of one setting (its seeds): sums of pairs, confidences and
+/// correct answers per bin. A bin's interval is the Wilson interval at its mean pair count per
+/// run, one run's sampling error, not at the pooled count: the seeds' pairs coincide (a fixed
+/// split) or overlap (a split drawn per seed), so pooling them adds fewer independent labels
+/// than it adds pairs, and the pooled count would overstate the precision.
 pub fn pool(runs: &[RunBins]) -> Vec<BinPoint> {
     let total: f64 = runs.iter().flat_map(|r| r.iter().map(|b| b.0)).sum();
     (0..RELIABILITY_BINS)
@@ -100,18 +101,19 @@ pub struct ReliabilityPanel {
     pub ece: Option<Stat>,
 }
 
-/// The panels of a reliability figure: a row per split of `fig.splits`, a panel per λ in each
-/// (λ last among the keys, so panels of one setting of the other swept keys sit together).
-/// Returns the panels, the rows and the keys other than λ. Runs without bins (recorded before
-/// the bins existed) are left out with a note.
+/// The panels of a reliability figure: a row per split of `fig.splits`, a panel per λ and
+/// setting of `others` (the swept keys besides λ and the seed) in each, λ last, so panels of
+/// one setting of the others sit together. Returns the panels and the rows. Runs without bins
+/// (recorded before the bins existed) are left out with a note.
 pub fn panels(
     conn: &Connection,
     fig: &FigureSpec,
     runs: &[RunInfo],
+    others: &[String],
     notes: &mut Vec<String>,
-) -> Result<(Vec<ReliabilityPanel>, usize, Vec<String>)> {
+) -> Result<(Vec<ReliabilityPanel>, usize)> {
     let lambda = default_x();
-    let mut keys: Vec<String> = super::line_keys(fig, runs, true);
+    let mut keys: Vec<String> = others.to_vec();
     keys.push(lambda.clone());
     let lambdas: BTreeSet<OrdValue> =
         runs.iter().map(|r| r.params.get(&lambda).cloned().unwrap_or(OrdValue::Missing)).collect();
@@ -131,12 +133,14 @@ pub fn panels(
         for (k, members) in &by_key {
             let lam = k.last().expect("λ is a key");
             let i = lambdas.iter().position(|l| l == lam).unwrap_or(0);
-            let others = super::group_label(&keys[..keys.len() - 1], &k[..k.len() - 1]);
+            let setting: Vec<String> =
+                others.iter().zip(k).map(|(key, v)| format!("{} = {}", key_symbol(key), v.label())).collect();
+            let setting = setting.join(", ");
             let eces: Vec<f64> = members.iter().map(run_ece).collect();
             panels.push(ReliabilityPanel {
                 title: format!(
                     "{}λ = {} ({split})",
-                    if others.is_empty() { String::new() } else { format!("{others}, ") },
+                    if setting.is_empty() { String::new() } else { format!("{setting}, ") },
                     lam.label()
                 ),
                 color: if lam.as_f64() == Some(0.0) { RGBColor(110, 110, 110) } else { color(i) },
@@ -153,9 +157,7 @@ pub fn panels(
             runs.len()
         ));
     }
-    let rows = fig.splits.len().max(1);
-    keys.pop();
-    Ok((panels, rows, keys))
+    Ok((panels, fig.splits.len().max(1)))
 }
 
 /// The final bins of each run on `split` that has them all.
@@ -210,7 +212,7 @@ pub fn legend() -> Vec<Entry> {
 pub fn footer(band: &str) -> String {
     super::typeset::typeset(&format!(
         "Bins: confidence σ(|r_a − r_b|) of the preferred response, {RELIABILITY_BINS} equal bins over [0.5, 1], from each run's final rewards, \
-         all seeds of a panel pooled; bars on points: 95 % Wilson interval at the bin's mean pair count per run (the seeds share their pairs); \
+         all seeds of a panel pooled; bars on points: 95 % Wilson interval at the bin's mean pair count per run (the seeds' pairs overlap, so not at the pooled count); \
          ECE in titles: mean over runs, ± half its band ({band})."
     ))
 }

@@ -254,7 +254,7 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &ReliabilityPa
         .map_err(pe)?;
     chart
         .configure_mesh()
-        .x_desc("confidence of the preferred response")
+        .x_desc("confidence")
         .y_desc("fraction / share of pairs")
         .axis_desc_style(font(LABEL_PX))
         .label_style(font(TICK_PX))

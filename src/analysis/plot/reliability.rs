@@ -86,7 +86,8 @@ pub fn wilson(p: f64, n: f64) -> (f64, f64) {
     let z2 = z * z;
     let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // The interval holds p̂; at p̂ = 0 or 1 rounding would leave it a hair outside.
+    ((centre - half).max(0.0).min(p), (centre + half).min(1.0).max(p))
 }
 
 /// A reliability panel: one λ (and setting of the other keys) on one split.
@@ -361,6 +362,10 @@ mod tests {
     fn wilson_interval_by_hand() {
         let (lo, hi) = wilson(0.5, 10.0);
         assert!((lo - 0.236_593).abs() < 1e-5 && (hi - 0.763_407).abs() < 1e-5, "{lo} {hi}");
+        assert_eq!(wilson(1.0, 10.0).1, 1.0);
+        let (lo, hi) = wilson(0.0, 10.0);
+        assert_eq!(lo, 0.0, "the interval holds p̂ = 0 exactly");
+        assert!((hi - 0.277_533).abs() < 1e-5, "{hi}");
         let (lo, hi) = wilson(1.0, 10.0);
         assert!((lo - 0.722_467).abs() < 1e-5 && (hi - 1.0).abs() < 1e-12, "{lo} {hi}");
     }

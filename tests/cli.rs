@@ -213,12 +213,13 @@ fn killed_sweeps_resume_with_exactly_the_missing_cells() {
         child.wait().unwrap();
         let conn = Connection::open(&db).unwrap();
         assert_eq!(conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)).unwrap(), "ok");
-        // steps / 25 + 1 evaluations of 39 metric rows (19 per split, head_weight_norm on train).
+        // steps / 25 + 1 evaluations of 43 metric rows (21 per split, head_weight_norm on
+        // train), and the final rewards' 2 × 30 reliability bins.
         let short: i64 = conn
             .query_row(
                 "SELECT count(*) FROM runs r WHERE status = 'finished'
                  AND (SELECT count(*) FROM metrics m WHERE m.run_id = r.id) != ?1",
-                [(steps as i64 / 25 + 1) * 39],
+                [(steps as i64 / 25 + 1) * 43 + 60],
                 |r| r.get(0),
             )
             .unwrap();
@@ -277,11 +278,11 @@ fn concurrent_sweeps_share_one_store() {
     }
     assert_eq!(query_i64(&db, "SELECT count(*) FROM runs"), 24, "each of 24 cells trained once");
     assert_eq!(query_i64(&db, "SELECT count(*) FROM runs WHERE status = 'finished'"), 24);
-    // 200 steps / 25 = 9 evaluations × 39 metric rows per run.
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 24 * 9 * 39);
+    // 200 steps / 25 = 9 evaluations × 43 metric rows per run, and 2 × 30 reliability bins.
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM metrics"), 24 * (9 * 43 + 60));
     assert_eq!(
         query_i64(&db, "SELECT count(*) FROM (SELECT DISTINCT run_id, split, name, step FROM metrics)"),
-        24 * 9 * 39
+        24 * (9 * 43 + 60)
     );
 }
 
@@ -472,8 +473,9 @@ splits = ["val", "graph"]
     ok(rmlab(&["sweep", spec.to_str().unwrap(), "--db", dbs]));
     let n = |sql: &str| query_i64(&db, sql);
     assert_eq!(n("SELECT count(*) FROM runs WHERE status = 'finished'"), 2);
-    // Steps 0, 10, 20: every split metric, and the nine by component kind.
-    assert_eq!(n("SELECT count(*) FROM metrics WHERE split = 'graph'"), 2 * 3 * (10 + 9));
+    // Steps 0, 10, 20: every split metric, and the nine by component kind; at the end, the
+    // 30 reliability bins.
+    assert_eq!(n("SELECT count(*) FROM metrics WHERE split = 'graph'"), 2 * (3 * (12 + 9) + 30));
     assert_eq!(n("SELECT count(*) FROM summaries WHERE split = 'graph' AND name = 'accuracy'"), 2);
     assert_eq!(n("SELECT count(*) FROM rewards WHERE split = 'graph'"), 2 * 19);
     assert_eq!(n("SELECT count(DISTINCT prompt) FROM rewards WHERE split = 'graph'"), 5);

@@ -487,3 +487,71 @@ fn figures_draw_exactly_the_specs_cells_and_summaries_never_pool_configs() {
     let footer = side["footer"].as_str().unwrap();
     assert!(footer.contains("Shows 4 of the spec's 6 cells; missing: 2 not run"), "{footer}");
 }
+
+/// A reliability figure draws, per λ and split, the bins the runs recorded for their final
+/// rewards: every pair of every run lands in a bin, each title's ECE is the mean of the runs'
+/// stored `label_ece` (no early stopping: the final rewards are the last evaluation's), and
+/// runs without bins (recorded before they existed) are left out with a note.
+#[test]
+fn reliability_figures_draw_each_runs_final_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.sqlite");
+    let s = spec(dir.path(), "calib", &[]);
+    let text = std::fs::read_to_string(&s).unwrap()
+        + "\n[[figure]]\nname = \"reliability\"\nkind = \"reliability\"\nsplits = [\"train\", \"val\"]\n";
+    std::fs::write(&s, text).unwrap();
+    ok(rmlab(&["sweep", s.to_str().unwrap(), "--db", db.to_str().unwrap()]));
+    let out = dir.path().join("figs");
+    plot(&s, &db, &out);
+    let side = sidecar(&out.join("calib"), "reliability");
+    let panels = side["panels"].as_array().unwrap();
+    let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
+    assert_eq!(titles, ["λ = 0 (train)", "λ = 0.1 (train)", "λ = 0 (val)", "λ = 0.1 (val)"]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let ids: Vec<i64> = side["run_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    for (p, (lambda, split)) in
+        panels.iter().zip([(0.0, "train"), (0.1, "train"), (0.0, "val"), (0.1, "val")])
+    {
+        assert_eq!(p["runs"], 2);
+        let runs: Vec<(i64, f64, f64)> =
+            finals(&db, &ids, split, "label_ece").into_iter().filter(|r| r.1 == lambda).collect();
+        let ece = mean(&runs.iter().map(|r| r.2).collect::<Vec<_>>());
+        assert!((p["ece"].as_f64().unwrap() - ece).abs() < 1e-9, "{p}: stored label_ece {ece}");
+        // Every labelled pair of the split, in both runs.
+        let pairs: f64 = runs
+            .iter()
+            .map(|r| {
+                conn.query_row(
+                    "SELECT sum(final_value) FROM summaries WHERE run_id = ?1 AND split = ?2
+                     AND name LIKE 'reliability_%_pairs'",
+                    rusqlite::params![r.0, split],
+                    |row| row.get::<_, f64>(0),
+                )
+                .unwrap()
+            })
+            .sum();
+        let bins = p["bins"].as_array().unwrap();
+        assert!(!bins.is_empty());
+        assert_eq!(bins.iter().map(|b| b["pairs"].as_f64().unwrap()).sum::<f64>(), pairs);
+        assert!(pairs >= 2.0 * 10.0, "{split}: {pairs}");
+        for b in bins {
+            let (lo, hi) = (b["interval"][0].as_f64().unwrap(), b["interval"][1].as_f64().unwrap());
+            let y = b["correct"].as_f64().unwrap();
+            assert!(lo <= y && y <= hi, "{b}");
+            let c = b["confidence"].as_f64().unwrap();
+            let k = b["bin"].as_f64().unwrap();
+            assert!(c >= 0.5 + 0.05 * k - 1e-12 && c <= 0.55 + 0.05 * k + 1e-12, "{b}");
+        }
+    }
+    // A run recorded before the bins existed is left out, with a note.
+    conn.execute("DELETE FROM summaries WHERE run_id = ?1 AND name LIKE 'reliability_%'", [ids[0]]).unwrap();
+    drop(conn);
+    let again = dir.path().join("figs2");
+    plot(&s, &db, &again);
+    let side = sidecar(&again.join("calib"), "reliability");
+    let notes = side["notes"].to_string();
+    assert!(notes.contains("1 of 4 runs have no reliability bins"), "{notes}");
+    let runs: Vec<u64> =
+        side["panels"].as_array().unwrap().iter().map(|p| p["runs"].as_u64().unwrap()).collect();
+    assert_eq!(runs.iter().sum::<u64>(), 4 * 2 - 2, "{runs:?}");
+}

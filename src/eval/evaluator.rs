@@ -1,9 +1,11 @@
 //! Evaluating a run at a step: rewards of every response → the metrics of each split (with the
-//! truth metrics where the true reward is known) → its sink; and the final rewards. Shared by
-//! the autograd and the batched trainer, so both report exactly the same numbers.
+//! truth metrics where the true reward is known) → its sink; and the final rewards with their
+//! reliability bins. Shared by the autograd and the batched trainer, so both report exactly the
+//! same numbers.
 
 use tch::{Device, Tensor};
 
+use super::calibration::Reliability;
 use super::graph_kind::graph_kind_metrics;
 use super::metrics::split_metrics;
 use super::record::{Divergence, MetricsSink, Outcome, RewardRow};
@@ -16,13 +18,24 @@ use crate::objective::Objective;
 
 /// Reports the final reward `[R]` of every response in a split with pairs, unless `keep` is
 /// [`KeptRewards::None`]; returns the rows either way (kept models need their statistics).
+/// Also records, whatever `keep`, each such split's reliability bins
+/// ([`crate::experiment::metric::reliability_names`]) as metrics at `step`, the step whose
+/// weights gave these rewards (the best step under early stopping): once a run, as a
+/// reliability diagram needs them, rather than 30 more rows at every evaluation.
 pub fn report_rewards(
     rewards: &Tensor,
     data: &Dataset,
     keep: KeptRewards,
+    step: usize,
     sink: &mut dyn MetricsSink,
 ) -> Result<Vec<RewardRow>> {
     let rewards = Vec::<f64>::try_from(rewards.to_kind(tch::Kind::Double).to_device(Device::Cpu))?;
+    for split in data.splits() {
+        let s = data.split(split);
+        if s.n_pairs > 0 {
+            sink.record(step, split, &Reliability::of(&rewards, &s.pairs_host).metrics())?;
+        }
+    }
     let rows: Vec<RewardRow> = (0..rewards.len())
         .filter(|&r| data.split(data.split_of[r]).n_pairs > 0)
         .map(|r| RewardRow {
@@ -193,6 +206,15 @@ mod tests {
         close(Split::Train, "pair_sum_mean", 1.0);
         close(Split::Train, "pair_sum_abs_mean", 4.0 / 3.0);
         close(Split::Train, "pair_diff_mean", 1.0);
+        // Folded confidences σ(3) (bin 9, right), σ(1.5) twice (bin 6, one wrong): ECE
+        // (|σ(3) − 1| + |2σ(1.5) − 1|) / 3; Brier σ(r_b − r_a)².
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        close(Split::Train, "label_ece", ((1.0 - sigmoid(3.0)) + (2.0 * sigmoid(1.5) - 1.0)) / 3.0);
+        close(
+            Split::Train,
+            "label_brier",
+            (sigmoid(-3.0).powi(2) + sigmoid(1.5).powi(2) + sigmoid(-1.5).powi(2)) / 3.0,
+        );
         close(Split::Train, "head_weight_norm", 0.75);
         // Val: one pair, 3 over 1.
         close(Split::Val, "accuracy", 1.0);
@@ -266,7 +288,7 @@ mod tests {
         let data = dataset(Some(vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]));
         let r = Tensor::from_slice(&REWARDS);
         let mut sink = MemorySink::default();
-        let rows = report_rewards(&r, &data, KeptRewards::All, &mut sink).unwrap();
+        let rows = report_rewards(&r, &data, KeptRewards::All, 60, &mut sink).unwrap();
         let got: Vec<(usize, usize, Split, f64, Option<f64>)> =
             rows.iter().map(|w| (w.response, w.prompt, w.split, w.reward, w.true_reward)).collect();
         assert_eq!(
@@ -281,8 +303,20 @@ mod tests {
         );
         assert_eq!(sink.rewards, rows);
         let mut none = MemorySink::default();
-        assert_eq!(report_rewards(&r, &data, KeptRewards::None, &mut none).unwrap(), rows);
+        assert_eq!(report_rewards(&r, &data, KeptRewards::None, 60, &mut none).unwrap(), rows);
         assert!(none.rewards.is_empty());
+        // The reliability bins of each split with pairs, at the step given, kept or not.
+        for s in [&sink, &none] {
+            assert_eq!(s.rows.len(), 2 * crate::experiment::metric::reliability_names().len());
+            assert!(s.rows.iter().all(|r| r.step == 60 && r.split != Split::Test));
+        }
+        // Train: confidences σ(3) (bin 9), σ(1.5) twice (bin 6: [0.80, 0.85)), one wrong;
+        // val: σ(2) (bin 7).
+        assert_eq!(sink.last(Split::Train, "reliability_9_pairs"), Some(1.0));
+        assert_eq!(sink.last(Split::Train, "reliability_6_pairs"), Some(2.0));
+        assert_eq!(sink.last(Split::Train, "reliability_6_correct"), Some(0.5));
+        assert_eq!(sink.last(Split::Val, "reliability_7_pairs"), Some(1.0));
+        assert_eq!(sink.last(Split::Val, "reliability_7_correct"), Some(1.0));
         // With a true reward and β, the splits with pairs get a truth index.
         let truths = Truths::new(&data);
         let has: Vec<bool> = truths.0.iter().map(Option::is_some).collect();

@@ -1,8 +1,9 @@
-//! Evaluation statistics of one split: loss terms, accuracy, reward magnitudes, agreement
-//! with the true reward.
+//! Evaluation statistics of one split: loss terms, accuracy, reward magnitudes, calibration
+//! against the labels, agreement with the true reward.
 //!
 //! Everything is computed on the host in float64 from one transfer of the rewards.
 
+use super::calibration::calibration_metrics;
 use super::stats::pearson_host;
 use crate::data::SplitTensors;
 use crate::experiment::metric::NAMES;
@@ -53,6 +54,7 @@ pub fn split_metrics(
         sum_abs / p,
         diff / p,
     ];
+    values.extend(calibration_metrics(r, &split.pairs_host).into_iter().map(|(_, v)| v));
     if let Some(t) = true_reward {
         let ts: Vec<f64> = split.responses_host.iter().map(|&i| t[i]).collect();
         values.push(pearson_host(&rs, &ts));
@@ -88,6 +90,7 @@ mod tests {
             })
             .collect();
         let split = host_split(responses.iter().map(|&i| i as usize).collect(), &pairs, None);
+        let pairs_usize: Vec<(usize, usize)> = pairs.iter().map(|&(a, b)| (a as usize, b as usize)).collect();
         let lambda = 0.05;
         // Rewards as the model gives them: float32 values.
         let rf: Vec<f64> = r.iter().map(|&v| v as f32 as f64).collect();
@@ -112,6 +115,8 @@ mod tests {
             mean(&|a, b| a + b),
             mean(&|a, b| (a + b).abs()),
             mean(&|a, b| a - b),
+            crate::eval::calibration::tests::ece_slow(&rf, &pairs_usize),
+            mean(&|a, b| (1.0 / (1.0 + (b - a).exp()) - 1.0).powi(2)),
             pearson_slow(&rs, &ts),
             pairs
                 .iter()

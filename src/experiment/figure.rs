@@ -28,6 +28,10 @@ pub enum FigureKind {
     Distribution,
     /// Learned against true reward (synthetic data) for λ = 0 and the largest λ, coloured by prompt.
     LearnedVsTrue,
+    /// Reliability diagrams of the final rewards: per confidence bin σ(|r_a − r_b|), the
+    /// fraction of pairs whose preferred response is the labelled winner, a panel per λ (and
+    /// per value of the other swept keys), a row per split, seeds pooled; no `metrics`.
+    Reliability,
 }
 
 /// A `[[figure]]` of a spec.
@@ -215,6 +219,9 @@ pub fn check(
         && fig.metrics.is_empty()
     {
         return bad("metrics", "this kind needs at least one metric".into());
+    }
+    if fig.kind == FigureKind::Reliability && !fig.metrics.is_empty() {
+        return bad("metrics", "a reliability figure draws the reliability bins; leave `metrics` out".into());
     }
     if fig.stat == Statistic::Best {
         if fig.kind != FigureKind::Final {

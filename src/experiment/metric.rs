@@ -3,7 +3,7 @@
 
 /// Metric names, in the order `eval::metrics::split_metrics` returns them. Pair statistics are means over
 /// the split's P pairs; reward statistics are over its R_s responses.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 14] = [
     "loss_pair",          // mean −log σ(r_a − r_b)
     "loss_reg",           // regularizer value
     "loss_total",         // loss_pair + loss_reg
@@ -14,9 +14,42 @@ pub const NAMES: [&str; 12] = [
     "pair_sum_mean",      // mean (r_a + r_b)
     "pair_sum_abs_mean",  // mean |r_a + r_b|
     "pair_diff_mean",     // mean (r_a − r_b)
+    "label_ece",          // ECE of σ(r_a − r_b) against the labels (`eval::calibration`)
+    "label_brier",        // Brier score mean (σ(r_a − r_b) − 1)² of the labelled winner
     "true_pearson",       // Pearson correlation of r with r* over responses, across prompts
     "true_pair_accuracy", // fraction of pairs where sign(r_a − r_b) = sign(r*_a − r*_b)
 ];
+
+/// The calibration metrics of [`NAMES`], in the order `eval::calibration::calibration_metrics`
+/// returns them.
+pub const CALIBRATION_NAMES: [&str; 2] = ["label_ece", "label_brier"];
+
+/// Confidence bins of `label_ece` and of a reliability diagram: equal-width bins of the
+/// folded confidence max(p, 1 − p) over [½, 1], so 0.05 wide. Ten keep a held-out split of a
+/// few hundred pairs at tens of pairs a bin where the pairs are.
+pub const RELIABILITY_BINS: usize = 10;
+
+/// What each reliability bin records, in order (`reliability_{k}_{what}`, k = 0 for
+/// confidences [0.5, 0.55)): its pair count, the mean confidence of its pairs and the fraction
+/// of them whose preferred response is the labelled winner.
+pub const RELIABILITY_PARTS: [&str; 3] = ["pairs", "confidence", "correct"];
+
+/// The reliability bins' metric names, bin-major: `reliability_0_pairs`,
+/// `reliability_0_confidence`, `reliability_0_correct`, `reliability_1_pairs`, … Recorded
+/// once a run, for its final rewards (`eval::evaluator::report_rewards`), not at every
+/// evaluation.
+pub fn reliability_names() -> &'static [&'static str] {
+    static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        (0..RELIABILITY_BINS)
+            .flat_map(|k| {
+                RELIABILITY_PARTS
+                    .iter()
+                    .map(move |p| -> &'static str { format!("reliability_{k}_{p}").leak() })
+            })
+            .collect()
+    });
+    &NAMES
+}
 
 /// Metrics against the true reward computed on the host (synthetic data), in the order
 /// `eval::truth::truth_metrics` returns them.
@@ -64,7 +97,13 @@ pub const MODEL_NAMES: [&str; 1] = ["head_weight_norm"];
 
 /// Every metric name an evaluation can record.
 pub fn all_names() -> impl Iterator<Item = &'static str> {
-    NAMES.iter().chain(TRUTH_NAMES.iter()).chain(GRAPH_KIND_NAMES.iter()).chain(MODEL_NAMES.iter()).copied()
+    NAMES
+        .iter()
+        .chain(TRUTH_NAMES.iter())
+        .chain(GRAPH_KIND_NAMES.iter())
+        .chain(MODEL_NAMES.iter())
+        .chain(reliability_names().iter())
+        .copied()
 }
 
 /// The values a metric can take, `(low, high)`: fractions in [0, 1], correlations in
@@ -74,8 +113,10 @@ pub fn range(name: &str) -> Option<(f64, f64)> {
     let unit = (0.0, 1.0);
     match name {
         "true_pearson" | "true_spearman" | "true_pearson_within" => Some((-1.0, 1.0)),
-        n if n.contains("accuracy") || n == "ece" => Some(unit),
-        n if n.starts_with("loss_") || magnitude(n) => Some((0.0, f64::INFINITY)),
+        n if n.contains("accuracy") || is_probability(n) => Some(unit),
+        n if n.starts_with("loss_") || magnitude(n) || (n.starts_with("reliability_") && n.ends_with("_pairs")) => {
+            Some((0.0, f64::INFINITY))
+        }
         _ => None,
     }
 }
@@ -84,6 +125,12 @@ pub fn range(name: &str) -> Option<(f64, f64)> {
 /// whose values can span decades, so that a figure may draw it on a log axis.
 pub fn magnitude(name: &str) -> bool {
     name.contains("abs") || matches!(name, "reward_std" | "offset_error" | "head_weight_norm")
+}
+
+/// Whether a metric is a probability or an error between probabilities (values in [0, 1]).
+fn is_probability(name: &str) -> bool {
+    matches!(name, "ece" | "label_ece" | "label_brier")
+        || (name.starts_with("reliability_") && (name.ends_with("_confidence") || name.ends_with("_correct")))
 }
 
 /// Which way a metric improves; `None` for magnitudes, which have no better direction.
@@ -106,7 +153,7 @@ pub fn goal(name: &str) -> Option<Goal> {
         | "true_spearman"
         | "true_pearson_within"
         | "true_within_prompt_accuracy" => Some(Goal::Max),
-        "offset_error" | "ece" => Some(Goal::Min),
+        "offset_error" | "ece" | "label_ece" | "label_brier" => Some(Goal::Min),
         _ => None,
     }
 }
@@ -125,7 +172,11 @@ mod tests {
                 None
             } else if correlations.contains(&name) {
                 Some((-1.0, 1.0))
-            } else if name.contains("accuracy") || name == "ece" {
+            } else if name.contains("accuracy")
+                || ["ece", "label_ece", "label_brier"].contains(&name)
+                || name.ends_with("_confidence")
+                || name.ends_with("_correct")
+            {
                 Some((0.0, 1.0))
             } else {
                 Some((0.0, f64::INFINITY))
@@ -134,6 +185,35 @@ mod tests {
         }
         assert_eq!(range("spread_part_abs_mean"), Some((0.0, f64::INFINITY)));
         assert_eq!(range("true_within_prompt_accuracy"), Some((0.0, 1.0)));
+        assert_eq!(range("reliability_9_pairs"), Some((0.0, f64::INFINITY)));
+        assert_eq!(range("label_brier"), Some((0.0, 1.0)));
+    }
+
+    /// The reliability bins are every part of every bin, bin-major, registered once; the
+    /// calibration errors fall, the bins have no direction.
+    #[test]
+    fn reliability_names_are_every_part_of_every_bin() {
+        let names = reliability_names();
+        assert_eq!(names.len(), 3 * RELIABILITY_BINS);
+        assert_eq!(
+            &names[..4],
+            [
+                "reliability_0_pairs",
+                "reliability_0_confidence",
+                "reliability_0_correct",
+                "reliability_1_pairs"
+            ]
+        );
+        assert_eq!(names.last(), Some(&"reliability_9_correct"));
+        assert!(std::ptr::eq(names, reliability_names()), "built once");
+        let all: Vec<&str> = all_names().collect();
+        let unique: std::collections::BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "no name twice");
+        assert!(names.iter().all(|n| all.contains(n) && goal(n).is_none()));
+        for n in CALIBRATION_NAMES {
+            assert!(NAMES.contains(&n));
+            assert_eq!(goal(n), Some(Goal::Min), "{n}");
+        }
     }
 
     /// The magnitudes are the metrics of range [0, ∞) that are not losses: sizes of rewards.

@@ -130,7 +130,12 @@ pub fn train(
         sink.record_best_step(e.best_step().expect("a snapshot is taken at the best step"))?;
     }
     let rewards = model.rewards(&data.features);
-    let rows = report_rewards(&rewards, data, cfg.eval.rewards, sink)?;
+    // The step these weights are from: the best one where early stopping restored it.
+    let kept_step = match (&stopper, &best, outcome) {
+        (Some(e), Some(_), Outcome::Finished) => e.best_step().unwrap_or(step),
+        _ => step,
+    };
+    let rows = report_rewards(&rewards, data, cfg.eval.rewards, kept_step, sink)?;
     if t.save != SaveModel::None && outcome == Outcome::Finished {
         let (reward_mean, reward_std) = TrainedModel::train_statistics(&rows);
         let mut tensors: Vec<(String, Tensor)> =

@@ -10,6 +10,7 @@ pub mod ceiling;
 pub mod data;
 pub mod draw;
 pub mod legend;
+pub mod reliability;
 pub mod render;
 pub mod style;
 pub mod typeset;
@@ -124,6 +125,13 @@ enum PanelRecord {
         title: String,
         points: usize,
     },
+    Reliability {
+        title: String,
+        runs: usize,
+        /// Mean over runs of the ECE recomputed from their bins.
+        ece: Option<f64>,
+        bins: Vec<reliability::BinPoint>,
+    },
 }
 
 /// Renders every figure of `experiment` into `out_dir`, each from exactly the spec's `cells`
@@ -195,6 +203,11 @@ pub fn draw_all(
             }
             FigureKind::Distribution => distribution_panels(conn, fig, &runs, &mut notes)?,
             FigureKind::LearnedVsTrue => scatter_panels(conn, fig, &runs, &mut notes)?,
+            FigureKind::Reliability => {
+                let line_keys = line_keys(fig, &runs, true);
+                let (panels, rows) = reliability::panels(conn, fig, &runs, &line_keys, &mut notes)?;
+                Built { panels: Panels::Reliability(panels), rows, legend: reliability::legend(), line_keys }
+            }
         };
         notes.extend(ceilings.take_notes());
         let caption = caption(fig, &fig_built.line_keys);
@@ -216,6 +229,7 @@ pub fn draw_all(
                     (FigureKind::Final | FigureKind::GraphKinds, Statistic::Final) =>
                         "summaries (final_value)",
                     (FigureKind::Final | FigureKind::GraphKinds, Statistic::Best) => "summaries (best_value)",
+                    (FigureKind::Reliability, _) => "summaries (final_value of reliability_*)",
                     _ => "rewards",
                 }
             ),
@@ -303,6 +317,7 @@ fn footer(
              y: fraction of responses per bin, one scale for all panels.",
             seeds.len()
         ),
+        FigureKind::Reliability => reliability::footer(fig.band.describe()),
         FigureKind::LearnedVsTrue => {
             "One run per panel (lowest seed). Grey: every response; colour: 6 prompts, each joined by a line."
                 .to_string()
@@ -881,6 +896,7 @@ enum Panels {
     Lines(Vec<LinePanel>),
     Hists(Vec<HistPanel>),
     Scatters(Vec<ScatterPanel>),
+    Reliability(Vec<reliability::ReliabilityPanel>),
 }
 
 impl Panels {
@@ -889,6 +905,7 @@ impl Panels {
             Panels::Lines(p) => p.len(),
             Panels::Hists(p) => p.len(),
             Panels::Scatters(p) => p.len(),
+            Panels::Reliability(p) => p.len(),
         }
     }
 
@@ -928,6 +945,13 @@ impl Panels {
             Panels::Scatters(ps) => ps
                 .iter()
                 .map(|p| PanelRecord::Scatter { title: plain(&p.title), points: p.background.len() })
+                .collect(),
+            Panels::Reliability(ps) => ps
+                .iter()
+                .map(|p| {
+                    let (title, runs, ece, bins) = reliability::record(p);
+                    PanelRecord::Reliability { title, runs, ece, bins }
+                })
                 .collect(),
         }
     }
@@ -1021,6 +1045,7 @@ fn draw_figure<DB: DrawingBackend>(
             }
             Panels::Hists(p) => draw::hist_panel(area, &p[i])?,
             Panels::Scatters(p) => draw::scatter_panel(area, &p[i])?,
+            Panels::Reliability(p) => reliability::draw(area, &p[i])?,
         }
     }
     Ok(())

@@ -98,6 +98,8 @@ pub fn metric_title(name: &str) -> String {
         "true_within_prompt_accuracy" => "within-prompt order vs r*".into(),
         "offset_error" => "offset error vs g(x)".into(),
         "ece" => format!("ECE of σ(r{a} − r{b})"),
+        "label_ece" => format!("ECE of σ(r{a} − r{b}) vs labels"),
+        "label_brier" => format!("Brier score of σ(r{a} − r{b})"),
         "offset_part_abs_mean" => format!("offset part |r{a} + r{b}|/2"),
         "spread_part_abs_mean" => format!("spread part |r{a} − r{b}|/2"),
         "head_weight_norm" => "head weight norm ‖w‖".into(),
@@ -146,7 +148,8 @@ pub fn metric_unit(name: &str) -> &'static str {
         "accuracy" | "true_pair_accuracy" => "fraction of pairs",
         "true_within_prompt_accuracy" => "fraction of response pairs",
         "true_pearson" | "true_spearman" | "true_pearson_within" => "correlation",
-        "ece" => "probability",
+        "ece" | "label_ece" => "probability",
+        "label_brier" => "squared error",
         "head_weight_norm" => "norm",
         _ => "reward units",
     }

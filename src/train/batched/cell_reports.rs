@@ -75,7 +75,7 @@ impl<'a> CellReports<'a> {
             let (diverged, watched) =
                 report_eval_watching(&r, norms[i], data, truths, cfg, step, sink, watch)?;
             if let Some(o) = diverged {
-                report_rewards(&r, data, cfg.eval.rewards, sink)?;
+                report_rewards(&r, data, cfg.eval.rewards, step, sink)?;
                 self.outcomes[i] = Some(o);
             } else if let Some(e) = &mut self.stoppers[i] {
                 match e.observe(step, watched) {
@@ -111,8 +111,10 @@ impl<'a> CellReports<'a> {
                 continue;
             }
             let (cfg, sink) = (&self.cfgs[i], &mut *sinks[i]);
-            let rows = report_rewards(&rewards.get(i as i64), self.datasets[i], cfg.eval.rewards, sink)?;
             let best_step = self.stoppers[i].as_ref().and_then(EarlyStopping::best_step);
+            let kept_step = best_step.unwrap_or(step);
+            let rows =
+                report_rewards(&rewards.get(i as i64), self.datasets[i], cfg.eval.rewards, kept_step, sink)?;
             if let Some(best_step) = best_step {
                 sink.record_best_step(best_step)?;
             }

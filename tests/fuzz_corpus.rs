@@ -234,7 +234,7 @@ fn store_smoke() {
 
 /// Writes the store seeds of fuzz/corpus/store/ (`cargo test --release --locked --test
 /// fuzz_corpus -- --ignored write_store_seeds`): stores of every schema version, with 512-byte
-/// pages to keep them small, and files that are not stores.
+/// pages to keep them small, and files that are not stores (no `.sqlite` names: git ignores those).
 #[test]
 #[ignore = "writes fuzz/corpus/store/; run by hand"]
 fn write_store_seeds() {
@@ -263,7 +263,7 @@ fn write_store_seeds() {
         .unwrap();
     }
     small(&v1);
-    std::fs::copy(&v1, out.join("v1.sqlite")).unwrap();
+    std::fs::copy(&v1, out.join("v1")).unwrap();
     let v2 = dir.path().join("v2.sqlite");
     std::fs::copy(&v1, &v2).unwrap();
     {
@@ -272,22 +272,22 @@ fn write_store_seeds() {
         conn.execute_batch("PRAGMA user_version = 2;").unwrap();
     }
     small(&v2);
-    std::fs::copy(&v2, out.join("v2.sqlite")).unwrap();
+    std::fs::copy(&v2, out.join("v2")).unwrap();
     let v3 = dir.path().join("current.sqlite");
     std::fs::copy(&v1, &v3).unwrap();
     drop(rmlab::store::Store::open(&v3).unwrap());
     small(&v3);
-    std::fs::copy(&v3, out.join("current.sqlite")).unwrap();
+    std::fs::copy(&v3, out.join("current")).unwrap();
     let foreign = dir.path().join("foreign.sqlite");
     Connection::open(&foreign)
         .unwrap()
         .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
         .unwrap();
     small(&foreign);
-    std::fs::copy(&foreign, out.join("foreign.sqlite")).unwrap();
+    std::fs::copy(&foreign, out.join("foreign")).unwrap();
     let newer = dir.path().join("newer.sqlite");
     std::fs::copy(&v3, &newer).unwrap();
     Connection::open(&newer).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
-    std::fs::copy(&newer, out.join("newer.sqlite")).unwrap();
+    std::fs::copy(&newer, out.join("newer")).unwrap();
     std::fs::write(out.join("empty"), b"").unwrap();
 }

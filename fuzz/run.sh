@@ -27,5 +27,5 @@ mkdir -p "$found" "$artifacts"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 POLARS_MAX_THREADS=1 RAYON_NUM_THREADS=1
 # -timeout: an input running 30 s is a hang; -rss_limit_mb: one using 2 GiB is a failure.
 exec "$target_dir/release/fuzz_$target" "$found" "$root/fuzz/corpus/$target" \
-    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -max_len=65536 \
+    -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" -print_final_stats=1 "$@"

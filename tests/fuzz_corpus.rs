@@ -291,3 +291,16 @@ fn write_store_seeds() {
     std::fs::copy(&newer, out.join("newer")).unwrap();
     std::fs::write(out.join("empty"), b"").unwrap();
 }
+
+/// A Parquet file whose metadata has a thrift field of the wrong type made polars panic, and
+/// `rmlab data` exit 101 (found by fuzzing): it is bad input, an error naming the file.
+#[test]
+fn a_parquet_file_polars_panics_on_is_an_error() {
+    let path = targets::repo().join("fuzz/corpus/preference_parquet/regression-thrift-bool-panic.parquet");
+    let split = rmlab::experiment::config::PromptSplit::CommonPrefix;
+    let err = rmlab::data::preference_file::read(&path, false, split).unwrap_err().to_string();
+    assert!(
+        err.contains("not a readable Parquet file") && err.contains("regression-thrift-bool-panic"),
+        "{err}"
+    );
+}

@@ -21,8 +21,13 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("store", store),
 ];
 
-/// A fresh temporary directory for one input (removed when dropped).
+/// A fresh temporary directory for one input (removed when dropped); first, the default panic
+/// hook back. libfuzzer-sys's hook aborts at the panic, before rmlab's own `catch_unwind` (the
+/// Parquet reader's) can make it an error; a panic that leaves the target still aborts, as
+/// libfuzzer-sys catches it and aborts.
 fn scratch() -> tempfile::TempDir {
+    static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
+    DEFAULT_HOOK.call_once(|| drop(std::panic::take_hook()));
     tempfile::Builder::new().prefix("rmlab-fuzz").tempdir().expect("a temporary directory")
 }
 

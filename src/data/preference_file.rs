@@ -164,9 +164,16 @@ pub fn read(
 /// Parquet rows as JSON lines, so one parser checks every format alike.
 fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
-    let mut df = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
+    // polars panics on some malformed files (a thrift field of the wrong type, found by
+    // fuzzing, issue 26): a damaged file is bad input, not a crash.
+    let read = std::panic::catch_unwind(|| ParquetReader::new(file).finish()).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        Err(PolarsError::ComputeError(message.unwrap_or_else(|| "the Parquet reader failed".into()).into()))
+    });
+    let mut df = read.map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
     let mut buf = Vec::new();
     JsonWriter::new(&mut buf)
         .with_json_format(JsonFormat::JsonLines)

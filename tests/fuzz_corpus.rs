@@ -292,15 +292,20 @@ fn write_store_seeds() {
     std::fs::write(out.join("empty"), b"").unwrap();
 }
 
-/// A Parquet file whose metadata has a thrift field of the wrong type made polars panic, and
-/// `rmlab data` exit 101 (found by fuzzing): it is bad input, an error naming the file.
+/// Parquet files polars panicked on, and `rmlab data` exited 101 (found by fuzzing): a thrift
+/// field of the wrong type in the metadata, columns read to unequal lengths, a binary column
+/// (polars cannot write it as JSON). Each is bad input, an error naming the file.
 #[test]
-fn a_parquet_file_polars_panics_on_is_an_error() {
-    let path = targets::repo().join("fuzz/corpus/preference_parquet/regression-thrift-bool-panic.parquet");
-    let split = rmlab::experiment::config::PromptSplit::CommonPrefix;
-    let err = rmlab::data::preference_file::read(&path, false, split).unwrap_err().to_string();
-    assert!(
-        err.contains("not a readable Parquet file") && err.contains("regression-thrift-bool-panic"),
-        "{err}"
-    );
+fn parquet_files_polars_panics_on_are_errors() {
+    for name in [
+        "regression-thrift-bool-panic.parquet",
+        "regression-unequal-columns-panic.parquet",
+        "regression-binary-column-panic.parquet",
+    ] {
+        let path = targets::repo().join("fuzz/corpus/preference_parquet").join(name);
+        let split = rmlab::experiment::config::PromptSplit::CommonPrefix;
+        let err = rmlab::data::preference_file::read(&path, false, split).unwrap_err().to_string();
+        assert!(err.contains("not a readable Parquet file") && err.contains(name), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

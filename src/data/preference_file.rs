@@ -164,21 +164,27 @@ pub fn read(
 /// Parquet rows as JSON lines, so one parser checks every format alike.
 fn parquet_rows(path: &Path) -> Result<Vec<Vec<u8>>> {
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
-    // polars panics on some malformed files (a thrift field of the wrong type, found by
-    // fuzzing, issue 26): a damaged file is bad input, not a crash.
-    let read = std::panic::catch_unwind(|| ParquetReader::new(file).finish()).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-        Err(PolarsError::ComputeError(message.unwrap_or_else(|| "the Parquet reader failed".into()).into()))
-    });
-    let mut df = read.map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
-    let mut buf = Vec::new();
-    JsonWriter::new(&mut buf)
-        .with_json_format(JsonFormat::JsonLines)
-        .finish(&mut df)
-        .map_err(|e| Error::file(path, e.to_string()))?;
+    // polars panics on some files (found by fuzzing, issue 26): reading them (a thrift field of
+    // the wrong type), or writing the frame it read as JSON (columns of unequal lengths, a binary
+    // column). Such a file is bad input, not a crash.
+    let convert = || -> PolarsResult<Vec<u8>> {
+        let mut df = ParquetReader::new(file).finish()?;
+        let mut buf = Vec::new();
+        JsonWriter::new(&mut buf).with_json_format(JsonFormat::JsonLines).finish(&mut df)?;
+        Ok(buf)
+    };
+    let buf = std::panic::catch_unwind(convert)
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .map(|m| m.lines().next().unwrap_or_default().to_string());
+            Err(PolarsError::ComputeError(
+                message.unwrap_or_else(|| "the Parquet reader failed".into()).into(),
+            ))
+        })
+        .map_err(|e| Error::file(path, format!("not a readable Parquet file: {e}")))?;
     Ok(buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
 }
 

@@ -73,6 +73,10 @@ test: build
     {{bin}} sweep experiments/quick.toml --db results/test/quick.sqlite
     CI=true RMLAB_NOTEBOOK_OUT=results/test/notebook scripts/run-notebook.sh results/test/quick.sqlite quick
 
+# Fuzz TARGET (spec, preference_jsonl, preference_gz, preference_parquet, embeddings, encoder, store) for SECONDS with libFuzzer, coverage-guided, on stable Rust; FLAGS go to libFuzzer. `cargo test --test fuzz_corpus` is the short smoke run.
+fuzz TARGET SECONDS *FLAGS:
+    fuzz/run.sh {{TARGET}} {{SECONDS}} {{FLAGS}}
+
 # Build device/bin/{rmlab,bench} against LibTorch 2.11 (.venv-device, tch 0.24) for the GPU machine; run scripts/device-check.sh there.
 device-build:
     scripts/device-build.sh

@@ -277,7 +277,7 @@ fn parquet_rows(
     let unreadable = |e: PolarsError| Error::file(path, format!("not a readable Parquet file: {e}"));
     let file = std::fs::File::open(path).map_err(|e| Error::file(path, e.to_string()))?;
     let mut reader = ParquetReader::new(file);
-    let meta = reader.get_metadata().map_err(unreadable)?;
+    let meta = unpanicked(|| reader.get_metadata().cloned()).map_err(unreadable)?;
     let rows: usize = meta.row_groups.iter().map(|g| g.num_rows()).sum();
     let bytes: usize = meta.row_groups.iter().map(|g| g.total_byte_size()).sum();
     if rows > limits.max_rows {
@@ -289,17 +289,15 @@ fn parquet_rows(
             over("the file", limits.max_file_bytes, "bytes uncompressed", "max_file_bytes"),
         ));
     }
-    let df = reader.finish().map_err(unreadable)?;
+    let df = unpanicked(|| reader.finish()).map_err(unreadable)?;
     // Written as JSON a slice at a time, each row handed on as it comes: the rows' JSON is never
     // held whole beside the table.
     let mut line = 0;
     for offset in (0..df.height()).step_by(PARQUET_SLICE) {
         let mut slice = df.slice(offset as i64, PARQUET_SLICE);
         let mut buf = Vec::new();
-        JsonWriter::new(&mut buf)
-            .with_json_format(JsonFormat::JsonLines)
-            .finish(&mut slice)
-            .map_err(|e| Error::file(path, e.to_string()))?;
+        unpanicked(|| JsonWriter::new(&mut buf).with_json_format(JsonFormat::JsonLines).finish(&mut slice))
+            .map_err(unreadable)?;
         for l in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             line += 1;
             if l.len() > limits.max_line_bytes {
@@ -313,6 +311,21 @@ fn parquet_rows(
         }
     }
     Ok(())
+}
+
+/// `f`, with a panic inside it turned into an error. polars panics on some files (found by
+/// fuzzing, issue 26): reading them (a thrift field of the wrong type), or writing the frame it
+/// read as JSON (columns of unequal lengths, a binary column). Such a file is bad input, not a
+/// crash.
+fn unpanicked<T>(f: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .map(|m| m.lines().next().unwrap_or_default().to_string());
+        Err(PolarsError::ComputeError(message.unwrap_or_else(|| "the Parquet reader failed".into()).into()))
+    })
 }
 
 /// Rows of a Parquet file written as JSON at a time.

@@ -114,7 +114,10 @@ pub fn range(name: &str) -> Option<(f64, f64)> {
     match name {
         "true_pearson" | "true_spearman" | "true_pearson_within" => Some((-1.0, 1.0)),
         n if n.contains("accuracy") || is_probability(n) => Some(unit),
-        n if n.starts_with("loss_") || magnitude(n) || (n.starts_with("reliability_") && n.ends_with("_pairs")) => {
+        n if n.starts_with("loss_")
+            || magnitude(n)
+            || (n.starts_with("reliability_") && n.ends_with("_pairs")) =>
+        {
             Some((0.0, f64::INFINITY))
         }
         _ => None,

@@ -50,7 +50,9 @@ fn texts(n: usize) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
     for f in ["tldr-comparisons", "pandalm-test", "llmbar", "llmeval2-en"] {
         let path = repo().join(format!("data/preferences/{f}.jsonl.gz"));
-        let (rows, _) = rmlab::data::preference_file::read(&path, true, PromptSplit::CommonPrefix).unwrap();
+        let (rows, _) =
+            rmlab::data::preference_file::read(&path, true, PromptSplit::CommonPrefix, Default::default())
+                .unwrap();
         for r in rows {
             for resp in [r.chosen, r.rejected] {
                 if seen.insert((r.prompt.clone(), resp.clone())) {

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 
 use rmlab::experiment::config::{ModelConfig, PromptSplit};
 
+/// A fuzz target: it must return on any input.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name: the corpus directory and the binary are named after it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("spec", spec),
     ("preference_jsonl", preference_jsonl),
     ("preference_gz", preference_gz),
@@ -41,7 +44,7 @@ fn file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
 /// The reader's options, from the input's length: every input is read one way, and the
 /// fuzzer reaches all four by growing or shrinking inputs (a seed file stays a plain file).
 fn options(data: &[u8]) -> (bool, PromptSplit) {
-    let split = if data.len() % 2 == 0 { PromptSplit::CommonPrefix } else { PromptSplit::LastTurn };
+    let split = if data.len().is_multiple_of(2) { PromptSplit::CommonPrefix } else { PromptSplit::LastTurn };
     (data.len() % 4 >= 2, split)
 }
 

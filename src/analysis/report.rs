@@ -405,7 +405,7 @@ impl Report {
             columns: vec![("field".into(), "field".into()), ("values".into(), "values (runs)".into())],
             rows: vec![],
         };
-        let fields: [(&str, &dyn Fn(&RunRow) -> String); 7] = [
+        let fields: [(&str, &Field); 7] = [
             ("git commit", &commit),
             ("rmlab version", &|r| r.rmlab_version.clone().unwrap_or_default()),
             ("LibTorch", &|r| r.torch_version.clone().unwrap_or_default()),
@@ -454,6 +454,9 @@ impl Report {
         super::output::emit(self.html().as_bytes(), Some(out))
     }
 }
+
+/// How the provenance table reads one field of a run.
+type Field = dyn Fn(&RunRow) -> String;
 
 /// Where `rmlab report` writes by default: `results/reports/<experiment>.html`.
 pub fn default_out(experiment: &str) -> PathBuf {

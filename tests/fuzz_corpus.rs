@@ -304,7 +304,9 @@ fn parquet_files_polars_panics_on_are_errors() {
     ] {
         let path = targets::repo().join("fuzz/corpus/preference_parquet").join(name);
         let split = rmlab::experiment::config::PromptSplit::CommonPrefix;
-        let err = rmlab::data::preference_file::read(&path, false, split).unwrap_err().to_string();
+        let err = rmlab::data::preference_file::read(&path, false, split, rmlab::data::ReadLimits::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a readable Parquet file") && err.contains(name), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }

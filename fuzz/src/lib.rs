@@ -67,7 +67,7 @@ fn preference(data: &[u8], name: &str) {
     let dir = scratch();
     let path = file(dir.path(), name, data);
     let (skip, split) = options(data);
-    let _ = rmlab::data::preference_file::read(&path, skip, split);
+    let _ = rmlab::data::preference_file::read(&path, skip, split, rmlab::data::ReadLimits::default());
 }
 
 /// The JSONL preference reader.

@@ -413,8 +413,11 @@ mod tests {
         }
     }
 
+    /// A cell's metric rows (step, name, bits) and final rewards (response, bits).
+    type Bits = (Vec<(usize, &'static str, u64)>, Vec<(usize, u64)>);
+
     /// What a cell reports, as bits: its metric rows and final rewards.
-    fn bits(s: &MemorySink) -> (Vec<(usize, &'static str, u64)>, Vec<(usize, u64)>) {
+    fn bits(s: &MemorySink) -> Bits {
         let m = s.rows.iter().map(|r| (r.step, r.name, r.value.to_bits()));
         let r = s.rewards.iter().map(|r| (r.response, r.reward.to_bits()));
         (m.collect(), r.collect())

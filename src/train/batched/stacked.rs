@@ -263,10 +263,11 @@ impl StackedMlp {
     /// row in one order whatever K is: LibTorch's batched matmul at one output rounds a cell
     /// alone differently than among others, so results would depend on the group.
     fn head(&self, h: &Tensor, w: &Tensor, with_ones: bool) -> Tensor {
-        if self.host_kernels && kernels::is_host(h, Kind::Float) {
-            if let Some(r) = kernels::head_rewards(h, w) {
-                return Tensor::from_slice(&r).view([self.k, h.size()[1]]);
-            }
+        if self.host_kernels
+            && kernels::is_host(h, Kind::Float)
+            && let Some(r) = kernels::head_rewards(h, w)
+        {
+            return Tensor::from_slice(&r).view([self.k, h.size()[1]]);
         }
         if with_ones {
             return h.bmm(w).squeeze_dim(-1);

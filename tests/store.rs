@@ -179,7 +179,7 @@ fn merge_refuses_another_schema_version_and_writes_nothing() {
         err.contains(&format!("schema version 1, but this rmlab writes version {SCHEMA_VERSION}")),
         "{err}"
     );
-    assert!(err.contains("rmlab migrate"), "{err}");
+    assert!(err.contains(&format!("`rmlab migrate --db {}`", old.display())), "{err}");
     assert!(!into.exists());
     assert_eq!(count(&old, "PRAGMA user_version"), 1, "the source is not changed");
     let out = rmlab(&["migrate", "--db", old.to_str().unwrap()]);

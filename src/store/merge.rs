@@ -337,7 +337,7 @@ fn check_source(src: &Path, into: &Path) -> Result<()> {
             "schema version {v} is newer than this rmlab's {SCHEMA_VERSION}; merge it with the rmlab that wrote it"
         )),
         v if v < SCHEMA_VERSION => bad(format!(
-            "schema version {v}, but this rmlab writes version {SCHEMA_VERSION}; run `rmlab migrate {}` first \
+            "schema version {v}, but this rmlab writes version {SCHEMA_VERSION}; run `rmlab migrate --db {}` first \
              (or merge with the rmlab that wrote it)",
             src.display()
         )),

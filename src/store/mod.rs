@@ -319,7 +319,7 @@ impl Store {
             }
             0 => fail("not an rmlab store (no schema version)".into()),
             v => fail(format!(
-                "schema version {v} is older than this rmlab's {SCHEMA_VERSION}; `rmlab migrate {}` brings it \
+                "schema version {v} is older than this rmlab's {SCHEMA_VERSION}; `rmlab migrate --db {}` brings it \
                  forward (this command only reads)",
                 self.path.display()
             )),

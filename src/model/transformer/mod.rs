@@ -3,6 +3,7 @@
 //! directory (`weights.rs`) or a GGUF file (`gguf.rs`).
 
 pub mod gguf;
+pub mod gguf_llama;
 pub mod llama;
 pub mod llama_config;
 pub mod weights;

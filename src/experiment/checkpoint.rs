@@ -62,7 +62,7 @@ pub fn resolve(value: &str, spec_dir: &Path) -> Result<PathBuf, String> {
 }
 
 /// site-packages of the loaded LibTorch (`…/site-packages/torch/lib`), then of `$VIRTUAL_ENV`.
-fn site_packages() -> Vec<PathBuf> {
+pub fn site_packages() -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(lib) = crate::runtime::TorchRuntime::detect().lib_dir
         && let Some(sp) = lib.parent().and_then(Path::parent)

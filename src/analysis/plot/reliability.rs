@@ -13,8 +13,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rusqlite::Connection;
 
 use super::data::{self, OrdValue, RunInfo, Stat, Statistic, stat};
+use super::draw::{chart_builder, mesh};
 use super::legend::{Dash, Entry, Swatch};
-use super::style::{FONT, LABEL_PX, TICK_PX, TITLE_PX, axis_tick, color, key_symbol, pe};
+use super::style::{FONT, LABEL_PX, color, key_symbol, pe};
 use crate::error::Result;
 use crate::experiment::figure::{FigureSpec, default_x};
 use crate::experiment::metric::{RELIABILITY_BINS, RELIABILITY_PARTS};
@@ -238,36 +239,8 @@ pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &ReliabilityPa
         None => String::new(),
     };
     let title = format!("{}{ece}", p.title);
-    let (w, _) = area.dim_in_pixel();
-    let strip = TITLE_PX * 1.6;
-    area.draw(&Text::new(
-        title,
-        (w as i32 / 2, (strip * 0.55) as i32),
-        font(TITLE_PX).pos(Pos::new(HPos::Center, VPos::Center)),
-    ))
-    .map_err(pe)?;
-    let mut chart = ChartBuilder::on(area)
-        .margin(18)
-        .margin_top(strip + TICK_PX * 0.7)
-        .x_label_area_size(LABEL_PX * 2.6)
-        .y_label_area_size(LABEL_PX * 3.6)
-        .build_cartesian_2d(0.5..1.0, 0.0..1.0)
-        .map_err(pe)?;
-    chart
-        .configure_mesh()
-        .x_desc("confidence")
-        .y_desc("fraction / share of pairs")
-        .axis_desc_style(font(LABEL_PX))
-        .label_style(font(TICK_PX))
-        .x_label_formatter(&|x| axis_tick(*x, 0.5))
-        .y_label_formatter(&|y| axis_tick(*y, 1.0))
-        .x_labels(6)
-        .y_labels(6)
-        .bold_line_style(BLACK.mix(0.08))
-        .light_line_style(TRANSPARENT)
-        .axis_style(BLACK.stroke_width(2))
-        .draw()
-        .map_err(pe)?;
+    let mut chart = chart_builder(area, &title)?.build_cartesian_2d(0.5..1.0, 0.0..1.0).map_err(pe)?;
+    mesh(&mut chart, "confidence", "fraction / share of pairs")?;
     let width = 0.5 / RELIABILITY_BINS as f64;
     chart
         .draw_series(p.bins.iter().map(|b| {

@@ -78,14 +78,7 @@ struct StoredRun {
 pub fn export(db: &Path, dir: &Path, req: &ExportRequest) -> Result<Export> {
     let store = crate::store::Store::open_read_only(db)?;
     let conn = store.connection();
-    if let Some(e) = &req.experiment {
-        let known: bool = conn
-            .query_row("SELECT count(*) > 0 FROM experiments WHERE name = ?1", [e], |r| r.get(0))
-            .map_err(|err| Error::sqlite(db, err))?;
-        if !known {
-            return Err(Error::flag("--experiment", e, format!("no such experiment in {}", db.display())));
-        }
-    }
+    crate::analysis::query::check_experiment(conn, db, req.experiment.as_deref())?;
     let sel = Selection {
         experiment: req.experiment.clone(),
         filters: req.filters.iter().map(|f| Filter::parse(f)).collect::<Result<_>>()?,
